@@ -1,0 +1,53 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help install tools demo test test-all bench lint clean
+
+help:
+	@echo "make demo      create the venv, install, run the pipeline end to end on a synthetic export"
+	@echo "make test      create the venv, install, run the fast test suite"
+	@echo "make test-all  the full suite, slow tests included"
+	@echo "make bench     ingest benchmark vs dcm2niix / SimpleITK / MONAI (writes docs/benchmarks.md)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and pinned: pip then takes the local CPU wheel instead of a CUDA build.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Optional reference tool for geometry tests and benchmarks (Debian package); best effort.
+tools:
+	@command -v dcm2niix >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && apt-get install -y -qq dcm2niix >/dev/null) \
+	      || echo "note: dcm2niix could not be installed; tests comparing against it will skip"; \
+	  else echo "note: dcm2niix not installed; tests comparing against it will skip"; fi; }
+
+demo: install
+	$(PY) -m triage.demo
+
+test: install tools
+	$(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
+
+test-all: install tools
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: install tools
+	$(PY) -m benchmarks.ingest.run
+
+lint: install
+	$(VENV)/bin/ruff check triage tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

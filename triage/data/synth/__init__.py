@@ -1,0 +1,1 @@
+"""Synthetic multi-device PACS exports with ground truth."""

@@ -1,0 +1,101 @@
+"""`Volume`: a 3D image with its geometry and provenance, and the geometry verdict.
+
+Conventions (stated once, used everywhere):
+    * ``Volume.array`` is float32 indexed ``[i, j, k]`` = ``[column, row, slice]``, i.e.
+      (x, y, z) in voxel terms, the NIfTI/ITK order. A pydicom stack ``[slice, row, col]``
+      becomes this by ``transpose(2, 1, 0)``.
+    * ``Volume.affine`` maps a voxel index ``(i, j, k, 1)`` to DICOM patient coordinates
+      **LPS** in millimetres. Column 0 is the row direction (ImageOrientationPatient[:3])
+      times the column spacing (PixelSpacing[1]); column 1 is the column direction
+      (ImageOrientationPatient[3:]) times the row spacing (PixelSpacing[0]); column 2 is the
+      step between consecutive slices after sorting along the slice normal.
+    * `ras_affine` gives the same geometry in NIfTI's RAS convention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+class GeometryVerdict(str, Enum):
+    """What the loader concluded about a series' geometry; recorded in every report."""
+
+    OK = "ok"
+    RESAMPLED_IRREGULAR = "resampled-irregular"
+    TILT = "tilt"
+    GAPS = "gaps"
+    DUPLICATES = "duplicates"
+    MIXED_LOCALIZER = "mixed-localizer"
+    MISSING_POSITIONS = "missing-positions"
+    MALFORMED = "malformed-values"
+
+    @property
+    def trustworthy(self) -> bool:
+        """True when the volume's geometry can be used for classification.
+
+        `RESAMPLED_IRREGULAR` and `MIXED_LOCALIZER` are trustworthy but flagged: the
+        loader resampled onto a regular grid, or set the stray localizer aside.
+        """
+        return self in _TRUSTWORTHY
+
+
+_TRUSTWORTHY = {GeometryVerdict.OK, GeometryVerdict.RESAMPLED_IRREGULAR,
+                GeometryVerdict.MIXED_LOCALIZER, GeometryVerdict.TILT}
+
+
+@dataclass
+class Volume:
+    """A 3D volume: pixel values, voxel-to-LPS affine, verdict, warnings and provenance.
+
+    Attributes:
+        array: float32 array ``[column, row, slice]`` in modality units (HU for CT).
+        affine: 4x4 voxel index -> LPS mm.
+        modality: DICOM Modality of the source series (``"CT"``, ``"MR"``, ...).
+        verdict: the geometry verdict.
+        warnings: human-readable notes (irregular spacing resampled, tilt, ...).
+        provenance: study/series UIDs, device group, file count, transfer syntax, ...
+            Never patient identifiers.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    modality: str = "CT"
+    verdict: GeometryVerdict = GeometryVerdict.OK
+    warnings: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.array.ndim != 3:
+            raise ValueError(f"Volume.array must be 3D, got shape {self.array.shape}.")
+        if self.affine.shape != (4, 4):
+            raise ValueError(f"Volume.affine must be 4x4, got {self.affine.shape}.")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """Voxel size along i, j, k in mm."""
+        return np.linalg.norm(self.affine[:3, :3], axis=0)
+
+    @property
+    def direction(self) -> np.ndarray:
+        """3x3 direction cosines (columns = i, j, k axes) in LPS, as SimpleITK reports them."""
+        return self.affine[:3, :3] / self.spacing
+
+    @property
+    def origin(self) -> np.ndarray:
+        """LPS position of voxel (0, 0, 0) in mm."""
+        return self.affine[:3, 3].copy()
+
+    @property
+    def ras_affine(self) -> np.ndarray:
+        """The affine in NIfTI's RAS+ convention."""
+        return LPS_TO_RAS @ self.affine
