@@ -18,10 +18,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # torch first and pinned: pip then takes the local CPU wheel instead of a CUDA build.
+# Local package mirrors make pip print one "Location ... ignored" line per package: filtered.
+PIPQ := 2>&1 | { grep -v "^WARNING: Location" || true; }
+
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	set -o pipefail; $(PY) -m pip install --quiet --upgrade pip $(PIPQ)
+	set -o pipefail; $(PY) -m pip install --quiet "torch==2.13.0" $(PIPQ)
+	set -o pipefail; $(PY) -m pip install --quiet -e ".[dev]" $(PIPQ)
 	touch $(STAMP)
 
 install: $(STAMP)

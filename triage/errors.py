@@ -44,4 +44,15 @@ class UnsupportedTransferSyntaxError(DicomError, NotImplementedError):
 
 
 class GeometryError(DicomError):
-    """A series cannot be made into a trustworthy volume (positions, orientation, spacing)."""
+    """A series cannot be made into a trustworthy volume (positions, orientation, spacing).
+
+    Attributes:
+        verdict: the geometry verdict (a `triage.dicom.volume.GeometryVerdict`, a string
+            enum) so that reports record why a series failed; None when not geometric.
+    """
+
+    def __init__(
+        self, message: str, path: Path | str | None = None, *, verdict: str | None = None
+    ) -> None:
+        super().__init__(message, path)
+        self.verdict = verdict

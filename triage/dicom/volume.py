@@ -34,13 +34,18 @@ class GeometryVerdict(str, Enum):
     MIXED_LOCALIZER = "mixed-localizer"
     MISSING_POSITIONS = "missing-positions"
     MALFORMED = "malformed-values"
+    #: Slices disagree on size, pixel spacing or orientation beyond a stray localizer.
+    INCONSISTENT = "inconsistent-slices"
+    #: Irregular spacing that the options forbade resampling.
+    IRREGULAR = "irregular-spacing"
 
     @property
     def trustworthy(self) -> bool:
         """True when the volume's geometry can be used for classification.
 
-        `RESAMPLED_IRREGULAR` and `MIXED_LOCALIZER` are trustworthy but flagged: the
-        loader resampled onto a regular grid, or set the stray localizer aside.
+        `RESAMPLED_IRREGULAR`, `MIXED_LOCALIZER` and `TILT` are trustworthy but flagged:
+        the loader resampled onto a regular grid, set the stray localizer aside, or
+        resliced the gantry tilt onto an orthogonal grid (see docs/geometry.md).
         """
         return self in _TRUSTWORTHY
 

@@ -11,6 +11,7 @@ indexed ``[slice, row, column]`` and hold Hounsfield units.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,10 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     UID,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    PYDICOM_IMPLEMENTATION_UID,
-    generate_uid,
 )
 
 CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
@@ -39,7 +39,10 @@ def make_uid(*parts: object) -> UID:
         >>> make_uid("study", 7) == make_uid("study", 7)
         True
     """
-    return generate_uid(prefix=None, entropy_srcs=[str(p) for p in parts])
+    # pydicom's generate_uid(prefix=None) ignores entropy_srcs and returns a random UUID
+    # UID, so hash the parts ourselves: 128 bits of SHA-256, as a 2.25 UID (<= 44 chars).
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return UID(f"2.25.{int.from_bytes(digest[:16], 'big')}")
 
 
 def ds_str(value: float) -> str:
@@ -176,7 +179,8 @@ def _base_dataset(
     transfer_syntax: str,
 ) -> FileDataset:
     ds = FileDataset(
-        None, {}, file_meta=_file_meta(sop_class, sop_instance, transfer_syntax), preamble=b"\0" * 128
+        None, {}, file_meta=_file_meta(sop_class, sop_instance, transfer_syntax),
+        preamble=b"\0" * 128,
     )
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = UID(sop_class)

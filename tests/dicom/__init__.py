@@ -1,0 +1,1 @@
+"""Tests of triage.dicom: scanning, selection and loading of DICOM exports."""

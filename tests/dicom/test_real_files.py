@@ -1,0 +1,220 @@
+"""Real-world files: every file of pydicom's test data and of pydicom-data loads or is
+rejected with a specific `DicomError`, never another exception.
+
+The files are read from the installed packages' folders directly (no
+``get_testdata_files``, which may try to download). Three passes:
+
+* each file alone (`load_series([path])`);
+* files grouped by SeriesInstanceUID where several share one;
+* for each greyscale image, the stored values we decode (fast reader and pydicom path)
+  equal pydicom's ``pixel_array``.
+
+``test_corpus_summary`` prints the loaded/rejected table (``pytest -s`` or ``-rP``); the
+same table is in docs/geometry.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+import warnings
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from triage.dicom import decode
+from triage.dicom.fast_reader import read_fast
+from triage.dicom.loader import load_series
+from triage.dicom.slice_header import DatasetTags, read_image_info
+from triage.errors import DicomError, GeometryError
+
+_NOT_DICOM = {".txt", ".json", ".dump", ".icc", ".gz"}
+
+
+def _roots() -> list[Path]:
+    roots = [Path(pydicom.__file__).parent / "data" / "test_files"]
+    spec = importlib.util.find_spec("data_store")
+    if spec is not None and spec.submodule_search_locations:
+        roots.append(Path(next(iter(spec.submodule_search_locations))) / "data")
+    return [r for r in roots if r.is_dir()]
+
+
+def _corpus() -> list[Path]:
+    return [p for root in _roots() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.suffix.lower() not in _NOT_DICOM and p.name != "README"]
+
+
+def _label(path: Path) -> str:
+    for root in _roots():
+        if path.is_relative_to(root):
+            return f"{root.parent.name}/{path.relative_to(root)}"
+    return path.name
+
+
+def _series_groups(files: list[Path]) -> dict[str, list[Path]]:
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for path in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+                uid = str(ds.get("SeriesInstanceUID", "") or "")
+            except Exception:  # unreadable files are covered by the single-file pass
+                continue
+        if uid:
+            groups[uid].append(path)
+    return {f"{len(p)}-files-{_label(p[0])}": p for p in groups.values() if len(p) > 1}
+
+
+FILES = _corpus()
+SERIES = _series_groups(FILES)
+
+
+def outcome(paths: list[Path]) -> str:
+    """'loaded (<verdict>)' or 'rejected: <error class>[verdict]: <reason>'.
+
+    Fails the test when any exception other than `DicomError` escapes, or when the
+    message does not name a file or folder of the input.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom's own warnings about odd test files
+        try:
+            volume = load_series(paths)
+        except DicomError as err:
+            message = str(err)
+            assert err.path is not None, message
+            assert message.startswith(f"{err.path}: "), message
+            assert any(str(err.path) in (str(p), str(p.parent)) or
+                       Path(p).is_relative_to(err.path) for p in paths), message
+            reason = message[len(str(err.path)) + 2:]
+            assert len(reason.split()) >= 6, f"message too terse: {message}"
+            verdict = getattr(err, "verdict", None)
+            tag = f"[{verdict.value}]" if isinstance(err, GeometryError) and verdict else ""
+            return f"rejected: {type(err).__name__}{tag}: {_reason_key(reason)}"
+    assert volume.array.dtype == np.float32 and volume.array.ndim == 3
+    assert np.isfinite(volume.affine).all()
+    return f"loaded ({volume.verdict.value})"
+
+
+def _reason_key(reason: str) -> str:
+    """The reason with numbers, UIDs and quoted values removed, for counting."""
+    text = re.split(r"(?<=[.;])\s", reason, maxsplit=1)[0]
+    text = re.sub(r"\(.*?\)", "(...)", text)
+    return re.sub(r"[-\d.]+\d", "N", text)[:90]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_loader(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="triage")
+
+
+@pytest.mark.skipif(not FILES, reason="pydicom's test files are not installed")
+@pytest.mark.parametrize("path", FILES, ids=[_label(p) for p in FILES])
+def test_single_file(path: Path) -> None:
+    outcome([path])
+
+
+@pytest.mark.parametrize("paths", list(SERIES.values()), ids=list(SERIES))
+def test_series_grouped_by_uid(paths: list[Path]) -> None:
+    if outcome(paths).startswith("loaded"):
+        _assert_matches_simpleitk(paths)
+
+
+def _assert_matches_simpleitk(paths: list[Path]) -> None:
+    """A real series that loads has SimpleITK's geometry and voxel values."""
+    sitk = pytest.importorskip("SimpleITK")
+    volume = load_series(paths)
+    reader = sitk.ImageSeriesReader()
+    uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)
+    names = reader.GetGDCMSeriesFileNames(str(paths[0].parent), uid)
+    assert sorted(names) == sorted(str(p) for p in paths)
+    reader.SetFileNames(names)
+    image = reader.Execute()
+    np.testing.assert_allclose(np.reshape(image.GetDirection(), (3, 3)), volume.direction,
+                               atol=1e-5)
+    np.testing.assert_allclose(image.GetOrigin(), volume.origin, atol=1e-4)
+    np.testing.assert_allclose(image.GetSpacing(), volume.spacing, atol=1e-4)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(image).transpose(2, 1, 0),
+                               volume.array, rtol=1e-5, atol=1e-4)
+
+
+#: Decoding and comparing images above this many pixels takes seconds (JPEG 2000
+#: radiographs of 1955 x 1841): marked slow.
+_LARGE = 2_000_000
+
+
+def _decode_cases(files: list[Path]) -> list:
+    """(path, fast) for greyscale images; the fast reader where it accepts the file."""
+    cases = []
+    for path in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+                pixels = int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames", 1) or 1)
+                greyscale = (ds.get("SamplesPerPixel", 1) == 1
+                             and str(ds.get("PhotometricInterpretation", "")).startswith(
+                                 "MONOCHROME")
+                             and ds.get("SOPClassUID") != "1.2.840.10008.5.1.4.1.1.66.4")
+            except Exception:  # no Rows, unreadable: nothing to decode
+                continue
+        if not greyscale:
+            continue
+        marks = [pytest.mark.slow] if pixels > _LARGE else []
+        for fast in ([True, False] if read_fast(path) is not None else [False]):
+            reader = "fast-reader" if fast else "pydicom"
+            cases.append(pytest.param(path, fast, marks=marks, id=f"{_label(path)}-{reader}"))
+    return cases
+
+
+def _decode(path: Path, fast: bool) -> np.ndarray:
+    """Our stored values, through the fast reader or pydicom, skipping geometry checks."""
+    if fast:
+        quick = read_fast(path)
+        assert quick is not None, "the fast reader accepted this file at collection"
+        info = read_image_info(quick.tags, path, quick.transfer_syntax)
+        if quick.encapsulated:
+            return decode.encapsulated_stored(quick.data, quick.pixel_offset, info)
+        stored = decode.native_stored(quick.data, quick.pixel_offset, quick.pixel_length,
+                                      info)
+        assert stored is not None
+        return stored
+    ds = pydicom.dcmread(path, force=True)
+    syntax = str(ds.file_meta.TransferSyntaxUID)
+    return decode.dataset_stored(ds, read_image_info(DatasetTags(ds), path, syntax))
+
+
+@pytest.mark.parametrize(("path", "fast"), _decode_cases(FILES))
+def test_decoded_values_match_pydicom(path: Path, fast: bool) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            expected = pydicom.dcmread(path, force=True).pixel_array
+        except Exception as err:  # pydicom cannot decode it: fail cleanly or decode it
+            try:
+                stored = _decode(path, fast)
+            except DicomError:
+                pytest.skip(f"pydicom cannot decode it ({type(err).__name__}); "
+                            "neither can we, and we raised DicomError")
+            assert stored.ndim == 3  # e.g. only the sequence delimiter is missing at EOF
+            pytest.skip(f"pydicom cannot decode it ({type(err).__name__}); we decoded "
+                        f"{stored.shape} but have no reference values")
+        stored = _decode(path, fast)
+    np.testing.assert_array_equal(stored.reshape(expected.shape), expected)
+
+
+def test_corpus_summary() -> None:
+    """Print how many files and series load and why the others are rejected."""
+    counts: Counter[str] = Counter()
+    for path in FILES:
+        counts["file " + outcome([path])] += 1
+    for paths in SERIES.values():
+        counts["series " + outcome(paths)] += 1
+    print(f"\nReal-file corpus: {len(FILES)} files, {len(SERIES)} multi-file series")
+    for key, n in sorted(counts.items()):
+        print(f"{n:5d}  {key}")
+    assert sum(n for k, n in counts.items() if k.startswith("file ")) == len(FILES)

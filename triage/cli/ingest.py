@@ -1,0 +1,63 @@
+"""`triage ingest`: scan a PACS export, build and cache one volume per study, report all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def ingest(
+    export_dir: Path = typer.Argument(..., help="PACS export folder (DICOMDIR optional)."),
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="Output: cache/, ingest_report.csv, device_stats.json."),
+    config: Path = typer.Option(None, "--config", "-c",
+                                help="Ingest config YAML (default pipelines/ingest/default.yaml)."),
+    workers: int = typer.Option(0, "--workers", "-j", help="Worker processes (0 = one per CPU)."),
+    json_summary: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Ingest every study of EXPORT_DIR; each study gets exactly one report row."""
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from triage.errors import ConfigError
+    from triage.ingest.config import IngestConfig
+    from triage.ingest.runner import ingest_export
+
+    if not export_dir.is_dir():
+        raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
+    cfg = IngestConfig.from_yaml(config)
+    console = Console(stderr=True)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=json_summary) as bar:
+        task = bar.add_task("scanning", total=None)
+
+        def on_study(done: int, total: int, _report) -> None:
+            bar.update(task, description="ingesting", completed=done, total=total)
+
+        result = ingest_export(export_dir, out, cfg, workers=workers or None, progress=on_study)
+
+    if json_summary:
+        typer.echo(json.dumps(result.summary, indent=1))
+    else:
+        table = Table(title=f"Ingest of {export_dir}")
+        table.add_column("what")
+        table.add_column("count", justify="right")
+        for section in ("status", "verdict", "device_group", "failed_stage"):
+            for name, count in sorted(result.summary[section].items()):
+                table.add_row(f"{section}: {name}", str(count))
+        table.add_row("non-DICOM files ignored", str(result.non_dicom))
+        Console().print(table)
+        typer.echo(f"report: {result.report_path}\ncache: {result.cache_dir}\n"
+                   f"{len(result.reports)} studies in {result.total_seconds:.1f} s")
+    failed = result.summary["status"].get("failed", 0)
+    if failed and failed == len(result.reports):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)

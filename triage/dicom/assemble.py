@@ -1,0 +1,241 @@
+"""Turn checked frames into a `Volume`: sort, judge, stack, reslice tilt, resample, affine.
+
+Called by `triage.dicom.loader.load_series` after the per-file and per-series checks.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydicom.uid import UID
+
+from triage.dicom import geometry
+from triage.dicom.decode import rescale_into
+from triage.dicom.device import device_group
+from triage.dicom.slice_header import FrameHeader
+from triage.dicom.source import SourceFile
+from triage.dicom.volume import GeometryVerdict, Volume
+from triage.errors import DicomError, GeometryError
+
+if TYPE_CHECKING:
+    from triage.dicom.loader import LoadOptions
+
+LOGGER = logging.getLogger(__name__)
+_PRECEDENCE = [GeometryVerdict.TILT, GeometryVerdict.RESAMPLED_IRREGULAR,
+               GeometryVerdict.MIXED_LOCALIZER]
+
+
+def assemble_volume(
+    sources: list[SourceFile],
+    frames: list[FrameHeader],
+    set_aside: list[FrameHeader],
+    options: LoadOptions,
+    label: Path,
+) -> Volume:
+    """Build the volume of `frames` (one orientation, one size) or raise `GeometryError`."""
+    notes: list[str] = []
+    if set_aside:
+        names = sorted({sources[f.file_index].info.path.name for f in set_aside})
+        notes.append(
+            f"Set aside {len(set_aside)} image(s) of another orientation or typed LOCALIZER "
+            f"(a stray localizer): {', '.join(names[:5])}; the volume uses the other "
+            f"{len(frames)} image(s).")
+    _, _, normal = geometry.unit_axes(frames[0].orientation)
+    analysis = _analyze(frames, normal, options)
+    if analysis.duplicates and options.deduplicate_identical:
+        frames, dropped = _drop_identical_copies(frames, sources, analysis)
+        if dropped:
+            notes.append(f"Dropped {dropped} byte-identical duplicate file(s) of the same "
+                         "SOP instance.")
+            analysis = _analyze(frames, normal, options)
+    header_tilt = max(abs(sources[f.file_index].info.gantry_tilt) for f in frames)
+    verdict, flags = geometry.stack_verdict(
+        analysis, header_tilt_deg=header_tilt, tilt_tolerance_deg=options.tilt_tolerance_deg,
+        resample_irregular=options.resample_irregular)
+    if set_aside:
+        flags.append(GeometryVerdict.MIXED_LOCALIZER)
+    if not verdict.trustworthy:
+        raise _untrustworthy(verdict, analysis, frames, sources, label)
+    verdict = next((v for v in _PRECEDENCE if v in flags), GeometryVerdict.OK)
+    position_tilt = analysis.tilt_deg > options.tilt_tolerance_deg
+    if analysis.tilt_deg > options.max_tilt_deg:
+        raise GeometryError(
+            f"The slice positions advance at {analysis.tilt_deg:.1f} degrees to the slice "
+            f"normal, more than any gantry tilt (LoadOptions.max_tilt_deg="
+            f"{options.max_tilt_deg:g}); ImagePositionPatient and ImageOrientationPatient "
+            "contradict each other.", label, verdict=GeometryVerdict.INCONSISTENT)
+    if position_tilt and not options.correct_tilt:
+        raise GeometryError(
+            f"The slices are sheared by a gantry tilt of {analysis.tilt_deg:.2f} degrees and "
+            "tilt correction is disabled (LoadOptions.correct_tilt=False).", label,
+            verdict=GeometryVerdict.TILT)
+
+    ordered = [frames[i] for i in analysis.order]
+    reference = ordered[0]
+    row, col, _ = geometry.unit_axes(reference.orientation)
+    positions = np.stack([f.position for f in ordered])
+    stack = _stack_pixels(sources, ordered, label)
+    if position_tilt:
+        shifts = geometry.in_plane_shifts(positions, row, col, reference.pixel_spacing)
+        fill = float(stack.min())
+        stack = geometry.reslice_tilt(stack, shifts, fill)
+        notes.append(
+            f"Gantry tilt: the slice positions deviate {analysis.tilt_deg:.2f} degrees from "
+            f"the slice normal (GantryDetectorTilt {header_tilt:g}); resliced onto an "
+            f"orthogonal grid like dcm2niix, filling {fill:g} outside the acquired field "
+            "of view.")
+    elif GeometryVerdict.TILT in flags:
+        notes.append(
+            f"GantryDetectorTilt is {header_tilt:g} degrees but the slice positions follow "
+            "the slice normal, so the stored geometry is already orthogonal; nothing was "
+            "resampled.")
+    step = analysis.mean_step
+    if analysis.irregular:
+        targets = geometry.regular_offsets(analysis.offsets, analysis.median_step)
+        stack = geometry.resample_slices(stack, analysis.offsets, targets)
+        step = float(targets[1] - targets[0])
+        notes.append(
+            f"Irregular slice spacing: steps range from {analysis.min_step:.4g} to "
+            f"{analysis.max_step:.4g} mm (median {analysis.median_step:.4g}); resampled "
+            f"{len(ordered)} slices onto {targets.size} at {step:.4g} mm by linear "
+            "interpolation along the normal.")
+    affine = geometry.build_affine(reference.orientation, reference.pixel_spacing,
+                                   reference.position, step)
+    for note in notes:
+        LOGGER.warning("%s: %s", label, note)
+    provenance = _provenance(sources, frames, set_aside, analysis, flags, step, header_tilt,
+                             n_slices=stack.shape[0])
+    for source in sources:
+        source.release()
+    return Volume(array=stack.transpose(2, 1, 0), affine=affine,
+                  modality=sources[0].info.modality or "OT", verdict=verdict,
+                  warnings=notes, provenance=provenance)
+
+
+def _analyze(
+    frames: list[FrameHeader], normal: np.ndarray, options: LoadOptions
+) -> geometry.StackAnalysis:
+    return geometry.analyze_stack(
+        np.stack([f.position for f in frames]), normal,
+        duplicate_tolerance_mm=options.duplicate_tolerance_mm, gap_factor=options.gap_factor,
+        spacing_tolerance=options.spacing_tolerance,
+        spacing_tolerance_mm=options.spacing_tolerance_mm)
+
+
+def _drop_identical_copies(
+    frames: list[FrameHeader], sources: list[SourceFile], analysis: geometry.StackAnalysis
+) -> tuple[list[FrameHeader], int]:
+    """Remove extra copies of one SOP instance whose pixel bytes are identical."""
+    drop: set[int] = set()
+    for group in analysis.duplicates:
+        seen: dict[tuple[str, bytes], int] = {}
+        for index in group:
+            source = sources[frames[index].file_index]
+            if source.info.n_frames != 1 or not source.info.sop_instance_uid:
+                continue
+            key = (source.info.sop_instance_uid, source.pixel_bytes())
+            if key in seen:
+                drop.add(int(index))
+            else:
+                seen[key] = int(index)
+    return [f for i, f in enumerate(frames) if i not in drop], len(drop)
+
+
+def _untrustworthy(
+    verdict: GeometryVerdict,
+    analysis: geometry.StackAnalysis,
+    frames: list[FrameHeader],
+    sources: list[SourceFile],
+    label: Path,
+) -> GeometryError:
+    def name(index: int) -> str:
+        return sources[frames[int(index)].file_index].info.path.name
+
+    if verdict is GeometryVerdict.DUPLICATES:
+        group = analysis.duplicates[0]
+        where = float(frames[int(group[0])].position @ geometry.unit_axes(
+            frames[0].orientation)[2])
+        message = (
+            f"{len(analysis.duplicates)} slice position(s) hold more than one image, e.g. "
+            f"{len(group)} images at {where:.3f} mm along the normal "
+            f"({', '.join(name(i) for i in group[:4])}). The series mixes acquisitions, "
+            "phases or copies and is not one volume; select one acquisition before loading.")
+    elif verdict is GeometryVerdict.GAPS:
+        after, step = analysis.gaps[0]
+        message = (
+            f"{len(analysis.gaps)} gap(s) in the slice positions: a step of {step:.4g} mm "
+            f"after {name(analysis.order[after])} where the median step is "
+            f"{analysis.median_step:.4g} mm. Missing slices are not interpolated, because a "
+            "finding could lie in them; re-export the complete series.")
+    else:
+        message = (
+            f"Slice steps range from {analysis.min_step:.4g} to {analysis.max_step:.4g} mm "
+            f"(median {analysis.median_step:.4g}) and resampling irregular spacing is "
+            "disabled (LoadOptions.resample_irregular=False).")
+    return GeometryError(message, label, verdict=verdict)
+
+
+def _stack_pixels(sources: list[SourceFile], ordered: list[FrameHeader], label: Path) -> np.ndarray:
+    """Sorted frames rescaled into one preallocated float32 ``[slice, row, column]``.
+
+    The rescale is fused with the copy, slice by slice, while the slice is in cache: one
+    pass over the output instead of a copy followed by whole-volume multiply and add
+    (measured: the fused form is faster once the volume outgrows the CPU cache).
+    """
+    info = sources[ordered[0].file_index].info
+    stack = np.empty((len(ordered), info.rows, info.columns), dtype=np.float32)
+    floating = False
+    for k, frame in enumerate(ordered):
+        source = sources[frame.file_index]
+        stored = source.stored()[frame.frame_index]
+        floating = floating or stored.dtype.kind == "f"
+        rescale_into(stack[k], stored, frame.slope, frame.intercept)
+        if source.info.n_frames == 1:
+            source.release()  # file bytes go as the volume fills: peak ~ max, not sum
+    if floating and not np.isfinite(stack).all():
+        raise DicomError("The float pixel data holds NaN or infinite values.", label)
+    return stack
+
+
+def _provenance(
+    sources: list[SourceFile],
+    frames: list[FrameHeader],
+    set_aside: list[FrameHeader],
+    analysis: geometry.StackAnalysis,
+    flags: list[GeometryVerdict],
+    step: float,
+    header_tilt: float,
+    *,
+    n_slices: int,
+) -> dict[str, Any]:
+    first = sources[frames[0].file_index].info
+    syntaxes = sorted({s.info.transfer_syntax for s in sources})
+    readers = sorted({s.reader for s in sources})
+    return {
+        "study_uid": first.study_uid,
+        "series_uid": first.series_uid,
+        "sop_class_uid": first.sop_class_uid,
+        "modality": first.modality,
+        "device_group": device_group(first.manufacturer, first.model_name),
+        "patient_position": first.patient_position,
+        "n_files": len(sources),
+        "n_source_slices": len(frames),
+        "n_set_aside": len(set_aside),
+        "n_slices": n_slices,
+        "transfer_syntaxes": syntaxes,
+        "transfer_syntax_names": [UID(s).name for s in syntaxes],
+        "pixel_spacing_mm": list(frames[0].pixel_spacing),
+        "orientation": [round(float(v), 6) for v in frames[0].orientation],
+        "slice_step_mm": step,
+        "source_step_min_mm": analysis.min_step,
+        "source_step_median_mm": analysis.median_step,
+        "source_step_max_mm": analysis.max_step,
+        "slice_thickness_mm": first.slice_thickness,
+        "tilt_deg": analysis.tilt_deg,
+        "gantry_detector_tilt_deg": header_tilt,
+        "geometry_flags": [f.value for f in flags],
+        "readers": readers,
+    }

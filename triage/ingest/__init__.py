@@ -1,0 +1,1 @@
+"""Ingest: a PACS export -> selected series -> volumes -> normalized, aligned, cached."""

@@ -1,0 +1,96 @@
+"""The per-study ingest report: one row per study found, written as an RFC 4180 CSV.
+
+Rows carry UIDs, device group, geometry verdict and reasons, never patient identifiers.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from triage.io import atomic_open
+
+
+class IngestStatus(StrEnum):
+    """Outcome of one study: a cached, trustworthy volume, or not."""
+
+    OK = "ok"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class StudyReport:
+    """One row of the ingest report.
+
+    Attributes:
+        study_uid: Study Instance UID, or ``unreadable:<relative path>`` for a file whose
+            study could not be read.
+        status: ``ok`` when a trustworthy volume is in the cache.
+        stage: where a failed study stopped: ``scan``, ``selection``, ``load``,
+            ``preprocess`` or ``internal``; empty when ok.
+        series_uid: the series chosen for classification (empty when none was).
+        verdict: the geometry verdict of the chosen series (empty when not loaded).
+        cache_key: key of the cached volume (empty when failed).
+        cache_hit: the volume came from the cache (a rerun).
+        reasons: why the study failed, ``; ``-separated.
+        warnings: QC notes on an ok or failed study (resampled spacing, stray files, ...).
+        rejected_series: every other series with its rejection reason.
+    """
+
+    study_uid: str
+    status: IngestStatus
+    stage: str = ""
+    series_uid: str = ""
+    series_number: str = ""
+    modality: str = ""
+    device_group: str = ""
+    n_series: int = 0
+    n_files: int = 0
+    n_slices: int = 0
+    verdict: str = ""
+    cache_key: str = ""
+    cache_hit: bool = False
+    reasons: str = ""
+    warnings: str = ""
+    rejected_series: str = ""
+
+
+REPORT_COLUMNS = [f.name for f in dataclasses.fields(StudyReport)]
+
+
+def write_report(rows: Iterable[StudyReport], path: Path | str) -> Path:
+    """Write the report atomically (UTF-8, RFC 4180 quoting), sorted by study UID."""
+    path = Path(path)
+    ordered = sorted(rows, key=lambda r: r.study_uid)
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=REPORT_COLUMNS, quoting=csv.QUOTE_MINIMAL,
+                                lineterminator="\r\n")
+        writer.writeheader()
+        for row in ordered:
+            values = dataclasses.asdict(row)
+            values["status"] = row.status.value
+            values["cache_hit"] = "true" if row.cache_hit else "false"
+            writer.writerow(values)
+    return path
+
+
+def read_report(path: Path | str) -> list[dict[str, str]]:
+    """The rows of a report CSV as dicts of strings."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def summarize(rows: Iterable[StudyReport]) -> dict[str, dict[str, int]]:
+    """Counts by status, by verdict, by device group and by failure stage."""
+    rows = list(rows)
+    return {
+        "status": dict(Counter(r.status.value for r in rows)),
+        "verdict": dict(Counter(r.verdict or "(not loaded)" for r in rows)),
+        "device_group": dict(Counter(r.device_group or "(unknown)" for r in rows)),
+        "failed_stage": dict(Counter(r.stage for r in rows if r.status is IngestStatus.FAILED)),
+    }

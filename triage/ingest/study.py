@@ -1,0 +1,144 @@
+"""Ingest one study: select its series, load it, preprocess it, cache it.
+
+`ingest_study` is pure (its inputs and outputs pickle) so that it runs in worker processes
+and, at archive scale, in any distributed engine. It never raises for bad data: every
+problem becomes a failed `StudyReport` with a reason naming the stage and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from triage.dicom.loader import load_series
+from triage.dicom.selection import SeriesRef, SeriesSelection, StudyGroup, select_series
+from triage.errors import DicomError, GeometryError, TriageError
+from triage.ingest.config import IngestConfig
+from triage.ingest.report import IngestStatus, StudyReport
+from triage.io import atomic_write_text
+from triage.preprocess.cache import VolumeCache
+from triage.preprocess.pipeline import preprocess
+from triage.preprocess.stats import DeviceStatsAccumulator
+
+LOGGER = logging.getLogger(__name__)
+STATS_DIR = "device_stats"
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """What a worker sends back: the report row and this study's device statistics."""
+
+    report: StudyReport
+    device_stats: dict[str, Any] | None = None
+
+
+def source_fingerprint(series: SeriesRef) -> str:
+    """Identity of a series' source files without reading pixels: UIDs and file sizes.
+
+    A changed, added or removed file changes the fingerprint, and so the cache key.
+    """
+    parts = sorted(f"{r.sop_instance_uid}:{r.file_size}" for r in series.instances)
+    return "|".join([series.study_uid, series.series_uid, *parts])
+
+
+def _base_report(study: StudyGroup, selection: SeriesSelection) -> StudyReport:
+    chosen = selection.chosen
+    rejected = "; ".join(str(r) for r in selection.rejected)
+    warnings = list(selection.warnings)
+    return StudyReport(
+        study_uid=study.study_uid,
+        status=IngestStatus.FAILED,
+        series_uid=chosen.series_uid if chosen else "",
+        series_number="" if not chosen or chosen.series_number is None
+        else str(chosen.series_number),
+        modality=(chosen.modality or "") if chosen else "",
+        device_group=chosen.device_group if chosen else ",".join(study.device_groups),
+        n_series=len(study.series),
+        n_files=study.file_count,
+        n_slices=chosen.slices if chosen else 0,
+        reasons=selection.reason or "",
+        warnings="; ".join(warnings),
+        rejected_series=rejected,
+        stage="scan" if study.is_pseudo else ("selection" if chosen is None else ""),
+    )
+
+
+def _stats_path(cache: VolumeCache, key: str) -> Path:
+    return cache.root / STATS_DIR / f"{key}.json"
+
+
+def ingest_study(study: StudyGroup, config: IngestConfig, cache_root: Path | str
+                 ) -> StudyOutcome:
+    """Select, load, preprocess and cache the series of `study` that will be classified.
+
+    A rerun with the same files and config reuses the cached volume without decoding.
+    """
+    try:
+        selection = select_series(study, config.selection)
+        report = _base_report(study, selection)
+        if selection.chosen is None:
+            return StudyOutcome(report)
+        return _load_and_cache(selection.chosen, report, config, VolumeCache(cache_root))
+    except Exception as err:  # noqa: BLE001 - one bad study never stops a batch
+        LOGGER.exception("Unexpected error while ingesting study %s", study.study_uid)
+        report = StudyReport(study_uid=study.study_uid, status=IngestStatus.FAILED,
+                             stage="internal", n_series=len(study.series),
+                             n_files=study.file_count,
+                             reasons=f"internal error ({type(err).__name__}): {err}")
+        return StudyOutcome(report)
+
+
+def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig,
+                    cache: VolumeCache) -> StudyOutcome:
+    fingerprint = source_fingerprint(series)
+    key = cache.key(fingerprint, config.preprocess)
+    sidecar = cache.read_sidecar(key)
+    if sidecar is not None and cache.contains(key):
+        stats = _read_json(_stats_path(cache, key))
+        return StudyOutcome(replace(
+            report, status=IngestStatus.OK, verdict=sidecar.get("verdict", ""),
+            cache_key=key, cache_hit=True,
+            warnings=_join(report.warnings, *sidecar.get("warnings", []))), stats)
+    try:
+        volume = load_series([r.path for r in series.instances], options=config.load)
+    except GeometryError as err:
+        verdict = getattr(err, "verdict", None)
+        return StudyOutcome(replace(report, stage="load", reasons=_join(report.reasons, str(err)),
+                                    verdict=verdict.value if verdict is not None else ""))
+    except DicomError as err:
+        return StudyOutcome(replace(report, stage="load", reasons=_join(report.reasons, str(err))))
+    try:
+        prepared = preprocess(volume, config.preprocess)
+    except TriageError as err:
+        return StudyOutcome(replace(report, stage="preprocess", verdict=volume.verdict.value,
+                                    reasons=_join(report.reasons, str(err))))
+    stats = None
+    if volume.modality == "CT":
+        acc = DeviceStatsAccumulator()
+        acc.add(volume)
+        stats = acc.to_dict()
+        atomic_write_text(_stats_path(cache, key), json.dumps(stats))
+    cache.put(prepared, source_fingerprint=fingerprint, config=config.preprocess)
+    return StudyOutcome(replace(
+        report, status=IngestStatus.OK, verdict=volume.verdict.value, cache_key=key,
+        modality=volume.modality, n_slices=int(volume.shape[2]),
+        warnings=_join(report.warnings, *prepared.warnings)), stats)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _join(*parts: str) -> str:
+    seen: list[str] = []
+    for part in parts:
+        if part and part not in seen:
+            seen.append(part)
+    return "; ".join(seen)
+
