@@ -33,7 +33,7 @@ def run(out: Path, studies: int, seed: int) -> None:
 
     names = {c.name for c in app.registered_commands}
     if "ingest" in names:
-        _step("ingest", ["ingest", str(export), "--out", str(out / "cache")])
+        _step("ingest", ["ingest", str(export), "--out", str(out / "ingest")])
     print(f"\nDemo output in {out}")
 
 

@@ -219,8 +219,9 @@ def test_simpleitk_reads_every_image_series_of_a_40_study_export(tmp_path):
     sitk = pytest.importorskip("SimpleITK")
     from triage.data.synth.export import generate_export
 
-    summary = generate_export(tmp_path / "export", SynthConfig(studies=40, seed=7),
-                              keep_volumes=True)
+    # 40 studies of every device and quirk; 16 slices of 48² keep it at a few seconds.
+    config = SynthConfig(studies=40, seed=7, slices=16, matrix=48)
+    summary = generate_export(tmp_path / "export", config, keep_volumes=True)
     for study in summary.studies:
         for series in study.series:
             if series.geometry is None:

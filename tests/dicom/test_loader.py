@@ -313,3 +313,16 @@ def test_provenance(tmp_path: Path) -> None:
     assert p["transfer_syntax_names"] == ["RLE Lossless"]
     assert p["slice_step_mm"] == pytest.approx(2.5)
     assert p["patient_position"] == "HFS"
+
+
+def test_unexpected_exceptions_become_dicom_errors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from triage.dicom import assemble
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise IndexError("simulated bug")
+
+    monkeypatch.setattr(assemble, "rescale_into", broken)
+    series = write_series(tmp_path)
+    with pytest.raises(DicomError, match="unexpected IndexError: simulated bug. This is a bug"):
+        load_series(series.paths)

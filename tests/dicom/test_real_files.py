@@ -115,7 +115,30 @@ def _quiet_loader(caplog: pytest.LogCaptureFixture) -> None:
 @pytest.mark.skipif(not FILES, reason="pydicom's test files are not installed")
 @pytest.mark.parametrize("path", FILES, ids=[_label(p) for p in FILES])
 def test_single_file(path: Path) -> None:
-    outcome([path])
+    if outcome([path]).startswith("loaded"):  # multi-frame: enhanced CT, RT Dose grids
+        _assert_same_grid_as_simpleitk(path)
+
+
+def _corners(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """World (LPS) centres of the 8 corner voxels, sorted, so that axis order and
+    direction (ITK may stack the slices the other way round) do not matter."""
+    idx = np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
+                    for k in (0, shape[2] - 1)], dtype=float)
+    points = idx @ affine[:3, :3].T + affine[:3, 3]
+    return points[np.lexsort(points.T[::-1])]
+
+
+def _assert_same_grid_as_simpleitk(path: Path) -> None:
+    """A multi-frame file that loads covers the same voxel grid as SimpleITK reads."""
+    sitk = pytest.importorskip("SimpleITK")
+    volume = load_series([path])
+    image = sitk.ReadImage(str(path))
+    theirs = np.eye(4)
+    theirs[:3, :3] = np.reshape(image.GetDirection(), (3, 3)) * np.array(image.GetSpacing())
+    theirs[:3, 3] = image.GetOrigin()
+    assert tuple(image.GetSize()) == volume.shape
+    np.testing.assert_allclose(_corners(volume.affine, volume.shape),
+                               _corners(theirs, volume.shape), atol=1e-3)
 
 
 @pytest.mark.parametrize("paths", list(SERIES.values()), ids=list(SERIES))

@@ -112,6 +112,17 @@ def load_series(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptio
     if not files:
         raise DicomError("load_series() was given no files.")
     label = _series_label(files)
+    try:
+        return _load(files, options, label)
+    except (DicomError, MemoryError):
+        raise
+    except Exception as err:  # a bug or an input no check foresaw: still a report row
+        raise DicomError(
+            f"Loading failed with an unexpected {type(err).__name__}: {err}. This is a bug "
+            "in triage's loader; please report it with this series.", label) from err
+
+
+def _load(files: list[Path], options: LoadOptions, label: Path) -> Volume:
     sources = [read_source(path, index, fast=options.fast_reader)
                for index, path in enumerate(files)]
     _check_one_series(sources, label)

@@ -118,12 +118,12 @@ class DatasetTags:
     def ushort(self, tag: int) -> int | None:
         if tag not in self._ds:
             return None
-        value = self._ds[tag].value
-        if isinstance(value, bytes):  # an implicit-VR private or UN element
-            return int.from_bytes(value[:2], "little") if len(value) >= 2 else None
-        try:
+        try:  # pydicom converts on access and may raise on a corrupt value
+            value = self._ds[tag].value
+            if isinstance(value, bytes):  # an element read as UN
+                return int.from_bytes(value[:2], "little") if len(value) >= 2 else None
             return int(value) if value not in (None, "") else None
-        except (TypeError, ValueError):
+        except Exception:
             return None
 
     def has(self, tag: int) -> bool:

@@ -1,8 +1,8 @@
 """Read one file for the loader: its `ImageInfo`, its frames' headers, and its pixels.
 
 Single-frame little-endian files (native or compressed) go through `fast_reader`;
-everything else through `pydicom.dcmread` (once per file). Every failure becomes a `DicomError` subclass
-that names the file: no pydicom or numpy exception leaks out.
+everything else through `pydicom.dcmread` (once per file). Every failure becomes a
+`DicomError` subclass that names the file: no pydicom or numpy exception leaks out.
 """
 
 from __future__ import annotations
@@ -124,7 +124,15 @@ def read_source(path: Path, index: int, *, fast: bool = True) -> SourceFile:
         info = replace(info, sop_class_uid=str(meta.get("MediaStorageSOPClassUID", "")))
     _check_image(info, has_pixels=any(k in ds for k in _PIXEL_KEYWORDS))
     decode.ensure_decodable(info.transfer_syntax, path)
-    return SourceFile(info, multiframe.frame_headers(ds, info, index), dataset=ds)
+    try:
+        frames = multiframe.frame_headers(ds, info, index)
+    except DicomError:
+        raise
+    except Exception as err:  # pydicom converts sequences on access: corrupt items raise
+        raise DicomError(
+            f"The frame geometry could not be read ({type(err).__name__}: {err}); the "
+            "file's functional groups or geometry elements are corrupt.", path) from err
+    return SourceFile(info, frames, dataset=ds)
 
 
 def _dcmread(path: Path) -> Dataset:

@@ -32,6 +32,7 @@ from triage.data.synth.phantom import (
     sample_body,
 )
 from triage.data.synth.scanner import Acquisition, acquire
+from triage.data.synth.shapes import Ellipsoid
 from triage.data.synth.texture import TextureField
 
 
@@ -244,7 +245,7 @@ def build_study(config: SynthConfig, slot: StudySlot, *, render: bool = True) ->
 
 
 def _render(config: SynthConfig, slot: StudySlot, body: BodyParams, at: Placement,
-            shapes: tuple, series: list[SeriesTruth]) -> list[SeriesTruth]:
+            shapes: tuple[Ellipsoid, ...], series: list[SeriesTruth]) -> list[SeriesTruth]:
     """Fill `hu` of every image series."""
     device = slot.device
     axial = [s for s in series if s.kind in (SeriesKind.AXIAL, SeriesKind.THICK)]
