@@ -48,7 +48,8 @@ def test_every_bad_row_is_reported_with_its_line():
     rows.append(dict(GOOD[2], study_uid="1.2.826.0.1.3"))  # line 5: duplicate of line 4's UID
     messages = [str(i) for i in validate_manifest(frame(rows))]
     assert "line 2, column 'label': '2' is not 0 or 1." in messages
-    assert "line 3, column 'study_uid': '1.2.abc' is not a DICOM UID (digits and dots, at most 64)." in messages
+    assert ("line 3, column 'study_uid': '1.2.abc' is not a DICOM UID "
+            "(digits and dots, at most 64).") in messages
     assert any(m.startswith("line 4, column 'split': 'training' is not one of") for m in messages)
     assert "line 5, column 'study_uid': '1.2.826.0.1.3' already appears on line 4." in messages
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +19,7 @@ from triage.errors import ManifestError
 from triage.io import atomic_open
 
 
-class Split(str, Enum):
+class Split(StrEnum):
     """Allowed values of the `split` column."""
 
     TRAIN = "train"
@@ -146,7 +146,8 @@ def read_manifest(path: Path | str) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise ManifestError(path, [ManifestIssue(None, None, f"not a readable CSV: {err}")]) from err
+        issue = ManifestIssue(None, None, f"not a readable CSV: {err}")
+        raise ManifestError(path, [issue]) from err
     issues = validate_manifest(df)
     if issues:
         raise ManifestError(path, issues)

@@ -15,7 +15,7 @@ Conventions (stated once, used everywhere):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ import numpy as np
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-class GeometryVerdict(str, Enum):
+class GeometryVerdict(StrEnum):
     """What the loader concluded about a series' geometry; recorded in every report."""
 
     OK = "ok"
