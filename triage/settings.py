@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from triage.errors import ConfigError
@@ -47,3 +48,20 @@ def dataclass_from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, what
         return cls(**values)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{source}: invalid {what}: {err}") from err
+
+
+def load_yaml(path: Path | str, what: str) -> Any:
+    """Parse the YAML file `path`; `what` names it in errors (e.g. "ingest config").
+
+    Raises:
+        ConfigError: when the file cannot be read or is not valid YAML.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"Cannot read {what} {path}: {err.strerror}.") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what.capitalize()} {path} is not valid YAML: {err}") from err

@@ -11,13 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from triage.dicom.loader import LoadOptions
 from triage.dicom.selection import SelectionRules
-from triage.errors import ConfigError
 from triage.preprocess.config import PreprocessConfig
-from triage.settings import check_keys, dataclass_from_mapping
+from triage.settings import check_keys, dataclass_from_mapping, load_yaml
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "pipelines" / "ingest" / "default.yaml"
 SECTIONS = ["selection", "load", "preprocess"]
@@ -52,10 +49,4 @@ class IngestConfig:
             ConfigError: missing/unreadable file, invalid YAML, unknown key, bad value.
         """
         path = Path(path) if path is not None else DEFAULT_CONFIG
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise ConfigError(f"Cannot read ingest config {path}: {err.strerror}.") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"Ingest config {path} is not valid YAML: {err}") from err
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(load_yaml(path, "ingest config"), source=str(path))

@@ -8,7 +8,6 @@ value changes it.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
@@ -17,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from triage.errors import ConfigError
+from triage.settings import check_keys, load_yaml
 
 INTERPOLATIONS = ("trilinear", "nearest")
 _AXIS_PAIRS = ("LR", "PA", "IS")
@@ -135,16 +133,7 @@ class PreprocessConfig:
             >>> PreprocessConfig.from_dict({"target_shape": [64, 64, 32]}).target_shape
             (64, 64, 32)
         """
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{source} must be a mapping of option: value, "
-                              f"got {type(data).__name__}.")
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f" Did you mean '{close[0]}'?" if close else ""
-                raise ConfigError(f"Unknown preprocess option '{key}' in {source}.{hint} "
-                                  f"Known options: {', '.join(known)}.")
+        check_keys(data, [f.name for f in dataclasses.fields(cls)], "preprocess option", source)
         try:
             return cls(**dict(data))
         except ConfigError as err:
@@ -159,12 +148,7 @@ class PreprocessConfig:
                 holds an unknown key or bad value.
         """
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise ConfigError(f"Cannot read preprocess config {path}: {err.strerror}.") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"Preprocess config {path} is not valid YAML: {err}") from err
+        data = load_yaml(path, "preprocess config")
         data = {} if data is None else data
         if section is not None:
             if not isinstance(data, Mapping) or section not in data:
