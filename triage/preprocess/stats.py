@@ -35,7 +35,9 @@ SOFT_TISSUE_HU = (-150.0, 200.0)  # a 3x3 patch entirely inside counts as homoge
 # 90 % level would land on the next (fat/muscle) edge.
 EDGE_LEVELS_HU = (-900.0, -200.0)
 EDGE_WIDTH_PER_SIGMA = 2.44  # width between those levels of a Gaussian-blurred air/fat step
-MAX_SLICES = 16  # noise and edges are measured on this many evenly spaced slices
+# Statistics are measured on this many evenly spaced slices: a million voxels of a 256²
+# series pin the landmarks to well under 1 HU, at an eighth of the cost of the whole volume.
+MAX_SLICES = 16
 STATS_FORMAT = 1
 
 
@@ -60,8 +62,10 @@ def estimate_noise_hu(array: np.ndarray) -> float | None:
     shifted = [s[i:s.shape[0] - 2 + i, j:s.shape[1] - 2 + j] for i in range(3) for j in range(3)]
     weights = (1, -2, 1, -2, 4, -2, 1, -2, 1)
     residual = sum(w * v for w, v in zip(weights, shifted, strict=True))
-    low = np.minimum.reduce(shifted)
-    high = np.maximum.reduce(shifted)
+    low, high = shifted[0].copy(), shifted[0].copy()
+    for view in shifted[1:]:  # running min/max: no 9x stacked temporary
+        np.minimum(low, view, out=low)
+        np.maximum(high, view, out=high)
     values = residual[(low >= SOFT_TISSUE_HU[0]) & (high <= SOFT_TISSUE_HU[1])]
     if values.size < 500:
         return None
@@ -125,7 +129,7 @@ class DeviceStats:
     Attributes:
         device_group: the group key (``provenance['device_group']``).
         n_volumes: volumes added.
-        n_voxels: body voxels counted.
+        n_voxels: body voxels counted (in the sampled slices).
         mean: mean body HU.
         m2: sum of squared deviations from `mean` (for the variance).
         histogram: body HU counts in bins of HIST_WIDTH from HIST_LOW.
@@ -145,7 +149,11 @@ class DeviceStats:
     spacing_mm: list[list[float]] = field(default_factory=list)
 
     def add(self, array: np.ndarray, spacing: np.ndarray) -> None:
-        """Add one CT volume (HU, indexed [column, row, slice]) of voxel size `spacing`."""
+        """Add one CT volume (HU, indexed [column, row, slice]) of voxel size `spacing`.
+
+        Histogram, moments, noise and edges come from `MAX_SLICES` evenly spaced slices.
+        """
+        array = _slices(array)
         body = array[array > BODY_THRESHOLD_HU]
         if body.size:
             bins = ((body - HIST_LOW) / HIST_WIDTH).astype(np.int64)
