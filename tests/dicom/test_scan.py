@@ -25,6 +25,7 @@ from tests.dicom.factories import (
     truncate,
     write_ct_series,
 )
+from triage.dicom.header import read_instance
 from triage.dicom.index import (
     IDENTIFIER_FIELDS,
     INDEX_COLUMNS,
@@ -33,7 +34,7 @@ from triage.dicom.index import (
     ScanErrorCode,
     ScanResult,
 )
-from triage.dicom.scan import read_instance, scan_export
+from triage.dicom.scan import scan_export
 from triage.errors import DicomError
 
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

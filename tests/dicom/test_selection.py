@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 
 from tests.dicom.factories import CORONAL, build_export, make_record, make_series
+from triage.dicom.grouping import StudyGroup, group_studies
 from triage.dicom.index import InstanceRecord, ScanErrorCode, ScanResult
 from triage.dicom.scan import scan_export
 from triage.dicom.selection import (
     Rejection,
     SelectionRules,
     SeriesSelection,
-    StudyGroup,
     StudyStatus,
-    group_studies,
     select_series,
 )
 

@@ -1,8 +1,4 @@
-"""Group the instance index into studies and series, and pick the one series to classify.
-
-Every study found appears exactly once in the output of `group_studies`, and files that
-cannot even be parsed are reported too: a failed file whose Study Instance UID could not be
-read becomes its own pseudo-study ``unreadable:<path relative to the export>``.
+"""Pick the one series of a study to classify, and give every other series its reason.
 
 `select_series` applies `SelectionRules` to each series of a study, in this order, and the
 first rule a series breaks is its `Rejection`: unreadable, modality, secondary capture, no
@@ -22,9 +18,9 @@ from enum import StrEnum
 
 import numpy as np
 
-from triage.dicom.index import InstanceRecord, ScanResult, relative_path
+from triage.dicom.grouping import StudyGroup
+from triage.dicom.index import InstanceRecord
 
-UNREADABLE_PREFIX = "unreadable:"
 SECONDARY_CAPTURE_CLASSES = frozenset(
     "1.2.840.10008.5.1.4.1.1.7" + suffix for suffix in ("", ".1", ".2", ".3", ".4")
 )
@@ -102,57 +98,6 @@ class SelectionRules:
         except re.error as err:
             raise ValueError(f"SelectionRules.localizer_pattern {self.localizer_pattern!r} "
                              f"is not a regular expression: {err}.") from err
-
-
-@dataclass(frozen=True)
-class StudyGroup:
-    """One study of the export: its series, its unreadable files and its device groups.
-
-    Attributes:
-        study_uid: the Study Instance UID, or ``unreadable:<relative path>`` for a file
-            whose study could not be read (a pseudo-study of that one file).
-        series: Series Instance UID -> its records (unreadable ones included), by path;
-            a plain dict so that groups pickle, not to be mutated.
-        errors: every record of the study with an error, by path.
-        device_groups: device groups of the readable files, sorted.
-    """
-
-    study_uid: str
-    series: dict[str, tuple[InstanceRecord, ...]]
-    errors: tuple[InstanceRecord, ...] = ()
-    device_groups: tuple[str, ...] = ()
-
-    @property
-    def is_pseudo(self) -> bool:
-        """True for the pseudo-study of a file whose study is unknown."""
-        return self.study_uid.startswith(UNREADABLE_PREFIX)
-
-    @property
-    def file_count(self) -> int:
-        """Records in the study, readable or not."""
-        in_series = sum(len(r) for r in self.series.values())
-        return in_series + sum(1 for e in self.errors if e.series_uid is None)
-
-
-def group_studies(scan: ScanResult) -> list[StudyGroup]:
-    """Group records by study, then series: real studies by UID, then pseudo-studies."""
-    by_study: dict[str, list[InstanceRecord]] = {}
-    for record in scan.records:
-        key = record.study_uid or UNREADABLE_PREFIX + relative_path(record.path, scan.root)
-        by_study.setdefault(key, []).append(record)
-    groups = []
-    for key, records in by_study.items():
-        series: dict[str, list[InstanceRecord]] = {}
-        for record in records:
-            if record.series_uid:
-                series.setdefault(record.series_uid, []).append(record)
-        groups.append(StudyGroup(
-            study_uid=key,
-            series={uid: tuple(rs) for uid, rs in sorted(series.items())},
-            errors=tuple(r for r in records if not r.ok),
-            device_groups=tuple(sorted({r.device_group for r in records if r.ok})),
-        ))
-    return sorted(groups, key=lambda g: (g.is_pseudo, g.study_uid))
 
 
 @dataclass(frozen=True)

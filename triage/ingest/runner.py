@@ -18,8 +18,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from triage.dicom.grouping import StudyGroup, group_studies
 from triage.dicom.scan import scan_export
-from triage.dicom.selection import StudyGroup, group_studies
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus, StudyReport, summarize, write_report
 from triage.ingest.study import StudyOutcome, ingest_study

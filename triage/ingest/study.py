@@ -13,8 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from triage.dicom.grouping import StudyGroup
 from triage.dicom.loader import load_series
-from triage.dicom.selection import SeriesRef, SeriesSelection, StudyGroup, select_series
+from triage.dicom.selection import SeriesRef, SeriesSelection, select_series
 from triage.errors import DicomError, GeometryError, TriageError
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus, StudyReport

@@ -1,0 +1,313 @@
+"""Read one file's header into an `InstanceRecord`, without decoding pixels.
+
+Headers are read with ``stop_before_pixels=True`` and raw element access (no value
+conversion through pydicom); the pixel data's element header is then checked against the
+file size so that truncated files are caught without reading the pixels. `read_instance`
+is pure and picklable: the scanner runs it in worker processes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from triage.dicom.device import device_group
+from triage.dicom.index import InstanceRecord, ScanErrorCode, failed_record
+from triage.dicom.values import (
+    decoded_text,
+    integer,
+    multi_text,
+    plane_geometry,
+    raw_text,
+    unsigned_short,
+)
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+
+
+_ITEM, _SEQUENCE_END, _UNDEFINED = 0xFFFEE000, 0xFFFEE0DD, 0xFFFFFFFF
+
+
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"UT", b"UC", b"UR", b"SQ"}
+
+
+@dataclass(frozen=True)
+class PixelCheck:
+    """Whether pixel data is present, and what is wrong with it if anything."""
+
+    present: bool
+    error_code: ScanErrorCode | None = None
+    error: str | None = None
+
+
+def read_instance(path: Path | str) -> InstanceRecord | None:
+    """Read one file's header (never its pixels) into a record; the scan's per-file step.
+
+    Pure and picklable: it never raises for a bad file, whose problem becomes the record's
+    ``error``.
+
+    Args:
+        path: the file to read.
+
+    Returns:
+        The record, or None when the file is not DICOM (no ``DICM`` prefix and no data set
+        that starts with group 0002 or 0008 and names a UID).
+
+    Example:
+        >>> read_instance(os.devnull).error
+        'zero-length file'
+    """
+    path = Path(path)
+    try:
+        size = os.stat(path).st_size
+    except OSError as err:
+        return os_error_record(path, err)
+    if size == 0:
+        return failed_record(path, ScanErrorCode.ZERO_LENGTH, "zero-length file", 0)
+    # pydicom warns about odd values; those we use are noted in `malformed`, and warning
+    # texts may quote patient identifiers, so none may reach a log.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with open(path, "rb") as fh:
+                return _read_open_file(fh, path, size)
+        except OSError as err:
+            if err.errno is not None:
+                return os_error_record(path, err, size)
+            return _corrupt(path, err, size)  # pydicom raises a bare OSError on bad items
+        except MemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 - pydicom raises many types on garbage bytes
+            return _corrupt(path, err, size)
+
+
+def _corrupt(path: Path, err: Exception, size: int) -> InstanceRecord:
+    # pydicom's parse errors name tags, VRs and offsets, never values: safe to show.
+    first_line = (str(err).splitlines() or [""])[0][:160]
+    message = f"corrupt: {type(err).__name__}: {first_line}"
+    return failed_record(path, ScanErrorCode.CORRUPT, message, size)
+
+
+def os_error_record(path: Path, err: OSError, size: int | None = None) -> InstanceRecord:
+    """A record naming the `OSError` met while reading `path`."""
+    if isinstance(err, PermissionError):
+        return failed_record(path, ScanErrorCode.PERMISSION_DENIED, "permission denied", size)
+    if err.errno == errno.ELOOP:
+        return failed_record(path, ScanErrorCode.SYMLINK_LOOP, "symlink loop", size)
+    if isinstance(err, FileNotFoundError):
+        return failed_record(path, ScanErrorCode.IO_ERROR, "cannot read: file vanished", size)
+    return failed_record(path, ScanErrorCode.IO_ERROR, f"cannot read: {err.strerror}", size)
+
+
+def _read_open_file(fh: BinaryIO, path: Path, size: int) -> InstanceRecord | None:
+    head = fh.read(132)
+    has_prefix = head[128:132] == b"DICM"
+    if not has_prefix and not (len(head) >= 8 and head[1] == 0 and head[0] in (2, 8)):
+        return None
+    fh.seek(0)
+    ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
+    if has_prefix and len(ds.file_meta) == 0:
+        return failed_record(path, ScanErrorCode.CORRUPT,
+                             "corrupt: no File Meta Information after the 'DICM' prefix", size)
+    syntax = _transfer_syntax(ds)
+    header_cut = _check_header_complete(ds)
+    if syntax == DeflatedExplicitVRLittleEndian:
+        fh.seek(0)  # the body was inflated in memory, so offsets mean nothing: read it all
+        present = bool(PIXEL_TAGS & set(pydicom.dcmread(fh, force=True).keys()))
+        pixels = header_cut or PixelCheck(present)
+    else:
+        pixels = header_cut or _check_pixel_data(fh, ds, size, syntax)
+    record = record_from_dataset(path, size, ds, syntax, pixels.present)
+    if record.sop_class_uid == MEDIA_STORAGE_DIRECTORY:
+        return record
+    uids = {"StudyInstanceUID": record.study_uid, "SeriesInstanceUID": record.series_uid,
+            "SOPInstanceUID": record.sop_instance_uid}
+    if not any(uids.values()) and header_cut is None:
+        if not has_prefix:
+            return None
+        return replace(record, error_code=ScanErrorCode.CORRUPT,
+                       error="corrupt: no SOP Instance, study or series UID could be read")
+    if pixels.error_code is not None:
+        return replace(record, error_code=pixels.error_code, error=pixels.error)
+    missing = [name for name, value in uids.items() if not value]
+    if missing:
+        return replace(record, error_code=ScanErrorCode.MISSING_UID,
+                       error=f"missing {', '.join(missing)}")
+    return record
+
+
+def _transfer_syntax(ds: Dataset) -> UID | None:
+    text = raw_text(ds.file_meta, 0x00020010)
+    if text:
+        return UID(text)
+    implicit, little = ds.original_encoding
+    if implicit is None:
+        return None
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+def _check_header_complete(ds: Dataset) -> PixelCheck | None:
+    """pydicom reads a value cut by the end of the file without complaint: compare lengths.
+
+    Only the last element read (of the file meta, then of the data set) can be cut short.
+    """
+    for part in (ds.file_meta, ds):
+        elem = _last_element(part)
+        if (isinstance(elem, RawDataElement) and elem.value is not None
+                and elem.length != _UNDEFINED and len(elem.value) < elem.length):
+            return PixelCheck(False, ScanErrorCode.TRUNCATED,
+                              f"truncated: header element {elem.tag} needs {elem.length} "
+                              f"bytes but only {len(elem.value)} remain")
+    return None
+
+
+def _last_element(ds: Dataset) -> object | None:
+    """The element read last (``Dataset.items()`` keeps reading order, unconverted)."""
+    items = list(ds.items())
+    return items[-1][1] if items else None
+
+
+def _check_pixel_data(fh: BinaryIO, ds: Dataset, size: int, syntax: UID | None) -> PixelCheck:
+    """Read the pixel data element's header (where dcmread stopped) and check its length."""
+    little = ds.original_encoding[1] is not False
+    endian = "<" if little else ">"
+    head = fh.read(8)
+    if len(head) < 8:
+        # pydicom stops silently on a partial element header, which it has consumed:
+        # bytes left after the last parsed value mean the file was cut inside one.
+        if len(head) or (_parsed_end(ds) or size) < size:
+            return PixelCheck(False, ScanErrorCode.TRUNCATED,
+                              "truncated: the file ends inside a data element header")
+        return PixelCheck(False)
+    group, element = struct.unpack(f"{endian}HH", head[:4])
+    if (group << 16 | element) not in PIXEL_TAGS:
+        return PixelCheck(False)
+    if ds.original_encoding[0] is False and head[4:6] in _LONG_VRS:
+        extra = fh.read(4)
+        length = struct.unpack(f"{endian}L", extra)[0] if len(extra) == 4 else 0
+    elif ds.original_encoding[0] is False:
+        length = struct.unpack(f"{endian}H", head[6:8])[0]
+    else:
+        length = struct.unpack(f"{endian}L", head[4:8])[0]
+    if length == _UNDEFINED:
+        return _check_fragments(fh, size)
+    remaining = size - fh.tell()
+    if length > remaining:
+        return PixelCheck(True, ScanErrorCode.TRUNCATED,
+                          f"truncated: pixel data needs {length} bytes but only {remaining} remain")
+    expected = _expected_native_length(ds, syntax)
+    if expected is not None and length < expected and group << 16 | element == 0x7FE00010:
+        return PixelCheck(True, ScanErrorCode.CORRUPT,
+                          f"corrupt: pixel data has {length} bytes but Rows, Columns, frames, "
+                          f"samples and BitsAllocated need {expected}")
+    return PixelCheck(True)
+
+
+def _parsed_end(ds: Dataset) -> int | None:
+    """File offset where the last element's value ends (None after a sequence)."""
+    elem = _last_element(ds)
+    if not isinstance(elem, RawDataElement) or elem.length == _UNDEFINED:
+        return None
+    return elem.value_tell + elem.length
+
+
+def _check_fragments(fh: BinaryIO, size: int) -> PixelCheck:
+    """Walk the encapsulated items (seeking over their bytes) up to the sequence delimiter."""
+    count = 0
+    while True:
+        head = fh.read(8)
+        if len(head) < 8:
+            return PixelCheck(True, ScanErrorCode.TRUNCATED,
+                              f"truncated: encapsulated pixel data ends after {count} item(s) "
+                              "without a sequence delimiter")
+        group, element, length = struct.unpack("<HHL", head)
+        tag = group << 16 | element
+        if tag == _SEQUENCE_END:
+            return PixelCheck(True)
+        if tag != _ITEM:
+            return PixelCheck(True, ScanErrorCode.CORRUPT,
+                              f"corrupt: unexpected tag ({group:04X},{element:04X}) in "
+                              "encapsulated pixel data")
+        remaining = size - fh.tell()
+        if length > remaining:
+            return PixelCheck(True, ScanErrorCode.TRUNCATED,
+                              f"truncated: pixel data item {count} needs {length} bytes but "
+                              f"only {remaining} remain")
+        fh.seek(length, os.SEEK_CUR)
+        count += 1
+
+
+def _expected_native_length(ds: Dataset, syntax: UID | None) -> int | None:
+    if syntax is None or syntax.is_encapsulated:
+        return None
+    rows, columns = unsigned_short(ds, 0x00280010), unsigned_short(ds, 0x00280011)
+    bits = unsigned_short(ds, 0x00280100)
+    if not rows or not columns or not bits:
+        return None
+    samples = unsigned_short(ds, 0x00280002) or 1
+    frames = integer(ds, 0x00280008, "NumberOfFrames", []) or 1
+    pixels = rows * columns * frames * samples
+    if (raw_text(ds, 0x00280004) or "").startswith("YBR_FULL_422"):
+        pixels = pixels * 2 // 3
+    return (pixels * bits + 7) // 8
+
+
+def record_from_dataset(
+    path: Path, size: int, ds: Dataset, syntax: UID | None, has_pixel_data: bool
+) -> InstanceRecord:
+    """Build the record from a header read with ``stop_before_pixels=True``."""
+    notes: list[str] = []
+    geometry = plane_geometry(ds, notes)
+    manufacturer, model_name = decoded_text(ds, 0x00080070), decoded_text(ds, 0x00081090)
+    return InstanceRecord(
+        path=path,
+        file_size=size,
+        sop_class_uid=raw_text(ds, 0x00080016) or raw_text(ds.file_meta, 0x00020002),
+        sop_instance_uid=raw_text(ds, 0x00080018),
+        study_uid=raw_text(ds, 0x0020000D),
+        series_uid=raw_text(ds, 0x0020000E),
+        frame_of_reference_uid=raw_text(ds, 0x00200052),
+        modality=raw_text(ds, 0x00080060),
+        manufacturer=manufacturer,
+        model_name=model_name,
+        station_name=decoded_text(ds, 0x00081010),
+        device_group=device_group(manufacturer, model_name),
+        image_type=multi_text(ds, 0x00080008),
+        rows=unsigned_short(ds, 0x00280010),
+        columns=unsigned_short(ds, 0x00280011),
+        number_of_frames=integer(ds, 0x00280008, "NumberOfFrames", notes),
+        image_position=geometry.position,
+        image_orientation=geometry.orientation,
+        pixel_spacing=geometry.spacing,
+        slice_thickness=geometry.thickness,
+        instance_number=integer(ds, 0x00200013, "InstanceNumber", notes),
+        acquisition_number=integer(ds, 0x00200012, "AcquisitionNumber", notes),
+        transfer_syntax=str(syntax) if syntax else None,
+        has_pixel_data=has_pixel_data,
+        series_description=decoded_text(ds, 0x0008103E),
+        body_part=raw_text(ds, 0x00180015),
+        series_number=integer(ds, 0x00200011, "SeriesNumber", notes),
+        malformed=tuple(dict.fromkeys(notes)),
+        patient_id=decoded_text(ds, 0x00100020),
+        accession_number=decoded_text(ds, 0x00080050),
+        study_date=raw_text(ds, 0x00080020),
+    )
