@@ -1,21 +1,26 @@
 """Geometric alignment: reorient, anti-alias, resample to a target spacing, crop/pad to shape.
 
 Every volume ends up on the same kind of grid: canonical axes (RAS by default), the target
-voxel size and the target shape, centred on the centre of the scanned field. The steps are
-MONAI transforms on a `MetaTensor` that carries the RAS affine, so the affine stays exact:
+voxel size and the target shape, centred on the centre of the scanned field. The steps
+reproduce MONAI's ``Orientation -> Spacing -> ResizeWithPadOrCrop`` (a test compares them)
+with numpy and nibabel (scipy for sheared grids only), so that ingest never imports torch or
+MONAI (~5 s of start-up and ~400 MiB per worker process). The affine is carried along
+exactly:
 
-1. `Orientation`: flips and axis permutations only (no interpolation) when the direction
-   cosines are axis-aligned, so supine, prone, coronal, sagittal and reversed-slice exports
-   of one scan give the same array.
+1. Orientation (`nibabel.orientations`): flips and axis permutations only (no
+   interpolation, no copy) when the direction cosines are axis-aligned, so supine, prone,
+   coronal, sagittal and reversed-slice exports of one scan give the same array.
 2. Anti-aliasing when downsampling by a factor ``f`` along an axis: a Gaussian with sigma
    ``(f - 1) / 2`` input voxels (the rule of scikit-image and MONAI's
    ``Resize(anti_aliasing=True)``), evaluated only every ``floor(f)`` voxels, which is all
    the resampling needs. One matrix product per axis keeps this ~20 ms for 256x256x128.
-3. `Spacing` (trilinear, edge values beyond the border) to the target spacing. The grid
-   keeps the input's direction cosines after step 1: an oblique series stays oblique
-   (rotating it would blur it for no gain; the loader already handles gantry tilt).
-4. `ResizeWithPadOrCrop` (symmetric) to the target shape, padding with the normalized value
-   of air.
+3. Resampling (trilinear, edge values beyond the border) to the target spacing, on MONAI
+   ``Spacing``'s grid: the first voxel centre stays where it was and the shape is the
+   rounded extent. The grid keeps the input's direction cosines after step 1: an oblique
+   series stays oblique (rotating it would blur it for no gain; the loader already handles
+   gantry tilt). So the voxel map is a scaling per axis, interpolated one axis at a time,
+   unless the affine is sheared.
+4. Symmetric centre crop/pad to the target shape, padding with the normalized value of air.
 
 Pure: it does not modify its inputs and needs no GPU.
 """
@@ -28,15 +33,17 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
-import torch
-from monai.data import MetaTensor
-from monai.transforms import Orientation, ResizeWithPadOrCrop, Spacing
 
 from triage.preprocess.config import PreprocessConfig
 
 # Gaussians narrower than this (input voxels) change nothing visible; skip them.
 _MIN_SIGMA = 0.3
-_MONAI_MODES = {"trilinear": "bilinear", "nearest": "nearest"}
+# MONAI's AFFINE_TOL: a spacing this close to the target is kept, and an output grid this
+# close to the input grid is not resampled at all.
+_AFFINE_TOL = 1e-3
+# Off-diagonal terms of the output-to-input voxel map moving no sample by more than this
+# (input voxels) are rounding noise: the grid is axis-aligned and separable.
+_SEPARABLE_TOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ def _axcodes(affine: np.ndarray) -> str:
     return "".join(nib.aff2axcodes(affine))
 
 
-def gaussian_decimation_matrix(n: int, factor: float) -> tuple[torch.Tensor, int]:
+def gaussian_decimation_matrix(n: int, factor: float) -> tuple[np.ndarray, int]:
     """Rows of Gaussian weights that low-pass and decimate an axis of `n` voxels.
 
     The Gaussian has sigma ``(factor - 1) / 2`` input voxels (scikit-image's and MONAI
@@ -79,20 +86,20 @@ def gaussian_decimation_matrix(n: int, factor: float) -> tuple[torch.Tensor, int
     stride = max(1, math.floor(factor))
     sigma = (factor - 1.0) / 2.0
     n_out = int((n - 1 - (stride - 1) / 2) // stride) + 1
-    centres = stride * torch.arange(n_out, dtype=torch.float64) + (stride - 1) / 2
-    dist = torch.arange(n, dtype=torch.float64)[None, :] - centres[:, None]
-    weights = torch.exp(-0.5 * (dist / sigma) ** 2)
-    weights[dist.abs() > 4.0 * sigma + 0.5] = 0.0
-    return (weights / weights.sum(dim=1, keepdim=True)).to(torch.float32), stride
+    centres = stride * np.arange(n_out, dtype=np.float64) + (stride - 1) / 2
+    dist = np.arange(n, dtype=np.float64)[None, :] - centres[:, None]
+    weights = np.exp(-0.5 * (dist / sigma) ** 2)
+    weights[np.abs(dist) > 4.0 * sigma + 0.5] = 0.0
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32), stride
 
 
-def _apply_along(matrix: torch.Tensor, x: torch.Tensor, axis: int) -> torch.Tensor:
-    """``matrix`` (n_out, n) applied along `axis` of contiguous 3D `x`, without copies."""
+def _apply_along(matrix: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
+    """``matrix`` (n_out, n) applied along `axis` of C-contiguous 3D `x`, without copies."""
     if axis == 0:
         return (matrix @ x.reshape(x.shape[0], -1)).reshape(-1, *x.shape[1:])
     if axis == 1:
-        return torch.matmul(matrix, x)  # batched over axis 0
-    return x @ matrix.T
+        return np.matmul(matrix, x)  # batched over axis 0
+    return (x.reshape(-1, x.shape[2]) @ matrix.T).reshape(*x.shape[:2], -1)
 
 
 def _cheapest_order(shape: tuple[int, ...], n_out: dict[int, int]) -> tuple[int, ...]:
@@ -107,8 +114,9 @@ def _cheapest_order(shape: tuple[int, ...], n_out: dict[int, int]) -> tuple[int,
     return min(itertools.permutations(n_out), key=cost, default=())
 
 
-def anti_alias(image: MetaTensor, target_spacing: np.ndarray) -> MetaTensor:
-    """Low-pass `image` (channel-first, 3D) along every axis that will be downsampled.
+def anti_alias(array: np.ndarray, affine: np.ndarray, target_spacing: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Low-pass a 3D array along every axis that will be downsampled.
 
     Each such axis is filtered and decimated in one matrix product (see
     `gaussian_decimation_matrix`): dense, but BLAS makes it ~20 ms for 256x256x128 here,
@@ -117,31 +125,136 @@ def anti_alias(image: MetaTensor, target_spacing: np.ndarray) -> MetaTensor:
     voxel at the centre of its weights.
 
     Args:
-        image: (1, X, Y, Z) MetaTensor with its affine.
-        target_spacing: the spacing `Spacing` will resample to, mm, per array axis.
+        array: float32 3D array; any memory order and any strides (flipped views from
+            the orientation step are filtered without copying them first).
+        affine: its 4x4 voxel -> world affine.
+        target_spacing: the spacing the resampling will go to, mm, per array axis.
+
+    Returns:
+        The filtered array (the input itself, or a view of the result, when nothing
+        needs filtering) and its affine.
     """
-    affine = image.affine.numpy().astype(np.float64)
+    affine = np.asarray(affine, dtype=np.float64)
     factors = np.asarray(target_spacing, dtype=np.float64) / np.linalg.norm(
         affine[:3, :3], axis=0)
-    x = image.as_tensor()[0].to(torch.float32)
-    # Work in memory order (slowest axis first): after a flip of a Fortran-ordered DICOM
-    # stack, or Orientation's axis permutation, that avoids a transposing copy of the
-    # full-resolution array; only the small result is transposed back.
-    order = sorted(range(3), key=lambda a: -x.stride(a))
-    xm = x.permute(order).contiguous()  # no copy when x is a permuted dense tensor
-    matrices = {order.index(axis): gaussian_decimation_matrix(x.shape[axis],
-                                                              float(factors[axis]))
-                for axis in range(3) if (factors[axis] - 1.0) / 2.0 >= _MIN_SIGMA}
-    step = np.eye(4)
-    for m_axis in _cheapest_order(tuple(xm.shape), {a: m.shape[0] for a, (m, _) in
-                                                    matrices.items()}):
-        matrix, stride = matrices[m_axis]
-        xm = _apply_along(matrix, xm, m_axis)
-        axis = order[m_axis]
+    axes = [a for a in range(3) if (factors[a] - 1.0) / 2.0 >= _MIN_SIGMA]
+    if not axes:
+        return array, affine
+    x = np.asarray(array, dtype=np.float32)
+    # Undo flips as views and filter a flipped axis with reversed columns instead, whose
+    # rows come out in the flipped order; then work in memory order (slowest axis first),
+    # so a flipped or permuted Fortran-ordered DICOM stack is never copied at full size.
+    flipped = [x.strides[a] < 0 for a in range(3)]
+    x = x[tuple(slice(None, None, -1) if f else slice(None) for f in flipped)]
+    order = sorted(range(3), key=lambda a: -x.strides[a])
+    xm = np.ascontiguousarray(x.transpose(order))  # a view when x is dense in some order
+    matrices, step = {}, np.eye(4)
+    for axis in axes:
+        matrix, stride = gaussian_decimation_matrix(x.shape[axis], float(factors[axis]))
+        matrices[order.index(axis)] = np.ascontiguousarray(
+            matrix[:, ::-1] if flipped[axis] else matrix)
         step[axis, axis] = stride
         step[axis, 3] = (stride - 1) / 2.0
-    x = xm.permute([order.index(a) for a in range(3)]).contiguous()
-    return MetaTensor(x[None], affine=torch.as_tensor(affine @ step))
+    for m_axis in _cheapest_order(xm.shape, {a: m.shape[0] for a, m in matrices.items()}):
+        xm = _apply_along(matrices[m_axis], xm, m_axis)
+    out = xm.transpose([order.index(a) for a in range(3)])
+    out = out[tuple(slice(None, None, -1) if flipped[a] and a not in axes else slice(None)
+                    for a in range(3))]
+    return out, affine @ step
+
+
+def _spacing_grid(affine: np.ndarray, shape: tuple[int, ...], target: np.ndarray
+                  ) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The output affine and shape of MONAI ``Spacing(pixdim=target, diagonal=False)``.
+
+    Per axis, a spacing within ``_AFFINE_TOL`` of the target is kept. Direction cosines
+    are kept (``zoom_affine``); the shape is the rounded extent between the first and
+    last voxel centres plus one, and the output starts at the input corner that comes
+    first along every output axis (the first voxel, for any grid that is not sheared),
+    else is centred (``compute_shape_offset``, ``scale_extent=False``).
+    """
+    rzs = affine[:3, :3]
+    spacing = np.sqrt(np.sum(rzs * rzs, axis=0))
+    out_d = np.where(np.abs(spacing - target) <= _AFFINE_TOL, spacing, target)
+    zs = np.linalg.cholesky(rzs.T @ rzs).T
+    new = np.eye(4)
+    new[:3, :3] = rzs @ np.linalg.inv(zs) @ np.diag(np.sign(np.diag(zs)) * out_d)
+
+    dims = np.asarray(shape, dtype=np.float64)
+    corners = np.asarray(np.meshgrid(*[(0.0, n - 1.0) for n in dims], indexing="ij"))
+    corners = np.concatenate((corners.reshape(3, -1), np.ones((1, 8))))
+    out_corners = np.linalg.solve(new, affine) @ corners
+    out_shape = np.round(np.ptp(out_corners[:3] / out_corners[3], axis=1) + 1.0)
+    for i in range(corners.shape[1]):
+        if np.allclose(np.min(out_corners[:3] - out_corners[:3, i:i + 1], axis=1), 0.0,
+                       rtol=_AFFINE_TOL):
+            new[:3, 3] = (affine @ corners[:, i])[:3]
+            break
+    else:
+        new[:3, 3] = (rzs @ (dims / 2.0) + affine[:3, 3] - new[:3, :3] @ (out_shape / 2.0))
+    return new, tuple(int(n) for n in out_shape)  # type: ignore[return-value]
+
+
+def _along(x: np.ndarray, coords: np.ndarray, axis: int, order: int) -> np.ndarray:
+    """Sample `x` at positions `coords` along one axis, edge values beyond its ends."""
+    n = x.shape[axis]
+    coords = np.clip(coords, 0.0, n - 1.0)
+    if order == 0:
+        return x.take(np.rint(coords).astype(np.intp), axis=axis)  # ties to even, as torch
+    lo = np.minimum(np.floor(coords), max(n - 2, 0)).astype(np.intp)
+    weight = (coords - lo).astype(np.float32).reshape([-1 if a == axis else 1
+                                                      for a in range(3)])
+    below = x.take(lo, axis=axis)
+    if n == 1:
+        return below
+    return below + weight * (x.take(lo + 1, axis=axis) - below)
+
+
+def _resample(x: np.ndarray, xform: np.ndarray, shape: tuple[int, ...], order: int
+              ) -> np.ndarray:
+    """Output voxel ``v`` takes `x` at input voxel ``xform @ v`` (trilinear or nearest).
+
+    Edge values beyond the border, like ``grid_sample(padding_mode="border")``.
+    Axis-aligned maps (all of them after orientation, unless the series is sheared) are
+    separable: one 1D pass per axis, the most shrinking first.
+    """
+    matrix, offset = xform[:3, :3], xform[:3, 3]
+    off_diagonal = matrix - np.diag(np.diag(matrix))
+    if np.abs(off_diagonal @ np.asarray(shape, dtype=np.float64)).max() < _SEPARABLE_TOL:
+        for axis in sorted(range(3), key=lambda a: shape[a] / x.shape[a]):
+            coords = matrix[axis, axis] * np.arange(shape[axis]) + offset[axis]
+            x = _along(x, coords, axis, order)
+        return x
+    coords = (matrix @ np.indices(shape, dtype=np.float64).reshape(3, -1)
+              + offset[:, None])
+    if order == 0:
+        index = tuple(np.rint(np.clip(c, 0.0, n - 1.0)).astype(np.intp)
+                      for c, n in zip(coords, x.shape, strict=True))
+        return x[index].reshape(shape)
+    # Only oblique grids need scipy: importing it costs ~0.2 s per process.
+    from scipy import ndimage
+
+    # For linear interpolation, "nearest" (repeat the edge voxel) clamps to the border.
+    return ndimage.map_coordinates(x, coords, order=1, mode="nearest",
+                                   output=np.float32).reshape(shape)
+
+
+def _crop_or_pad(x: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], value: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Centre crop, then pad, to `shape`, as MONAI ``ResizeWithPadOrCrop("symmetric")``.
+
+    Cropping keeps ``shape[a]`` voxels from ``n // 2 - shape[a] // 2``; padding puts the
+    smaller half of the missing voxels before the data.
+    """
+    start = [max(n // 2 - s // 2, 0) for n, s in zip(x.shape, shape, strict=True)]
+    kept = [min(s, n - b) for n, s, b in zip(x.shape, shape, start, strict=True)]
+    before = [(s - k) // 2 for s, k in zip(shape, kept, strict=True)]
+    out = np.full(shape, value, dtype=np.float32)
+    out[tuple(slice(b, b + k) for b, k in zip(before, kept, strict=True))] = x[
+        tuple(slice(b, b + k) for b, k in zip(start, kept, strict=True))]
+    moved = affine.copy()
+    moved[:3, 3] += affine[:3, :3] @ (np.asarray(start) - np.asarray(before))
+    return out, moved
 
 
 def align(array: np.ndarray, ras_affine: np.ndarray, config: PreprocessConfig,
@@ -175,20 +288,22 @@ def align(array: np.ndarray, ras_affine: np.ndarray, config: PreprocessConfig,
         raise ValueError(f"align() needs an invertible 4x4 voxel-to-RAS affine, got "
                          f"{affine.tolist()}.")
     source_axcodes = _axcodes(affine)
-    array = np.asarray(array, dtype=np.float32)
-    if any(st < 0 for st in array.strides):  # torch cannot view negative strides
-        array = np.ascontiguousarray(array)
-    tensor = torch.from_numpy(array)[None]  # a view: C or Fortran order both fine
-    image = MetaTensor(tensor, affine=torch.as_tensor(affine))
-    image = Orientation(axcodes=config.orientation, labels=None)(image)
+    x = np.asarray(array, dtype=np.float32)
+    ornt = nib.orientations.ornt_transform(
+        nib.io_orientation(affine), nib.orientations.axcodes2ornt(config.orientation))
+    affine = affine @ nib.orientations.inv_ornt_aff(ornt, x.shape)
+    x = nib.orientations.apply_orientation(x, ornt)  # a view: flips and a transpose
     target = np.asarray(config.target_spacing, dtype=np.float64)
     if config.anti_aliasing and config.interpolation != "nearest":
-        image = anti_alias(image, target)
-    image = Spacing(pixdim=target, mode=_MONAI_MODES[config.interpolation],
-                    padding_mode="border", diagonal=False)(image)
-    image = ResizeWithPadOrCrop(config.target_shape, method="symmetric",
-                                value=float(pad_value))(image)
-    out = image.as_tensor()[0].numpy().astype(np.float32, copy=False)
-    return Aligned(array=np.ascontiguousarray(out),
-                   affine=image.affine.numpy().astype(np.float64),
-                   source_axcodes=source_axcodes)
+        x, affine = anti_alias(x, affine, target)
+
+    grid, grid_shape = _spacing_grid(affine, x.shape, target)
+    xform = np.linalg.solve(affine, grid)
+    if grid_shape != x.shape or not (
+            np.allclose(affine, grid, atol=_AFFINE_TOL)
+            or np.allclose(xform, np.eye(4), atol=_AFFINE_TOL)):
+        x = _resample(x, xform, grid_shape, 0 if config.interpolation == "nearest" else 1)
+        affine = grid
+    # else: the grid is the input's up to _AFFINE_TOL; MONAI keeps the data and its affine.
+    out, affine = _crop_or_pad(x, affine, config.target_shape, float(pad_value))
+    return Aligned(array=out, affine=affine, source_axcodes=source_axcodes)
