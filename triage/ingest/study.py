@@ -97,7 +97,7 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
     fingerprint = source_fingerprint(series)
     key = cache.key(fingerprint, config.preprocess)
     sidecar = cache.read_sidecar(key)
-    if sidecar is not None and cache.contains(key):
+    if sidecar is not None:  # the sidecar is written last: its presence commits the entry
         stats = _read_json(_stats_path(cache, key))
         return StudyOutcome(replace(
             report, status=IngestStatus.OK, verdict=sidecar.get("verdict", ""),
