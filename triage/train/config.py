@@ -1,0 +1,324 @@
+"""`TrainConfig`: every setting that decides what a training run produces, typed and validated.
+
+The YAML (``pipelines/train/*.yaml``) has one optional section per dataclass below; unknown
+sections and keys are rejected with a suggestion. `TrainConfig.to_dict` is the fully
+resolved config that MLflow records as run parameters and the model bundle keeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from triage.errors import ConfigError
+from triage.settings import check_keys, dataclass_from_mapping, load_yaml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "pipelines" / "train" / "default.yaml"
+LOSSES = ("focal", "ce")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _require(ok: bool, section: str, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"Train option '{section}.{name}' is {value!r}; expected {expected}.")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network (`triage.model.create_model`).
+
+    Attributes:
+        name: a registered network name (``triage.model.list_models()``).
+        options: keyword arguments for that network's builder (e.g. widths).
+    """
+
+    name: str = "densenet-small"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.name, str) and bool(self.name), "model", "name", self.name,
+                 "a registered network name")
+        _require(isinstance(self.options, dict), "model", "options", self.options,
+                 "a mapping of builder arguments")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The training loss on two-class logits.
+
+    Attributes:
+        name: ``focal`` (`monai.losses.FocalLoss`) or ``ce`` (cross-entropy, the baseline).
+        gamma: focal-loss focusing parameter (0 makes focal loss a weighted cross-entropy).
+        alpha: per-class weights: ``prevalence`` (inverse class frequency in the training
+            split, normalized to sum to 1), ``none``, or two numbers (negative, positive).
+    """
+
+    name: str = "focal"
+    gamma: float = 2.0
+    alpha: str | tuple[float, float] = "prevalence"
+
+    def __post_init__(self) -> None:
+        _require(self.name in LOSSES, "loss", "name", self.name, f"one of {', '.join(LOSSES)}")
+        _require(isinstance(self.gamma, int | float) and 0 <= self.gamma <= 10, "loss", "gamma",
+                 self.gamma, "a number in [0, 10]")
+        if isinstance(self.alpha, str):
+            _require(self.alpha in ("prevalence", "none"), "loss", "alpha", self.alpha,
+                     "'prevalence', 'none' or two weights [negative, positive]")
+        else:
+            ok = (len(self.alpha) == 2 and all(isinstance(a, int | float) and a >= 0
+                                               for a in self.alpha) and sum(self.alpha) > 0)
+            _require(ok, "loss", "alpha", self.alpha, "two non-negative weights, not both 0")
+            object.__setattr__(self, "alpha", tuple(float(a) for a in self.alpha))
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with a cosine learning-rate schedule after a linear warm-up.
+
+    Attributes:
+        epochs: passes over ``sampling.epoch_size`` samples.
+        batch_size: samples per step.
+        lr: peak learning rate (reached at the end of the warm-up).
+        weight_decay: AdamW decoupled weight decay.
+        warmup_epochs: linear warm-up from ``lr * warmup_start`` (may be fractional).
+        warmup_start: warm-up start as a fraction of ``lr``.
+        min_lr_ratio: the cosine decays to ``lr * min_lr_ratio``.
+        grad_clip: max gradient norm (0 disables clipping).
+    """
+
+    epochs: int = 12
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: float = 1.0
+    warmup_start: float = 0.1
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 5.0
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.epochs, int) and self.epochs >= 1, "optim", "epochs",
+                 self.epochs, "a positive integer")
+        _require(isinstance(self.batch_size, int) and self.batch_size >= 1, "optim",
+                 "batch_size", self.batch_size, "a positive integer")
+        _require(0 < self.lr < 1, "optim", "lr", self.lr, "a number in (0, 1)")
+        _require(self.weight_decay >= 0, "optim", "weight_decay", self.weight_decay, ">= 0")
+        _require(0 <= self.warmup_epochs <= self.epochs, "optim", "warmup_epochs",
+                 self.warmup_epochs, f"a number in [0, epochs={self.epochs}]")
+        _require(0 < self.warmup_start <= 1, "optim", "warmup_start", self.warmup_start,
+                 "a fraction in (0, 1]")
+        _require(0 <= self.min_lr_ratio <= 1, "optim", "min_lr_ratio", self.min_lr_ratio,
+                 "a fraction in [0, 1]")
+        _require(self.grad_clip >= 0, "optim", "grad_clip", self.grad_clip, ">= 0")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Which samples make up an epoch.
+
+    Attributes:
+        class_aware: draw positives and negatives equally often.
+        device_balanced: draw every training device group equally often (within a class
+            when ``class_aware``).
+        epoch_size: samples per epoch; 0 = the size of the training split.
+    """
+
+    class_aware: bool = True
+    device_balanced: bool = True
+    epoch_size: int = 0
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.epoch_size, int) and self.epoch_size >= 0, "sampling",
+                 "epoch_size", self.epoch_size, "an integer >= 0")
+
+
+@dataclass(frozen=True)
+class PerturbConfig:
+    """Device-grouped domain perturbation (docs/perturbation.md).
+
+    Attributes:
+        enabled: apply it during training (never at validation, test or inference).
+        p_transfer: probability that a sample from device A is re-rendered with the
+            appearance of another training device B (drawn uniformly among the others).
+        intensity: map A's intensity landmarks onto B's (piecewise linear).
+        noise: add noise to raise A's noise level to B's (never below A's own).
+        resolution: blur towards B's effective resolution when B is blurrier.
+        p_bias_field: probability of a random smooth bias field (MONAI RandBiasField).
+        bias_coeff: bias field coefficient range upper bound.
+        p_gamma: probability of a random gamma (MONAI RandAdjustContrast).
+        gamma_range: (low, high) gamma.
+        p_noise: probability of extra Gaussian noise (MONAI RandGaussianNoise).
+        noise_std: upper bound of that noise's standard deviation (normalized units).
+        p_smooth: probability of Gaussian smoothing (MONAI RandGaussianSmooth).
+        smooth_sigma: (low, high) smoothing sigma in voxels.
+        consistency_weight: weight of the symmetric KL between predictions on the clean
+            and the perturbed sample (0 disables the clean forward pass).
+    """
+
+    enabled: bool = True
+    p_transfer: float = 0.5
+    intensity: bool = True
+    noise: bool = True
+    resolution: bool = True
+    p_bias_field: float = 0.2
+    bias_coeff: float = 0.3
+    p_gamma: float = 0.2
+    gamma_range: tuple[float, float] = (0.8, 1.25)
+    p_noise: float = 0.15
+    noise_std: float = 0.03
+    p_smooth: float = 0.1
+    smooth_sigma: tuple[float, float] = (0.3, 1.0)
+    consistency_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("p_transfer", "p_bias_field", "p_gamma", "p_noise", "p_smooth"):
+            value = getattr(self, name)
+            _require(isinstance(value, int | float) and 0 <= value <= 1, "perturb", name,
+                     value, "a probability in [0, 1]")
+        for name in ("gamma_range", "smooth_sigma"):
+            value = tuple(float(v) for v in getattr(self, name))
+            _require(len(value) == 2 and 0 < value[0] <= value[1], "perturb", name, value,
+                     "(low, high) with 0 < low <= high")
+            object.__setattr__(self, name, value)
+        _require(self.bias_coeff >= 0, "perturb", "bias_coeff", self.bias_coeff, ">= 0")
+        _require(self.noise_std >= 0, "perturb", "noise_std", self.noise_std, ">= 0")
+        _require(self.consistency_weight >= 0, "perturb", "consistency_weight",
+                 self.consistency_weight, ">= 0")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How predictions are scored.
+
+    Attributes:
+        threshold: operating point on the positive-class probability for accuracy,
+            F1, sensitivity and specificity.
+        ece_bins: equal-width bins of the expected calibration error.
+    """
+
+    threshold: float = 0.5
+    ece_bins: int = 15
+
+    def __post_init__(self) -> None:
+        _require(0 < self.threshold < 1, "eval", "threshold", self.threshold, "in (0, 1)")
+        _require(isinstance(self.ece_bins, int) and self.ece_bins >= 2, "eval", "ece_bins",
+                 self.ece_bins, "an integer >= 2")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how the run executes (does not change the result, except `seed`).
+
+    Attributes:
+        seed: seeds Python, NumPy and torch; the same seed gives the same model on the
+            same hardware.
+        device: ``auto`` (CUDA, then MPS, then CPU), or a torch device type.
+        num_workers: DataLoader worker processes (0 = in the training process).
+        preload: keep every cached volume in memory (fast; ~1.7 MiB per 96x96x48 volume).
+        checkpoint_every: epochs between checkpoints (the last epoch is always saved).
+        experiment: MLflow experiment name.
+    """
+
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    preload: bool = True
+    checkpoint_every: int = 1
+    experiment: str = "triage"
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.seed, int) and self.seed >= 0, "runtime", "seed", self.seed,
+                 "an integer >= 0")
+        _require(self.device in DEVICES, "runtime", "device", self.device,
+                 f"one of {', '.join(DEVICES)}")
+        _require(isinstance(self.num_workers, int) and self.num_workers >= 0, "runtime",
+                 "num_workers", self.num_workers, "an integer >= 0")
+        _require(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 1,
+                 "runtime", "checkpoint_every", self.checkpoint_every, "a positive integer")
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig,
+    "sampling": SamplingConfig, "perturb": PerturbConfig, "eval": EvalConfig,
+    "runtime": RuntimeConfig,
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The whole training configuration, one dataclass per YAML section."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    perturb: PerturbConfig = field(default_factory=PerturbConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, source: str = "the train config"
+                  ) -> TrainConfig:
+        """Build from a mapping of sections; missing sections take their defaults.
+
+        Raises:
+            ConfigError: unknown section or key (with a suggestion), or a bad value.
+        """
+        data = data or {}
+        check_keys(data, list(SECTIONS), "section", source)
+        sections = {}
+        for name, section_cls in SECTIONS.items():
+            raw = data.get(name)
+            if name == "model" and raw is not None:
+                raw = dict(raw)
+                options = raw.get("options")  # keep lists inside options as lists
+                built = dataclass_from_mapping(section_cls, {k: v for k, v in raw.items()
+                                                             if k != "options"},
+                                               what=f"{name} option", source=source)
+                sections[name] = dataclasses.replace(built, options=dict(options or {}))
+            else:
+                sections[name] = dataclass_from_mapping(section_cls, raw,
+                                                        what=f"{name} option", source=source)
+        return cls(**sections)
+
+    @classmethod
+    def from_yaml(cls, path: Path | str | None = None) -> TrainConfig:
+        """Load `path` (the shipped default when None)."""
+        path = Path(path) if path is not None else DEFAULT_CONFIG
+        return cls.from_dict(load_yaml(path, "train config"), source=str(path))
+
+    def replace(self, **sections: Any) -> TrainConfig:
+        """A copy with some fields of some sections changed, e.g.
+        ``config.replace(loss={"name": "ce"}, perturb={"enabled": False})``."""
+        merged = self.to_dict()
+        for name, values in sections.items():
+            check_keys({name: None}, list(SECTIONS), "section", "replace()")
+            merged[name] = {**merged[name], **values}
+        return TrainConfig.from_dict(merged, source="replace()")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready nested mapping (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def flat(self) -> dict[str, Any]:
+        """``section.key: value`` pairs, e.g. for MLflow run parameters."""
+        out: dict[str, Any] = {}
+        for section, values in self.to_dict().items():
+            for key, value in values.items():
+                if isinstance(value, dict):
+                    for sub, v in value.items():
+                        out[f"{section}.{key}.{sub}"] = v
+                else:
+                    out[f"{section}.{key}"] = value
+        return out
+
+    def fingerprint(self) -> str:
+        """sha256 (16 hex) of everything except `runtime` fields that do not change the
+        result (device, workers, preload, checkpointing, experiment name)."""
+        data = self.to_dict()
+        data["runtime"] = {"seed": data["runtime"]["seed"]}
+        text = json.dumps(data, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
