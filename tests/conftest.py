@@ -44,3 +44,12 @@ def make_synth_export(tmp_path: Path) -> Callable:
                                keep_volumes=keep_volumes)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_training_set(tmp_path_factory: pytest.TempPathFactory):
+    """Cached 24x24x12 volumes of 4 device groups x 2 labels x 6 studies, plus one failed
+    study, with their ingest report and manifest (`tests.training_factory`). Read-only."""
+    from tests.training_factory import make_training_set
+
+    return make_training_set(tmp_path_factory.mktemp("training"))
