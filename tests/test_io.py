@@ -18,7 +18,7 @@ def test_atomic_write_replaces_and_keeps_umask_permissions(tmp_path):
         atomic_write_text(target, "c,d\r\n")
     finally:
         os.umask(old)
-    assert target.read_text() == "c,d\r\n"
+    assert target.read_bytes() == b"c,d\r\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
 
