@@ -6,13 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools demo test test-all bench lint clean
+.PHONY: help install tools demo test test-all bench bench-quality lint clean
 
 help:
 	@echo "make demo      create the venv, install, run the pipeline end to end on a synthetic export"
 	@echo "make test      create the venv, install, run the fast test suite"
 	@echo "make test-all  the full suite, slow tests included"
 	@echo "make bench     ingest benchmark vs dcm2niix / SimpleITK / MONAI (writes docs/benchmarks.md)"
+	@echo "make bench-quality  leave-one-device-out quality benchmark (long; writes docs/benchmarks.md)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,9 @@ test-all: install tools
 
 bench: install tools
 	$(PY) -m benchmarks.ingest.run
+
+bench-quality: install
+	$(PY) -m benchmarks.quality.run
 
 lint: install
 	$(VENV)/bin/ruff check triage tests benchmarks

@@ -34,16 +34,13 @@ def _root(
 
 def _register() -> None:
     # Each module exposes `register(app)`; keep imports light at module level.
+    from triage.cli import ingest as _ingest
     from triage.cli import manifest as _manifest
     from triage.cli import synth as _synth
+    from triage.cli import train as _train
 
-    for module in (_synth, _manifest):
+    for module in (_synth, _manifest, _ingest, _train):
         module.register(app)
-    try:
-        from triage.cli import ingest as _ingest
-    except ImportError:  # pragma: no cover - ingest lands in its own issue
-        return
-    _ingest.register(app)
 
 
 _register()

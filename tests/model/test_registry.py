@@ -1,0 +1,111 @@
+"""The network registry: every registered network builds and runs; bad names/options fail."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from triage.errors import ConfigError
+from triage.model import create_model, get_model_spec, list_models, register_model
+from triage.model.registry import _REGISTRY
+from triage.train.config import ModelConfig
+
+SLOW = {"densenet121", "resnet18"}
+# DenseNets halve the grid five times: 32 is the smallest size that fits.
+SMOKE_SHAPE = (32, 32, 32)
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in list_models()])
+def test_every_registered_model_gives_finite_two_class_logits(name):
+    model = create_model(ModelConfig(name), SMOKE_SHAPE, seed=0)
+    x = torch.randn(2, 1, *SMOKE_SHAPE, generator=torch.Generator().manual_seed(0))
+    out = model(x)
+    assert out.shape == (2, 2)
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_builtin_networks_are_registered():
+    assert {"densenet121", "densenet-small", "resnet10", "resnet18",
+            "cnn-small"} <= set(list_models())
+    assert "growth_rate" in get_model_spec("densenet-small").options
+
+
+def test_unknown_network_names_the_choices_and_suggests():
+    with pytest.raises(ConfigError, match=r"Unknown network 'densenet-smal' \(model.name\)\. "
+                                          r"Did you mean 'densenet-small'\? Registered "
+                                          r"networks: .*densenet121"):
+        create_model(ModelConfig("densenet-smal"), (32, 32, 32))
+
+
+def test_unknown_option_is_rejected_with_a_suggestion():
+    with pytest.raises(ConfigError, match="Unknown densenet-small option 'growth_rat' in "
+                                          "model.options. Did you mean 'growth_rate'"):
+        create_model(ModelConfig("densenet-small", {"growth_rat": 4}), (32, 32, 32))
+
+
+def test_bad_option_value_is_a_config_error():
+    with pytest.raises(ConfigError, match="Network 'densenet-small' cannot be built for "
+                                          "input shape .* growth_rate=-3"):
+        create_model(ModelConfig("densenet-small", {"growth_rate": -3}), (32, 32, 32))
+
+
+def test_grid_too_small_for_the_network_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"cannot process \(24, 24, 12\) volumes.*larger "
+                                          r"preprocess target_shape"):
+        create_model(ModelConfig("densenet-small"), (24, 24, 12))
+
+
+def test_options_from_yaml_lists_are_accepted():
+    model = create_model(ModelConfig("densenet-small", {"block_config": [2, 2],
+                                                        "init_features": 8}), (24, 24, 12))
+    assert model(torch.zeros(2, 1, 24, 24, 12)).shape == (2, 2)
+
+
+def test_seed_makes_weights_reproducible_and_leaves_the_global_generator_alone():
+    config = ModelConfig("cnn-small", {"channels": [4, 8], "strides": [2, 2]})
+    torch.manual_seed(1)
+    before = torch.get_rng_state()
+    a = create_model(config, (24, 24, 12), seed=5)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = create_model(config, (24, 24, 12), seed=5)
+    c = create_model(config, (24, 24, 12), seed=6)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    assert any(not torch.equal(va, vc) for va, vc in zip(a.state_dict().values(),
+                                                          c.state_dict().values(),
+                                                          strict=True))
+
+
+def test_register_model_adds_a_builder_and_refuses_duplicates():
+    @register_model("test-linear")
+    def linear(in_shape, bias: bool = True):
+        """Flatten and one linear layer."""
+        n = in_shape[0] * in_shape[1] * in_shape[2]
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(n, 2, bias=bias))
+
+    try:
+        assert "test-linear" in list_models()
+        spec = get_model_spec("test-linear")
+        assert spec.options == {"bias": True}
+        assert spec.description == "Flatten and one linear layer."
+        model = create_model(ModelConfig("test-linear", {"bias": False}), (4, 4, 2))
+        assert model[1].bias is None
+        with pytest.raises(ValueError, match="already registered"):
+            register_model("test-linear")(linear)
+    finally:
+        _REGISTRY.pop("test-linear", None)
+
+
+def test_builder_returning_the_wrong_shape_is_rejected():
+    @register_model("test-three")
+    def three(in_shape):
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(3))
+
+    try:
+        with pytest.raises(ConfigError, match=r"returned shape \(1, 3\).*expected \(1, 2\)"):
+            create_model(ModelConfig("test-three"), (4, 4, 2))
+    finally:
+        _REGISTRY.pop("test-three", None)

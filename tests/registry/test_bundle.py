@@ -1,0 +1,120 @@
+"""Model bundle: save/load round trip, predictions, temperature, atomic writes, bad bundles."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import triage
+from triage.registry.bundle import (
+    BUNDLE_FORMAT,
+    BUNDLE_JSON,
+    WEIGHTS_FILE,
+    BundleError,
+    load_bundle,
+    save_bundle,
+)
+
+
+def test_round_trip_keeps_weights_metadata_and_predictions(make_bundle, volumes, tmp_path):
+    bundle = make_bundle(temperature=1.7)
+    path = save_bundle(bundle, tmp_path / "bundle")
+    assert sorted(p.name for p in path.iterdir()) == [BUNDLE_JSON, WEIGHTS_FILE]
+    loaded = load_bundle(path)
+    assert loaded.state_dict.keys() == bundle.state_dict.keys()
+    for key, tensor in bundle.state_dict.items():
+        assert torch.equal(loaded.state_dict[key], tensor)
+    assert loaded.metadata() == bundle.metadata()
+    assert loaded.in_shape == (16, 16, 8) and loaded.class_names == ("negative", "positive")
+    assert loaded.code_version.startswith(triage.__version__)
+    np.testing.assert_array_equal(loaded.predict_logits(volumes, device="cpu"),
+                                  bundle.predict_logits(volumes, device="cpu"))
+    np.testing.assert_array_equal(loaded.predict_proba(volumes), bundle.predict_proba(volumes))
+    assert json.loads((path / BUNDLE_JSON).read_text())["format"] == BUNDLE_FORMAT
+
+
+def test_predictions_shapes_and_temperature(make_bundle, volumes):
+    bundle = make_bundle()
+    logits = bundle.predict_logits(volumes, batch_size=2)
+    assert logits.shape == (3, 2) and logits.dtype == np.float32
+    proba = bundle.predict_proba(volumes[:, 0])  # (N, X, Y, Z) is accepted too
+    expected = torch.softmax(torch.from_numpy(logits), 1)[:, 1].numpy()
+    np.testing.assert_allclose(proba, expected, rtol=1e-5)
+    hot = bundle.with_temperature(4.0)
+    assert hot.temperature == 4.0 and bundle.temperature == 1.0
+    assert hot.state_dict is bundle.state_dict
+    assert np.all(np.abs(hot.predict_proba(volumes) - 0.5) <= np.abs(proba - 0.5) + 1e-7)
+    assert bundle.predict_proba(list(volumes)).shape == (3,)
+    with pytest.raises(ValueError, match=r"Expected volumes of shape \(N, 1, 16, 16, 8\)"):
+        bundle.predict_proba(np.zeros((1, 1, 8, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="temperature must be a positive finite number"):
+        bundle.with_temperature(0.0)
+
+
+def test_save_replaces_a_bundle_but_not_other_folders(make_bundle, tmp_path):
+    target = save_bundle(make_bundle(seed=0), tmp_path / "b")
+    save_bundle(make_bundle(seed=1), target)
+    again = load_bundle(target)
+    fresh = make_bundle(seed=1)
+    assert all(torch.equal(again.state_dict[k], v) for k, v in fresh.state_dict.items())
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temp or old dirs left
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    with pytest.raises(BundleError, match="exists and is not a model bundle"):
+        save_bundle(make_bundle(), other)
+    assert (other / "keep.txt").read_text() == "x"
+
+
+@pytest.fixture
+def saved(make_bundle, tmp_path):
+    return save_bundle(make_bundle(), tmp_path / "bundle")
+
+
+def _edit_json(path, **changes):
+    meta = json.loads((path / BUNDLE_JSON).read_text())
+    meta.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del meta[key]
+    (path / BUNDLE_JSON).write_text(json.dumps(meta))
+
+
+def test_load_errors_name_the_path_and_the_problem(saved, tmp_path):
+    with pytest.raises(BundleError, match=r"nowhere: is not a directory"):
+        load_bundle(tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BundleError, match="bundle.json is missing"):
+        load_bundle(empty)
+    _edit_json(saved, format=BUNDLE_FORMAT + 1)
+    with pytest.raises(BundleError, match=f"format {BUNDLE_FORMAT + 1} is newer .*upgrade"):
+        load_bundle(saved)
+    _edit_json(saved, format=BUNDLE_FORMAT, train_devices=None)
+    with pytest.raises(BundleError, match="lacks field\\(s\\) train_devices"):
+        load_bundle(saved)
+    (saved / BUNDLE_JSON).write_text("{not json")
+    with pytest.raises(BundleError, match=f"{saved}: bundle.json is not valid JSON"):
+        load_bundle(saved)
+
+
+def test_corrupt_or_missing_weights(saved):
+    weights = saved / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(BundleError, match="weights.pt does not match its checksum"):
+        load_bundle(saved)
+    _edit_json(saved, weights_sha256=None)
+    with pytest.raises(BundleError, match="weights.pt cannot be read as weights"):
+        load_bundle(saved)
+    weights.unlink()
+    with pytest.raises(BundleError, match="the weights file weights.pt is missing"):
+        load_bundle(saved)
+
+
+def test_weights_that_do_not_fit_the_network(make_bundle, volumes):
+    bundle = make_bundle(model_config={"name": "cnn-small",
+                                       "options": {"channels": [8, 8], "strides": [2, 2]}})
+    with pytest.raises(BundleError, match="the weights do not fit network 'cnn-small'"):
+        bundle.predict_proba(volumes)

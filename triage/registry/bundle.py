@@ -1,0 +1,359 @@
+"""The model bundle: weights plus everything needed to reproduce the model's inputs and outputs.
+
+A bundle is a directory::
+
+    bundle.json   format, network config, input shape, preprocess/ingest/train configs,
+                  device appearances and statistics, temperature, training devices,
+                  class names, metrics, code version, creation time, weights checksum
+    weights.pt    the network's state_dict (torch.save; loaded with weights_only=True)
+
+It is what MLflow stores (`triage.registry.pyfunc.log_bundle`) and what `triage run` loads.
+It holds no patient identifiers: configs, per-device-group statistics and aggregate metrics
+only (docs/mlflow.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import triage
+from triage.errors import TriageError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = 1
+BUNDLE_JSON = "bundle.json"
+WEIGHTS_FILE = "weights.pt"
+_REQUIRED = ("model_config", "in_shape", "preprocess_config", "ingest_config", "train_config",
+             "appearances", "device_stats", "train_devices")
+
+
+class BundleError(TriageError):
+    """A model bundle is missing, incomplete, corrupt or of an unsupported format.
+
+    Attributes:
+        path: the bundle directory concerned (None for a bundle in memory).
+    """
+
+    def __init__(self, path: Path | str | None, message: str) -> None:
+        self.path = Path(path) if path is not None else None
+        where = f"Model bundle {self.path}" if self.path is not None else "Model bundle"
+        super().__init__(f"{where}: {message}")
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """``triage.__version__``, plus ``+g<commit>`` (and ``.dirty``) inside a git checkout.
+
+    Best effort: no git, no repository or a slow git give the bare version.
+    """
+    version = triage.__version__
+    root = Path(triage.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return version
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
+                                capture_output=True, text=True, timeout=5, check=True)
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "triage"], cwd=root,
+                               capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return version
+    suffix = ".dirty" if dirty.returncode == 1 else ""
+    return f"{version}+g{commit.stdout.strip()}{suffix}"
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _resolve_device(device: str) -> torch.device:
+    import torch
+
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ModelBundle:
+    """A trained classifier with its provenance.
+
+    Attributes:
+        model_config: ``ModelConfig`` as a dict (``name``, ``options``).
+        state_dict: the network's weights (CPU tensors).
+        in_shape: spatial input shape (X, Y, Z) = the preprocess ``target_shape``.
+        preprocess_config: ``PreprocessConfig.to_dict()`` used for the training volumes.
+        ingest_config: the ingest settings (series selection, load options) as a dict.
+        train_config: ``TrainConfig.to_dict()``.
+        appearances: per-device-group appearance statistics used by the perturbation.
+        device_stats: per-device-group intensity statistics of the training split.
+        temperature: calibration temperature (logits are divided by it); 1 = uncalibrated.
+        train_devices: device groups seen in training.
+        class_names: names of logit 0 and logit 1.
+        metrics: aggregate evaluation metrics (JSON numbers).
+        code_version: triage version (+ git commit when built from a checkout).
+        created_utc: ISO-8601 creation time.
+    """
+
+    model_config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    in_shape: tuple[int, int, int]
+    preprocess_config: dict[str, Any]
+    ingest_config: dict[str, Any]
+    train_config: dict[str, Any]
+    appearances: dict[str, Any]
+    device_stats: dict[str, Any]
+    temperature: float = 1.0
+    train_devices: list[str]
+    class_names: tuple[str, str] = ("negative", "positive")
+    metrics: dict[str, Any] = field(default_factory=dict)
+    code_version: str = field(default_factory=code_version)
+    created_utc: str = field(default_factory=_utc_now)
+    _model: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(n) for n in self.in_shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"ModelBundle in_shape must be 3 positive sizes (X, Y, Z), "
+                             f"got {self.in_shape!r}.")
+        object.__setattr__(self, "in_shape", shape)
+        temperature = float(self.temperature)
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"ModelBundle temperature must be a positive finite number, "
+                             f"got {self.temperature!r}.")
+        object.__setattr__(self, "temperature", temperature)
+        if len(self.class_names) != 2:
+            raise ValueError(f"ModelBundle class_names must be two names, got "
+                             f"{self.class_names!r}.")
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        object.__setattr__(self, "train_devices", [str(d) for d in self.train_devices])
+
+    def build_model(self) -> torch.nn.Module:
+        """A fresh network from `model_config` with `state_dict` loaded, in eval mode.
+
+        Raises:
+            BundleError: the weights do not fit the network the config describes.
+        """
+        from triage.model import create_model
+        from triage.train.config import ModelConfig
+
+        model = create_model(ModelConfig(**self.model_config), self.in_shape)
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as err:
+            raise BundleError(None, f"the weights do not fit network "
+                              f"'{self.model_config.get('name')}': {err}") from err
+        return model.eval()
+
+    def _network(self, device: torch.device) -> torch.nn.Module:
+        model = self._model
+        if model is None:
+            model = self.build_model()
+            object.__setattr__(self, "_model", model)
+        return model.to(device)
+
+    def _batch_array(self, arrays: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        if isinstance(arrays, np.ndarray):
+            batch = arrays
+        else:
+            batch = np.stack([np.asarray(a) for a in arrays]) if len(arrays) else np.empty(
+                (0, 1, *self.in_shape), np.float32)
+        if batch.ndim == 4:
+            batch = batch[:, None]
+        if batch.ndim != 5 or batch.shape[1] != 1 or tuple(batch.shape[2:]) != self.in_shape:
+            dims = ", ".join(map(str, self.in_shape))
+            raise ValueError(f"Expected volumes of shape (N, 1, {dims}) or (N, {dims}) for "
+                             f"this model, got {tuple(batch.shape)}; preprocess with the bundle's "
+                             f"preprocess_config.")
+        return np.ascontiguousarray(batch, dtype=np.float32)
+
+    def predict_logits(self, arrays: np.ndarray | Sequence[np.ndarray], *,
+                       device: str = "auto", batch_size: int = 4) -> np.ndarray:
+        """Raw two-class logits (N, 2), before temperature.
+
+        Args:
+            arrays: float volumes (N, 1, X, Y, Z) or (N, X, Y, Z), or a sequence of
+                (X, Y, Z) / (1, X, Y, Z) arrays, preprocessed with `preprocess_config`.
+            device: ``auto`` (CUDA, then MPS, then CPU) or a torch device string.
+            batch_size: volumes per forward pass.
+
+        Raises:
+            ValueError: the volumes do not have the bundle's `in_shape`.
+        """
+        import torch
+
+        batch = self._batch_array(arrays)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        target = _resolve_device(device)
+        model = self._network(target)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(batch), batch_size):
+                x = torch.from_numpy(batch[start:start + batch_size]).to(target)
+                out.append(model(x).float().cpu().numpy())
+        return np.concatenate(out) if out else np.empty((0, 2), np.float32)
+
+    def predict_proba(self, arrays: np.ndarray | Sequence[np.ndarray], *,
+                      device: str = "auto", batch_size: int = 4) -> np.ndarray:
+        """Positive-class probability (N,) = softmax(logits / temperature)[:, 1]."""
+        logits = self.predict_logits(arrays, device=device, batch_size=batch_size)
+        scaled = logits.astype(np.float64) / self.temperature
+        # softmax of two classes is the sigmoid of the difference (numerically stable)
+        diff = scaled[:, 1] - scaled[:, 0]
+        return (0.5 * (1.0 + np.tanh(0.5 * diff))).astype(np.float32)
+
+    def with_temperature(self, temperature: float) -> ModelBundle:
+        """A copy with another calibration temperature (weights shared, not copied)."""
+        return dataclasses.replace(self, temperature=temperature)
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything but the weights, JSON-ready (what bundle.json holds)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.init and f.name != "state_dict"}
+        data["in_shape"] = list(self.in_shape)
+        data["class_names"] = list(self.class_names)
+        return json.loads(json.dumps(data, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # NumPy arrays and scalars, torch tensors
+        return value.tolist()
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} cannot be stored in bundle.json; convert it to "
+                    f"numbers, strings, lists or dicts.")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_bundle(bundle: ModelBundle, directory: Path | str) -> Path:
+    """Write `bundle` to `directory` atomically: a reader sees the old bundle or the new one.
+
+    The files are written into a temporary sibling directory that is then renamed into
+    place; an existing bundle at `directory` is replaced.
+
+    Returns:
+        `directory` as a Path.
+
+    Raises:
+        BundleError: `directory` exists and is neither empty nor a bundle (refusing to
+            replace unrelated files).
+    """
+    import torch
+
+    directory = Path(directory)
+    if directory.exists() and (not directory.is_dir() or (
+            any(directory.iterdir()) and not (directory / BUNDLE_JSON).is_file())):
+        raise BundleError(directory, "exists and is not a model bundle; choose an empty or "
+                                     "new directory.")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp",
+                                dir=directory.parent))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in bundle.state_dict.items()}
+        torch.save(state, tmp / WEIGHTS_FILE)
+        meta = {"format": BUNDLE_FORMAT, **bundle.metadata(), "weights": WEIGHTS_FILE,
+                "weights_sha256": _sha256(tmp / WEIGHTS_FILE)}
+        with open(tmp / BUNDLE_JSON, "w", encoding="utf-8") as fh:
+            json.dump(meta, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        old = None
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.{os.getpid()}.old")
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_bundle(directory: Path | str) -> ModelBundle:
+    """Read a bundle written by `save_bundle`.
+
+    Raises:
+        BundleError: the directory or a file is missing, bundle.json is not valid JSON or
+            lacks a field, the weights do not match their checksum or cannot be read, or
+            the bundle was written by a newer triage (format > `BUNDLE_FORMAT`).
+    """
+    import torch
+
+    directory = Path(directory)
+    meta_path = directory / BUNDLE_JSON
+    if not directory.is_dir():
+        raise BundleError(directory, "is not a directory; pass the folder that holds "
+                                     f"{BUNDLE_JSON} and {WEIGHTS_FILE}.")
+    if not meta_path.is_file():
+        raise BundleError(directory, f"{BUNDLE_JSON} is missing; this is not a model bundle.")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleError(directory, f"{BUNDLE_JSON} is not valid JSON ({err}).") from err
+    if not isinstance(meta, dict):
+        raise BundleError(directory, f"{BUNDLE_JSON} holds a {type(meta).__name__}, not an "
+                                     f"object.")
+    fmt = meta.get("format")
+    if not isinstance(fmt, int) or fmt < 1:
+        raise BundleError(directory, f"{BUNDLE_JSON} has no valid 'format' (got {fmt!r}).")
+    if fmt > BUNDLE_FORMAT:
+        raise BundleError(directory, f"bundle format {fmt} is newer than this triage "
+                                     f"{triage.__version__} reads (format {BUNDLE_FORMAT}); "
+                                     f"upgrade triage.")
+    missing = [k for k in _REQUIRED if k not in meta]
+    if missing:
+        raise BundleError(directory, f"{BUNDLE_JSON} lacks field(s) {', '.join(missing)}.")
+    weights = directory / str(meta.get("weights", WEIGHTS_FILE))
+    if not weights.is_file():
+        raise BundleError(directory, f"the weights file {weights.name} is missing.")
+    expected = meta.get("weights_sha256")
+    if expected and _sha256(weights) != expected:
+        raise BundleError(directory, f"{weights.name} does not match its checksum in "
+                                     f"{BUNDLE_JSON}; the file is corrupt or was replaced.")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a garbled file
+        raise BundleError(directory, f"{weights.name} cannot be read as weights "
+                                     f"({type(err).__name__}: {err}).") from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise BundleError(directory, f"{weights.name} is not a state_dict of tensors.")
+    fields = {f.name for f in dataclasses.fields(ModelBundle) if f.init}
+    kwargs = {k: v for k, v in meta.items() if k in fields}
+    try:
+        return ModelBundle(state_dict=state, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise BundleError(directory, f"{BUNDLE_JSON} has an invalid value: {err}") from err

@@ -1,0 +1,420 @@
+"""The training loop: seeded, device-balanced epochs, AdamW with warm-up + cosine, resumable.
+
+`fit` trains a model on a `CachedVolumeDataset`-like training set (``len``, ``[i]`` items
+``{"image", "label", "device", ...}``, ``labels()``, ``device_groups()``, ``set_epoch``),
+validates after every epoch, and checkpoints to ``out_dir/checkpoint.pt``. Every epoch's
+randomness (sampler draw, perturbations, dropout, worker seeds) is a function of
+``(runtime.seed, epoch)`` only, so a run resumed from a checkpoint ends with exactly the
+weights an uninterrupted run ends with (bit-identical on the CPU). See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from triage.errors import ConfigError
+from triage.train.checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
+from triage.train.config import TrainConfig
+from triage.train.device import select_device
+from triage.train.losses import create_loss, effective_class_counts
+from triage.train.sampling import make_sampler
+from triage.train.schedule import create_scheduler
+
+log = logging.getLogger(__name__)
+
+NOT_RENDERED = "none"  # EpochLog.rendered key of samples shown with their own appearance
+
+
+@dataclass
+class EpochLog:
+    """What one epoch did.
+
+    Attributes:
+        epoch: 1-based epoch number.
+        lr: learning rate at the epoch's last step.
+        seconds: wall time of the epoch, validation included.
+        train_loss: mean training loss (the configured loss, on the perturbed samples).
+        train_consistency: mean symmetric KL between clean and perturbed predictions
+            (0.0 when ``perturb.consistency_weight`` is 0).
+        val: validation ``loss`` (the training loss), ``nll`` (unweighted cross-entropy),
+            ``auroc`` (NaN with one class) and ``accuracy`` at ``eval.threshold``; empty
+            without a validation set.
+        rendered: training samples per device appearance they were rendered with
+            (``"none"``: not re-rendered); empty when the training set has no transform.
+    """
+
+    epoch: int
+    lr: float
+    seconds: float
+    train_loss: float
+    train_consistency: float
+    val: dict[str, float] = field(default_factory=dict)
+    rendered: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EpochLog:
+        return cls(**data)
+
+
+@dataclass
+class FitResult:
+    """The outcome of `fit`.
+
+    Attributes:
+        history: one `EpochLog` per epoch, those before a resume included.
+        epochs_run: epochs trained by this call.
+        resumed_from: completed epochs found in the checkpoint, or None for a fresh run.
+        checkpoint: the final checkpoint file.
+    """
+
+    history: list[EpochLog]
+    epochs_run: int
+    resumed_from: int | None
+    checkpoint: Path
+
+
+def fit(model: nn.Module, train_ds: Any, val_ds: Any | None, config: TrainConfig,
+        out_dir: Path | str, *, class_counts: Sequence[int],
+        on_epoch: Callable[[EpochLog], None] | None = None,
+        progress: bool = True) -> FitResult:
+    """Train `model` on `train_ds` for ``config.optim.epochs`` epochs, or resume.
+
+    Args:
+        model: a freshly created network (`triage.model.create_model`); trained in place
+            and left on the training device in train mode.
+        train_ds: training set; set ``return_clean`` on it before calling when
+            ``perturb.consistency_weight > 0``.
+        val_ds: validation set (no transform) or None.
+        config: the resolved training config.
+        out_dir: run folder; holds ``checkpoint.pt``. When a checkpoint of the same
+            config fingerprint is there, training continues after its last epoch.
+        class_counts: ``(negatives, positives)`` in the training split (for
+            ``loss.alpha: prevalence``; balanced first when sampling is class-aware).
+        on_epoch: called with each new `EpochLog`, after that epoch's checkpoint.
+        progress: show a rich progress bar (only on a terminal).
+
+    Returns:
+        A `FitResult`.
+
+    Raises:
+        ConfigError: a checkpoint in `out_dir` from a different config, an unavailable
+            device, a consistency weight without clean volumes, or a bad loss setting.
+        CheckpointError: the checkpoint in `out_dir` cannot be read.
+    """
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    seed = config.runtime.seed
+    device = select_device(config.runtime.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    _seed_everything(seed)
+
+    consistency = config.perturb.consistency_weight
+    if consistency > 0 and not getattr(train_ds, "return_clean", False):
+        raise ConfigError("perturb.consistency_weight > 0 needs the clean volumes: create "
+                          "the training dataset with return_clean=True.")
+    labels = np.asarray(train_ds.labels())
+    groups = list(train_ds.device_groups())
+    counts = effective_class_counts(class_counts, config.sampling.class_aware)
+    criterion = create_loss(config.loss, counts).to(device)
+    nll = nn.CrossEntropyLoss().to(device)
+
+    model.to(device)
+    optimizer = _adamw(model, config)
+    steps = _steps_per_epoch(config, len(labels))
+    scheduler = create_scheduler(optimizer, config.optim, steps)
+
+    history: list[EpochLog] = []
+    start = 0
+    resumed_from = None
+    if ckpt_path.exists():
+        start, history = _resume(ckpt_path, config, model, optimizer, scheduler)
+        resumed_from = start
+        log.info("Resuming %s after epoch %d of %d.", out_dir, start, config.optim.epochs)
+
+    device_names = list(getattr(train_ds, "devices", []))
+    bar = _Progress(enabled=progress, total=(config.optim.epochs - start) * steps)
+    epochs_run = 0
+    with bar:
+        for epoch in range(start, config.optim.epochs):
+            began = time.perf_counter()
+            _seed_epoch(seed, epoch)
+            train_ds.set_epoch(epoch)
+            loader = _train_loader(train_ds, labels, groups, config, epoch, device)
+            model.train()
+            totals = {"loss": 0.0, "consistency": 0.0, "steps": 0}
+            rendered: Counter[int] = Counter()
+            for batch in loader:
+                loss, kl = _train_step(model, batch, criterion, optimizer, scheduler,
+                                       consistency, config.optim.grad_clip, device)
+                totals["loss"] += loss
+                totals["consistency"] += kl
+                totals["steps"] += 1
+                if "rendered_as" in batch:
+                    rendered.update(int(r) for r in batch["rendered_as"])
+                bar.advance(f"epoch {epoch + 1}/{config.optim.epochs}  loss {loss:.4f}  "
+                            f"lr {optimizer.param_groups[0]['lr']:.2e}")
+            n_steps = max(totals["steps"], 1)
+            val = {}
+            if val_ds is not None and len(val_ds):
+                val = evaluate(model, val_ds, criterion=criterion, nll=nll, device=device,
+                               batch_size=config.optim.batch_size,
+                               threshold=config.eval.threshold)
+            entry = EpochLog(
+                epoch=epoch + 1, lr=float(optimizer.param_groups[0]["lr"]),
+                seconds=time.perf_counter() - began,
+                train_loss=totals["loss"] / n_steps,
+                train_consistency=totals["consistency"] / n_steps, val=val,
+                rendered=_rendered_names(rendered, device_names) if rendered else {})
+            history.append(entry)
+            epochs_run += 1
+            bar.epoch_done(entry)
+            last = epoch + 1 == config.optim.epochs
+            if last or (epoch + 1) % config.runtime.checkpoint_every == 0:
+                _save(ckpt_path, config, model, optimizer, scheduler, epoch + 1, history)
+            if on_epoch is not None:
+                on_epoch(entry)
+    return FitResult(history=history, epochs_run=epochs_run, resumed_from=resumed_from,
+                     checkpoint=ckpt_path)
+
+
+def predict_logits(model: nn.Module, dataset: Any, *, device: torch.device | str = "cpu",
+                   batch_size: int = 8) -> np.ndarray:
+    """Logits ``(N, 2)`` float32 for every item of `dataset`, in dataset order.
+
+    The model runs in eval mode without gradients; its previous mode is restored.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    out: list[np.ndarray] = []
+    try:
+        with torch.no_grad():
+            for batch in _eval_loader(dataset, batch_size):
+                out.append(model(batch["image"].to(device)).float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.float32)
+
+
+def evaluate(model: nn.Module, dataset: Any, *, criterion: nn.Module, nll: nn.Module,
+             device: torch.device, batch_size: int, threshold: float = 0.5
+             ) -> dict[str, float]:
+    """Validation ``loss``, ``nll``, ``auroc`` and ``accuracy`` of `model` on `dataset`."""
+    from sklearn.metrics import roc_auc_score
+
+    logits = torch.from_numpy(predict_logits(model, dataset, device=device,
+                                             batch_size=batch_size)).to(device)
+    labels = torch.as_tensor(np.asarray(dataset.labels()), dtype=torch.long, device=device)
+    with torch.no_grad():
+        loss = float(criterion(logits, labels))
+        cross_entropy = float(nll(logits, labels))
+    prob = torch.softmax(logits, 1)[:, 1].cpu().numpy()
+    y = labels.cpu().numpy()
+    auroc = float(roc_auc_score(y, prob)) if len(np.unique(y)) == 2 else math.nan
+    accuracy = float(np.mean((prob >= threshold) == (y == 1)))
+    return {"loss": loss, "nll": cross_entropy, "auroc": auroc, "accuracy": accuracy}
+
+
+# -- one step ----------------------------------------------------------------------------
+
+def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """``(KL(p_a || p_b) + KL(p_b || p_a)) / 2`` of two softmax predictions, batch mean."""
+    log_a = torch.log_softmax(logits_a, 1)
+    log_b = torch.log_softmax(logits_b, 1)
+    kl_ab = (log_a.exp() * (log_a - log_b)).sum(1)
+    kl_ba = (log_b.exp() * (log_b - log_a)).sum(1)
+    return 0.5 * (kl_ab + kl_ba).mean()
+
+
+def _train_step(model: nn.Module, batch: dict[str, Any], criterion: nn.Module,
+                optimizer: torch.optim.Optimizer, scheduler: Any, consistency: float,
+                grad_clip: float, device: torch.device) -> tuple[float, float]:
+    image = batch["image"].to(device, non_blocking=True)
+    target = torch.as_tensor(batch["label"], dtype=torch.long).to(device)
+    kl = torch.zeros((), device=device)
+    if consistency > 0:
+        # One forward pass over perturbed and clean volumes together (AugMix-style), so
+        # batch-norm statistics see both.
+        clean = batch["clean"].to(device, non_blocking=True)
+        logits, logits_clean = model(torch.cat([image, clean])).chunk(2)
+        kl = symmetric_kl(logits, logits_clean)
+    else:
+        logits = model(image)
+    loss = criterion(logits, target)
+    total = loss + consistency * kl if consistency > 0 else loss
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach()), float(kl.detach())
+
+
+# -- set-up helpers ----------------------------------------------------------------------
+
+def _adamw(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    # No weight decay on biases and normalization scales (1-D parameters).
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.optim.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.optim.lr)
+
+
+def _steps_per_epoch(config: TrainConfig, n_train: int) -> int:
+    size = config.sampling.epoch_size or n_train
+    return max(size // config.optim.batch_size, 1)
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _seed_epoch(seed: int, epoch: int) -> None:
+    # Global generators (dropout, anything a network draws) restart from (seed, epoch):
+    # a resumed epoch sees the same numbers whatever ran before it.
+    value = _epoch_seed(seed, epoch, 1)
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds each worker with base_seed + worker_id; derive NumPy's and Python's.
+    value = torch.initial_seed() % 2**32
+    np.random.seed(value)
+    random.seed(value)
+
+
+def _train_loader(train_ds: Any, labels: np.ndarray, groups: list[str],
+                  config: TrainConfig, epoch: int, device: torch.device) -> DataLoader:
+    sampler = make_sampler(labels, groups, config.sampling, seed=config.runtime.seed,
+                           epoch=epoch)
+    generator = torch.Generator().manual_seed(_epoch_seed(config.runtime.seed, epoch, 2))
+    batch_size = config.optim.batch_size
+    workers = config.runtime.num_workers
+    # Drop a ragged last batch: a batch of one breaks batch norm on small feature maps.
+    return DataLoader(train_ds, batch_size=batch_size, sampler=sampler,
+                      drop_last=len(sampler) >= batch_size, num_workers=workers,
+                      worker_init_fn=_seed_worker if workers else None, generator=generator,
+                      pin_memory=device.type == "cuda")
+
+
+def _eval_loader(dataset: Any, batch_size: int) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0,
+                      generator=torch.Generator().manual_seed(0))
+
+
+def _rendered_names(counts: Counter[int], names: list[str]) -> dict[str, int]:
+    out = {name: counts.get(i, 0) for i, name in enumerate(names)}
+    out[NOT_RENDERED] = counts.get(-1, 0)
+    return out
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+def _save(path: Path, config: TrainConfig, model: nn.Module, optimizer: Any, scheduler: Any,
+          epoch: int, history: list[EpochLog]) -> None:
+    save_checkpoint(path, {
+        "epoch": epoch,
+        "fingerprint": config.fingerprint(),
+        "config": config.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": [dataclasses.asdict(h) for h in history],
+        "rng": rng_state(),
+    })
+
+
+def _resume(path: Path, config: TrainConfig, model: nn.Module, optimizer: Any,
+            scheduler: Any) -> tuple[int, list[EpochLog]]:
+    state = load_checkpoint(path)
+    if state.get("fingerprint") != config.fingerprint():
+        raise ConfigError(
+            f"{path} was written by a different training config (fingerprint "
+            f"{state.get('fingerprint')}, this config {config.fingerprint()}); resuming "
+            f"would mix two runs. Use a fresh output folder, or delete the checkpoint to "
+            f"start over.")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    restore_rng_state(state["rng"])
+    return int(state["epoch"]), [EpochLog.from_dict(h) for h in state["history"]]
+
+
+# -- progress ------------------------------------------------------------------------------
+
+class _Progress:
+    """A rich progress bar over all training steps; a no-op when off or not on a TTY."""
+
+    def __init__(self, *, enabled: bool, total: int) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.total = total
+        self._bar: Any = None
+        self._task: Any = None
+        self._val = ""
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), console=Console(stderr=True))
+            self._bar.__enter__()
+            self._task = self._bar.add_task("training", total=self.total)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def advance(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, description=text + self._val)
+
+    def epoch_done(self, entry: EpochLog) -> None:
+        if self._bar is not None and entry.val:
+            self._val = "  | val " + " ".join(f"{k} {v:.3f}" for k, v in entry.val.items())
+            self._bar.console.print(f"epoch {entry.epoch}: train loss "
+                                    f"{entry.train_loss:.4f}{self._val}  "
+                                    f"({entry.seconds:.1f} s)")
