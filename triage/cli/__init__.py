@@ -36,10 +36,12 @@ def _register() -> None:
     # Each module exposes `register(app)`; keep imports light at module level.
     from triage.cli import ingest as _ingest
     from triage.cli import manifest as _manifest
+    from triage.cli import registry as _registry
+    from triage.cli import run as _run
     from triage.cli import synth as _synth
     from triage.cli import train as _train
 
-    for module in (_synth, _manifest, _ingest, _train):
+    for module in (_synth, _manifest, _ingest, _train, _registry, _run):
         module.register(app)
 
 
@@ -49,7 +51,8 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; a `TriageError` becomes one clear line and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, click returns a command's `typer.Exit` code as the value.
+        result = app(args=argv, standalone_mode=False)
     except TriageError as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         return 2
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             err.show()
             return err.exit_code
         raise
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -340,6 +340,10 @@ class RunLogger:
         """Log a DataFrame as a CSV artifact (no index), e.g. ``tables/per_device.csv``."""
         self._log_file(lambda p: df.to_csv(p, index=False), artifact_file)
 
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Log UTF-8 text as an artifact, e.g. ``gate_report.md``."""
+        self._log_file(lambda p: p.write_text(text, encoding="utf-8"), artifact_file)
+
     def log_json(self, obj: Any, artifact_file: str) -> None:
         """Log a JSON-serializable object (NumPy scalars and arrays are converted)."""
         text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default)

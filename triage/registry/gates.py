@@ -1,0 +1,111 @@
+"""Promotion gates: may a challenger model version replace the `@champion`?
+
+Both models are scored on the same promotion manifest (`triage.train.evaluate`), after
+their own temperature scaling. Every gate is a row of the report (metric, champion,
+challenger, bound, pass/fail); the challenger is promoted only if every row passes.
+Without a champion, only the absolute gates apply (ECE bound, routing guarantee).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from triage.settings import dataclass_from_mapping, load_yaml
+
+DEFAULT_GATES = Path(__file__).resolve().parents[2] / "pipelines" / "promotion" / "default.yaml"
+REPORT_COLUMNS = ("gate", "metric", "group", "champion", "challenger", "bound", "passed")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Tolerances of the promotion gates (``pipelines/promotion/default.yaml``).
+
+    Attributes:
+        auroc_tolerance: the challenger's overall AUROC may be at most this much below
+            the champion's.
+        max_ece: bound on the challenger's overall ECE after temperature scaling.
+        max_miss_rate: bound on the fraction of positives the challenger's certified
+            thresholds route `routine` on the promotion set (the routing guarantee's α).
+        device_auroc_tolerance: no device group's AUROC may drop more than this below the
+            champion's on that group.
+        min_device_studies: device groups with fewer promotion studies (or one class only)
+            are reported but not gated: their AUROC is too noisy to compare.
+    """
+
+    auroc_tolerance: float = 0.02
+    max_ece: float = 0.1
+    max_miss_rate: float = 0.01
+    device_auroc_tolerance: float = 0.05
+    min_device_studies: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("auroc_tolerance", "max_ece", "max_miss_rate", "device_auroc_tolerance"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ValueError(f"'{name}' must be a number in [0, 1], got {value!r}")
+
+    @classmethod
+    def from_yaml(cls, path: Path | str | None = None) -> GateConfig:
+        path = Path(path) if path is not None else DEFAULT_GATES
+        return dataclass_from_mapping(cls, load_yaml(path, "promotion gates"),
+                                      what="gate option", source=str(path))
+
+
+def _overall(metrics: pd.DataFrame, name: str, group: str = "all") -> float:
+    rows = metrics[(metrics["group"] == group) & metrics["calibrated"]]
+    return float(rows[name].iloc[0]) if len(rows) else math.nan
+
+
+def gate_report(challenger: pd.DataFrame, champion: pd.DataFrame | None, config: GateConfig,
+                *, miss_rate: float | None) -> pd.DataFrame:
+    """The gate table.
+
+    Args:
+        challenger: the challenger's per-group metrics (`evaluate_bundle`).
+        champion: the champion's, or None for a first version.
+        config: the tolerances.
+        miss_rate: the challenger's realized routing miss rate on the promotion set, or
+            None when it has no certified thresholds (the gate then fails: a model that
+            cannot clear any study is not deployable as a triage model).
+    """
+    rows: list[dict[str, Any]] = []
+
+    def add(gate: str, metric: str, group: str, champ: float, chall: float, bound: float,
+            passed: bool) -> None:
+        rows.append({"gate": gate, "metric": metric, "group": group, "champion": champ,
+                     "challenger": chall, "bound": bound, "passed": bool(passed)})
+
+    ece = _overall(challenger, "ece")
+    add("calibration", "ece", "all", _overall(champion, "ece") if champion is not None
+        else math.nan, ece, config.max_ece, ece <= config.max_ece)
+    add("routing guarantee", "miss_rate", "all", math.nan,
+        math.nan if miss_rate is None else miss_rate, config.max_miss_rate,
+        miss_rate is not None and miss_rate <= config.max_miss_rate)
+    if champion is not None:
+        champ_auroc, chall_auroc = _overall(champion, "auroc"), _overall(challenger, "auroc")
+        bound = champ_auroc - config.auroc_tolerance
+        add("no AUROC regression", "auroc", "all", champ_auroc, chall_auroc, bound,
+            chall_auroc >= bound)
+        for group in sorted(set(challenger["group"]) & set(champion["group"]) - {"all"}):
+            champ_g, chall_g = _overall(champion, "auroc", group), _overall(challenger,
+                                                                            "auroc", group)
+            n = _overall(challenger, "n", group)
+            if n < config.min_device_studies or math.isnan(champ_g) or math.isnan(chall_g):
+                continue
+            bound = champ_g - config.device_auroc_tolerance
+            add("no device regression", "auroc", group, champ_g, chall_g, bound,
+                chall_g >= bound)
+    return pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
+
+
+def report_markdown(report: pd.DataFrame) -> str:
+    """The gate table as Markdown (NaN as an en dash)."""
+    from triage.train.evaluate import markdown_table
+
+    shown = report.assign(passed=report["passed"].map({True: "pass", False: "FAIL"}))
+    return markdown_table(shown, REPORT_COLUMNS)
