@@ -118,3 +118,21 @@ def test_weights_that_do_not_fit_the_network(make_bundle, volumes):
                                        "options": {"channels": [8, 8], "strides": [2, 2]}})
     with pytest.raises(BundleError, match="the weights do not fit network 'cnn-small'"):
         bundle.predict_proba(volumes)
+
+
+def test_routing_thresholds_round_trip_and_old_bundles_load_empty(make_bundle, tmp_path):
+    from triage.route import FittedThresholds, fit_thresholds
+
+    rng = np.random.default_rng(3)
+    p = rng.uniform(size=1500)
+    y = (rng.uniform(size=1500) < p).astype(int)
+    fitted = fit_thresholds(p, y, np.where(p > 0.5, "acme", "borealis"))
+    path = save_bundle(make_bundle(routing=fitted.to_dict()), tmp_path / "bundle")
+    loaded = load_bundle(path)
+    assert loaded.routing == json.loads(json.dumps(fitted.to_dict()))
+    assert FittedThresholds.from_dict(loaded.routing) == fitted
+    _edit_json(path, routing=None)  # a bundle written before the field existed
+    assert load_bundle(path).routing == {}
+    assert json.loads((path / BUNDLE_JSON).read_text())["format"] == BUNDLE_FORMAT == 1
+    with pytest.raises(ValueError, match="routing must be a dict"):
+        make_bundle(routing=[1])

@@ -76,6 +76,8 @@ def test_bundle_reproduces_the_recorded_predictions(trained, tiny_training_set):
     assert bundle.temperature == pytest.approx(outcome.temperature)
     assert bundle.train_devices == ["acme", "borealis", "ember"]
     assert set(bundle.appearances) == {"acme", "borealis", "ember"}
+    assert set(bundle.routing["groups"]) == {"acme", "borealis", "ember"}  # calib devices
+    assert bundle.rules["name"] == "default"
     predictions = pd.read_csv(outcome.out_dir / "predictions.csv")
     held = predictions[predictions["set"] == "held-out"]
     samples = {s.study_uid: s for s in resolve_samples(
@@ -95,6 +97,7 @@ def test_mlflow_records_config_metrics_dataset_figures_and_model(trained):
         assert run.data.params[key] == str(value), key
     assert run.data.params["data.n_held-out"] == "12"
     assert "perturbation.p_transfer" in run.data.params
+    assert run.data.tags["triage.rules_version"].startswith("default@1+")
     metrics = run.data.metrics
     for key in ("held-out.cal.all.auroc", "test.cal.acme.ece", "calibration.temperature",
                 "train.loss", "val.auroc"):

@@ -4,7 +4,8 @@ A bundle is a directory::
 
     bundle.json   format, network config, input shape, preprocess/ingest/train configs,
                   device appearances and statistics, temperature, training devices,
-                  class names, metrics, code version, creation time, weights checksum
+                  class names, metrics, routing thresholds, code version, creation time,
+                  weights checksum
     weights.pt    the network's state_dict (torch.save; loaded with weights_only=True)
 
 It is what MLflow stores (`triage.registry.pyfunc.log_bundle`) and what `triage run` loads.
@@ -114,6 +115,11 @@ class ModelBundle:
         train_devices: device groups seen in training.
         class_names: names of logit 0 and logit 1.
         metrics: aggregate evaluation metrics (JSON numbers).
+        routing: the certified routing thresholds per device group
+            (``triage.route.FittedThresholds.to_dict()``); empty when none were fitted
+            (bundles written before this field load with an empty dict).
+        rules: the parsed rules file the thresholds were certified under (what
+            ``triage run`` uses unless given ``--rules``); empty when none.
         code_version: triage version (+ git commit when built from a checkout).
         created_utc: ISO-8601 creation time.
     """
@@ -130,6 +136,8 @@ class ModelBundle:
     train_devices: list[str]
     class_names: tuple[str, str] = ("negative", "positive")
     metrics: dict[str, Any] = field(default_factory=dict)
+    routing: dict[str, Any] = field(default_factory=dict)
+    rules: dict[str, Any] = field(default_factory=dict)
     code_version: str = field(default_factory=code_version)
     created_utc: str = field(default_factory=_utc_now)
     _model: Any = field(default=None, init=False, repr=False)
@@ -150,6 +158,9 @@ class ModelBundle:
                              f"{self.class_names!r}.")
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         object.__setattr__(self, "train_devices", [str(d) for d in self.train_devices])
+        if not isinstance(self.routing, dict):
+            raise ValueError(f"ModelBundle routing must be a dict (FittedThresholds.to_dict()), "
+                             f"got {type(self.routing).__name__}.")
 
     def build_model(self) -> torch.nn.Module:
         """A fresh network from `model_config` with `state_dict` loaded, in eval mode.

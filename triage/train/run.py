@@ -36,6 +36,7 @@ from triage.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
+DEFAULT_RULES = Path(__file__).resolve().parents[2] / "pipelines" / "rules" / "default.yaml"
 IN_DOMAIN = "test"
 HELD_OUT = "held-out"
 
@@ -196,7 +197,8 @@ def _metric_dict(metrics: pd.DataFrame) -> dict[str, float]:
 def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: TrainConfig,
                 out_dir: Path | str, holdout_device: str | None = None,
                 run_name: str | None = None, tracking_uri: str | None = None,
-                progress: bool = True, log_model: bool = True) -> TrainOutcome:
+                progress: bool = True, log_model: bool = True,
+                rules_path: Path | str | None = None) -> TrainOutcome:
     """Train, calibrate, evaluate and log one model. See the module docstring.
 
     Raises:
@@ -212,6 +214,7 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
     from triage.registry.pyfunc import log_bundle
     from triage.registry.tracking import start_run
     from triage.train.appearance import estimate_appearances
+    from triage.train.augment import Augmentation, compose
     from triage.train.device import select_device
     from triage.train.loop import fit
     from triage.train.perturb import DevicePerturbation
@@ -237,8 +240,11 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
         device: [train_ds.array(i) for i, s in enumerate(sets["train"])
                  if s.device_group == device] for device in train_devices})
     perturbation = DevicePerturbation(config.perturb, appearances)
+    # Device perturbation first (it maps intensity landmarks), then generic augmentation.
+    train_ds.transform = compose(perturbation if config.perturb.enabled else None,
+                                 Augmentation(config.augment) if config.augment.enabled
+                                 else None)
     if config.perturb.enabled:
-        train_ds.transform = perturbation
         train_ds.return_clean = config.perturb.consistency_weight > 0
     val_ds = dataset("val") if sets["val"] else None
     class_counts = np.bincount(train_ds.labels(), minlength=2).tolist()
@@ -288,6 +294,9 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
         else:
             log.warning("No calibration split with both classes: temperature left at 1.0.")
         bundle = bundle.with_temperature(temperature)
+        bundle, rules_version = _fit_routing(bundle, logits["calib"], sets["calib"],
+                                             temperature, rules_path or DEFAULT_RULES)
+        run.set_tags({"triage.rules_version": rules_version})
         metrics = evaluate_sets(logits, sets, temperature, config)
         bundle.metrics.update(_metric_dict(metrics[metrics["group"] == "all"]))
         run.log_metrics({"calibration.temperature": temperature})
@@ -304,6 +313,26 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
                         out_dir=out_dir, temperature=temperature, metrics=metrics,
                         history=result.history, excluded=len(resolved.excluded),
                         seconds=time.perf_counter() - started)
+
+
+def _fit_routing(bundle: Any, calib_logits: np.ndarray, calib: list[Sample],
+                 temperature: float, rules_path: Path | str) -> tuple[Any, str]:
+    """Certify per-device routing thresholds on the calibration split (docs/calibration.md)
+    under the rules file's settings; the bundle keeps the thresholds and the rules."""
+    import dataclasses
+
+    import yaml
+
+    from triage.calibrate import probabilities
+    from triage.route import fit_thresholds, load_rules
+
+    ruleset = load_rules(rules_path)
+    p = probabilities(calib_logits, temperature) if len(calib_logits) else np.zeros(0)
+    fitted = fit_thresholds(p, np.array([s.label for s in calib], dtype=int),
+                            [s.device_group for s in calib], ruleset.thresholds)
+    rules = yaml.safe_load(Path(rules_path).read_text(encoding="utf-8"))
+    bundle = dataclasses.replace(bundle, routing=fitted.to_dict(), rules=rules)
+    return bundle, ruleset.full_version
 
 
 def _fingerprint(preprocess: dict[str, Any]) -> str:

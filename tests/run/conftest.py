@@ -1,0 +1,145 @@
+"""Fixtures for `triage run`: a tiny trained model (built once) and small exports to triage.
+
+The model is real but minimal: a 14-study, two-device synthetic export, ingested on a
+16x16x8 grid and trained for one epoch of cnn-small (about 15 s, once per session).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+INGEST = {"selection": {"min_slices": 4},
+          "preprocess": {"target_spacing": [12, 12, 12], "target_shape": [16, 16, 8]}}
+TRAIN = {"model": {"name": "cnn-small", "options": {"channels": [4, 8]}},
+         "optim": {"epochs": 1, "batch_size": 4, "lr": 0.003},
+         "perturb": {"p_transfer": 0.5}, "runtime": {"experiment": "test-run"}}
+DEVICES = "acme,borealis"
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    """The trained bundle and where it lives."""
+
+    bundle_dir: Path
+    tracking_uri: str
+    model_uri: str
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """A trained, calibrated bundle whose ingest config matches `make_run_export`."""
+    from triage.data.synth import SynthConfig, generate_export
+    from triage.ingest.config import IngestConfig
+    from triage.ingest.runner import ingest_export
+    from triage.train.config import TrainConfig
+    from triage.train.run import train_model
+
+    root = tmp_path_factory.mktemp("tiny-model")
+    export = generate_export(root / "export", SynthConfig(
+        studies=14, seed=4, slices=8, matrix=32, devices=DEVICES, thick_fraction=0.0,
+        extras=False))
+    ingest_dir = root / "ingest"
+    ingest_export(export.out_dir, ingest_dir, IngestConfig.from_dict(INGEST), workers=1)
+    # what `triage train` records as the bundle's ingest config (selection, load)
+    (ingest_dir / "ingest_config.json").write_text(json.dumps(INGEST), encoding="utf-8")
+    tracking = f"sqlite:///{root / 'mlflow.db'}"
+    outcome = train_model(manifest_path=export.manifest_path, ingest_dir=ingest_dir,
+                          config=TrainConfig.from_dict(TRAIN), out_dir=root / "train",
+                          tracking_uri=tracking, progress=False)
+    return TinyModel(outcome.bundle_dir, tracking, outcome.model_uri)
+
+
+@dataclass(frozen=True)
+class RunCase:
+    """An export to triage and what the test knows about it.
+
+    Attributes:
+        export_dir: 6 studies of acme, borealis and cygnus (unseen in training), one of
+            them cut to 3 slices (rejected by selection), plus a corrupt file (its own
+            pseudo-study) and a text file (ignored).
+        rejected_uid: the study whose only series has too few slices.
+        identifiers: study UID -> (patient ID, accession number, study date) in the files.
+        names: every patient name, ID, accession number and birth date in the files.
+    """
+
+    export_dir: Path
+    rejected_uid: str
+    identifiers: dict[str, tuple[str, str, str]]
+    names: frozenset[str]
+
+
+@pytest.fixture(scope="session")
+def run_case(tmp_path_factory: pytest.TempPathFactory) -> RunCase:
+    import pydicom
+
+    from triage.data.synth import SynthConfig, generate_export
+
+    root = tmp_path_factory.mktemp("run-case")
+    summary = generate_export(root / "export", SynthConfig(
+        studies=6, seed=9, slices=8, matrix=32, devices=DEVICES + ",cygnus",
+        thick_fraction=0.0, extras=False))
+    export = summary.out_dir
+    files: dict[str, list[Path]] = {}
+    identifiers, names = {}, set()
+    for path in sorted(p for p in export.rglob("*") if p.is_file()):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except pydicom.errors.InvalidDicomError:
+            continue  # manifest, ground truth
+        files.setdefault(ds.StudyInstanceUID, []).append(path)
+        identifiers[ds.StudyInstanceUID] = (str(ds.PatientID), str(ds.AccessionNumber),
+                                            str(ds.StudyDate))
+        names |= {str(ds.PatientName), str(ds.PatientID), str(ds.AccessionNumber),
+                  str(ds.PatientBirthDate)}
+    rejected = sorted(files)[1]
+    for path in files[rejected][3:]:
+        path.unlink()
+    (export / "corrupt.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"garbage" * 8)
+    (export / "README.txt").write_text("not DICOM", encoding="utf-8")
+    names.discard("")
+    return RunCase(export, rejected, identifiers, frozenset(names))
+
+
+@pytest.fixture(scope="session")
+def rules_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default rules with the slice QC bound of the tiny export (4 instead of 16)."""
+    import yaml
+
+    from triage.route.router import Router  # noqa: F401 - the rule layer must be there
+
+    default = Path(__file__).resolve().parents[2] / "pipelines" / "rules" / "default.yaml"
+    rules = yaml.safe_load(default.read_text(encoding="utf-8"))
+    for rule in rules["rules"]:
+        if rule["kind"] == "min-slices":
+            rule["min_slices"] = 4
+    rules["name"] = "test-run"
+    path = tmp_path_factory.mktemp("rules") / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def routing_for(rules_path: Path) -> dict:
+    """Fitted-threshold records for the two training devices (as `bundle.routing` holds).
+
+    Hand-set thresholds (the calibration split of the tiny export is far too small to
+    certify anything) that split the tiny model's scores into all three score routes.
+    """
+    from triage.route import FittedThresholds, GroupThresholds, load_rules
+
+    config = load_rules(rules_path).thresholds
+    groups = {g: GroupThresholds(g, 300, 300, t_low=0.3, t_high=0.55)
+              for g in ("acme-tomography-voxa-64", "borealis-imaging-aurora-128")}
+    return FittedThresholds(config, groups).to_dict()
+
+
+@pytest.fixture(scope="session")
+def router(rules_path, tiny_model):
+    from triage.registry.bundle import load_bundle
+    from triage.route import Router
+
+    bundle = load_bundle(tiny_model.bundle_dir)
+    return Router.from_yaml(rules_path, routing_for(rules_path), bundle.train_devices)

@@ -1,0 +1,245 @@
+"""`run_export` end to end on a small export: one row per study, reasons for broken ones,
+identifiers in the worklist only, one bad study never stops the batch, kill and resume."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.run.conftest import routing_for
+from triage.run.journal import JOURNAL_NAME
+from triage.run.pipeline import RunResult, run_export
+from triage.run.worklist import (
+    REVIEW_NAME,
+    WORKLIST_COLUMNS,
+    WORKLIST_NAME,
+    WorklistRow,
+    read_worklist,
+    review_order,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    result: RunResult
+    log: str
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_model):
+    from triage.registry.bundle import load_bundle
+
+    return load_bundle(tiny_model.bundle_dir)
+
+
+@pytest.fixture(scope="module")
+def baseline(run_case, bundle, router, tmp_path_factory) -> Baseline:
+    """One uninterrupted run with every log record captured (DEBUG and up)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        result = run_export(run_case.export_dir, tmp_path_factory.mktemp("baseline"),
+                            bundle=bundle, router=router, workers=2, batch_size=2,
+                            model_name="tiny", model_version="7", device="cpu")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    return Baseline(result, stream.getvalue())
+
+
+def _by_uid(rows: list[WorklistRow]) -> dict[str, WorklistRow]:
+    return {r.study_uid: r for r in rows}
+
+
+def test_every_study_found_gets_exactly_one_row(baseline, run_case):
+    result = baseline.result
+    rows = read_worklist(result.worklist_path)
+    assert rows == result.rows
+    uids = [r.study_uid for r in rows]
+    assert uids == sorted(set(run_case.identifiers) | {"unreadable:corrupt.dcm"})
+    assert result.summary["studies"] == 7 and result.summary["non_dicom_ignored"] >= 1
+    assert sum(result.summary["route"].values()) == 7
+    for row in rows:
+        assert row.route in {"urgent", "routine", "review", "failed"}
+        assert row.reasons and row.rule_ids, row.study_uid
+        assert (row.model_name, row.model_version) == ("tiny", "7")
+        assert row.rules_version.startswith("test-run@1+")
+        assert row.temperature and row.processed_at.endswith("+00:00")
+
+
+def test_broken_studies_are_failed_with_their_reason(baseline, run_case):
+    rows = _by_uid(baseline.result.rows)
+    corrupt = rows["unreadable:corrupt.dcm"]
+    assert (corrupt.route, corrupt.ingest_status, corrupt.rule_ids) == (
+        "failed", "failed", "ingest-failed")
+    assert "corrupt" in corrupt.reasons and corrupt.p_calibrated == ""
+    rejected = rows[run_case.rejected_uid]
+    assert rejected.route == "failed" and "3 slices < min 4" in rejected.reasons
+    assert rejected.p_calibrated == "" and rejected.series_uid == ""
+
+
+def test_scored_studies_carry_probability_distance_and_rules(baseline, run_case):
+    rows = [r for r in baseline.result.rows if r.ingest_status == "ok"]
+    assert len(rows) == 5
+    for row in rows:
+        assert 0.0 <= float(row.p_calibrated) <= 1.0
+        assert float(row.input_distance) >= 0.0
+        assert row.modality == "CT" and row.series_uid and row.verdict
+    unseen = [r for r in rows if r.device_group.startswith("cygnus")]
+    assert unseen and all(r.route == "review" and "unseen-device" in r.rule_ids
+                          for r in unseen)
+
+
+def test_review_worklist_holds_review_and_failed_in_reading_order(baseline):
+    result = baseline.result
+    review = read_worklist(result.out_dir / REVIEW_NAME)
+    assert review == review_order(result.rows, {r.study_uid: i for i, r in enumerate(review)})
+    assert {r.study_uid for r in review} == {
+        r.study_uid for r in result.rows if r.route in ("review", "failed")}
+    assert [r.priority for r in review] == sorted(r.priority for r in review)
+
+
+def test_identifiers_are_in_the_worklist_but_not_in_the_logs(baseline, run_case):
+    rows = _by_uid(baseline.result.rows)
+    for uid, (patient_id, accession, date) in run_case.identifiers.items():
+        assert (rows[uid].patient_id, rows[uid].accession_number, rows[uid].study_date) == (
+            patient_id, accession, date)
+    assert "Found 7 studies" in baseline.log
+    leaked = [name for name in run_case.names if name in baseline.log]
+    assert leaked == []
+    summary = (baseline.result.out_dir / "run_summary.json").read_text(encoding="utf-8")
+    assert [name for name in run_case.names if name in summary] == []
+
+
+class _Flaky:
+    """Delegates to a real object but breaks one method (inference or routing)."""
+
+    def __init__(self, target, **broken) -> None:
+        self._target, self._broken = target, broken
+
+    def __getattr__(self, name):
+        return self._broken.get(name) or getattr(self._target, name)
+
+
+def test_a_study_that_breaks_inference_or_routing_fails_alone(run_case, bundle, router,
+                                                              tmp_path):
+    victim = sorted(run_case.identifiers)[0]
+
+    def route(evidence):
+        if evidence.study_uid == victim:
+            raise RuntimeError("rule exploded")
+        return router.route(evidence)
+
+    def predict_proba(arrays, **kw):
+        raise ValueError("CUDA out of memory")
+
+    result = run_export(run_case.export_dir, tmp_path / "a", bundle=bundle,
+                        router=_Flaky(router, route=route), workers=1, device="cpu")
+    rows = _by_uid(result.rows)
+    assert rows[victim].route == "failed" and rows[victim].rule_ids == "run.internal"
+    assert "routing error (RuntimeError): rule exploded" in rows[victim].reasons
+    assert sum(r.route == "failed" for r in result.rows) == 3  # + corrupt, rejected
+
+    result = run_export(run_case.export_dir, tmp_path / "b", bundle=_Flaky(
+        bundle, predict_proba=predict_proba), router=router, workers=1, device="cpu")
+    failed = [r for r in result.rows if r.ingest_status == "ok"]
+    assert len(failed) == 5 and all(r.route == "failed" for r in failed)
+    assert all("CUDA out of memory" in r.reasons and r.rule_ids == "inference-failed"
+               for r in failed)
+
+
+def test_a_rerun_reuses_the_journal_and_refuses_other_rules(baseline, run_case, bundle,
+                                                           router, rules_path, tmp_path):
+    from triage.route import Router
+    from triage.run.journal import JournalError
+
+    out = baseline.result.out_dir
+    again = run_export(run_case.export_dir, out, bundle=bundle, router=router, workers=1,
+                       model_name="tiny", model_version="7", device="cpu")
+    assert (again.resumed, again.processed) == (7, 0)
+    assert again.rows == baseline.result.rows
+    other = tmp_path / "other.yaml"
+    other.write_text(rules_path.read_text(encoding="utf-8").replace("version: '1'",
+                                                                    "version: '2'"))
+    changed = Router.from_yaml(other, routing_for(other), bundle.train_devices)
+    with pytest.raises(JournalError, match="rules_version"):
+        run_export(run_case.export_dir, out, bundle=bundle, router=changed, workers=1)
+
+
+SCRIPT = """
+import json, logging, os, sys, time
+from pathlib import Path
+from triage.registry.bundle import load_bundle
+from triage.route import Router
+from triage.run.pipeline import run_export
+
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+args = json.loads(sys.argv[1])
+bundle = load_bundle(args["bundle"])
+router = Router.from_yaml(args["rules"], args["routing"], bundle.train_devices)
+pause = float(os.environ.get("PAUSE", "0"))
+run_export(args["export"], args["out"], bundle=bundle, router=router, workers=2,
+           batch_size=2, model_name="tiny", model_version="7", device="cpu",
+           progress=lambda *a: time.sleep(pause if a[2] is not None else 0))
+"""
+
+
+def _strip(path: Path) -> list[dict]:
+    return [{k: v for k, v in r.to_dict().items() if k != "processed_at"}
+            for r in read_worklist(path)]
+
+
+def test_a_run_killed_midway_resumes_to_the_same_worklist(baseline, run_case, tiny_model,
+                                                         rules_path, tmp_path):
+    out = tmp_path / "out"
+    args = json.dumps({"bundle": str(tiny_model.bundle_dir), "rules": str(rules_path),
+                       "routing": routing_for(rules_path), "export": str(run_case.export_dir),
+                       "out": str(out)})
+    env = os.environ | {"PAUSE": "0.5", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    journal = out / JOURNAL_NAME
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.is_file() and journal.read_bytes().count(b"\n") >= 3:  # header + 2
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its ingest workers
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / WORKLIST_NAME).exists()
+    log = stderr.decode("utf-8", "replace")
+    assert "Found 7 studies" in log
+    assert [name for name in run_case.names if name in log] == []
+
+    done_before = journal.read_bytes().count(b"\n") - 1
+    assert 2 <= done_before < 7
+    env["PAUSE"] = "0"
+    subprocess.run([sys.executable, "-c", SCRIPT, args], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=300)
+    summary = json.loads((out / "run_summary.json").read_text(encoding="utf-8"))
+    assert summary["resumed"] >= 2 and summary["resumed"] + summary["processed"] == 7
+    assert _strip(out / WORKLIST_NAME) == _strip(baseline.result.worklist_path)
+    header = (out / WORKLIST_NAME).read_bytes().split(b"\r\n")[0].decode()
+    assert header == ",".join(WORKLIST_COLUMNS)

@@ -1,0 +1,125 @@
+"""`triage run`: triage a PACS export with a model and rules into per-study worklists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+DEFAULT_RULES = Path(__file__).resolve().parents[2] / "pipelines" / "rules" / "default.yaml"
+RECORDED_RULES = "rules.yaml"
+
+
+def _rules_file(rules: Path | None, bundle: Any, out: Path) -> Path:
+    """--rules; else the rules recorded with the model (``bundle.rules``, the parsed YAML,
+    copied to OUT/rules.yaml); else pipelines/rules/default.yaml."""
+    if rules is not None:
+        return rules
+    recorded = getattr(bundle, "rules", None)
+    if isinstance(recorded, dict) and recorded:
+        import yaml
+
+        from triage.io import atomic_write_text
+
+        path = out / RECORDED_RULES
+        atomic_write_text(path, yaml.safe_dump(recorded, sort_keys=False))
+        return path
+    return DEFAULT_RULES
+
+
+def _table(title: str, counts: dict[str, Any], routes: list[str]):
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("device group" if routes else "route")
+    for route in routes or ["studies"]:
+        table.add_column(route, justify="right")
+    for name, value in counts.items():
+        cells = [str(value.get(r, 0)) for r in routes] if routes else [str(value)]
+        table.add_row(name, *cells)
+    return table
+
+
+def run(
+    export_dir: Path = typer.Argument(..., help="PACS export folder (DICOMDIR optional)."),
+    model: str = typer.Option(..., "--model", "-m",
+                              help="Model URI (models:/NAME@champion, models:/NAME/3, "
+                                   "runs:/...) or a local bundle folder."),
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="Output: worklist.csv, review_worklist.csv, journal.jsonl, "
+                                  "run_summary.json, cache/. Rerun to resume."),
+    rules: Path = typer.Option(None, "--rules", "-r",
+                               help="Rules YAML (default: the rules recorded with the model, "
+                                    "else pipelines/rules/default.yaml)."),
+    workers: int = typer.Option(0, "--workers", "-j",
+                                help="Ingest worker processes (0 = one per CPU)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Volumes per forward pass."),
+    device: str = typer.Option("auto", "--device",
+                               help="Inference device: auto, cpu, cuda, cuda:1, mps."),
+    json_summary: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Triage every study of EXPORT_DIR into worklist.csv and review_worklist.csv.
+
+    One row per study, unreadable files included; rerun with the same --out to resume.
+
+    Exit codes: 0 ok; 1 no study could be triaged; 2 bad argument or config.
+    """
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from triage.errors import ConfigError
+    from triage.route import Router
+    from triage.run.model import load_model
+    from triage.run.pipeline import run_export
+
+    if not export_dir.is_dir():
+        raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
+    loaded = load_model(model)
+    out.mkdir(parents=True, exist_ok=True)
+    rules_path = _rules_file(rules, loaded.bundle, out)
+    # No fitted thresholds (a bundle from before routing): every scored study is reviewed.
+    thresholds = getattr(loaded.bundle, "routing", None) or {}
+    router = Router.from_yaml(rules_path, thresholds, loaded.bundle.train_devices)
+
+    console = Console(stderr=True)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=json_summary) as bar:
+        task = bar.add_task("scanning", total=None)
+
+        def on_study(done: int, total: int, _row) -> None:
+            bar.update(task, description="triaging", completed=done, total=total)
+
+        result = run_export(export_dir, out, bundle=loaded.bundle, router=router,
+                            workers=workers or None, batch_size=batch_size, progress=on_study,
+                            model_name=loaded.name, model_version=loaded.version,
+                            device=device)
+
+    summary = result.summary | {"worklist": str(result.worklist_path),
+                                "review_worklist": str(result.review_path),
+                                "rules": str(rules_path)}
+    if json_summary:
+        typer.echo(json.dumps(summary, indent=1))
+    else:
+        routes = ["urgent", "routine", "review", "failed"]
+        routes += sorted(set(summary["route"]) - set(routes))
+        show = Console()
+        show.print(_table("Studies per route", summary["route"], []))
+        show.print(_table("Routes per device group", summary["device_group"], routes))
+        typer.echo(f"worklist: {result.worklist_path}\nreview: {result.review_path}\n"
+                   f"{len(result.rows)} studies ({result.resumed} from an earlier run) in "
+                   f"{result.seconds:.1f} s; model {loaded.name} {loaded.version}, rules "
+                   f"{router.version}")
+    if result.all_failed:
+        typer.secho("No study could be triaged." if result.rows else
+                    "No DICOM study found in the export.", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

@@ -1,0 +1,104 @@
+"""`Router`: evaluates a rules file against one study's evidence and decides its route."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from triage.errors import ConfigError
+from triage.route.rules import RuleContext, RuleSet, Stage, load_rules
+from triage.route.thresholds import FittedThresholds
+from triage.route.types import Priority, Route, RouteDecision, StudyEvidence
+
+#: Rule id recorded when no rule fired (a rules file without a catch-all score rule).
+NO_RULE_ID = "no-rule-fired"
+
+
+class Router:
+    """Routes studies by a rules file, certified thresholds and the training devices.
+
+    Evaluation: the rules run in file order. The first rule that fires decides the route.
+    A `FAILURE` rule that fires ends evaluation; otherwise every later rule is still
+    evaluated, and all fired rule ids and reasons are recorded (so a QC-flagged study
+    whose probability is above the urgent threshold records both, and gets priority
+    `Priority.URGENT_REVIEW`). Because QC rules precede score rules (enforced when the
+    file is loaded), a QC warning always forces review, even for an urgent-looking study.
+    When nothing fires the study goes to review with rule id `NO_RULE_ID`.
+
+    Example:
+        >>> router = Router.from_yaml("pipelines/rules/default.yaml", {}, ["acme"])
+        >>> ev = StudyEvidence("1.2.3", "acme", "CT", ingest_ok=False, ingest_reasons="empty")
+        >>> router.route(ev).route
+        <Route.FAILED: 'failed'>
+    """
+
+    def __init__(self, ruleset: RuleSet, thresholds: FittedThresholds | Mapping[str, Any],
+                 train_devices: Iterable[str]) -> None:
+        """Args:
+            ruleset: the parsed rules file.
+            thresholds: thresholds fitted under ``ruleset.thresholds``, or their `to_dict`
+                form (``ModelBundle.routing``); an empty mapping means none were fitted
+                (every study with a score then goes to review as uncertified).
+            train_devices: device groups seen in training.
+
+        Raises:
+            ConfigError: the thresholds were certified under other settings than the rules
+                file states, or their record is invalid.
+        """
+        if isinstance(thresholds, Mapping):
+            thresholds = (FittedThresholds(ruleset.thresholds) if not thresholds
+                          else FittedThresholds.from_dict(thresholds))
+        if thresholds.config != ruleset.thresholds:
+            raise ConfigError(
+                f"The routing thresholds were certified with {thresholds.config} but rules "
+                f"{ruleset.full_version} states {ruleset.thresholds}; refit the thresholds "
+                f"with these settings (triage.route.fit_thresholds) or use the matching "
+                f"rules file.")
+        self.ruleset = ruleset
+        self.context = RuleContext(thresholds, frozenset(str(d) for d in train_devices))
+
+    @classmethod
+    def from_yaml(cls, path: Path | str, thresholds: FittedThresholds | Mapping[str, Any],
+                  train_devices: Iterable[str]) -> Router:
+        """A router for the rules file `path` (see `__init__` for the other arguments).
+
+        Raises:
+            ConfigError: invalid rules file or mismatching thresholds.
+        """
+        return cls(load_rules(path), thresholds, train_devices)
+
+    @property
+    def version(self) -> str:
+        """``name@version+sha12`` of the rules file (recorded in every worklist row)."""
+        return self.ruleset.full_version
+
+    @property
+    def thresholds(self) -> FittedThresholds:
+        """The certified thresholds in use."""
+        return self.context.thresholds
+
+    def route(self, evidence: StudyEvidence) -> RouteDecision:
+        """Decide the route of one study; never raises for odd evidence."""
+        fired: list[tuple[Any, str]] = []
+        for rule in self.ruleset.rules:
+            reason = rule.check(evidence, self.context)
+            if reason is None:
+                continue
+            fired.append((rule, reason))
+            if rule.stage is Stage.FAILURE:
+                break
+        if not fired:
+            return RouteDecision(Route.REVIEW, int(Priority.REVIEW), (NO_RULE_ID,),
+                                 ("no rule decided this study",))
+        route = fired[0][0].route
+        return RouteDecision(route, int(_priority(route, [r for r, _ in fired])),
+                             tuple(r.id for r, _ in fired), tuple(m for _, m in fired))
+
+
+def _priority(route: Route, fired: list) -> Priority:
+    if route is Route.REVIEW:
+        urgent_score = any(rule.route is Route.URGENT for rule in fired)
+        return Priority.URGENT_REVIEW if urgent_score else Priority.REVIEW
+    return {Route.URGENT: Priority.URGENT, Route.FAILED: Priority.FAILED,
+            Route.ROUTINE: Priority.ROUTINE}[route]
