@@ -109,3 +109,20 @@ def test_builder_returning_the_wrong_shape_is_rejected():
             create_model(ModelConfig("test-three"), (4, 4, 2))
     finally:
         _REGISTRY.pop("test-three", None)
+
+
+@pytest.mark.parametrize("pool", ["lse", "max", "mean"])
+def test_blob_fcn_pools_an_evidence_map_into_antisymmetric_logits(pool):
+    model = create_model(ModelConfig("blob-fcn", {"channels": [4, 8], "strides": [2, 1],
+                                                  "pool": pool}), (24, 20, 12), seed=0)
+    x = torch.randn(3, 1, 24, 20, 12, generator=torch.Generator().manual_seed(0))
+    model.eval()
+    out = model(x)
+    assert out.shape == (3, 2)
+    assert torch.allclose(out[:, 0], -out[:, 1])
+    assert model.evidence(x).shape == (3, 1, 12, 10, 6)
+
+
+def test_blob_fcn_rejects_an_unknown_pool():
+    with pytest.raises(ConfigError, match="pool"):
+        create_model(ModelConfig("blob-fcn", {"pool": "median"}), (32, 32, 32))

@@ -76,3 +76,61 @@ def cnn_small(in_shape: Shape, channels: Sequence[int] = (8, 16, 32, 64),
                       channels=tuple(int(c) for c in channels),
                       strides=tuple(int(s) for s in strides), num_res_units=int(num_res_units),
                       dropout=float(dropout) or None)
+
+
+class _BlobNet(torch.nn.Module):
+    """Fully convolutional lesion-evidence map, pooled over space into one logit."""
+
+    def __init__(self, channels: Sequence[int], strides: Sequence[int], pool: str,
+                 lse_r: float, dropout: float) -> None:
+        """`pool`: lse / max / mean of a one-channel evidence map, or ``maxavg``: global max
+        and mean of every feature channel, then a linear layer."""
+        from torch import nn
+
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c_out, stride in zip(channels, strides, strict=True):
+            layers += [nn.Conv3d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+                       nn.BatchNorm3d(c_out), nn.ReLU(inplace=True)]
+            c_in = c_out
+        if dropout:
+            layers.append(nn.Dropout3d(dropout))
+        self.pool, self.lse_r = pool, lse_r
+        if pool == "maxavg":
+            self.head = nn.Linear(2 * c_in, NUM_CLASSES)
+        else:
+            layers.append(nn.Conv3d(c_in, 1, 1))
+        self.features = nn.Sequential(*layers)
+
+    def evidence(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-location lesion evidence map ``(B, 1, x', y', z')``."""
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool == "maxavg":
+            f = self.features(x).flatten(2)
+            return self.head(torch.cat([f.amax(2), f.mean(2)], 1))
+        e = self.features(x).flatten(1)
+        if self.pool == "max":
+            z = e.amax(1)
+        elif self.pool == "lse":
+            r = self.lse_r
+            z = (torch.logsumexp(r * e, 1) - torch.log(torch.tensor(float(e.shape[1])))) / r
+        else:
+            z = e.mean(1)
+        return torch.stack([-z / 2, z / 2], 1)
+
+
+@register_model("blob-fcn")
+def blob_fcn(in_shape: Shape, channels: Sequence[int] = (16, 16, 32, 32, 64),
+             strides: Sequence[int] = (1, 2, 1, 2, 1), pool: str = "lse", lse_r: float = 5.0,
+             dropout: float = 0.0) -> torch.nn.Module:
+    """Small fully convolutional net, one evidence map pooled over space (lse/max/mean):
+    suits "is there a small dark blob anywhere"; ~90 k parameters at the defaults."""
+    if pool not in ("lse", "max", "mean", "maxavg"):
+        raise ValueError(f"blob-fcn pool {pool!r}: expected lse, max, mean or maxavg")
+    if len(channels) != len(strides) or not channels:
+        raise ValueError("blob-fcn: channels and strides must be non-empty, same length")
+    return _BlobNet([int(c) for c in channels], [int(s) for s in strides], str(pool),
+                    float(lse_r), float(dropout))

@@ -190,6 +190,51 @@ class PerturbConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Generic spatial / intensity augmentation of training samples (`triage.train.augment`),
+    applied after the device perturbation; never at validation, test or inference.
+
+    Attributes:
+        enabled: apply it during training.
+        p_flip: probability of flipping each axis in `flip_axes` (independently).
+        flip_axes: axes (0 = x, 1 = y, 2 = z of the cached RAS volume) that may be flipped.
+        max_shift: largest random integer shift per axis in voxels (not wrapped).
+        fill: value of voxels uncovered by a shift (0 = the window floor, the padding).
+        p_intensity: probability of an affine intensity jitter.
+        intensity_scale: the jitter's gain lies in ``1 ± intensity_scale``.
+        intensity_shift: the jitter's offset lies in ``± intensity_shift`` (normalized units).
+    """
+
+    enabled: bool = False
+    p_flip: float = 0.5
+    flip_axes: tuple[int, ...] = (0, 1, 2)
+    max_shift: tuple[int, int, int] = (0, 0, 0)
+    fill: float = 0.0
+    p_intensity: float = 0.0
+    intensity_scale: float = 0.1
+    intensity_shift: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("p_flip", "p_intensity"):
+            value = getattr(self, name)
+            _require(isinstance(value, int | float) and 0 <= value <= 1, "augment", name,
+                     value, "a probability in [0, 1]")
+        axes = tuple(self.flip_axes)
+        _require(all(isinstance(a, int) and a in (0, 1, 2) for a in axes)
+                 and len(set(axes)) == len(axes), "augment", "flip_axes", self.flip_axes,
+                 "distinct axes among 0, 1, 2")
+        object.__setattr__(self, "flip_axes", axes)
+        shift = tuple(self.max_shift)
+        _require(len(shift) == 3 and all(isinstance(v, int) and v >= 0 for v in shift),
+                 "augment", "max_shift", self.max_shift, "three integers >= 0")
+        object.__setattr__(self, "max_shift", shift)
+        for name in ("intensity_scale", "intensity_shift"):
+            value = getattr(self, name)
+            _require(isinstance(value, int | float) and 0 <= value < 1, "augment", name,
+                     value, "a number in [0, 1)")
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """How predictions are scored.
 
@@ -242,7 +287,8 @@ class RuntimeConfig:
 
 SECTIONS: dict[str, type] = {
     "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig,
-    "sampling": SamplingConfig, "perturb": PerturbConfig, "eval": EvalConfig,
+    "sampling": SamplingConfig, "perturb": PerturbConfig, "augment": AugmentConfig,
+    "eval": EvalConfig,
     "runtime": RuntimeConfig,
 }
 
@@ -256,6 +302,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
