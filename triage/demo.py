@@ -1,8 +1,18 @@
-"""`make demo`: run every stage that exists, end to end, on a fresh synthetic export."""
+"""`make demo`: the whole pipeline, end to end, on fresh synthetic exports.
+
+A multi-device training export and a separate "incoming" export are generated; the
+training export is ingested, a classifier is trained, calibrated and tracked in MLflow,
+registered, gated and promoted to ``@champion``; then ``triage run`` triages the incoming
+export with ``models:/<name>@champion`` into worklists. Every step is a ``triage`` command,
+printed as it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
 import os
 import shutil
 import sys
@@ -11,50 +21,86 @@ from pathlib import Path
 
 from triage.cli import main as triage_main
 
-
-def _step(title: str, argv: list[str]) -> None:
-    print(f"\n== {title}: triage {' '.join(argv)}", flush=True)
-    start = time.perf_counter()
-    code = triage_main(argv)
-    if code:
-        raise SystemExit(f"demo step '{title}' failed with exit code {code}")
-    print(f"   ({time.perf_counter() - start:.1f} s)", flush=True)
-
-
 REPO = Path(__file__).resolve().parents[1]
 INGEST_CONFIG = REPO / "pipelines" / "ingest" / "synthetic.yaml"
 TRAIN_CONFIG = REPO / "pipelines" / "train" / "demo.yaml"
+GATES = REPO / "pipelines" / "promotion" / "demo.yaml"
+MODEL_NAME = "triage-demo"
+# The documented default difficulty of the synthetic task (docs/synthetic_data.md).
+SYNTH_FLAGS: list[str] = []
 
 
-def run(out: Path, studies: int, seed: int) -> None:
-    """Generate a training export, validate its manifest, ingest it, train and evaluate a
-    model tracked in MLflow (later stages as they land)."""
+def _step(title: str, argv: list[str], *, ok_codes: tuple[int, ...] = (0,),
+          capture: bool = False) -> tuple[int, str]:
+    print(f"\n== {title}: triage {' '.join(argv)}", flush=True)
+    start = time.perf_counter()
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer) if capture else contextlib.nullcontext():
+        code = triage_main(argv)
+    if code not in ok_codes:
+        if capture:
+            print(buffer.getvalue())
+        raise SystemExit(f"demo step '{title}' failed with exit code {code}")
+    print(f"   ({time.perf_counter() - start:.1f} s)", flush=True)
+    return code, buffer.getvalue()
+
+
+def run(out: Path, studies: int, incoming: int, seed: int) -> None:
+    """Run the demo into `out` (replaced)."""
+    started = time.perf_counter()
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{(out / 'mlflow.db').resolve()}")
-    export = out / "export"
-    manifest = out / "manifest.csv"
-    _step("synthetic PACS export", ["synth", str(export), "--studies", str(studies),
-                                    "--seed", str(seed), "--manifest", str(manifest)])
+    uri = os.environ.setdefault("MLFLOW_TRACKING_URI",
+                                f"sqlite:///{(out / 'mlflow.db').resolve()}")
+    train_export, incoming_export = out / "train_export", out / "incoming_export"
+    manifest = train_export / "manifest.csv"
+    _step("synthetic training export", ["synth", str(train_export), "--studies", str(studies),
+                                        "--seed", str(seed), *SYNTH_FLAGS])
+    _step("synthetic incoming export", ["synth", str(incoming_export), "--studies",
+                                        str(incoming), "--seed", str(seed + 1000),
+                                        *SYNTH_FLAGS])
     _step("validate manifest", ["manifest", "validate", str(manifest)])
-    _step("ingest", ["ingest", str(export), "--out", str(out / "ingest"),
-                     "--config", str(INGEST_CONFIG)])
-    _step("train + calibrate + evaluate", [
+    _step("ingest training export", ["ingest", str(train_export), "--out",
+                                     str(out / "ingest"), "--config", str(INGEST_CONFIG)])
+    _, text = _step("train + calibrate + evaluate", [
         "train", "--manifest", str(manifest), "--ingest", str(out / "ingest"),
-        "--config", str(TRAIN_CONFIG), "--out", str(out / "train"), "--run-name", "demo"])
-    print(f"\nDemo output in {out}\nMLflow: {os.environ['MLFLOW_TRACKING_URI']}\n"
-          f"  open the UI with: mlflow ui --backend-store-uri "
-          f"{os.environ['MLFLOW_TRACKING_URI']}")
+        "--config", str(TRAIN_CONFIG), "--out", str(out / "train"), "--run-name", "demo",
+        "--json"], capture=True)
+    trained = json.loads(text)
+    _, text = _step("register", ["register", "--run-id", trained["run_id"], "--name",
+                                 MODEL_NAME], capture=True)
+    print(text.strip())
+    code, gate_text = _step("promote (gates on the training export's test split)", [
+        "promote", "--name", MODEL_NAME, "--version", "1", "--manifest", str(manifest),
+        "--ingest", str(out / "ingest"), "--split", "test", "--gates", str(GATES)],
+        ok_codes=(0, 1), capture=True)
+    print(gate_text.strip())
+    model = f"models:/{MODEL_NAME}@champion" if code == 0 else str(out / "train" / "bundle")
+    if code:
+        print(f"   the gates refused the model: triaging with the local bundle {model} instead")
+    _, text = _step("triage the incoming export", [
+        "run", str(incoming_export), "--model", model, "--out", str(out / "run"), "--json"],
+        capture=True)
+    summary = json.loads(text)
+    print("\nRoutes of the incoming studies:")
+    for route, count in sorted((summary.get("route") or {}).items()):
+        print(f"  {route:8s} {count}")
+    print(f"\nWorklists: {out / 'run' / 'worklist.csv'}\n"
+          f"           {out / 'run' / 'review_worklist.csv'}\n"
+          f"MLflow:    {uri}\n"
+          f"  open the UI with: mlflow ui --backend-store-uri {uri}\n"
+          f"Demo finished in {(time.perf_counter() - started) / 60:.1f} min")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("demo_output"))
-    parser.add_argument("--studies", type=int, default=160)
+    parser.add_argument("--studies", type=int, default=160, help="training export studies")
+    parser.add_argument("--incoming", type=int, default=40, help="incoming export studies")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    run(args.out, args.studies, args.seed)
+    run(args.out, args.studies, args.incoming, args.seed)
     return 0
 
 
