@@ -45,7 +45,7 @@ def _step(title: str, argv: list[str], *, ok_codes: tuple[int, ...] = (0,),
     return code, buffer.getvalue()
 
 
-def run(out: Path, studies: int, incoming: int, seed: int) -> None:
+def run(out: Path, studies: int, incoming: int, seed: int, epochs: int | None = None) -> None:
     """Run the demo into `out` (replaced)."""
     started = time.perf_counter()
     if out.exists():
@@ -66,7 +66,7 @@ def run(out: Path, studies: int, incoming: int, seed: int) -> None:
     _, text = _step("train + calibrate + evaluate", [
         "train", "--manifest", str(manifest), "--ingest", str(out / "ingest"),
         "--config", str(TRAIN_CONFIG), "--out", str(out / "train"), "--run-name", "demo",
-        "--json"], capture=True)
+        "--json", *(["--epochs", str(epochs)] if epochs else [])], capture=True)
     trained = json.loads(text)
     _, text = _step("register", ["register", "--run-id", trained["run_id"], "--name",
                                  MODEL_NAME], capture=True)
@@ -99,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--studies", type=int, default=160, help="training export studies")
     parser.add_argument("--incoming", type=int, default=40, help="incoming export studies")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="override the demo config's epochs (e.g. 1 for a smoke run)")
     args = parser.parse_args(argv)
-    run(args.out, args.studies, args.incoming, args.seed)
+    run(args.out, args.studies, args.incoming, args.seed, args.epochs)
     return 0
 
 

@@ -1,5 +1,6 @@
 """Integration: a real `mlflow server` on a free loopback port. Train a tiny model against
-it, register, promote, and load ``models:/NAME@champion`` back from the server."""
+it, register, promote, load ``models:/NAME@champion`` back from the server, and triage a
+DICOM export with ``triage run --model models:/NAME@champion``."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def mlflow_server(tmp_path):
 
 
 def test_train_register_promote_and_load_champion_from_a_server(
-        mlflow_server, tiny_training_set, tmp_path, monkeypatch):
+        mlflow_server, tiny_training_set, make_synth_export, tmp_path, monkeypatch):
     from triage.data.dataset import load_array, resolve_samples
     from triage.data.manifest import read_manifest
     from triage.preprocess.cache import VolumeCache
@@ -90,3 +91,16 @@ def test_train_register_promote_and_load_champion_from_a_server(
     np.testing.assert_allclose(champion.predict_proba(array, device="cpu"),
                                local.predict_proba(array, device="cpu"), atol=1e-6)
     assert not (tmp_path / "mlflow.db").exists()  # everything went to the server
+
+    import csv
+
+    from triage.cli import main
+
+    export = make_synth_export("incoming", studies=3, slices=16, matrix=32).out_dir
+    assert main(["run", str(export), "--model", "models:/remote-model@champion", "--out",
+                 str(tmp_path / "triaged"), "--json"]) == 0
+    with open(tmp_path / "triaged" / "worklist.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3
+    assert {row["model_name"] for row in rows} == {"remote-model"}
+    assert {row["model_version"] for row in rows} == {version}
