@@ -262,26 +262,32 @@ def run_triage_load(export: Path, out_dir: Path, workers: int) -> ToolResult:
     With ``workers > 1`` the scan reads headers in a process pool and the studies are
     loaded in one, as `triage.ingest.runner` does; `out_dir` is not written.
     """
-    from concurrent.futures import ProcessPoolExecutor
-
     from triage.dicom.grouping import group_studies
     from triage.dicom.scan import scan_export
     from triage.dicom.selection import select_series
     from triage.ingest.config import IngestConfig
+    from triage.ingest.schedule import decode_cost, largest_first
 
     started = time.perf_counter()
     config = IngestConfig.from_yaml()
     load = partial(_load_chosen, options=config.load)
-    chosen = []
-    for study in group_studies(scan_export(export, workers=workers)):
+    chosen, costs = [], []
+    scan = scan_export(export, workers=workers)
+    for study in group_studies(scan):
         selection = select_series(study, config.selection)
         if selection.chosen is not None:
             chosen.append([str(r.path) for r in selection.chosen.instances])
+            costs.append(decode_cost(selection.chosen.instances))
     if workers == 1 or len(chosen) <= 1:
         verdicts = [load(paths) for paths in chosen]
-    else:
+    else:  # largest first, with the decoders imported before forking, as the runner does
+        from concurrent.futures import ProcessPoolExecutor
+
+        from triage.dicom import codecs, loader  # noqa: F401 - imported once, shared
+
+        codecs.preload({r.transfer_syntax for r in scan.records if r.transfer_syntax})
         with ProcessPoolExecutor(workers) as pool:
-            verdicts = list(pool.map(load, chosen))
+            verdicts = list(pool.map(load, largest_first(chosen, costs)))
     seconds = time.perf_counter() - started
     failed = sum(v.startswith("failed") for v in verdicts)
     return ToolResult("triage-load", workers, seconds, len(verdicts) - failed, failed,

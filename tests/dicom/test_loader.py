@@ -27,7 +27,7 @@ from tests.dicom.loader_factory import (
     write_series,
 )
 from triage.data.synth.dicom_writer import ds_str, save, secondary_capture_dataset
-from triage.dicom import decode
+from triage.dicom import codecs
 from triage.dicom.loader import LoadOptions, load_series
 from triage.dicom.volume import GeometryVerdict, Volume
 from triage.errors import DicomError, GeometryError, UnsupportedTransferSyntaxError
@@ -200,7 +200,9 @@ def test_missing_decoder_plugin_says_what_to_install(
     absent = SimpleNamespace(is_available=False, missing_dependencies=[
         "pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-openjpeg>=2.0",
         "gdcm - requires gdcm>=3.0.10"])
-    monkeypatch.setattr(decode, "get_decoder", lambda uid: absent)
+    # Neither the plugin triage calls directly nor any of pydicom's decoders is there.
+    monkeypatch.setattr(codecs, "direct_available", lambda syntax: False)
+    monkeypatch.setattr(pydicom.pixels, "get_decoder", lambda uid: absent)
     with pytest.raises(UnsupportedTransferSyntaxError,
                        match=r"JPEG 2000 Image Compression \(Lossless Only\) .* no installed "
                              r"plugin can decode it .* Install pylibjpeg with .*openjpeg"):

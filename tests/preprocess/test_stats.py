@@ -102,6 +102,26 @@ def test_estimators_on_pure_noise_and_on_air():
     assert estimate_edge_width_mm(air, SPACING) is None
 
 
+def _noise_reference(array: np.ndarray) -> float | None:
+    """The estimator written plainly (9 shifted views, a sum, a stacked min/max)."""
+    s = array[:, :, :16].astype(np.float32)
+    views = [s[i:s.shape[0] - 2 + i, j:s.shape[1] - 2 + j] for i in range(3) for j in range(3)]
+    residual = sum(w * v for w, v in zip((1, -2, 1, -2, 4, -2, 1, -2, 1), views, strict=True))
+    low, high = np.min(views, axis=0), np.max(views, axis=0)
+    values = residual[(low >= -150.0) & (high <= 200.0)]
+    if values.size < 500:
+        return None
+    return float(1.4826 * np.median(np.abs(values - np.median(values))) / 6.0)
+
+
+def test_noise_estimate_is_bit_identical_to_the_plain_formula():
+    rng = np.random.default_rng(5)
+    volume = (40.0 + rng.normal(0.0, 25.0, (70, 60, 12))).astype(np.float32)
+    volume[:15] = -1000.0  # air, and an edge the min/max must exclude
+    volume[:, 50:] += 400.0
+    assert estimate_noise_hu(volume) == _noise_reference(volume)
+
+
 def test_json_round_trip_and_resume(devices, tmp_path):
     path = tmp_path / "device_stats.json"
     devices.to_json(path)

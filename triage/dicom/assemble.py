@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydicom.uid import UID
 
 from triage.dicom import geometry
-from triage.dicom.decode import rescale_into
+from triage.dicom.decode import rescale_into, syntax_name
 from triage.dicom.device import device_group
 from triage.dicom.slice_header import FrameHeader
 from triage.dicom.source import SourceFile
@@ -81,7 +80,7 @@ def assemble_volume(
     if position_tilt:
         shifts = geometry.in_plane_shifts(positions, row, col, reference.pixel_spacing)
         fill = float(stack.min())
-        stack = geometry.reslice_tilt(stack, shifts, fill)
+        stack = geometry.reslice_tilt(stack, shifts, fill, out=stack)
         notes.append(
             f"Gantry tilt: the slice positions deviate {analysis.tilt_deg:.2f} degrees from "
             f"the slice normal (GantryDetectorTilt {header_tilt:g}); resliced onto an "
@@ -226,7 +225,7 @@ def _provenance(
         "n_set_aside": len(set_aside),
         "n_slices": n_slices,
         "transfer_syntaxes": syntaxes,
-        "transfer_syntax_names": [UID(s).name for s in syntaxes],
+        "transfer_syntax_names": [syntax_name(s) for s in syntaxes],
         "pixel_spacing_mm": list(frames[0].pixel_spacing),
         "orientation": [round(float(v), 6) for v in frames[0].orientation],
         "slice_step_mm": step,

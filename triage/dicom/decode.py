@@ -2,8 +2,10 @@
 
 Native little-endian pixel data is viewed with `np.frombuffer` (no copy) and corrected
 for unused high bits exactly as pydicom does (shift left, then arithmetic or logical
-shift right, which sign-extends signed values and masks unsigned ones). Everything else -
-compressed, big endian, 1-bit, float pixel data - goes through pydicom's decoder plugins.
+shift right, which sign-extends signed values and masks unsigned ones). Single greyscale
+JPEG 2000 and RLE frames go straight to their plugin (`triage.dicom.codecs`); everything
+else - other compressed syntaxes, big endian, 1-bit, float pixel data - goes through
+pydicom's decoder plugins (pydicom is imported only then).
 
 Decoding compressed frames in a thread pool was measured and rejected: on this machine
 two threads were 10-25 % slower than one for JPEG 2000 and JPEG-LS (256^2 and 512^2
@@ -14,15 +16,27 @@ frames), because the plugins hold the GIL; parallelism belongs at the series lev
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydicom.dataset import Dataset
-from pydicom.pixels import get_decoder, pixel_array
-from pydicom.uid import UID
 
+from triage.dicom import codecs
 from triage.dicom.fast_reader import NATIVE_SYNTAXES
 from triage.dicom.slice_header import ImageInfo
 from triage.errors import DicomError, UnsupportedTransferSyntaxError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+#: `pydicom.uid.UID(uid).name` of the syntaxes met most, so that naming them needs no
+#: pydicom import (a test checks them against pydicom).
+SYNTAX_NAMES = {
+    "1.2.840.10008.1.2": "Implicit VR Little Endian",
+    "1.2.840.10008.1.2.1": "Explicit VR Little Endian",
+    "1.2.840.10008.1.2.5": "RLE Lossless",
+    "1.2.840.10008.1.2.4.90": "JPEG 2000 Image Compression (Lossless Only)",
+    "1.2.840.10008.1.2.4.91": "JPEG 2000 Image Compression",
+}
 
 _NATIVE_DTYPES = {(8, False): np.uint8, (8, True): np.int8, (16, False): np.uint16,
                   (16, True): np.int16, (32, False): np.uint32, (32, True): np.int32}
@@ -36,8 +50,21 @@ _INSTALL_HINTS = {
 }
 
 
+def syntax_name(transfer_syntax: str) -> str:
+    """The transfer syntax's name as pydicom gives it (the UID itself when unknown)."""
+    if transfer_syntax in SYNTAX_NAMES:
+        return SYNTAX_NAMES[transfer_syntax]
+    from pydicom.uid import UID
+
+    return UID(transfer_syntax).name
+
+
 def ensure_decodable(transfer_syntax: str, path: Path) -> None:
-    """Check that an installed pydicom plugin can decode `transfer_syntax`.
+    """Check that an installed plugin can decode `transfer_syntax`.
+
+    Native syntaxes need none; JPEG 2000 and RLE pass when the plugin that
+    `triage.dicom.codecs` calls directly is installed (a frame it declines is checked
+    again against pydicom's decoders before pydicom decodes it).
 
     Args:
         transfer_syntax: the TransferSyntaxUID of a file.
@@ -47,6 +74,20 @@ def ensure_decodable(transfer_syntax: str, path: Path) -> None:
         UnsupportedTransferSyntaxError: naming the syntax, the file and what to install,
             or that no Python decoder exists and the series must be converted first.
     """
+    if transfer_syntax in NATIVE_SYNTAXES or codecs.direct_available(transfer_syntax):
+        return
+    ensure_pydicom_decodable(transfer_syntax, path)
+
+
+def ensure_pydicom_decodable(transfer_syntax: str, path: Path) -> None:
+    """Check that one of pydicom's decoder plugins can decode `transfer_syntax`.
+
+    Raises:
+        UnsupportedTransferSyntaxError: as `ensure_decodable`.
+    """
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import UID
+
     uid = UID(transfer_syntax)
     if uid in NATIVE_SYNTAXES:
         return
@@ -99,15 +140,25 @@ def native_stored(buffer: bytes, offset: int, length: int, info: ImageInfo) -> n
 def encapsulated_stored(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarray:
     """Decode the frames of encapsulated pixel data starting at `offset`.
 
-    The pixel description comes from `info`, so no pydicom data set is needed; the
-    decoder is pydicom's for the syntax, with the same plugins and corrections as
-    ``Dataset.pixel_array``.
+    The pixel description comes from `info`, so no pydicom data set is needed. A single
+    greyscale JPEG 2000 or RLE frame is decoded by calling the plugin directly
+    (`triage.dicom.codecs`); anything else by pydicom's decoder for the syntax, with the
+    same plugins and corrections as ``Dataset.pixel_array``.
 
     Raises:
         UnsupportedTransferSyntaxError: when no plugin can decode the syntax.
         DicomError: when decoding fails.
     """
-    ensure_decodable(info.transfer_syntax, info.path)
+    try:
+        direct = codecs.decode_single_frame(buffer, offset, info)
+    except Exception as err:  # the plugins raise RuntimeError, ValueError and others
+        raise _decode_failed(info, err) from err
+    if direct is not None:
+        return direct[np.newaxis]
+    ensure_pydicom_decodable(info.transfer_syntax, info.path)
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import UID
+
     try:
         decoded = get_decoder(UID(info.transfer_syntax)).as_array(
             buffer[offset:], rows=info.rows, columns=info.columns,
@@ -123,7 +174,7 @@ def encapsulated_stored(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarr
 
 def _decode_failed(info: ImageInfo, err: Exception) -> DicomError:
     return DicomError(
-        f"Decoding the {UID(info.transfer_syntax).name} pixel data failed "
+        f"Decoding the {syntax_name(info.transfer_syntax)} pixel data failed "
         f"({type(err).__name__}: {err}). The file may be corrupt or truncated.", info.path)
 
 
@@ -156,7 +207,9 @@ def dataset_stored(ds: Dataset, info: ImageInfo) -> np.ndarray:
         fast = native_stored(raw, 0, len(raw), info)
         if fast is not None:
             return fast
-    ensure_decodable(info.transfer_syntax, info.path)
+    ensure_pydicom_decodable(info.transfer_syntax, info.path)
+    from pydicom.pixels import pixel_array
+
     try:
         arr = pixel_array(ds)
     except Exception as err:  # pydicom and its plugins raise many exception types
@@ -172,6 +225,17 @@ def dataset_stored(ds: Dataset, info: ImageInfo) -> np.ndarray:
 
 def rescale_into(out: np.ndarray, stored: np.ndarray, slope: float, intercept: float) -> None:
     """Write ``stored * slope + intercept`` into the float32 slice `out`."""
+    if stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2:
+        # 8/16-bit integers convert to float32 exactly, and numpy computes them with a
+        # float32 scalar in float32: a plain cast-copy, then in-place arithmetic, gives the
+        # same bits as the mixed-type ufunc below at about half its cost.
+        out[...] = stored
+        if slope != 1.0:
+            out *= np.float32(slope)
+        if slope != 1.0 and intercept == 0.0:
+            return
+        out += np.float32(intercept)
+        return
     if slope == 1.0:
         np.add(stored, np.float32(intercept), out=out, casting="unsafe")
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 UNKNOWN_DEVICE = "unknown"
 
@@ -11,6 +12,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.strip().lower()).strip("-")
 
 
+@lru_cache(maxsize=1024)  # a few scanner models per export, met on every file
 def device_group(manufacturer: str | None, model_name: str | None) -> str:
     """Device group from Manufacturer and ManufacturerModelName, normalized.
 

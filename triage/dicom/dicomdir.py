@@ -16,12 +16,13 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import pydicom
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING
 
 from triage.dicom.index import InstanceRecord, ScanErrorCode, failed_record
 from triage.errors import DicomError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 _ROOT_OFFSET = "OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity"
 _NEXT_OFFSET = "OffsetOfTheNextDirectoryRecord"
@@ -56,6 +57,8 @@ def read_dicomdir(path: Path | str) -> tuple[DicomdirEntry, ...]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            import pydicom  # here: the scan of an export without DICOMDIR never needs it
+
             ds = pydicom.dcmread(path, force=True)
         records = list(ds.DirectoryRecordSequence)
         by_offset = {item.seq_item_tell: item for item in records}

@@ -184,7 +184,8 @@ def in_plane_shifts(
     return np.stack([delta @ col / pixel_spacing[0], delta @ row / pixel_spacing[1]], axis=1)
 
 
-def reslice_tilt(stack: np.ndarray, shifts: np.ndarray, fill: float) -> np.ndarray:
+def reslice_tilt(stack: np.ndarray, shifts: np.ndarray, fill: float,
+                 *, out: np.ndarray | None = None) -> np.ndarray:
     """Undo a gantry tilt: resample each slice onto the first slice's in-plane grid.
 
     Slice k's pixel (r, c) lies at in-plane pixel (r - shift_r, c - shift_c) of the
@@ -194,11 +195,17 @@ def reslice_tilt(stack: np.ndarray, shifts: np.ndarray, fill: float) -> np.ndarr
         stack: float32 ``[slice, row, column]``, sorted along the normal.
         shifts: `in_plane_shifts` of the sorted slices.
         fill: value for voxels outside the acquired field of view.
+        out: where to write the result; may be `stack` itself (each slice is resampled
+            from a copy of itself), which saves a volume-sized allocation.
     """
-    out = np.empty_like(stack)
+    out = np.empty_like(stack) if out is None else out
     for k in range(stack.shape[0]):
-        shifted = _shift_axis(stack[k], float(shifts[k, 0]), 0, fill)
-        out[k] = _shift_axis(shifted, float(shifts[k, 1]), 1, fill)
+        row, col = float(shifts[k, 0]), float(shifts[k, 1])
+        if abs(row) < 1e-6 and abs(col) < 1e-6:
+            if out is not stack:
+                out[k] = stack[k]
+            continue
+        out[k] = _shift_axis(_shift_axis(stack[k], row, 0, fill), col, 1, fill)
     return out
 
 
@@ -206,22 +213,30 @@ def _shift_axis(image: np.ndarray, shift: float, axis: int, fill: float) -> np.n
     """``out[i] = image[i - shift]`` along `axis`, linear interpolation, `fill` outside."""
     if abs(shift) < 1e-6:
         return image
-    n = image.shape[axis]
     base = math.floor(-shift)
     frac = -shift - base
-    index = np.arange(n) + base
-
-    def take(idx: np.ndarray) -> np.ndarray:
-        valid = (idx >= 0) & (idx < n)
-        values = np.take(image, np.clip(idx, 0, n - 1), axis=axis)
-        shape = [1, 1]
-        shape[axis] = n
-        return np.where(valid.reshape(shape), values, np.float32(fill))
-
-    lower = take(index)
+    lower = _offset_copy(image, base, axis, fill)
     if frac < 1e-6:
         return lower
-    return ((1.0 - frac) * lower + frac * take(index + 1)).astype(image.dtype, copy=False)
+    # (1 - frac) * lower + frac * upper, in place: the same float32 operations, in the
+    # same order, as the expression, without its temporaries.
+    np.multiply(lower, 1.0 - frac, out=lower)
+    lower += frac * _offset_copy(image, base + 1, axis, fill)
+    return lower
+
+
+def _offset_copy(image: np.ndarray, offset: int, axis: int, fill: float) -> np.ndarray:
+    """``out[i] = image[i + offset]`` along `axis` (2D), `fill` where that is outside."""
+    n = image.shape[axis]
+    out = np.empty_like(image)
+    start, stop = min(max(-offset, 0), n), min(max(n - offset, 0), n)
+    target = out if axis == 0 else out.T
+    source = image if axis == 0 else image.T
+    target[:start] = fill
+    target[stop:] = fill
+    if start < stop:
+        target[start:stop] = source[start + offset:stop + offset]
+    return out
 
 
 def regular_offsets(offsets: np.ndarray, step: float) -> np.ndarray:

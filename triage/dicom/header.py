@@ -1,9 +1,12 @@
 """Read one file's header into an `InstanceRecord`, without decoding pixels.
 
-Headers are read with ``stop_before_pixels=True`` and raw element access (no value
+The common, well-formed file is read by the strict raw walk (`triage.dicom.header_fast`);
+everything that walk declines - and every file with a problem to report - is read here
+with ``pydicom.dcmread(stop_before_pixels=True)`` and raw element access (no value
 conversion through pydicom); the pixel data's element header is then checked against the
-file size so that truncated files are caught without reading the pixels. `read_instance`
-is pure and picklable: the scanner runs it in worker processes.
+file size so that truncated files are caught without reading the pixels. Both paths build
+the record with `triage.dicom.record`. `read_instance` is pure and picklable: the scanner
+runs it in worker processes. pydicom is imported only when a file needs it.
 """
 
 from __future__ import annotations
@@ -12,49 +15,31 @@ import errno
 import os
 import struct
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import pydicom
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
-from pydicom.uid import (
-    UID,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-)
-
-from triage.dicom.device import device_group
+from triage.dicom.header_fast import fast_record
 from triage.dicom.index import InstanceRecord, ScanErrorCode, failed_record
-from triage.dicom.values import (
-    decoded_text,
-    integer,
-    multi_text,
-    plane_geometry,
-    raw_text,
-    unsigned_short,
+from triage.dicom.raw_header import PIXEL_TAGS
+from triage.dicom.record import (
+    MEDIA_STORAGE_DIRECTORY,
+    PixelCheck,
+    check_fragments,
+    expected_native_length,
+    record_from_dataset,
 )
+from triage.dicom.values import raw_text
 
-MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
-PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+    from pydicom.uid import UID
 
+__all__ = ["MEDIA_STORAGE_DIRECTORY", "os_error_record", "read_instance",
+           "record_from_dataset"]
 
-_ITEM, _SEQUENCE_END, _UNDEFINED = 0xFFFEE000, 0xFFFEE0DD, 0xFFFFFFFF
-
-
+_UNDEFINED = 0xFFFFFFFF
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"UT", b"UC", b"UR", b"SQ"}
-
-
-@dataclass(frozen=True)
-class PixelCheck:
-    """Whether pixel data is present, and what is wrong with it if anything."""
-
-    present: bool
-    error_code: ScanErrorCode | None = None
-    error: str | None = None
 
 
 def read_instance(path: Path | str) -> InstanceRecord | None:
@@ -87,6 +72,10 @@ def read_instance(path: Path | str) -> InstanceRecord | None:
         warnings.simplefilter("ignore")
         try:
             with open(path, "rb") as fh:
+                record = fast_record(fh, path, size)
+                if record is not None:
+                    return record
+                fh.seek(0)
                 return _read_open_file(fh, path, size)
         except OSError as err:
             if err.errno is not None:
@@ -121,6 +110,9 @@ def _read_open_file(fh: BinaryIO, path: Path, size: int) -> InstanceRecord | Non
     has_prefix = head[128:132] == b"DICM"
     if not has_prefix and not (len(head) >= 8 and head[1] == 0 and head[0] in (2, 8)):
         return None
+    import pydicom  # here, not at the top: the fast path and non-DICOM files need none
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
     fh.seek(0)
     ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
     if has_prefix and len(ds.file_meta) == 0:
@@ -134,7 +126,8 @@ def _read_open_file(fh: BinaryIO, path: Path, size: int) -> InstanceRecord | Non
         pixels = header_cut or PixelCheck(present)
     else:
         pixels = header_cut or _check_pixel_data(fh, ds, size, syntax)
-    record = record_from_dataset(path, size, ds, syntax, pixels.present)
+    record = record_from_dataset(path, size, ds, str(syntax) if syntax else None,
+                                 pixels.present)
     if record.sop_class_uid == MEDIA_STORAGE_DIRECTORY:
         return record
     uids = {"StudyInstanceUID": record.study_uid, "SeriesInstanceUID": record.series_uid,
@@ -154,6 +147,8 @@ def _read_open_file(fh: BinaryIO, path: Path, size: int) -> InstanceRecord | Non
 
 
 def _transfer_syntax(ds: Dataset) -> UID | None:
+    from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
     text = raw_text(ds.file_meta, 0x00020010)
     if text:
         return UID(text)
@@ -170,6 +165,8 @@ def _check_header_complete(ds: Dataset) -> PixelCheck | None:
 
     Only the last element read (of the file meta, then of the data set) can be cut short.
     """
+    from pydicom.dataelem import RawDataElement
+
     for part in (ds.file_meta, ds):
         elem = _last_element(part)
         if (isinstance(elem, RawDataElement) and elem.value is not None
@@ -209,12 +206,13 @@ def _check_pixel_data(fh: BinaryIO, ds: Dataset, size: int, syntax: UID | None) 
     else:
         length = struct.unpack(f"{endian}L", head[4:8])[0]
     if length == _UNDEFINED:
-        return _check_fragments(fh, size)
+        return check_fragments(fh, size)
     remaining = size - fh.tell()
     if length > remaining:
         return PixelCheck(True, ScanErrorCode.TRUNCATED,
                           f"truncated: pixel data needs {length} bytes but only {remaining} remain")
-    expected = _expected_native_length(ds, syntax)
+    native = syntax is not None and not syntax.is_encapsulated
+    expected = expected_native_length(ds) if native else None
     if expected is not None and length < expected and group << 16 | element == 0x7FE00010:
         return PixelCheck(True, ScanErrorCode.CORRUPT,
                           f"corrupt: pixel data has {length} bytes but Rows, Columns, frames, "
@@ -224,90 +222,11 @@ def _check_pixel_data(fh: BinaryIO, ds: Dataset, size: int, syntax: UID | None) 
 
 def _parsed_end(ds: Dataset) -> int | None:
     """File offset where the last element's value ends (None after a sequence)."""
+    from pydicom.dataelem import RawDataElement
+
     elem = _last_element(ds)
     if not isinstance(elem, RawDataElement) or elem.length == _UNDEFINED:
         return None
     return elem.value_tell + elem.length
 
 
-def _check_fragments(fh: BinaryIO, size: int) -> PixelCheck:
-    """Walk the encapsulated items (seeking over their bytes) up to the sequence delimiter."""
-    count = 0
-    while True:
-        head = fh.read(8)
-        if len(head) < 8:
-            return PixelCheck(True, ScanErrorCode.TRUNCATED,
-                              f"truncated: encapsulated pixel data ends after {count} item(s) "
-                              "without a sequence delimiter")
-        group, element, length = struct.unpack("<HHL", head)
-        tag = group << 16 | element
-        if tag == _SEQUENCE_END:
-            return PixelCheck(True)
-        if tag != _ITEM:
-            return PixelCheck(True, ScanErrorCode.CORRUPT,
-                              f"corrupt: unexpected tag ({group:04X},{element:04X}) in "
-                              "encapsulated pixel data")
-        remaining = size - fh.tell()
-        if length > remaining:
-            return PixelCheck(True, ScanErrorCode.TRUNCATED,
-                              f"truncated: pixel data item {count} needs {length} bytes but "
-                              f"only {remaining} remain")
-        fh.seek(length, os.SEEK_CUR)
-        count += 1
-
-
-def _expected_native_length(ds: Dataset, syntax: UID | None) -> int | None:
-    if syntax is None or syntax.is_encapsulated:
-        return None
-    rows, columns = unsigned_short(ds, 0x00280010), unsigned_short(ds, 0x00280011)
-    bits = unsigned_short(ds, 0x00280100)
-    if not rows or not columns or not bits:
-        return None
-    samples = unsigned_short(ds, 0x00280002) or 1
-    frames = integer(ds, 0x00280008, "NumberOfFrames", []) or 1
-    pixels = rows * columns * frames * samples
-    if (raw_text(ds, 0x00280004) or "").startswith("YBR_FULL_422"):
-        pixels = pixels * 2 // 3
-    return (pixels * bits + 7) // 8
-
-
-def record_from_dataset(
-    path: Path, size: int, ds: Dataset, syntax: UID | None, has_pixel_data: bool
-) -> InstanceRecord:
-    """Build the record from a header read with ``stop_before_pixels=True``."""
-    notes: list[str] = []
-    geometry = plane_geometry(ds, notes)
-    manufacturer, model_name = decoded_text(ds, 0x00080070), decoded_text(ds, 0x00081090)
-    return InstanceRecord(
-        path=path,
-        file_size=size,
-        sop_class_uid=raw_text(ds, 0x00080016) or raw_text(ds.file_meta, 0x00020002),
-        sop_instance_uid=raw_text(ds, 0x00080018),
-        study_uid=raw_text(ds, 0x0020000D),
-        series_uid=raw_text(ds, 0x0020000E),
-        frame_of_reference_uid=raw_text(ds, 0x00200052),
-        modality=raw_text(ds, 0x00080060),
-        manufacturer=manufacturer,
-        model_name=model_name,
-        station_name=decoded_text(ds, 0x00081010),
-        device_group=device_group(manufacturer, model_name),
-        image_type=multi_text(ds, 0x00080008),
-        rows=unsigned_short(ds, 0x00280010),
-        columns=unsigned_short(ds, 0x00280011),
-        number_of_frames=integer(ds, 0x00280008, "NumberOfFrames", notes),
-        image_position=geometry.position,
-        image_orientation=geometry.orientation,
-        pixel_spacing=geometry.spacing,
-        slice_thickness=geometry.thickness,
-        instance_number=integer(ds, 0x00200013, "InstanceNumber", notes),
-        acquisition_number=integer(ds, 0x00200012, "AcquisitionNumber", notes),
-        transfer_syntax=str(syntax) if syntax else None,
-        has_pixel_data=has_pixel_data,
-        series_description=decoded_text(ds, 0x0008103E),
-        body_part=raw_text(ds, 0x00180015),
-        series_number=integer(ds, 0x00200011, "SeriesNumber", notes),
-        malformed=tuple(dict.fromkeys(notes)),
-        patient_id=decoded_text(ds, 0x00100020),
-        accession_number=decoded_text(ds, 0x00080050),
-        study_date=raw_text(ds, 0x00080020),
-    )

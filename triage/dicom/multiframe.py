@@ -15,9 +15,9 @@ Anything else is rejected: the loader never invents positions.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydicom.dataset import Dataset
 
 from triage.dicom.slice_header import (
     DatasetTags,
@@ -29,6 +29,9 @@ from triage.dicom.slice_header import (
 )
 from triage.dicom.volume import GeometryVerdict
 from triage.errors import DicomError, GeometryError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 _MEMBER_TAGS = {
     "ImagePositionPatient": 0x00200032,

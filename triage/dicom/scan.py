@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import stat
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,11 +131,13 @@ def scan_export(
     if workers < 1 or chunk_size < 1:
         raise ValueError(f"workers and chunk_size must be >= 1, got {workers} and {chunk_size}.")
     walk = _walk_export(root)
-    names = [str(p) for p in walk.files]
-    chunks = [names[i:i + chunk_size] for i in range(0, len(names), chunk_size)]
-    if workers == 1 or len(chunks) <= 1:
-        read = [r for chunk in chunks for r in _read_chunk(chunk)]
+    if workers == 1 or len(walk.files) <= chunk_size:
+        read = [read_instance(path) for path in walk.files]
     else:
+        from concurrent.futures import ProcessPoolExecutor  # not needed inline
+
+        names = [str(p) for p in walk.files]  # strings pickle faster than paths
+        chunks = [names[i:i + chunk_size] for i in range(0, len(names), chunk_size)]
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
             read = [r for result in pool.map(_read_chunk, chunks) for r in result]
     records, ignored, dicomdirs = list(walk.problems), list(walk.ignored), list(walk.dicomdirs)

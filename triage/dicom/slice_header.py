@@ -16,14 +16,15 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
 
 from triage.dicom.volume import GeometryVerdict
 from triage.errors import GeometryError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 #: Tags the loader reads, by keyword. Top-level values only (functional groups are read
 #: by `triage.dicom.multiframe`).
@@ -100,6 +101,8 @@ class DatasetTags:
         self._ds = ds
 
     def text(self, tag: int) -> str | None:
+        from pydicom.dataelem import RawDataElement
+
         elem = self._ds.get_item(tag)
         if elem is None or elem.value is None:
             return None

@@ -11,11 +11,9 @@ import logging
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from triage.dicom import decode, multiframe
 from triage.dicom.fast_reader import FastFile, read_fast
@@ -27,6 +25,9 @@ from triage.dicom.slice_header import (
     read_image_info,
 )
 from triage.errors import DicomError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 LOGGER = logging.getLogger(__name__)
 _GREYSCALE = {"MONOCHROME1", "MONOCHROME2"}
@@ -137,6 +138,8 @@ def read_source(path: Path, index: int, *, fast: bool = True) -> SourceFile:
 
 def _dcmread(path: Path) -> Dataset:
     """`dcmread` once, with every failure turned into a `DicomError` naming `path`."""
+    import pydicom  # only for files the fast reader leaves to it
+
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -160,6 +163,8 @@ def _dcmread(path: Path) -> Dataset:
 
 def _transfer_syntax(ds: Dataset) -> str:
     """The file's transfer syntax; for files without meta, the encoding pydicom detected."""
+    from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
     meta = getattr(ds, "file_meta", None)
     uid = meta.get("TransferSyntaxUID") if meta is not None else None
     if uid:
@@ -181,6 +186,8 @@ def _check_image(info: ImageInfo, *, has_pixels: bool) -> None:
             "The file is a Segmentation (SEG): a label map with one frame per segment and "
             "slice, not an image. Load the image series it references instead.", info.path)
     if not has_pixels:
+        from pydicom.uid import UID
+
         kind = UID(info.sop_class_uid).name if info.sop_class_uid else "unknown"
         raise DicomError(
             f"The file has no pixel data (SOP class {kind}, modality "

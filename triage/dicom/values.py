@@ -10,17 +10,45 @@ such as ``'-125.000000000000000000'`` as a float but a junk one such as ``'abc'`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 _DS_CHARACTERS = frozenset("0123456789+-eE. ")
 
 
-def raw_text(ds: Dataset, tag: int) -> str | None:
+class RawValues:
+    """Raw little-endian top-level values of one header, as `raw_header.walk_header` found them.
+
+    Stands in for a pydicom `Dataset` read with ``stop_before_pixels=True`` in the
+    functions below, so that the scan's fast path and its pydicom path share every
+    parsing rule. Text values must be plain ASCII without ESC (the caller checks), which
+    read the same in every character set.
+
+    Attributes:
+        values: tag -> raw value bytes.
+        file_meta: the File Meta Information's values, likewise.
+    """
+
+    def __init__(self, values: Mapping[int, bytes],
+                 file_meta: Mapping[int, bytes] | None = None) -> None:
+        self.values = values
+        self.file_meta = RawValues(file_meta) if file_meta is not None else None
+
+    def get(self, tag: int) -> None:
+        """No sequence is read from raw values (the fast path rejects functional groups)."""
+        return None
+
+
+
+def raw_text(ds: Dataset | RawValues, tag: int) -> str | None:
     """The element's value as text without conversion (ASCII VRs), stripped; None if empty."""
+    if isinstance(ds, RawValues):
+        raw = ds.values.get(tag)
+        return (raw.decode("latin-1").strip("\0 ") or None) if raw else None
     elem = ds.get_item(tag)
     if elem is None or elem.value is None:
         return None
@@ -37,8 +65,12 @@ def raw_text(ds: Dataset, tag: int) -> str | None:
     return text or None
 
 
-def decoded_text(ds: Dataset, tag: int) -> str | None:
+def decoded_text(ds: Dataset | RawValues, tag: int) -> str | None:
     """A text value decoded with the file's character set (LO, SH, PN...); None if empty."""
+    if isinstance(ds, RawValues):
+        return raw_text(ds, tag)  # plain ASCII: checked by the fast path
+    from pydicom.dataelem import RawDataElement
+
     elem = ds.get_item(tag)
     if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
         if elem.value.isascii() and b"\x1b" not in elem.value:
@@ -52,14 +84,19 @@ def decoded_text(ds: Dataset, tag: int) -> str | None:
     return text or None
 
 
-def multi_text(ds: Dataset, tag: int) -> tuple[str, ...]:
+def multi_text(ds: Dataset | RawValues, tag: int) -> tuple[str, ...]:
     """A multi-valued code string (e.g. ImageType) as an upper-case tuple."""
     text = raw_text(ds, tag)
     return tuple(p.strip().upper() for p in text.split("\\")) if text else ()
 
 
-def unsigned_short(ds: Dataset, tag: int) -> int | None:
+def unsigned_short(ds: Dataset | RawValues, tag: int) -> int | None:
     """A US value (Rows, Columns...) in the data set's byte order."""
+    if isinstance(ds, RawValues):
+        raw = ds.values.get(tag)
+        return int.from_bytes(raw[:2], "little") if raw is not None and len(raw) >= 2 else None
+    from pydicom.dataelem import RawDataElement
+
     elem = ds.get_item(tag)
     if elem is None or elem.value is None:
         return None
@@ -76,7 +113,7 @@ def _show(text: str) -> str:
 
 
 def decimals(
-    ds: Dataset, tag: int, keyword: str, count: int, notes: list[str]
+    ds: Dataset | RawValues, tag: int, keyword: str, count: int, notes: list[str]
 ) -> tuple[float, ...] | None:
     """Parse a DS value of `count` numbers; junk gives None, every repair adds a note."""
     text = raw_text(ds, tag)
@@ -106,7 +143,7 @@ def decimals(
     return tuple(values)
 
 
-def integer(ds: Dataset, tag: int, keyword: str, notes: list[str]) -> int | None:
+def integer(ds: Dataset | RawValues, tag: int, keyword: str, notes: list[str]) -> int | None:
     """Parse a single IS value; a decimal with no fraction is accepted with a note."""
     text = raw_text(ds, tag)
     if text is None:
@@ -137,7 +174,7 @@ class Geometry:
     thickness: float | None = None
 
 
-def plane_geometry(ds: Dataset, notes: list[str]) -> Geometry:
+def plane_geometry(ds: Dataset | RawValues, notes: list[str]) -> Geometry:
     """Geometry from the top-level tags, else from enhanced multi-frame functional groups.
 
     For enhanced objects the shared functional groups are read first, then the first
@@ -165,7 +202,7 @@ def plane_geometry(ds: Dataset, notes: list[str]) -> Geometry:
     return geometry
 
 
-def _geometry_from(ds: Dataset, notes: list[str]) -> Geometry:
+def _geometry_from(ds: Dataset | RawValues, notes: list[str]) -> Geometry:
     thickness = decimals(ds, 0x00180050, "SliceThickness", 1, notes)
     return Geometry(
         decimals(ds, 0x00200032, "ImagePositionPatient", 3, notes),

@@ -17,11 +17,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from triage.dicom import codecs
 from triage.dicom.grouping import StudyGroup, group_studies
 from triage.dicom.scan import scan_export
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus, StudyReport, summarize, write_report
+from triage.ingest.schedule import studies_largest_first
 from triage.ingest.study import StudyOutcome, ingest_study
 from triage.io import atomic_write_text
 from triage.preprocess.stats import DeviceStatsAccumulator
@@ -58,9 +61,19 @@ def _init_worker() -> None:
     # One BLAS thread per process (alignment's anti-aliasing is matrix products): workers
     # already use every core, and oversubscribed OpenBLAS threads made preprocessing
     # 2-8x slower with two workers on two cores.
+    _one_blas_thread()
+
+
+def _one_blas_thread() -> Any:
+    """Limit BLAS to one thread (returns the limiter; ``restore_original_limits`` undoes).
+
+    Inline runs (``workers=1``) use it too: "1 worker" then means one core, and OpenBLAS
+    threads spinning against other work on the machine made the small products of
+    alignment 2-30x slower.
+    """
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1, user_api="blas")
+    return threadpool_limits(1, user_api="blas")
 
 
 def _crashed(study: StudyGroup, err: BaseException) -> StudyOutcome:
@@ -82,7 +95,7 @@ def _isolated(study: StudyGroup, config: IngestConfig, cache_root: Path) -> Stud
 
 def _run_pool(studies: list[StudyGroup], config: IngestConfig, cache_root: Path,
               workers: int) -> Iterator[StudyOutcome]:
-    pending = list(reversed(studies))
+    pending = list(reversed(studies_largest_first(studies)))  # pop() takes the largest
     retry: list[StudyGroup] = []
     window = 2 * workers
     while pending:
@@ -140,18 +153,25 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
                 len(scan.records), scan_seconds, len(studies), len(scan.errors),
                 len(scan.non_dicom))
 
-    if workers == 1 or len(studies) <= 1:
+    inline = workers == 1 or len(studies) <= 1
+    if inline:
         outcomes: Iterator[StudyOutcome] = (ingest_study(s, config, cache_root) for s in studies)
     else:
+        codecs.preload({r.transfer_syntax for r in scan.records if r.transfer_syntax})
         outcomes = _run_pool(studies, config, cache_root, workers)
     reports: list[StudyReport] = []
     stats = DeviceStatsAccumulator()
-    for outcome in outcomes:
-        reports.append(outcome.report)
-        if outcome.device_stats:
-            stats.merge(DeviceStatsAccumulator.from_dict(outcome.device_stats))
-        if progress:
-            progress(len(reports), len(studies), outcome.report)
+    limiter = _one_blas_thread() if inline else None
+    try:
+        for outcome in outcomes:
+            reports.append(outcome.report)
+            if outcome.device_stats:
+                stats.merge(DeviceStatsAccumulator.from_dict(outcome.device_stats))
+            if progress:
+                progress(len(reports), len(studies), outcome.report)
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
 
     write_report(reports, out_dir / REPORT_NAME)
     stats.to_json(out_dir / STATS_NAME)

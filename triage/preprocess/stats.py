@@ -59,17 +59,28 @@ def estimate_noise_hu(array: np.ndarray) -> float | None:
     s = _slices(array)
     if s.shape[0] < 3 or s.shape[1] < 3:
         return None
-    shifted = [s[i:s.shape[0] - 2 + i, j:s.shape[1] - 2 + j] for i in range(3) for j in range(3)]
+    nx, ny = s.shape[0] - 2, s.shape[1] - 2
+    # The 3x3 kernel, accumulated in place in the order of `sum(w * v)` (so the float32
+    # result is the same to the bit) without a temporary per term.
     weights = (1, -2, 1, -2, 4, -2, 1, -2, 1)
-    residual = sum(w * v for w, v in zip(weights, shifted, strict=True))
-    low, high = shifted[0].copy(), shifted[0].copy()
-    for view in shifted[1:]:  # running min/max: no 9x stacked temporary
-        np.minimum(low, view, out=low)
-        np.maximum(high, view, out=high)
+    residual = s[:nx, :ny].copy()
+    term = np.empty_like(residual)
+    for k in range(1, 9):
+        i, j = divmod(k, 3)
+        np.multiply(s[i:nx + i, j:ny + j], weights[k], out=term)
+        residual += term
+    # 3x3 minimum and maximum, separably: along axis 0, then along axis 1 (exact).
+    low = np.minimum(np.minimum(s[:nx], s[1:nx + 1]), s[2:])
+    high = np.maximum(np.maximum(s[:nx], s[1:nx + 1]), s[2:])
+    low = np.minimum(np.minimum(low[:, :ny], low[:, 1:ny + 1]), low[:, 2:])
+    high = np.maximum(np.maximum(high[:, :ny], high[:, 1:ny + 1]), high[:, 2:])
     values = residual[(low >= SOFT_TISSUE_HU[0]) & (high <= SOFT_TISSUE_HU[1])]
     if values.size < 500:
         return None
-    mad = np.median(np.abs(values - np.median(values)))
+    # A median does not depend on element order: partition the selection in place.
+    centre = np.median(values, overwrite_input=True)
+    deviation = np.abs(values - centre, out=values)
+    mad = np.median(deviation, overwrite_input=True)
     return float(1.4826 * mad / 6.0)
 
 

@@ -1,0 +1,166 @@
+"""Run one tool once in a fresh subprocess: wall time, peak RSS, in-process time.
+
+`measure` times the subprocess from outside (interpreter start-up and imports included),
+reads ``ru_maxrss`` from ``os.wait4`` (the largest single process) and samples the summed
+RSS of the process tree every 50 ms (`_TreeSampler`). `Row` collects the timed runs of
+one tool at one worker count.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.ingest.settings import REPO
+from benchmarks.ingest.tools import Tool, ToolResult
+
+SAMPLE_INTERVAL_S = 0.05
+RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One timed run of one tool.
+
+    Attributes:
+        wall_s: wall time around the subprocess.
+        maxrss_mib: ``ru_maxrss`` from ``wait4``: the largest single process of the tree.
+        tree_mib: peak of the sampled RSS sum over the process and its descendants.
+        result: what the tool reported, or None when it failed.
+        error: why it failed, naming its logs.
+    """
+
+    wall_s: float
+    maxrss_mib: float
+    tree_mib: float
+    result: ToolResult | None
+    error: str | None = None
+
+
+@dataclass
+class Row:
+    """The timed runs of one tool at one worker count."""
+
+    tool: Tool
+    workers: int
+    runs: list[Measured] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[Measured]:
+        """Runs that finished and reported a result."""
+        return [run for run in self.runs if run.result is not None]
+
+    @property
+    def wall(self) -> float:
+        """Median wall seconds of the successful runs (NaN if none)."""
+        return _median([run.wall_s for run in self.ok])
+
+    @property
+    def in_process(self) -> float:
+        """Median in-process seconds of the successful runs (NaN if none)."""
+        return _median([run.result.seconds for run in self.ok if run.result])
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _tree_rss_bytes(root: int) -> int:
+    """Resident bytes of `root` and all its descendants, from /proc (0 where unavailable)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    parents[int(entry)] = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, frontier = {root}, {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - tree
+        tree |= frontier
+    total = 0
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as fh:
+                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+class _TreeSampler(threading.Thread):
+    """Samples the summed RSS of a process tree until stopped; keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak = pid, 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        if not os.path.isdir("/proc"):
+            return
+        while True:
+            self.peak = max(self.peak, _tree_rss_bytes(self.pid))
+            if self._stop_event.wait(SAMPLE_INTERVAL_S):
+                return
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def measure(tool: Tool, export: Path, run_dir: Path, workers: int, log_stem: Path,
+            timeout_s: float) -> Measured:
+    """Run `tool` once in a fresh subprocess; time it and record its peak memory.
+
+    `run_dir` is emptied first; stdout and stderr go to ``<log_stem>.out`` and ``.err``.
+    """
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    log_stem.parent.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    out_log, err_log = log_stem.with_suffix(".out"), log_stem.with_suffix(".err")
+    with out_log.open("wb") as out, err_log.open("wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(tool.command(export, run_dir, workers), stdout=out,
+                                stderr=err, cwd=REPO, env=env)
+        sampler = _TreeSampler(proc.pid)
+        sampler.start()
+        killer = threading.Timer(timeout_s, proc.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            raise
+        finally:
+            wall = time.perf_counter() - started
+            killer.cancel()
+            sampler.stop()
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    maxrss, tree = usage.ru_maxrss * RSS_UNIT / 2**20, sampler.peak / 2**20
+    if proc.returncode != 0:
+        return Measured(wall, maxrss, tree, None,
+                        f"exit status {proc.returncode}; see {err_log}")
+    try:
+        result = tool.result(out_log.read_text(errors="replace"), run_dir, workers)
+    except ValueError as err:
+        return Measured(wall, maxrss, tree, None, f"{err} ({err_log})")
+    return Measured(wall, maxrss, tree, result)
+
+
+def harness_peak_mib() -> float:
+    """The harness's own peak RSS: the floor under every child's ``ru_maxrss``."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * RSS_UNIT / 2**20

@@ -1,0 +1,89 @@
+"""Direct JPEG 2000 / RLE decoding equals pydicom's, and the fast path needs no pydicom."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import UID, JPEG2000Lossless, RLELossless
+
+from tests.dicom.loader_factory import SeriesRecipe, write_series
+from triage.dicom import codecs, decode, geometry
+from triage.dicom.fast_reader import read_fast
+from triage.dicom.source import read_source
+
+pytestmark = pytest.mark.skipif(
+    not (codecs.direct_available(JPEG2000Lossless) and codecs.direct_available(RLELossless)),
+    reason="pylibjpeg-openjpeg or pylibjpeg-rle is not installed")
+
+
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, RLELossless])
+def test_direct_decoding_equals_pydicom(tmp_path: Path, syntax: str) -> None:
+    series = write_series(tmp_path, SeriesRecipe(transfer_syntax=syntax, n_slices=3))
+    for path in series.paths:
+        quick = read_fast(path)
+        assert quick is not None and quick.encapsulated
+        source = read_source(path, 0)
+        direct = codecs.decode_single_frame(quick.data, quick.pixel_offset, source.info)
+        assert direct is not None, "the common case must take the direct path"
+        reference = pydicom.dcmread(path).pixel_array
+        assert direct.dtype == reference.dtype
+        np.testing.assert_array_equal(direct, reference)
+
+
+def test_direct_decoding_declines_what_it_does_not_cover(tmp_path: Path) -> None:
+    series = write_series(tmp_path, SeriesRecipe(transfer_syntax=JPEG2000Lossless, n_slices=2))
+    quick = read_fast(series.paths[0])
+    info = read_source(series.paths[0], 0).info
+    assert codecs.decode_single_frame(quick.data, quick.pixel_offset,
+                                      replace(info, n_frames=2)) is None
+    assert codecs.decode_single_frame(quick.data, quick.pixel_offset,
+                                      replace(info, photometric="RGB")) is None
+    assert codecs.decode_single_frame(quick.data, quick.pixel_offset,
+                                      replace(info, bits_stored=info.bits_stored - 1)) is None
+    assert codecs.decode_single_frame(quick.data, quick.pixel_offset + 1, info) is None
+
+
+def test_syntax_names_match_pydicom() -> None:
+    for uid, name in decode.SYNTAX_NAMES.items():
+        assert UID(uid).name == name
+
+
+def test_tilt_reslice_in_place_equals_a_fresh_output() -> None:
+    rng = np.random.default_rng(3)
+    stack = rng.normal(size=(6, 20, 24)).astype(np.float32)
+    shifts = np.array([[0, 0], [0.4, 0], [-1.7, 0.2], [3.0, -2.5], [0, 1e-8], [25.0, 0]])
+    fresh = geometry.reslice_tilt(stack, shifts, -5.0)
+    in_place = geometry.reslice_tilt(stack.copy(), shifts, -5.0, out=None)
+    same = stack.copy()
+    assert geometry.reslice_tilt(same, shifts, -5.0, out=same) is same
+    np.testing.assert_array_equal(fresh, in_place)
+    np.testing.assert_array_equal(fresh, same)
+
+
+def test_scan_and_load_of_common_files_never_import_pydicom(make_synth_export) -> None:
+    """Start-up time: pydicom (0.2-0.4 s to import) is only for files the fast paths decline."""
+    export = make_synth_export(studies=3, slices=4, devices="acme,borealis,cygnus")
+    script = textwrap.dedent("""
+        import sys
+        from triage.dicom.grouping import group_studies
+        from triage.dicom.loader import load_series
+        from triage.dicom.scan import scan_export
+        from triage.dicom.selection import SelectionRules, select_series
+
+        verdicts = []
+        for study in group_studies(scan_export(sys.argv[1], workers=1)):
+            chosen = select_series(study, SelectionRules(min_slices=2)).chosen
+            verdicts.append(load_series([r.path for r in chosen.instances]).verdict.value)
+        print(verdicts, "pydicom" in sys.modules)
+    """)
+    run = subprocess.run([sys.executable, "-c", script, str(export.out_dir)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "['ok', 'ok', 'ok'] False"
