@@ -41,6 +41,16 @@ class IngestConfig:
             preprocess=PreprocessConfig.from_dict(data.get("preprocess") or {}, source=source),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain JSON-ready sections (what `from_dict` reads back)."""
+        import dataclasses
+        import json
+
+        data = {"selection": dataclasses.asdict(self.selection),
+                "load": dataclasses.asdict(self.load),
+                "preprocess": self.preprocess.to_dict()}
+        return json.loads(json.dumps(data))
+
     @classmethod
     def from_yaml(cls, path: Path | str | None = None) -> IngestConfig:
         """Load `path` (the shipped default when None).

@@ -33,6 +33,7 @@ LOGGER = logging.getLogger(__name__)
 REPORT_NAME = "ingest_report.csv"
 STATS_NAME = "device_stats.json"
 SUMMARY_NAME = "ingest_summary.json"
+CONFIG_NAME = "ingest_config.json"  # the resolved config, recorded with trained models
 CACHE_DIR = "cache"
 
 
@@ -183,5 +184,6 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
             "preprocess_fingerprint": config.preprocess.fingerprint()},
     }
     atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=1))
+    atomic_write_text(out_dir / CONFIG_NAME, json.dumps(config.to_dict(), indent=1))
     return IngestResult(out_dir, reports, stats, len(scan.non_dicom), scan_seconds, total,
                         summary)
