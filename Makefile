@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools demo test test-all bench bench-quality lint clean
+.PHONY: help install tools demo test test-all bench bench-quality bench-run lint clean
 
 help:
 	@echo "make demo      create the venv, install, run the pipeline end to end on a synthetic export"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-all  the full suite, slow tests included"
 	@echo "make bench     ingest benchmark vs dcm2niix / SimpleITK / MONAI (writes docs/benchmarks.md)"
 	@echo "make bench-quality  leave-one-device-out quality benchmark (long; writes docs/benchmarks.md)"
+	@echo "make bench-run  triage run throughput vs forward-only, memory at 100 vs 400 studies"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,9 @@ bench: install tools
 
 bench-quality: install
 	$(PY) -m benchmarks.quality.run
+
+bench-run: install
+	$(PY) -m benchmarks.run.run
 
 lint: install
 	$(VENV)/bin/ruff check triage tests benchmarks
