@@ -27,7 +27,8 @@ TRAIN_CONFIG = REPO / "pipelines" / "train" / "demo.yaml"
 GATES = REPO / "pipelines" / "promotion" / "demo.yaml"
 MODEL_NAME = "triage-demo"
 # The documented default difficulty of the synthetic task (docs/synthetic_data.md).
-SYNTH_FLAGS: list[str] = []
+SYNTH_FLAGS: list[str] = ["--matrix", "128", "--slices", "40", "--lesion-size", "14,24",
+                          "--lesion-contrast", "-90"]
 
 
 def _step(title: str, argv: list[str], *, ok_codes: tuple[int, ...] = (0,),
@@ -96,7 +97,7 @@ def run(out: Path, studies: int, incoming: int, seed: int, epochs: int | None = 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("demo_output"))
-    parser.add_argument("--studies", type=int, default=160, help="training export studies")
+    parser.add_argument("--studies", type=int, default=240, help="training export studies")
     parser.add_argument("--incoming", type=int, default=40, help="incoming export studies")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=None,

@@ -167,10 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--holdout", default="cygnus",
                         help="device profile held out (comma-separated), or 'all'")
-    parser.add_argument("--studies", type=int, default=400)
-    parser.add_argument("--matrix", type=int, default=64)
+    # The documented default difficulty (docs/synthetic_data.md, "Default difficulty").
+    parser.add_argument("--studies", type=int, default=500)
+    parser.add_argument("--matrix", type=int, default=128)
     parser.add_argument("--data-seed", type=int, default=0)
-    parser.add_argument("--synth-args", default="",
+    parser.add_argument("--synth-args",
+                        default="--slices 40 --lesion-size 14,24 --lesion-contrast -90",
                         help="extra `triage synth` flags (difficulty knobs)")
     parser.add_argument("--config", type=Path, default=TRAIN_CONFIG)
     parser.add_argument("--variants", default=",".join(CONFIGS))

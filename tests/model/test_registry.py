@@ -29,7 +29,7 @@ def test_every_registered_model_gives_finite_two_class_logits(name):
 
 def test_builtin_networks_are_registered():
     assert {"densenet121", "densenet-small", "resnet10", "resnet18",
-            "cnn-small"} <= set(list_models())
+            "cnn-small", "blob-fcn"} <= set(list_models())
     assert "growth_rate" in get_model_spec("densenet-small").options
 
 

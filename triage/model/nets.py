@@ -82,16 +82,20 @@ class _BlobNet(torch.nn.Module):
     """Fully convolutional lesion-evidence map, pooled over space into one logit."""
 
     def __init__(self, channels: Sequence[int], strides: Sequence[int], pool: str,
-                 lse_r: float, dropout: float) -> None:
+                 lse_r: float, dropout: float, context: Sequence[int] | None,
+                 kernel: int = 3, downsample: Sequence[int] = (1, 1, 1)) -> None:
         """`pool`: lse / max / mean of a one-channel evidence map, or ``maxavg``: global max
         and mean of every feature channel, then a linear layer."""
         from torch import nn
 
         super().__init__()
         layers: list[nn.Module] = []
-        c_in = 1
+        self.context = tuple(context) if context else None
+        self.downsample = tuple(downsample)
+        c_in = 4 if self.context else 1
         for c_out, stride in zip(channels, strides, strict=True):
-            layers += [nn.Conv3d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+            layers += [nn.Conv3d(c_in, c_out, kernel, stride=stride, padding=kernel // 2,
+                                 bias=False),
                        nn.BatchNorm3d(c_out), nn.ReLU(inplace=True)]
             c_in = c_out
         if dropout:
@@ -103,15 +107,42 @@ class _BlobNet(torch.nn.Module):
             layers.append(nn.Conv3d(c_in, 1, 1))
         self.features = nn.Sequential(*layers)
 
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """With `context`: the volume, its 3x3x3 local mean, and the mean and standard
+        deviation over a `context`-sized neighbourhood (a fixed difference-of-boxes front
+        end: a small blob is a local mean below its neighbourhood's in homogeneous tissue)."""
+        from torch.nn import functional as F
+
+        if not self.context:
+            return (F.avg_pool3d(x, self.downsample) if any(d > 1 for d in self.downsample)
+                    else x)
+
+        def box(v: torch.Tensor, k: tuple[int, ...]) -> torch.Tensor:
+            # Separable box mean (exact: the in-grid counts factorize per axis).
+            for axis, size in enumerate(k):
+                shape = [1, 1, 1]
+                shape[axis] = size
+                v = F.avg_pool3d(v, tuple(shape), stride=1,
+                                 padding=tuple(s // 2 for s in shape),
+                                 count_include_pad=False)
+            return v
+
+        local = box(x, (3, 3, 3))
+        mean = box(x, self.context)
+        sd = (box(x * x, self.context) - mean * mean).clamp_min(0).add(1e-6).sqrt()
+        out = torch.cat([x, local, mean, sd], 1)
+        # Average-pool the channels (not strided sampling): cheaper layers, nothing skipped.
+        return F.avg_pool3d(out, self.downsample) if any(d > 1 for d in self.downsample) else out
+
     def evidence(self, x: torch.Tensor) -> torch.Tensor:
         """The per-location lesion evidence map ``(B, 1, x', y', z')``."""
-        return self.features(x)
+        return self.features(self.inputs(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool == "maxavg":
-            f = self.features(x).flatten(2)
+            f = self.features(self.inputs(x)).flatten(2)
             return self.head(torch.cat([f.amax(2), f.mean(2)], 1))
-        e = self.features(x).flatten(1)
+        e = self.evidence(x).flatten(1)
         if self.pool == "max":
             z = e.amax(1)
         elif self.pool == "lse":
@@ -125,7 +156,8 @@ class _BlobNet(torch.nn.Module):
 @register_model("blob-fcn")
 def blob_fcn(in_shape: Shape, channels: Sequence[int] = (16, 16, 32, 32, 64),
              strides: Sequence[int] = (1, 2, 1, 2, 1), pool: str = "lse", lse_r: float = 5.0,
-             dropout: float = 0.0) -> torch.nn.Module:
+             dropout: float = 0.0, context: Sequence[int] | None = (9, 9, 5), kernel: int = 3,
+             downsample: Sequence[int] = (1, 1, 1)) -> torch.nn.Module:
     """Small fully convolutional net, one evidence map pooled over space (lse/max/mean):
     suits "is there a small dark blob anywhere"; ~90 k parameters at the defaults."""
     if pool not in ("lse", "max", "mean", "maxavg"):
@@ -133,4 +165,6 @@ def blob_fcn(in_shape: Shape, channels: Sequence[int] = (16, 16, 32, 32, 64),
     if len(channels) != len(strides) or not channels:
         raise ValueError("blob-fcn: channels and strides must be non-empty, same length")
     return _BlobNet([int(c) for c in channels], [int(s) for s in strides], str(pool),
-                    float(lse_r), float(dropout))
+                    float(lse_r), float(dropout),
+                    [int(k) | 1 for k in context] if context else None, int(kernel) | 1,
+                    [int(d) for d in downsample])
