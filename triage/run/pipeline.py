@@ -1,6 +1,6 @@
 """`run_export`: a PACS export in, per-study worklists out (ingest → inference → rules).
 
-Worker processes ingest studies (`triage.run.stream`) while the main process scores the
+Worker processes ingest studies (`triage.ingest.stream`) while the main process scores the
 finished ones in batches with the model bundle and routes them with the rules; each routed
 study is journaled at once (`triage.run.journal`), so a killed run resumes where it
 stopped, and the worklists are written from the journal at the end. Memory stays flat:
@@ -32,12 +32,12 @@ from triage.dicom.scan import scan_export
 from triage.errors import ConfigError
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus, StudyReport
+from triage.ingest.stream import stream_ingest
 from triage.ingest.study import StudyOutcome
 from triage.io import atomic_write_text
 from triage.preprocess.cache import VolumeCache
 from triage.run.distance import input_distance
 from triage.run.journal import JOURNAL_NAME, Journal
-from triage.run.stream import stream_ingest
 from triage.run.worklist import (
     REVIEW_NAME,
     WORKLIST_NAME,

@@ -1,8 +1,9 @@
 """Ingest studies in a bounded process pool and hand them back as they finish.
 
-`stream_ingest` is the producer side of `triage run`: workers select, load, preprocess and
-cache studies (`triage.ingest.study.ingest_study`) while the caller, suspended between two
-``next()`` calls, runs inference on the ones already done. At most ``2 * workers`` studies
+`stream_ingest` is the one pool behind `triage ingest` (`triage.ingest.runner`) and the
+producer side of `triage run`: workers select, load, preprocess and cache studies
+(`triage.ingest.study.ingest_study`) while the caller, suspended between two ``next()``
+calls, merges statistics or runs inference on the ones already done. At most ``2 * workers`` studies
 are in flight, so memory does not grow with the export. A study whose worker dies (a
 decoder crash) is retried alone in a fresh process; if it kills that one too, it comes
 back as a failed outcome. An exception from the pool machinery itself becomes a failed
@@ -26,8 +27,8 @@ LOGGER = logging.getLogger(__name__)
 
 
 def _one_blas_thread():
-    # One BLAS thread per ingest process: the workers already use every core, and
-    # oversubscribed BLAS threads make alignment several times slower.
+    # One BLAS thread per ingest process, inline runs included ("1 worker" means one core):
+    # oversubscribed OpenBLAS threads made the small products of alignment 2-30x slower.
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1, user_api="blas")
