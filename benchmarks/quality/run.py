@@ -21,6 +21,7 @@ go to ``bench_output/quality/`` and, between the ``quality`` markers, to
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -50,7 +51,9 @@ COLUMNS = ("accuracy", "macro_f1", "auroc", "nll", "ece")
 
 def prepare(args: argparse.Namespace) -> tuple[Path, Path]:
     """Generate and ingest the export once (reused while the arguments are the same)."""
-    name = f"s{args.studies}-m{args.matrix}-seed{args.data_seed}"
+    # The difficulty flags are part of the name: another difficulty is another export.
+    knobs = hashlib.sha256(args.synth_args.encode()).hexdigest()[:8]
+    name = f"s{args.studies}-m{args.matrix}-seed{args.data_seed}-{knobs}"
     root = OUT / "data" / name
     export, ingest = root / "export", root / "ingest"
     if not (root / ".complete").exists():
@@ -178,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(CONFIGS))
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild the report (doc + MLflow) from the last results.json")
     # child mode
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -195,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         args.config = REPO / "pipelines" / "train" / "default.yaml"
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{OUT / 'mlflow.db'}")
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        return report_saved(args)
     started = time.perf_counter()
     manifest, ingest = prepare(args)
     devices = _device_groups(manifest)
@@ -215,11 +222,53 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{holdout} {variant} seed {seed}: {wall:.0f} s, {peak:.0f} MiB, "
                       f"held-out AUROC {result['rows']['False']['held_out_auroc']:.3f}",
                       flush=True)
-    (OUT / "results.json").write_text(json.dumps(results, indent=1, default=float))
-    text = report(args, results, holdouts, peaks, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    (OUT / "results.json").write_text(json.dumps(
+        {"args": {k: str(v) for k, v in vars(args).items()}, "holdouts": holdouts,
+         "seconds": seconds, "results": results}, indent=1, default=float))
+    return publish(args, results, holdouts, peaks, seconds)
+
+
+def report_saved(args: argparse.Namespace) -> int:
+    """`--report-only`: the report of the last full run, from results.json."""
+    saved = json.loads((OUT / "results.json").read_text())
+    for key in ("seeds", "studies", "matrix", "synth_args"):
+        setattr(args, key, type(getattr(args, key))(saved["args"][key]))
+    peaks: dict[str, list[tuple[float, float]]] = {}
+    for result in saved["results"]:
+        peaks.setdefault(result["variant"], []).append((result["wall"], result["peak_mib"]))
+    return publish(args, saved["results"], saved["holdouts"], peaks, saved["seconds"])
+
+
+def publish(args: argparse.Namespace, results: list[dict], holdouts: list[str],
+            peaks: dict[str, list[tuple[float, float]]], seconds: float) -> int:
+    """Print the report, write it into the doc and log it to MLflow."""
+    text = report(args, results, holdouts, peaks, seconds)
     print(text)
     write_doc(text, args.doc)
+    log_to_mlflow(text, results)
     return 0
+
+
+def log_to_mlflow(text: str, results: list[dict]) -> None:
+    """One `quality-benchmark-summary` run: the table as markdown, the raw results, and the
+    mean of every row figure as metrics (``<holdout>.<variant>[+T].<metric>``)."""
+    from triage.registry.tracking import start_run
+
+    with start_run("quality-benchmark", run_name="quality-benchmark-summary",
+                   tags={"triage.kind": "quality-benchmark-summary"}) as run:
+        run.log_text(text, "quality_benchmark.md")
+        run.log_json(results, "quality_results.json")
+        grouped: dict[str, list[float]] = {}
+        for result in results:
+            for calibrated, row in result["rows"].items():
+                name = result["variant"] + ("+T" if calibrated == "True" else "")
+                for key, value in row.items():
+                    if isinstance(value, int | float) and value == value:
+                        grouped.setdefault(f"{result['holdout'][:40]}.{name}.{key}",
+                                           []).append(float(value))
+        run.log_metrics({k.replace("+", "_plus_"): statistics.mean(v)
+                         for k, v in grouped.items()})
 
 
 def report(args: argparse.Namespace, results: list[dict], holdouts: list[str],

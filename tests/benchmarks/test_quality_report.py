@@ -46,3 +46,22 @@ def test_verdicts_state_each_target_met_or_missed():
     worse += [_result("focal+dp", s, 0.9, 0.8, 0.86, 0.80) for s in (0, 1)]
     text = "\n".join(verdicts(worse, "cygnus"))
     assert text.count("**missed**") == 3
+
+
+def test_the_summary_is_logged_to_a_real_mlflow_store(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from benchmarks.quality.run import log_to_mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    log_to_mlflow("| table |", RESULTS)
+    client = MlflowClient(uri)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("quality-benchmark").experiment_id])
+    assert run.data.tags["triage.kind"] == "quality-benchmark-summary"
+    # Mean over seeds, per variant and held-out device; the calibrated row separately.
+    assert abs(run.data.metrics["cygnus.baseline.held_out_auroc"] - 0.72) < 1e-9
+    assert abs(run.data.metrics["cygnus.focal_plus_dp_plus_T.in_domain_ece"] - 0.02) < 1e-9
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"quality_benchmark.md", "quality_results.json"} <= names

@@ -126,3 +126,34 @@ def test_blob_fcn_pools_an_evidence_map_into_antisymmetric_logits(pool):
 def test_blob_fcn_rejects_an_unknown_pool():
     with pytest.raises(ConfigError, match="pool"):
         create_model(ModelConfig("blob-fcn", {"pool": "median"}), (32, 32, 32))
+
+
+def _tissue_with_blob(blob: bool) -> torch.Tensor:
+    """Homogeneous tissue (0.5, light noise) with an optional dark 5-voxel cube."""
+    x = 0.5 + 0.01 * torch.randn(1, 1, 32, 32, 16, generator=torch.Generator().manual_seed(1))
+    if blob:
+        x[..., 20:25, 8:13, 6:11] -= 0.2
+    return x
+
+
+def test_blob_fcn_contrast_prior_starts_as_a_dark_blob_detector():
+    model = create_model(ModelConfig("blob-fcn", {"channels": [8], "strides": [1],
+                                                  "pool": "max", "context": [9, 9, 5],
+                                                  "contrast_prior": 1.0}), (32, 32, 16),
+                         seed=0).eval()
+    with torch.no_grad():
+        evidence = model.evidence(_tissue_with_blob(True))[0, 0]
+        x_index, yz = divmod(int(evidence.argmax()), 32 * 16)
+        assert 20 <= x_index < 25 and 8 <= yz // 16 < 13 and 6 <= yz % 16 < 11
+        with_blob = torch.softmax(model(_tissue_with_blob(True)), 1)[0, 1]
+        without = torch.softmax(model(_tissue_with_blob(False)), 1)[0, 1]
+    assert with_blob - without > 0.2
+    # The learned layers start at zero; the prior's weight is a trainable parameter.
+    last = model.features[-1]
+    assert float(last.weight.abs().sum()) == 0.0 and model.prior.requires_grad
+
+
+def test_blob_fcn_contrast_prior_needs_the_context_front_end():
+    with pytest.raises(ConfigError, match="contrast_prior"):
+        create_model(ModelConfig("blob-fcn", {"context": None, "contrast_prior": 1.0}),
+                     (32, 32, 16))

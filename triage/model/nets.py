@@ -83,9 +83,12 @@ class _BlobNet(torch.nn.Module):
 
     def __init__(self, channels: Sequence[int], strides: Sequence[int], pool: str,
                  lse_r: float, dropout: float, context: Sequence[int] | None,
-                 kernel: int = 3, downsample: Sequence[int] = (1, 1, 1)) -> None:
+                 kernel: int = 3, downsample: Sequence[int] = (1, 1, 1),
+                 contrast_prior: float = 0.0, contrast_eps: float = 0.02) -> None:
         """`pool`: lse / max / mean of a one-channel evidence map, or ``maxavg``: global max
-        and mean of every feature channel, then a linear layer."""
+        and mean of every feature channel, then a linear layer. `contrast_prior` (> 0, needs
+        `context`): the evidence map starts as that weight times the local darkness contrast
+        (see `contrast`) and the learned layers add corrections to it."""
         from torch import nn
 
         super().__init__()
@@ -106,16 +109,35 @@ class _BlobNet(torch.nn.Module):
         else:
             layers.append(nn.Conv3d(c_in, 1, 1))
         self.features = nn.Sequential(*layers)
+        self.contrast_eps = float(contrast_eps)
+        self.prior: nn.Parameter | None = None
+        if contrast_prior:
+            if not self.context or pool == "maxavg":
+                raise ValueError("blob-fcn: contrast_prior needs a context and a one-channel "
+                                 "evidence map (pool lse, max or mean)")
+            # Start from the fixed detector: the learned layers contribute nothing at first
+            # (last 1x1x1 conv zeroed) and learn which dark spots are not lesions.
+            nn.init.zeros_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
+            self.prior = nn.Parameter(torch.tensor([float(contrast_prior), 0.0]))
 
-    def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """With `context`: the volume, its 3x3x3 local mean, and the mean and standard
-        deviation over a `context`-sized neighbourhood (a fixed difference-of-boxes front
-        end: a small blob is a local mean below its neighbourhood's in homogeneous tissue)."""
+    def _pooled(self, v: torch.Tensor) -> torch.Tensor:
+        # Average-pool (not strided sampling): cheaper layers, nothing skipped.
         from torch.nn import functional as F
 
-        if not self.context:
-            return (F.avg_pool3d(x, self.downsample) if any(d > 1 for d in self.downsample)
-                    else x)
+        return F.avg_pool3d(v, self.downsample) if any(d > 1 for d in self.downsample) else v
+
+    def _front(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input channels and the darkness contrast, both at the evidence map's grid.
+
+        Channels (with `context`): the 3x3x3 local mean, the `context` mean minus it, the
+        `context` standard deviation and the volume minus the local mean, centred and scaled
+        so the small differences a lesion makes are not a tiny direction inside three nearly
+        equal intensity channels. Contrast: (context mean - local mean) / (context sd + eps),
+        a difference-of-boxes blob detector (a small blob darker than homogeneous tissue
+        around it scores high; edges and textured tissue do not).
+        """
+        from torch.nn import functional as F
 
         def box(v: torch.Tensor, k: tuple[int, ...]) -> torch.Tensor:
             # Separable box mean (exact: the in-grid counts factorize per axis).
@@ -127,16 +149,25 @@ class _BlobNet(torch.nn.Module):
                                  count_include_pad=False)
             return v
 
+        assert self.context is not None
         local = box(x, (3, 3, 3))
         mean = box(x, self.context)
         sd = (box(x * x, self.context) - mean * mean).clamp_min(0).add(1e-6).sqrt()
-        out = torch.cat([x, local, mean, sd], 1)
-        # Average-pool the channels (not strided sampling): cheaper layers, nothing skipped.
-        return F.avg_pool3d(out, self.downsample) if any(d > 1 for d in self.downsample) else out
+        channels = torch.cat([(local - 0.5) * 4, (mean - local) * 10, sd * 10,
+                              (x - local) * 10], 1)
+        contrast = (mean - local) / (sd + self.contrast_eps)
+        return self._pooled(channels), self._pooled(contrast)
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The learned layers' input: the (pooled) volume, or the local-contrast channels."""
+        return self._front(x)[0] if self.context else self._pooled(x)
 
     def evidence(self, x: torch.Tensor) -> torch.Tensor:
         """The per-location lesion evidence map ``(B, 1, x', y', z')``."""
-        return self.features(self.inputs(x))
+        if self.prior is None:
+            return self.features(self.inputs(x))
+        channels, contrast = self._front(x)
+        return self.features(channels) + self.prior[0] * contrast + self.prior[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool == "maxavg":
@@ -157,9 +188,17 @@ class _BlobNet(torch.nn.Module):
 def blob_fcn(in_shape: Shape, channels: Sequence[int] = (16, 16, 32, 32, 64),
              strides: Sequence[int] = (1, 2, 1, 2, 1), pool: str = "lse", lse_r: float = 5.0,
              dropout: float = 0.0, context: Sequence[int] | None = (9, 9, 5), kernel: int = 3,
-             downsample: Sequence[int] = (1, 1, 1)) -> torch.nn.Module:
+             downsample: Sequence[int] = (1, 1, 1), contrast_prior: float = 0.0,
+             contrast_eps: float = 0.02) -> torch.nn.Module:
     """Small fully convolutional net, one evidence map pooled over space (lse/max/mean):
-    suits "is there a small dark blob anywhere"; ~90 k parameters at the defaults."""
+    suits "is there a small dark blob anywhere"; ~90 k parameters at the defaults.
+
+    `contrast_prior` > 0 starts the evidence map from a fixed darkness-contrast detector
+    (weight and offset learned) and the learned layers from zero, so training refines a
+    detector instead of having to find the lesion among ~10^5 voxels by chance (without it,
+    whether training leaves the constant prediction depends on the seed: docs/training.md).
+    `contrast_eps` is in normalized intensity units (0.02 = 10 HU for a 500 HU CT window).
+    """
     if pool not in ("lse", "max", "mean", "maxavg"):
         raise ValueError(f"blob-fcn pool {pool!r}: expected lse, max, mean or maxavg")
     if len(channels) != len(strides) or not channels:
@@ -167,4 +206,4 @@ def blob_fcn(in_shape: Shape, channels: Sequence[int] = (16, 16, 32, 32, 64),
     return _BlobNet([int(c) for c in channels], [int(s) for s in strides], str(pool),
                     float(lse_r), float(dropout),
                     [int(k) | 1 for k in context] if context else None, int(kernel) | 1,
-                    [int(d) for d in downsample])
+                    [int(d) for d in downsample], float(contrast_prior), float(contrast_eps))
