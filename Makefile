@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools demo test test-all bench bench-quality bench-run lint clean
+.PHONY: help install tools demo test test-all bench bench-quality bench-triage bench-run lint clean
 
 help:
 	@echo "make demo      create the venv, install, run the pipeline end to end on a synthetic export"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-all  the full suite, slow tests included"
 	@echo "make bench     ingest benchmark vs dcm2niix / SimpleITK / MONAI (writes docs/benchmarks.md)"
 	@echo "make bench-quality  leave-one-device-out quality benchmark (long; writes docs/benchmarks.md)"
+	@echo "make bench-triage  routes and calibration over 200 calibration redraws (long; writes docs/benchmarks.md)"
 	@echo "make bench-run  triage run throughput vs forward-only, memory at 100 vs 400 studies"
 
 $(PY):
@@ -53,6 +54,9 @@ bench: install tools
 
 bench-quality: install
 	$(PY) -m benchmarks.quality.run
+
+bench-triage: install
+	$(PY) -m benchmarks.triage.run
 
 bench-run: install
 	$(PY) -m benchmarks.run.run

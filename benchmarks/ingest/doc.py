@@ -135,7 +135,10 @@ def notes(floor_mib: float, warmup: bool) -> list[str]:
         "within the run-to-run spread.",
         "- Wall time includes interpreter start-up and imports (dcm2niix is a native "
         "binary); in-process time is each tool's own clock after its imports (dcm2niix: "
-        "the time it reports); the start-up column is the difference.",
+        "the time it reports); the start-up column is the difference. triage and the "
+        "benchmark are byte-compiled once before the rounds, as an installed package is "
+        "(the other tools' packages come compiled); triage's processes start with "
+        "`OPENBLAS_NUM_THREADS=1` (one BLAS thread, as its ingest pool sets anyway).",
         "- Peak RSS, largest process: `ru_maxrss` of the tool's process from `os.wait4`; "
         "for a process pool that is the largest single process, not the sum. Process tree: "
         "the RSS of the process and its descendants summed, sampled every 50 ms: an upper "
@@ -152,7 +155,11 @@ def notes(floor_mib: float, warmup: bool) -> list[str]:
         "thread (pylibjpeg-openjpeg has no thread option) with BLAS limited to one "
         "thread, so a 1-worker triage row uses one core, as dcm2niix does by default. "
         "With workers, triage submits studies largest first (pixels × a per-syntax "
-        "decode cost); dcm2niix's wrapper takes the series folders in path order.",
+        "decode cost) and reads the headers inline below 1,024 files per worker (a pool "
+        "costs more than it saves there); its load-to-volume row also splits the "
+        "compressed series that would otherwise be decoded alone at the end into one part "
+        "per worker (`triage.ingest.parallel_load`; the ingest runner does not split); "
+        "dcm2niix's wrapper takes the series folders in path order.",
     ]
 
 

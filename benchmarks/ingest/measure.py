@@ -2,8 +2,8 @@
 
 `measure` times the subprocess from outside (interpreter start-up and imports included),
 reads ``ru_maxrss`` from ``os.wait4`` (the largest single process) and samples the summed
-RSS of the process tree every 50 ms (`_TreeSampler`). `Row` collects the timed runs of
-one tool at one worker count.
+RSS of the process tree every 50 ms (`TreeSampler`, `benchmarks.common`). `Row` collects
+the timed runs of one tool at one worker count.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.common import TreeSampler
 from benchmarks.ingest.settings import REPO
 from benchmarks.ingest.tools import Tool, ToolResult
 
-SAMPLE_INTERVAL_S = 0.05
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
 
 
@@ -74,51 +74,6 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def _tree_rss_bytes(root: int) -> int:
-    """Resident bytes of `root` and all its descendants, from /proc (0 where unavailable)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    parents[int(entry)] = int(fh.read().rsplit(b")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    tree, frontier = {root}, {root}
-    while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - tree
-        tree |= frontier
-    total = 0
-    for pid in tree:
-        try:
-            with open(f"/proc/{pid}/statm", "rb") as fh:
-                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
-class _TreeSampler(threading.Thread):
-    """Samples the summed RSS of a process tree until stopped; keeps the peak."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak = pid, 0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        if not os.path.isdir("/proc"):
-            return
-        while True:
-            self.peak = max(self.peak, _tree_rss_bytes(self.pid))
-            if self._stop_event.wait(SAMPLE_INTERVAL_S):
-                return
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
-
-
 def measure(tool: Tool, export: Path, run_dir: Path, workers: int, log_stem: Path,
             timeout_s: float) -> Measured:
     """Run `tool` once in a fresh subprocess; time it and record its peak memory.
@@ -135,7 +90,7 @@ def measure(tool: Tool, export: Path, run_dir: Path, workers: int, log_stem: Pat
         started = time.perf_counter()
         proc = subprocess.Popen(tool.command(export, run_dir, workers), stdout=out,
                                 stderr=err, cwd=REPO, env=env)
-        sampler = _TreeSampler(proc.pid)
+        sampler = TreeSampler(proc.pid)
         sampler.start()
         killer = threading.Timer(timeout_s, proc.kill)
         killer.start()

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from benchmarks.ingest.doc import BEGIN, DOC_INTRO, END, render, write_section
 from benchmarks.ingest.measure import Row, harness_peak_mib
-from benchmarks.ingest.rounds import ensure_export, run_rounds, run_scaling
+from benchmarks.ingest.rounds import compile_sources, ensure_export, run_rounds, run_scaling
 from benchmarks.ingest.settings import parse_args
 from benchmarks.ingest.tools import get_tool
 
@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         rows.extend(Row(tool, workers) for workers in
                     (settings.workers if tool.parallel else (1,)))
+    compile_sources()
     run_rounds(settings, export, rows)
     scaling = run_scaling(settings, export) if settings.scaling else []
     shutil.rmtree(settings.out / "runs", ignore_errors=True)

@@ -17,13 +17,9 @@ from its log; with more, `run_dcm2niix` runs one dcm2niix per series folder in p
 from __future__ import annotations
 
 import argparse
-import difflib
-import importlib.util
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -31,10 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from triage.dicom.loader import LoadOptions
+from typing import Any
 
 DCM2NIIX = "dcm2niix"
 MODULE = "benchmarks.ingest.tools"
@@ -107,6 +100,8 @@ class Tool:
         parallel: it accepts ``workers > 1``.
         native: with one worker the harness runs this program directly instead of
             `run` in a Python process (no interpreter in its time or memory).
+        env: environment variables the tool's process sets (unless already set) before
+            it imports anything heavy.
     """
 
     name: str
@@ -116,9 +111,13 @@ class Tool:
     executable: str | None = None
     parallel: bool = False
     native: NativeRun | None = None
+    env: tuple[tuple[str, str], ...] = ()
 
     def unavailable(self) -> str | None:
         """Why the tool cannot run here, or None when it can."""
+        import importlib.util
+        import shutil
+
         if self.executable and shutil.which(self.executable) is None:
             return f"{self.executable} is not on PATH (install the Debian package)"
         for module in self.modules:
@@ -149,14 +148,15 @@ TOOLS: dict[str, Tool] = {}
 
 def register(name: str, label: str, *, modules: Sequence[str] = (),
              executable: str | None = None, parallel: bool = False,
-             native: NativeRun | None = None) -> Callable[[ToolFunction], ToolFunction]:
+             native: NativeRun | None = None, env: dict[str, str] | None = None
+             ) -> Callable[[ToolFunction], ToolFunction]:
     """Decorator adding a tool function to `TOOLS` under `name` (see `Tool`)."""
 
     def add(function: ToolFunction) -> ToolFunction:
         if name in TOOLS:
             raise ValueError(f"A benchmark tool named {name!r} is already registered.")
         TOOLS[name] = Tool(name, label, function, tuple(modules), executable, parallel,
-                           native)
+                           native, tuple((env or {}).items()))
         return function
 
     return add
@@ -174,6 +174,8 @@ def get_tool(name: str) -> Tool:
     """
     if name in TOOLS:
         return TOOLS[name]
+    import difflib
+
     close = difflib.get_close_matches(name, TOOLS, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ValueError(f"Unknown benchmark tool {name!r}; valid tools: "
@@ -215,6 +217,8 @@ def dcm2niix_result(log: str, out_dir: Path, workers: int = 1) -> ToolResult:
 
 
 def _dcm2niix(folder: Path, out_dir: Path) -> str:
+    import subprocess
+
     completed = subprocess.run(dcm2niix_command(folder, out_dir), capture_output=True,
                                text=True, check=False)
     if completed.returncode != 0:
@@ -244,57 +248,50 @@ def run_dcm2niix(export: Path, out_dir: Path, workers: int) -> ToolResult:
     return replace(result, seconds=time.perf_counter() - started)
 
 
-def _load_chosen(paths: list[str], options: LoadOptions) -> str:
-    """Load one series and drop the volume; returns its verdict (runs in workers too)."""
-    from triage.dicom.loader import load_series
-    from triage.errors import TriageError
-
-    try:
-        return load_series(paths, options=options).verdict.value
-    except TriageError as err:
-        return f"failed: {type(err).__name__}"
+#: triage runs BLAS on one thread per process (`triage.ingest.stream` limits it with
+#: threadpoolctl); set before numpy loads, OpenBLAS does not start its threads at all.
+_ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1"}
 
 
-@register("triage-load", "triage load-to-volume", modules=("triage",), parallel=True)
+def _verdict(volume: Any) -> str:
+    """A loaded series' verdict, or why it failed; the volume is dropped (runs in workers)."""
+    if isinstance(volume, Exception):
+        return f"failed: {type(volume).__name__}"
+    return volume.verdict.value
+
+
+@register("triage-load", "triage load-to-volume", modules=("triage",), parallel=True,
+          env=_ONE_BLAS_THREAD)
 def run_triage_load(export: Path, out_dir: Path, workers: int) -> ToolResult:
     """Scan, select and load one volume per study, discarding each volume.
 
-    With ``workers > 1`` the scan reads headers in a process pool and the studies are
-    loaded in one, as `triage.ingest.runner` does; `out_dir` is not written.
+    With ``workers > 1`` the scan reads headers in a process pool and the series are
+    loaded in one by `triage.ingest.parallel_load.load_many`: largest first, a long
+    compressed series that would leave a worker idle at the end decoded in parts across
+    the workers. `out_dir` is not written.
     """
     from triage.dicom.grouping import group_studies
     from triage.dicom.scan import scan_export
     from triage.dicom.selection import select_series
     from triage.ingest.config import IngestConfig
-    from triage.ingest.schedule import decode_cost, largest_first
+    from triage.ingest.parallel_load import load_many
 
     started = time.perf_counter()
     config = IngestConfig.from_yaml()
-    load = partial(_load_chosen, options=config.load)
-    chosen, costs = [], []
-    scan = scan_export(export, workers=workers)
-    for study in group_studies(scan):
+    chosen = []
+    for study in group_studies(scan_export(export, workers=workers)):
         selection = select_series(study, config.selection)
         if selection.chosen is not None:
-            chosen.append([str(r.path) for r in selection.chosen.instances])
-            costs.append(decode_cost(selection.chosen.instances))
-    if workers == 1 or len(chosen) <= 1:
-        verdicts = [load(paths) for paths in chosen]
-    else:  # largest first, with the decoders imported before forking, as the runner does
-        from concurrent.futures import ProcessPoolExecutor
-
-        from triage.dicom import codecs, loader  # noqa: F401 - imported once, shared
-
-        codecs.preload({r.transfer_syntax for r in scan.records if r.transfer_syntax})
-        with ProcessPoolExecutor(workers) as pool:
-            verdicts = list(pool.map(load, largest_first(chosen, costs)))
+            chosen.append(selection.chosen.instances)
+    verdicts = load_many(chosen, config.load, _verdict, workers=workers)
     seconds = time.perf_counter() - started
     failed = sum(v.startswith("failed") for v in verdicts)
     return ToolResult("triage-load", workers, seconds, len(verdicts) - failed, failed,
                       detail={"verdicts": dict(Counter(verdicts))})
 
 
-@register("triage-ingest", "triage full ingest", modules=("triage",), parallel=True)
+@register("triage-ingest", "triage full ingest", modules=("triage",), parallel=True,
+          env=_ONE_BLAS_THREAD)
 def run_triage_ingest(export: Path, out_dir: Path, workers: int) -> ToolResult:
     """`ingest_export` with the shipped config: load, normalize, align, cache to `out_dir`."""
     from triage.ingest.config import IngestConfig
@@ -367,6 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 1 or (args.workers > 1 and not tool.parallel):
         parser.error(f"--workers must be 1 for {tool.name}" if args.workers > 1
                      else "--workers must be at least 1")
+    for key, value in tool.env:
+        os.environ.setdefault(key, value)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     print(tool.run(args.export, args.out_dir, args.workers).to_json(), flush=True)
     return 0

@@ -87,3 +87,33 @@ def test_scan_and_load_of_common_files_never_import_pydicom(make_synth_export) -
                          capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "['ok', 'ok', 'ok'] False"
+
+
+def test_siz_segment_reads_as_openjpeg_does() -> None:
+    """`codecs._siz` gives get_parameters' values for every J2K file of pydicom's data, and
+    where OpenJPEG cannot read the header, decoding raises get_parameters' very error."""
+    from io import BytesIO
+
+    import openjpeg
+
+    checked = 0
+    root = Path(pydicom.__file__).parent / "data" / "test_files"
+    for path in sorted(root.rglob("*.dcm")):
+        quick = read_fast(path)
+        if quick is None or quick.transfer_syntax not in codecs.JPEG2000_SYNTAXES:
+            continue
+        frame = codecs._frame_bytes(quick.data, quick.pixel_offset)
+        if frame is None or frame[:4] != b"\xff\x4f\xff\x51":
+            continue
+        siz = codecs._siz(frame)
+        assert siz is not None, path.name
+        try:
+            reference = openjpeg.get_parameters(BytesIO(frame), 0)
+        except RuntimeError as err:  # then decoding, tried instead, fails the same way
+            with pytest.raises(RuntimeError) as decoding:
+                openjpeg.decode(BytesIO(frame), 0, reshape=False)
+            assert str(decoding.value) == str(err)
+            continue
+        assert {k: reference[k] for k in siz} == siz, path.name
+        checked += 1
+    assert checked >= 5

@@ -149,8 +149,18 @@ def test_to_frame_has_one_row_per_record_and_string_codes(scan):
 
 
 def test_parallel_scan_equals_serial_scan(export, scan):
-    parallel = scan_export(export.root, workers=2, chunk_size=8)
+    parallel = scan_export(export.root, workers=2, chunk_size=8, min_files_per_worker=1)
     assert parallel == scan
+
+
+def test_a_small_export_is_scanned_inline(export, scan, monkeypatch):
+    import concurrent.futures
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a pool was started for a small export")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
+    assert scan_export(export.root, workers=2, chunk_size=8) == scan
 
 
 def test_symlinked_files_and_folders_are_followed_once(tmp_path):

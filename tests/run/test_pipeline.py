@@ -128,6 +128,36 @@ def test_identifiers_are_in_the_worklist_but_not_in_the_logs(baseline, run_case)
     assert [name for name in run_case.names if name in summary] == []
 
 
+def test_the_summary_says_where_the_time_went(baseline):
+    summary = baseline.result.summary
+    stages = summary["stage_seconds"]
+    assert {"scan", "ingest_wait", "read_cache", "inference", "route_and_journal",
+            "worklists"} <= set(stages)
+    assert all(seconds >= 0 for seconds in stages.values())
+    assert sum(stages.values()) <= summary["seconds"]
+    assert summary["workers"] == 2 and summary["inference_threads"] >= 1
+
+
+def test_inference_shares_the_cores_with_the_ingest_workers(run_case, bundle, router,
+                                                            tmp_path):
+    import torch
+
+    from triage.run.threads import inference_threads
+
+    seen = []
+
+    def predict_proba(arrays, **kw):
+        seen.append(torch.get_num_threads())
+        return bundle.predict_proba(arrays, **kw)
+
+    before = torch.get_num_threads()
+    result = run_export(run_case.export_dir, tmp_path / "out", router=router, workers=2,
+                        bundle=_Flaky(bundle, predict_proba=predict_proba), device="cpu")
+    assert seen and set(seen) == {inference_threads(2, before)}
+    assert result.summary["inference_threads"] == inference_threads(2, before)
+    assert torch.get_num_threads() == before
+
+
 class _Flaky:
     """Delegates to a real object but breaks one method (inference or routing)."""
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,12 +87,18 @@ class LoadOptions:
                              f"got {self.max_localizer_images}.")
 
 
-def load_series(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptions()) -> Volume:
+def load_series(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptions(),
+                decoded: Mapping[str, np.ndarray] | None = None) -> Volume:
     """Read the files of one series and build its `Volume`.
 
     Args:
         paths: the series' files, in any order (single- or multi-frame).
         options: tolerances and choices.
+        decoded: stored pixel values already decoded from some of the files, by
+            ``str(path)``, as `decode_stored` returns them (e.g. by other processes, so
+            that the frames of one long compressed series decode in parallel). Every
+            header is still read and checked here; an array whose shape disagrees with
+            its file's header is ignored and that file decoded here.
 
     Returns:
         The volume: float32 ``[column, row, slice]`` in modality units, LPS affine,
@@ -113,7 +119,7 @@ def load_series(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptio
         raise DicomError("load_series() was given no files.")
     label = _series_label(files)
     try:
-        return _load(files, options, label)
+        return _load(files, options, label, decoded or {})
     except (DicomError, MemoryError):
         raise
     except Exception as err:  # a bug or an input no check foresaw: still a report row
@@ -122,9 +128,35 @@ def load_series(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptio
             "in triage's loader; please report it with this series.", label) from err
 
 
-def _load(files: list[Path], options: LoadOptions, label: Path) -> Volume:
+def decode_stored(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptions()
+                  ) -> dict[str, np.ndarray]:
+    """Stored pixel values (frames, rows, columns) of each file, by ``str(path)``.
+
+    The per-file half of `load_series` (read, check, decode; no geometry), for decoding
+    part of a series in another process and handing the result to ``load_series(...,
+    decoded=...)``.
+
+    Raises:
+        DicomError: as `load_series` for the same file (unreadable, not an image,
+            undecodable); the caller then loads the series the usual way, which reports
+            the same problem.
+    """
+    stored = {}
+    for index, path in enumerate(paths):
+        source = read_source(Path(path), index, fast=options.fast_reader)
+        stored[str(path)] = source.stored()
+    return stored
+
+
+def _load(files: list[Path], options: LoadOptions, label: Path,
+          decoded: Mapping[str, np.ndarray]) -> Volume:
     sources = [read_source(path, index, fast=options.fast_reader)
                for index, path in enumerate(files)]
+    if decoded:
+        for path, source in zip(files, sources, strict=True):
+            arr = decoded.get(str(path))
+            if arr is not None:
+                source.adopt_stored(arr)
     _check_one_series(sources, label)
     frames = [frame for source in sources for frame in source.frames]
     if len(frames) < 2:

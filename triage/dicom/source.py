@@ -91,6 +91,18 @@ class SourceFile:
             self._stored = arr
         return self._stored
 
+    def adopt_stored(self, arr: np.ndarray) -> bool:
+        """Use `arr`, decoded from this file by another process, as its stored values.
+
+        Returns:
+            False (and nothing changes) when `arr` does not have the shape the header
+            describes; the file is then decoded here as usual.
+        """
+        if arr.shape != (self.info.n_frames, self.info.rows, self.info.columns):
+            return False
+        self._stored = arr
+        return True
+
     def release(self) -> None:
         """Drop the pixel data and file bytes once they are copied into the volume."""
         self._stored = None

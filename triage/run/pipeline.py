@@ -5,7 +5,8 @@ finished ones in batches with the model bundle and routes them with the rules; e
 study is journaled at once (`triage.run.journal`), so a killed run resumes where it
 stopped, and the worklists are written from the journal at the end. Memory stays flat:
 at most ``2 * workers`` studies are being ingested and ``batch_size`` volumes wait for the
-model; arrays are dropped as soon as they are scored.
+model; arrays are dropped as soon as they are scored. While workers ingest, inference
+gets only the cores they leave free (`triage.run.threads`): the two share the CPU.
 
 Any failure of one study (ingest, a missing cache entry, inference, routing) becomes that
 study's ``failed`` (or ``review``) row with a reason; nothing one study does stops the
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -38,6 +38,8 @@ from triage.io import atomic_write_text
 from triage.preprocess.cache import VolumeCache
 from triage.run.distance import input_distance
 from triage.run.journal import JOURNAL_NAME, Journal
+from triage.run.stopwatch import Stopwatch
+from triage.run.threads import available_cpus, limit_inference_threads
 from triage.run.worklist import (
     REVIEW_NAME,
     WORKLIST_NAME,
@@ -69,8 +71,8 @@ class RunResult:
         resumed: studies whose rows came from an earlier, interrupted run's journal.
         processed: studies ingested, scored and routed by this run.
         seconds: wall time of this run.
-        summary: counts per route and per device group, and the run's provenance
-            (what ``run_summary.json`` holds).
+        summary: counts per route and per device group, the run's provenance and where
+            its wall time went (what ``run_summary.json`` holds).
     """
 
     out_dir: Path
@@ -115,10 +117,11 @@ class _Triage:
     def __init__(self, *, bundle: ModelBundle, router: Router, journal: Journal,
                  cache: VolumeCache, identifiers: dict[str, StudyIdentifiers],
                  provenance: dict[str, str], device: str, batch_size: int,
-                 on_row: Callable[[WorklistRow], None]) -> None:
+                 on_row: Callable[[WorklistRow], None], clock: Stopwatch) -> None:
         self.bundle, self.router, self.journal, self.cache = bundle, router, journal, cache
         self.identifiers, self.provenance = identifiers, provenance
         self.device, self.batch_size, self.on_row = device, batch_size, on_row
+        self.clock = clock
         self.batch: list[_Pending] = []
 
     def add(self, study: StudyGroup, outcome: StudyOutcome) -> None:
@@ -128,7 +131,8 @@ class _Triage:
             self._finish([(study, outcome, None, "")])
             return
         try:
-            prepared = self.cache.get(report.cache_key) if report.cache_key else None
+            with self.clock("read_cache"):
+                prepared = self.cache.get(report.cache_key) if report.cache_key else None
         except Exception as err:  # noqa: BLE001 - a damaged entry fails one study only
             LOGGER.error("Reading the cached volume of study %s raised %s.", study.study_uid,
                          type(err).__name__)
@@ -172,15 +176,17 @@ class _Triage:
         # batch of one gave scores 2e-7 apart from a batch of two on CPU).
         n = len(arrays)
         arrays = arrays + [arrays[-1]] * (self.batch_size - n)
-        probs = self.bundle.predict_proba(np.stack(arrays), device=self.device,
-                                          batch_size=self.batch_size)[:n]
+        with self.clock("inference"):
+            probs = self.bundle.predict_proba(np.stack(arrays), device=self.device,
+                                              batch_size=self.batch_size)[:n]
         if not np.all(np.isfinite(probs)):
             raise FloatingPointError("the model returned a non-finite probability")
         return probs
 
     def _finish(self, items: list[tuple[StudyGroup, StudyOutcome, float | None, str]]) -> None:
-        rows = [self._row(study, outcome, p, error) for study, outcome, p, error in items]
-        self.journal.append(rows)
+        with self.clock("route_and_journal"):
+            rows = [self._row(study, outcome, p, error) for study, outcome, p, error in items]
+            self.journal.append(rows)
         for row in rows:
             self.on_row(row)
 
@@ -266,7 +272,9 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         bundle: the model; its ingest config decides selection and preprocessing, so
             volumes are made exactly as for training.
         router: the rules (`triage.route.Router`).
-        workers: ingest processes (default: CPU count; 1 = inline, no overlap).
+        workers: ingest processes (default: one per available core; 1 = inline, no
+            overlap). With more than one, inference runs on the cores they leave free
+            (at least one thread; `triage.run.threads`).
         batch_size: volumes per forward pass.
         progress: called as ``progress(done, total, row)`` after each study (and once
             with ``row=None`` before the first).
@@ -283,12 +291,13 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         JournalError: `out_dir` holds the journal of another model or rules version.
     """
     start = time.perf_counter()
+    clock = Stopwatch()
     export_dir, out_dir = Path(export_dir), Path(out_dir)
     if not export_dir.is_dir():
         raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = max(1, workers or available_cpus())
     config = IngestConfig.from_dict(bundle.ingest_config,
                                     source="the model bundle's ingest_config")
     provenance = _provenance(bundle, router, model_name, model_version)
@@ -299,11 +308,12 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         "preprocess": config.preprocess.fingerprint()})
     resumed_before = len(journal)
 
-    scan = scan_export(export_dir, workers=workers)
-    studies = group_studies(scan)
-    n_files, n_non_dicom = len(scan.records), len(scan.non_dicom)
-    del scan
-    identifiers = {s.study_uid: study_identifiers(s) for s in studies}
+    with clock("scan"):
+        scan = scan_export(export_dir, workers=workers)
+        studies = group_studies(scan)
+        n_files, n_non_dicom = len(scan.records), len(scan.non_dicom)
+        del scan
+        identifiers = {s.study_uid: study_identifiers(s) for s in studies}
     todo = [s for s in studies if s.study_uid not in journal]
     resumed = len(studies) - len(todo)
     LOGGER.info("Found %d studies in %d files; %d already done in the journal, %d to run.",
@@ -321,22 +331,26 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
     triage = _Triage(bundle=bundle, router=router, journal=journal,
                      cache=VolumeCache(out_dir / CACHE_DIR), identifiers=identifiers,
                      provenance=provenance, device=device, batch_size=batch_size,
-                     on_row=on_row)
-    for study, outcome in stream_ingest(todo, config, out_dir / CACHE_DIR, workers=workers):
-        triage.add(study, outcome)
-    triage.flush()
+                     on_row=on_row, clock=clock)
+    with limit_inference_threads(workers) as threads:
+        ingested = stream_ingest(todo, config, out_dir / CACHE_DIR, workers=workers)
+        for study, outcome in clock.timed(ingested, "ingest_wait"):
+            triage.add(study, outcome)
+        triage.flush()
 
     rows = [journal.rows[s.study_uid] for s in studies]
     stale = resumed_before - resumed
     if stale:
         LOGGER.info("%d journaled studies are no longer in the export and are left out.",
                     stale)
-    write_worklists(rows, out_dir, processed=journal.order())
+    with clock("worklists"):
+        write_worklists(rows, out_dir, processed=journal.order())
     seconds = time.perf_counter() - start
     rows.sort(key=lambda r: r.study_uid)
     summary = _summary(rows, resumed=resumed, processed=len(todo), files=n_files,
                        non_dicom_ignored=n_non_dicom, seconds=round(seconds, 3),
                        studies_per_minute=round(60 * len(todo) / seconds, 2) if seconds else None,
-                       **provenance)
+                       workers=workers, inference_threads=threads,
+                       stage_seconds=clock.rounded(), **provenance)
     atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=1))
     return RunResult(out_dir, rows, resumed, len(todo), seconds, summary)

@@ -1,0 +1,74 @@
+"""Measuring helpers shared by the benchmarks: the summed RSS of a process tree over time.
+
+`TreeSampler` watches a child process and everything it starts (ingest workers, their
+decoders) and keeps the peak of their summed resident memory. Standard library only, so a
+harness that imports it adds little to the peaks it measures.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+SAMPLE_INTERVAL_S = 0.05
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Resident bytes of `root` and all its descendants, from /proc (0 where unavailable)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    parents[int(entry)] = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, frontier = {root}, {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - tree
+        tree |= frontier
+    total = 0
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as fh:
+                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+class TreeSampler(threading.Thread):
+    """Samples the summed RSS of a process tree every `SAMPLE_INTERVAL_S` until stopped.
+
+    Pages shared after fork are counted once per process. Without /proc (macOS) the peak
+    stays 0.
+
+    Attributes:
+        pid: the root process.
+        peak: the largest sum seen, in bytes.
+
+    Example:
+        >>> sampler = TreeSampler(os.getpid())
+        >>> sampler.start()
+        >>> sampler.stop()
+        >>> sampler.peak >= 0
+        True
+    """
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak = pid, 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        if not os.path.isdir("/proc"):
+            return
+        while True:
+            self.peak = max(self.peak, tree_rss_bytes(self.pid))
+            if self._stop_event.wait(SAMPLE_INTERVAL_S):
+                return
+
+    def stop(self) -> None:
+        """Stop sampling and wait for the thread (the last sample is in `peak`)."""
+        self._stop_event.set()
+        self.join()

@@ -1,0 +1,210 @@
+"""The run benchmark's measurements: each one a fresh subprocess, timed from outside.
+
+    end to end    `triage run EXPORT --model BUNDLE --out FRESH --json`: wall time around
+                  the process, CPU time of the whole process tree (``os.wait4``: the
+                  ingest workers it reaped included), peak RSS (``ru_maxrss``: the
+                  largest single process) and the summed RSS of the tree sampled every 50 ms
+    forward only  the same bundle's ``predict_proba`` over the volumes that run cached,
+                  loaded into memory first; only the forward passes are timed, in batches
+                  of the same size and shape as the pipeline's, once with torch's default
+                  thread count and once with one thread (the faster is the baseline)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import TreeSampler
+from benchmarks.ingest.measure import RSS_UNIT
+from benchmarks.run.data import OUT, REPO, triage_cmd
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One timed subprocess.
+
+    Attributes:
+        kind: ``e2e`` (`triage run`) or ``forward`` (forward passes only).
+        network: key of the benchmarked network (`benchmarks.run.data.NETWORKS`).
+        studies: studies in the export (e2e) or volumes scored (forward).
+        wall_s: wall time around the subprocess (e2e: the throughput's denominator).
+        maxrss_mib: ``ru_maxrss`` of the largest single process of the tree.
+        tree_mib: peak of the sampled RSS sum over the process tree.
+        scored: studies the model scored (e2e: rows with a probability; studies that fail
+            ingest by design cost ingest time but no forward pass), volumes (forward).
+        cpu_s: user + system CPU seconds of the process and the children it reaped.
+        result: the child's JSON (e2e: the run summary; forward: its timings).
+    """
+
+    kind: str
+    network: str
+    studies: int
+    wall_s: float
+    maxrss_mib: float
+    tree_mib: float
+    scored: int
+    cpu_s: float = float("nan")
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def timed_s(self) -> float:
+        """Seconds the throughput is computed from: wall (e2e) or forward passes only."""
+        return self.result["forward_s"] if self.kind == "forward" else self.wall_s
+
+    @property
+    def per_minute(self) -> float:
+        return 60 * self.studies / self.timed_s if self.timed_s > 0 else float("nan")
+
+    @property
+    def scored_per_minute(self) -> float:
+        return 60 * self.scored / self.timed_s if self.timed_s > 0 else float("nan")
+
+
+class LoadSampler(threading.Thread):
+    """Samples the 1-minute load average every few seconds while the runs are measured."""
+
+    def __init__(self, interval_s: float = 5.0) -> None:
+        super().__init__(daemon=True)
+        self.interval_s, self.samples = interval_s, [os.getloadavg()[0]]
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval_s):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> tuple[float, float]:
+        """Stop; (mean, max) of the samples."""
+        self._stop_event.set()
+        self.join()
+        return statistics.mean(self.samples), max(self.samples)
+
+
+def measure(kind: str, cmd: list[str], log_stem: Path, timeout_s: float
+            ) -> tuple[float, float, float, float, dict[str, Any]]:
+    """Run `cmd` once in a fresh subprocess.
+
+    Returns:
+        (wall s, ru_maxrss MiB, tree MiB, CPU s of the tree, the JSON it printed).
+    """
+    log_stem.parent.mkdir(parents=True, exist_ok=True)
+    out_log, err_log = log_stem.with_suffix(".out"), log_stem.with_suffix(".err")
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    with out_log.open("wb") as out, err_log.open("wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO, env=env)
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        killer = threading.Timer(timeout_s, proc.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+            wall = time.perf_counter() - started
+            sampler.stop()
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code  # reaped here, not by Popen
+    if code != 0:
+        raise SystemExit(f"{kind} run failed with exit status {code}; see {err_log}")
+    text = out_log.read_text(errors="replace")
+    result = json.loads(text[text.index("{"):])
+    return (wall, usage.ru_maxrss * RSS_UNIT / 2**20, sampler.peak / 2**20,
+            usage.ru_utime + usage.ru_stime, result)
+
+
+def run_dir(network: str, studies: int) -> Path:
+    """Where the latest `triage run` of `network` on `studies` studies wrote its output."""
+    return OUT / "runs" / f"{network}-e2e-s{studies}"
+
+
+def e2e(network: str, export: Path, bundle: Path, studies: int, args: argparse.Namespace,
+        tag: str) -> Measured:
+    """`triage run` on `export` into a fresh folder (kept: forward-only reads its cache)."""
+    out = run_dir(network, studies)
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = triage_cmd("run", str(export), "--model", str(bundle), "--out", str(out), "--json",
+                     "--batch-size", str(args.batch_size), "--device", args.device,
+                     "--workers", str(args.workers))
+    wall, rss, tree, cpu, result = measure(
+        "e2e", cmd, OUT / "logs" / f"{network}-e2e-s{studies}-{tag}", args.timeout)
+    if result.get("processed") != studies:
+        raise SystemExit(f"triage run processed {result.get('processed')} of {studies} "
+                         f"studies (see {out})")
+    with (out / "worklist.csv").open(encoding="utf-8", newline="") as fh:
+        scored = sum(1 for row in csv.DictReader(fh) if row["p_calibrated"])
+    return Measured("e2e", network, studies, wall, rss, tree, scored, cpu, result)
+
+
+def forward(network: str, bundle: Path, cache: Path, scored: int, args: argparse.Namespace,
+            tag: str) -> Measured:
+    """Forward passes only, over the `scored` volumes a `triage run` left in `cache`."""
+    cmd = [sys.executable, "-m", "benchmarks.run.run", "--forward-child", "--bundle",
+           str(bundle), "--cache", str(cache), "--batch-size", str(args.batch_size),
+           "--device", args.device]
+    wall, rss, tree, cpu, result = measure(
+        "forward", cmd, OUT / "logs" / f"{network}-forward-s{scored}-{tag}", args.timeout)
+    if result["volumes"] != scored:
+        raise SystemExit(f"forward-only found {result['volumes']} cached volumes, expected "
+                         f"{scored} (one per study the run scored)")
+    return Measured("forward", network, scored, wall, rss, tree, scored, cpu, result)
+
+
+def forward_child(args: argparse.Namespace) -> dict[str, Any]:
+    """Child process: load the cached volumes, then time only the forward passes.
+
+    The passes run once with torch's default intra-op thread count and once with one
+    thread; the faster setting is the baseline (``forward_s``), both are reported.
+    """
+    import numpy as np
+    import torch
+
+    from triage.preprocess.cache import VolumeCache
+    from triage.registry.bundle import load_bundle
+
+    started = time.perf_counter()
+    bundle = load_bundle(args.bundle)
+    cache = VolumeCache(args.cache)
+    arrays = []
+    for entry in cache.entries():
+        prepared = cache.get(entry.key)
+        if prepared is not None and tuple(prepared.array.shape) == bundle.in_shape:
+            arrays.append(prepared.array)
+    load_s = time.perf_counter() - started
+    size = args.batch_size
+
+    def batch(start: int) -> np.ndarray:
+        # exactly what the pipeline feeds the model: a short batch padded to full size
+        chunk = arrays[start:start + size]
+        return np.stack(chunk + [chunk[-1]] * (size - len(chunk)))
+
+    by_threads: dict[str, dict[str, float]] = {}
+    for threads in dict.fromkeys([torch.get_num_threads(), 1]):
+        torch.set_num_threads(threads)
+        bundle.predict_proba(batch(0), device=args.device, batch_size=size)  # warm-up
+        wall = cpu = 0.0
+        for start in range(0, len(arrays), size):
+            t0, c0 = time.perf_counter(), time.process_time()
+            bundle.predict_proba(batch(start), device=args.device, batch_size=size)
+            wall += time.perf_counter() - t0
+            cpu += time.process_time() - c0
+        by_threads[str(threads)] = {"forward_s": wall, "cpu_s": cpu}
+    best = min(by_threads, key=lambda t: by_threads[t]["forward_s"])
+    device = "cuda" if torch.cuda.is_available() and args.device in ("auto", "cuda") else (
+        args.device if args.device != "auto" else "cpu")
+    return {"volumes": len(arrays), "batches": -(-len(arrays) // size), "load_s": load_s,
+            "forward_s": by_threads[best]["forward_s"],
+            "forward_cpu_s": by_threads[best]["cpu_s"], "threads": int(best),
+            "by_threads": by_threads, "device": device}

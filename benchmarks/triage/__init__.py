@@ -1,0 +1,1 @@
+"""Triage-quality benchmark: routes and calibration over repeated calibration redraws."""

@@ -1,0 +1,188 @@
+"""The triage benchmark's inputs, made once and cached under ``bench_output/triage/``.
+
+- the **model**: trained once by `triage.train.run.train_model` on the quality benchmark's
+  export (all five devices, no held-out device) with the quality recipe + focal + device
+  perturbation (`benchmarks.quality.run.CONFIGS["focal+dp"]`);
+- the **pool**: a separate synthetic export (another seed, the same difficulty), ingested
+  with `pipelines/ingest/synthetic.yaml`, large enough that every device's calibration part
+  of a redraw holds >= 299 positives;
+- the **scores**: the model's logits for every pool study that ingest turned into a volume,
+  with the ingest facts the rules read (verdict, slice count, modality).
+
+Each step is skipped when its output exists for the same arguments (the arguments name the
+folder, a ``.complete`` file marks it finished).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "bench_output" / "triage"
+INGEST_CONFIG = REPO / "pipelines" / "ingest" / "synthetic.yaml"
+TRAIN_CONFIG = REPO / "pipelines" / "train" / "quality.yaml"
+VARIANT = "focal+dp"
+#: The quality benchmark's export (benchmarks/quality/run.py defaults, data seed 0).
+QUALITY_DATA = REPO / "bench_output" / "quality" / "data" / "s500-m128-seed0-ea19aa43"
+#: The documented default difficulty (docs/synthetic_data.md), as the quality benchmark.
+SYNTH_ARGS = "--slices 40 --lesion-size 14,24 --lesion-contrast -90"
+
+
+def _run(cmd: list[str], log: Path) -> str:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as err:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO)
+    if proc.returncode:
+        raise SystemExit(f"`{' '.join(cmd[1:])}` failed ({proc.returncode}); see {log}")
+    return proc.stdout
+
+
+def pool_root(devices: list[str], studies: int, seed: int, matrix: int = 128,
+              synth_args: str = SYNTH_ARGS) -> Path:
+    """The cache folder of one pool export; every argument is part of its name."""
+    knobs = hashlib.sha256(f"{matrix} {synth_args}".encode()).hexdigest()[:8]
+    return OUT / "data" / f"pool-{'+'.join(devices)}-s{studies}-seed{seed}-{knobs}"
+
+
+def prepare_pool(devices: list[str], studies: int, seed: int, *, matrix: int = 128,
+                 synth_args: str = SYNTH_ARGS, workers: int = 2) -> dict[str, object]:
+    """Generate and ingest the pool export once; paths and timings.
+
+    Args:
+        devices: `triage synth --devices` profiles (studies rotate round-robin over them).
+        studies: studies in all.
+        seed: the export's seed (the model's export uses 0).
+        matrix: ``--matrix``.
+        synth_args: the difficulty flags.
+        workers: ``--workers`` of the generator.
+
+    Returns:
+        ``manifest``, ``ingest`` (paths) and ``synth_s``, ``ingest_s`` (seconds; from the
+        first run when cached).
+    """
+    root = pool_root(devices, studies, seed, matrix, synth_args)
+    export, ingest, done = root / "export", root / "ingest", root / ".complete"
+    if not done.exists():
+        synth = [sys.executable, "-m", "triage", "synth", str(export), "--studies", str(studies),
+                 "--seed", str(seed), "--matrix", str(matrix), "--devices", ",".join(devices),
+                 "--no-extras", "--thick-fraction", "0", *synth_args.split(), "--workers",
+                 str(workers), "--overwrite"]
+        print(f"generating {export.relative_to(REPO)} ({studies} studies) ...", flush=True)
+        started = time.perf_counter()
+        _run(synth, root / "synth.log")
+        synth_s = time.perf_counter() - started
+        print(f"  {synth_s:.0f} s; ingesting ...", flush=True)
+        started = time.perf_counter()
+        _run([sys.executable, "-m", "triage", "ingest", str(export), "--out", str(ingest),
+              "--config", str(INGEST_CONFIG), "--workers", str(workers), "--json"],
+             root / "ingest.log")
+        ingest_s = time.perf_counter() - started
+        print(f"  {ingest_s:.0f} s", flush=True)
+        done.write_text(json.dumps({"synth": synth, "synth_s": synth_s,
+                                    "ingest_s": ingest_s}, indent=1))
+    info = json.loads(done.read_text())
+    return {"manifest": export / "manifest.csv", "ingest": ingest,
+            "synth_s": info["synth_s"], "ingest_s": info["ingest_s"], "root": root}
+
+
+def train_config(seed: int = 0):
+    """The quality recipe with the focal+dp overrides (`benchmarks.quality.run.CONFIGS`)."""
+    from benchmarks.quality.run import CONFIGS
+    from triage.train.config import TrainConfig
+
+    return TrainConfig.from_yaml(TRAIN_CONFIG).replace(
+        runtime={"seed": seed, "experiment": "triage-benchmark"}, **CONFIGS[VARIANT])
+
+
+def prepare_model(seed: int = 0, data: Path = QUALITY_DATA) -> dict[str, object]:
+    """Train the benchmark's model once on the quality export (all devices); bundle path.
+
+    The folder is named by the config fingerprint: another recipe trains another model.
+    """
+    config = train_config(seed)
+    out = OUT / "model" / f"{VARIANT}-seed{seed}-{config.fingerprint()[:8]}"
+    done = out / ".complete"
+    if not done.exists():
+        from triage.train.run import train_model
+
+        manifest, ingest = data / "export" / "manifest.csv", data / "ingest"
+        if not manifest.is_file() or not (ingest / "ingest_report.csv").is_file():
+            raise SystemExit(f"{data} has no ingested export: run `make bench-quality` (or "
+                             f"`python -m benchmarks.quality.run --seeds 0 --variants "
+                             f"focal+dp`) first, which generates it.")
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{OUT / 'mlflow.db'}")
+        print(f"training {out.relative_to(REPO)} ...", flush=True)
+        started = time.perf_counter()
+        outcome = train_model(manifest_path=manifest, ingest_dir=ingest, config=config,
+                              out_dir=out, progress=False, run_name=f"triage-{VARIANT}",
+                              log_model=False)
+        seconds = time.perf_counter() - started
+        print(f"  {seconds:.0f} s, T = {outcome.temperature:.3f}", flush=True)
+        done.write_text(json.dumps({"seconds": seconds, "temperature": outcome.temperature,
+                                    "data": str(data.relative_to(REPO)),
+                                    "fingerprint": config.fingerprint()}, indent=1))
+    info = json.loads(done.read_text())
+    return {"bundle": out / "bundle", "train_s": info["seconds"], "data": info["data"],
+            "root": out}
+
+
+def score_pool(bundle_dir: Path, manifest: Path, ingest: Path, *,
+               batch_size: int = 32) -> tuple[pd.DataFrame, dict[str, object]]:
+    """Logits of every pool study with a cached volume, cached next to the ingest output.
+
+    Returns:
+        one row per scored study (``study_uid, device_group, label, z0, z1, verdict,
+        n_slices, modality``), and ``{"score_s", "excluded"}`` (excluded: manifest studies
+        ingest rejected, per device group).
+    """
+    from triage.data.dataset import CACHE_DIR, resolve_samples
+    from triage.data.manifest import read_manifest
+    from triage.registry.bundle import load_bundle
+
+    weights = hashlib.sha256((bundle_dir / "bundle.json").read_bytes()).hexdigest()[:8]
+    path = ingest.parent / f"scores-{weights}.csv"
+    meta_path = path.with_suffix(".json")
+    if not meta_path.exists():
+        from triage.data.dataset import load_array
+        from triage.preprocess.cache import VolumeCache
+
+        bundle = load_bundle(bundle_dir)
+        resolved = resolve_samples(read_manifest(manifest), ingest)
+        cache = VolumeCache(ingest / CACHE_DIR)
+        report = pd.read_csv(ingest / "ingest_report.csv", dtype=str, keep_default_na=False)
+        facts = report.set_index("study_uid")
+        started = time.perf_counter()
+        logits = []
+        samples = resolved.samples
+        for start in range(0, len(samples), batch_size):
+            batch = [load_array(cache, s) for s in samples[start:start + batch_size]]
+            logits.append(bundle.predict_logits(np.stack(batch), device="cpu",
+                                                batch_size=batch_size))
+        z = np.concatenate(logits)
+        score_s = time.perf_counter() - started
+        frame = pd.DataFrame({
+            "study_uid": [s.study_uid for s in samples],
+            "device_group": [s.device_group for s in samples],
+            "label": [s.label for s in samples], "z0": z[:, 0], "z1": z[:, 1],
+            "verdict": [facts.at[s.study_uid, "verdict"] for s in samples],
+            "n_slices": [int(facts.at[s.study_uid, "n_slices"] or 0) for s in samples],
+            "modality": [facts.at[s.study_uid, "modality"] for s in samples]})
+        frame.to_csv(path, index=False)
+        groups = read_manifest(manifest).set_index("study_uid")["device_group"]
+        excluded: dict[str, int] = {}
+        for uid, _ in resolved.excluded:
+            excluded[groups[uid]] = excluded.get(groups[uid], 0) + 1
+        meta_path.write_text(json.dumps({"score_s": score_s, "excluded": excluded,
+                                         "bundle": str(bundle_dir.relative_to(REPO))},
+                                        indent=1))
+    return (pd.read_csv(path, dtype={"study_uid": str}),
+            json.loads(meta_path.read_text()))
