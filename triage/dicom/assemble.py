@@ -103,8 +103,9 @@ def assemble_volume(
             "interpolation along the normal.")
     affine = geometry.build_affine(reference.orientation, reference.pixel_spacing,
                                    reference.position, step)
+    # Logs name the series by its UID: an export's folder names may hold patient names.
     for note in notes:
-        LOGGER.warning("%s: %s", label, note)
+        LOGGER.warning("Series %s: %s", sources[0].info.series_uid or "(no UID)", note)
     provenance = _provenance(sources, frames, set_aside, analysis, flags, step, header_tilt,
                              n_slices=stack.shape[0])
     for source in sources:

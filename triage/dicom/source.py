@@ -163,8 +163,8 @@ def _dcmread(path: Path) -> Dataset:
             f"The file is not readable as DICOM ({type(err).__name__}: {err}). Remove it "
             "from the series or re-export it.", path) from err
     notes = [str(w.message) for w in caught]
-    for note in notes:
-        LOGGER.debug("%s: pydicom: %s", path, note)
+    if notes:  # counted, not quoted: pydicom's messages can quote element values (names)
+        LOGGER.debug("pydicom warned %d time(s) while reading a file.", len(notes))
     if len(ds) == 0:
         detail = f" (pydicom: {notes[0]})" if notes else ""
         raise DicomError(
