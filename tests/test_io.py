@@ -31,3 +31,12 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
         raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+@pytest.mark.parametrize("durable, syncs", [(True, 1), (False, 0)])
+def test_durable_decides_the_fsync(tmp_path, monkeypatch, durable, syncs):
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd)))
+    atomic_write_text(tmp_path / "a.txt", "x", durable=durable)
+    assert (tmp_path / "a.txt").read_text() == "x" and len(calls) == syncs

@@ -103,6 +103,21 @@ def test_rerun_reuses_the_cache_and_config_change_invalidates(tiny_export, tmp_p
     assert not any(r.cache_hit for r in third.reports)
 
 
+def test_a_torn_cache_entry_is_remade(tiny_export, tmp_path, config):
+    """Cache entries are not fsynced: after a power cut a sidecar may be empty; the next
+    ingest remakes that entry instead of failing the study."""
+    out = tmp_path / "out"
+    first = ingest_export(tiny_export.out_dir, out, config, workers=1)
+    torn = next(r for r in first.reports if r.status == "ok")
+    sidecar = next(first.cache_dir.glob(f"??/{torn.cache_key}.json"))
+    sidecar.write_bytes(b"")
+    second = {r.study_uid: r for r in
+              ingest_export(tiny_export.out_dir, out, config, workers=1).reports}
+    assert second[torn.study_uid].status == "ok"
+    assert not second[torn.study_uid].cache_hit
+    assert VolumeCache(first.cache_dir).get(torn.cache_key) is not None
+
+
 def test_parallel_equals_serial(tiny_export, tmp_path, config):
     serial = ingest_export(tiny_export.out_dir, tmp_path / "a", config, workers=1)
     parallel = ingest_export(tiny_export.out_dir, tmp_path / "b", config, workers=2)

@@ -96,7 +96,10 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
                     cache: VolumeCache) -> StudyOutcome:
     fingerprint = source_fingerprint(series)
     key = cache.key(fingerprint, config.preprocess)
-    sidecar = cache.read_sidecar(key)
+    try:
+        sidecar = cache.read_sidecar(key)
+    except (OSError, ValueError):  # torn by a power cut (entries are not fsynced): remake
+        sidecar = None
     if sidecar is not None:  # the sidecar is written last: its presence commits the entry
         stats = _read_json(_stats_path(cache, key))
         return StudyOutcome(replace(
@@ -121,7 +124,8 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
         acc = DeviceStatsAccumulator()
         acc.add(volume)
         stats = acc.to_dict()
-        atomic_write_text(_stats_path(cache, key), json.dumps(stats))
+        # Unsynced like the cache entry it belongs to; an unreadable one reads as None.
+        atomic_write_text(_stats_path(cache, key), json.dumps(stats), durable=False)
     cache.put(prepared, source_fingerprint=fingerprint, config=config.preprocess)
     return StudyOutcome(replace(
         report, status=IngestStatus.OK, verdict=volume.verdict.value, cache_key=key,
