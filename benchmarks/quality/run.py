@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -212,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         for seed in [int(s) for s in args.seeds.split(",")]:
             for variant in args.variants.split(","):
                 out = OUT / "runs" / holdout / f"{variant}-seed{seed}"
+                # Fresh: training resumes from a checkpoint it finds, and a resumed run's
+                # wall time would be reported as a training time.
+                shutil.rmtree(out, ignore_errors=True)
                 result, wall, peak = run_child(
                     ["--one", "--variant", variant, "--seed", str(seed), "--manifest",
                      str(manifest), "--ingest", str(ingest), "--out", str(out), "--holdout",

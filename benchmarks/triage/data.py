@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -72,6 +73,9 @@ def prepare_pool(devices: list[str], studies: int, seed: int, *, matrix: int = 1
     root = pool_root(devices, studies, seed, matrix, synth_args)
     export, ingest, done = root / "export", root / "ingest", root / ".complete"
     if not done.exists():
+        # An unfinished earlier attempt (killed mid-way) is this harness's own: start over.
+        shutil.rmtree(export, ignore_errors=True)
+        shutil.rmtree(ingest, ignore_errors=True)
         synth = [sys.executable, "-m", "triage", "synth", str(export), "--studies", str(studies),
                  "--seed", str(seed), "--matrix", str(matrix), "--devices", ",".join(devices),
                  "--no-extras", "--thick-fraction", "0", *synth_args.split(), "--workers",
