@@ -156,9 +156,10 @@ def notes(floor_mib: float, warmup: bool) -> list[str]:
         "thread, so a 1-worker triage row uses one core, as dcm2niix does by default. "
         "With workers, triage submits studies largest first (pixels × a per-syntax "
         "decode cost) and reads the headers inline below 1,024 files per worker (a pool "
-        "costs more than it saves there); its load-to-volume row also splits the "
-        "compressed series that would otherwise be decoded alone at the end into one part "
-        "per worker (`triage.ingest.parallel_load`; the ingest runner does not split); "
+        "costs more than it saves there); both triage rows split the compressed series "
+        "that would otherwise be decoded alone at the end into one part per worker, as "
+        "`triage ingest` does (`triage.ingest.stream`; the load-to-volume row through "
+        "`triage.ingest.parallel_load`, which shares its plan and part decoding); "
         "dcm2niix's wrapper takes the series folders in path order.",
     ]
 

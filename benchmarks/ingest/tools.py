@@ -268,7 +268,8 @@ def run_triage_load(export: Path, out_dir: Path, workers: int) -> ToolResult:
     With ``workers > 1`` the scan reads headers in a process pool and the series are
     loaded in one by `triage.ingest.parallel_load.load_many`: largest first, a long
     compressed series that would leave a worker idle at the end decoded in parts across
-    the workers. `out_dir` is not written.
+    the workers, as `triage ingest` splits it (`triage.ingest.stream`; the same plan and
+    part decoding, without the preprocessing and caching). `out_dir` is not written.
     """
     from triage.dicom.grouping import group_studies
     from triage.dicom.scan import scan_export

@@ -43,7 +43,9 @@ def held_out_ece(path: Path = QUALITY_RESULTS) -> dict[str, Any] | None:
     runs (its results.json), or None when it holds none."""
     if not path.is_file():
         return None
-    rows = [r["rows"]["True"] for r in json.loads(path.read_text())
+    saved = json.loads(path.read_text())
+    results = saved["results"] if isinstance(saved, dict) else saved  # older: a bare list
+    rows = [r["rows"]["True"] for r in results
             if r.get("variant") == data.VARIANT and "True" in r.get("rows", {})]
     if not rows:
         return None

@@ -170,3 +170,23 @@ def test_evaluate_draw_is_reproducible(ruleset):
     a = evaluate_draw(pool, 3, ruleset=ruleset, train_devices=["big"], qc=qc)
     b = evaluate_draw(pool, 3, ruleset=ruleset, train_devices=["big"], qc=qc)
     assert json.dumps(a) == json.dumps(b)  # NaN-safe equality
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_held_out_ece_reads_the_quality_results(tmp_path, wrapped):
+    """The quality harness writes ``{"args", "holdouts", "seconds", "results"}`` (older
+    runs: the bare list); only focal+dp's calibrated rows count."""
+    from benchmarks.triage.run import held_out_ece
+
+    def result(variant, ece):
+        row = {"held_out_device": "cygnus", "held_out_ece": ece, "in_domain_ece": 0.01,
+               "temperature": 0.5}
+        return {"variant": variant, "rows": {"True": row, "False": {**row, "held_out_ece": 9}}}
+
+    results = [result("focal+dp", 0.02), result("baseline", 0.5), result("focal+dp", 0.04)]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"args": {}, "holdouts": ["cygnus"], "seconds": 1.0,
+                                "results": results} if wrapped else results))
+    got = held_out_ece(path)
+    assert got["device"] == "cygnus" and got["ece"] == [0.02, 0.04]
+    assert held_out_ece(tmp_path / "missing.json") is None

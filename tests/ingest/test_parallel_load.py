@@ -14,7 +14,7 @@ from triage.dicom import codecs
 from triage.dicom.index import InstanceRecord
 from triage.dicom.scan import scan_export
 from triage.ingest.parallel_load import load_many
-from triage.ingest.schedule import decode_cost, plan_loads, split_overhead, splittable
+from triage.ingest.schedule import plan_series
 
 pytestmark = pytest.mark.skipif(not codecs.direct_available(JPEG2000Lossless),
                                 reason="pylibjpeg-openjpeg is not installed")
@@ -45,10 +45,7 @@ def export(tmp_path: Path) -> Path:
 
 
 def _split_series(series: list[list[InstanceRecord]], workers: int) -> list[int]:
-    jobs = plan_loads([decode_cost(s) for s in series], [len(s) for s in series],
-                      [splittable(s, workers) for s in series],
-                      [split_overhead(s) for s in series], workers)
-    return sorted({job.series for job in jobs if job.parts > 1})
+    return sorted({job.series for job in plan_series(series, workers) if job.parts > 1})
 
 
 def test_a_split_series_loads_as_it_does_whole(export: Path) -> None:

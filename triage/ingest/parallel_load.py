@@ -12,15 +12,17 @@ and the volume assembled in the calling process from the decoded parts
 that fails to decode makes that series load whole in a worker instead, so its error is
 exactly the one a plain load reports. Results never depend on the plan.
 
-A worker that dies (a decoder crash) breaks the pool; `load_many` then raises
-`concurrent.futures.process.BrokenProcessPool`. `triage.ingest.stream` is the pool with
-per-study crash isolation.
+This is the load-only form of what `triage ingest` does: `triage.ingest.stream` splits a
+study's chosen series the same way, with `decode_part` and `merge_parts` from here, and
+then preprocesses and caches the volume. A worker that dies (a decoder crash) breaks the
+pool; `load_many` then raises `concurrent.futures.process.BrokenProcessPool`, where the
+stream retries each study it held in a process of its own.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -30,7 +32,7 @@ from triage.dicom.index import InstanceRecord
 from triage.dicom.loader import LoadOptions, decode_stored, load_series
 from triage.dicom.volume import Volume
 from triage.errors import TriageError
-from triage.ingest.schedule import decode_cost, plan_loads, split_overhead, splittable
+from triage.ingest.schedule import plan_series, splittable
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -56,11 +58,39 @@ def _load(paths: Sequence[str], options: LoadOptions, finish: Finish,
     return finish(volume)
 
 
-def _decode_part(paths: Sequence[str], options: LoadOptions) -> dict[str, np.ndarray] | None:
+def decode_part(paths: Sequence[str], options: LoadOptions) -> dict[str, np.ndarray] | None:
+    """Stored values of one part of a series' files (`decode_stored`), run in a worker.
+
+    Args:
+        paths: the part's files.
+        options: the loader's options.
+
+    Returns:
+        The arrays by ``str(path)``, or None when a file fails: the whole-series load then
+        reports it, with the series' own message.
+    """
     try:
         return decode_stored(paths, options=options)
     except TriageError:
-        return None  # the whole-series load reports it, with the series' own message
+        return None
+
+
+def merge_parts(parts: Iterable[Mapping[str, np.ndarray] | None]
+                ) -> dict[str, np.ndarray] | None:
+    """The decoded arrays of all parts of a series, for ``load_series(..., decoded=...)``.
+
+    Args:
+        parts: what `decode_part` returned for each part.
+
+    Returns:
+        One mapping, or None when a part failed (load the series whole instead).
+    """
+    merged: dict[str, np.ndarray] = {}
+    for part in parts:
+        if part is None:
+            return None
+        merged.update(part)
+    return merged
 
 
 def load_many(series: Sequence[Sequence[InstanceRecord]], options: LoadOptions,
@@ -83,9 +113,7 @@ def load_many(series: Sequence[Sequence[InstanceRecord]], options: LoadOptions,
         return [_load(p, options, finish) for p in paths]
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    jobs = plan_loads([decode_cost(s) for s in series], [len(s) for s in series],
-                      [splittable(s, workers) for s in series],
-                      [split_overhead(s) for s in series], workers)
+    jobs = plan_series(series, workers)
     # Workers fork after this: import the decoders once, here, for all of them.
     codecs.preload({r.transfer_syntax for s in series for r in s if r.transfer_syntax})
     results: dict[int, R] = {}
@@ -96,7 +124,7 @@ def load_many(series: Sequence[Sequence[InstanceRecord]], options: LoadOptions,
             if job.parts == 1:
                 future = pool.submit(_load, paths[job.series], options, finish)
             else:
-                future = pool.submit(_decode_part, paths[job.series][job.start:job.stop],
+                future = pool.submit(decode_part, paths[job.series][job.start:job.stop],
                                      options)
             running[future] = (job.series, job.part, job.parts)
         while running:
@@ -111,10 +139,10 @@ def load_many(series: Sequence[Sequence[InstanceRecord]], options: LoadOptions,
                 if len(received) < n_parts:
                     continue
                 del parts[index]
-                if any(p is None for p in received.values()):  # load it whole instead
+                decoded = merge_parts(received.values())
+                if decoded is None:  # load it whole instead
                     retry = pool.submit(_load, paths[index], options, finish)
                     running[retry] = (index, 0, 1)
                     continue
-                decoded = {k: v for p in received.values() for k, v in p.items()}
                 results[index] = _load(paths[index], options, finish, decoded)
     return [results[i] for i in range(len(series))]

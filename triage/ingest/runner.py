@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from triage.dicom import codecs
 from triage.dicom.grouping import group_studies
 from triage.dicom.scan import scan_export
 from triage.ingest.config import IngestConfig
@@ -84,11 +83,8 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
                 len(scan.records), scan_seconds, len(studies), len(scan.errors),
                 len(scan.non_dicom))
 
-    ordered = studies
-    if workers > 1 and len(studies) > 1:
-        # Workers fork after this: import the decoders once, here, for all of them.
-        codecs.preload({r.transfer_syntax for r in scan.records if r.transfer_syntax})
-        ordered = studies_largest_first(studies)
+    # Largest first bounds the tail of the pool (`triage.ingest.schedule`).
+    ordered = studies_largest_first(studies) if workers > 1 else studies
     reports: list[StudyReport] = []
     stats = DeviceStatsAccumulator()
     for _, outcome in stream_ingest(ordered, config, cache_root, workers=workers):

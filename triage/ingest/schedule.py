@@ -1,4 +1,4 @@
-"""Largest-first scheduling over worker processes; splitting one long series (no effect on results).
+"""Largest-first scheduling over worker processes; splitting a long series (no effect on results).
 
 A process pool handed studies in export order can end with one worker decoding a long
 JPEG 2000 series while the others idle. Submitting the studies in decreasing order of
@@ -13,8 +13,10 @@ Largest-first still leaves a tail when the expensive series do not divide evenly
 the workers (three JPEG 2000 series on two workers: one worker decodes two of them while
 the other runs out of work). `plan_loads` therefore simulates the schedule and splits
 such a series' files into one part per worker, each decoded in its own process and the
-volume assembled from the parts (`triage.ingest.parallel_load`), when the simulation
-says the pool then finishes sooner by more than the split costs.
+volume assembled from the parts, when the simulation says the pool then finishes sooner
+by more than the split costs. `triage.ingest.stream` (behind `triage ingest` and `triage
+run`) splits the chosen series of such a study; `triage.ingest.parallel_load` does the
+same for load-only batches.
 """
 
 from __future__ import annotations
@@ -159,3 +161,18 @@ def plan_loads(costs: Sequence[float], n_files: Sequence[int], can_split: Sequen
         jobs.extend(LoadJob(i, k, k_parts, k * n // k_parts, (k + 1) * n // k_parts, cost)
                     for k in range(k_parts))
     return sorted(jobs, key=lambda job: -job.cost)  # stable: parts stay together
+
+
+def plan_series(series: Sequence[Sequence[InstanceRecord]], workers: int) -> list[LoadJob]:
+    """`plan_loads` for the files of each series, costed from their scan records.
+
+    Args:
+        series: the files of each series (an empty list: nothing to decode, never split).
+        workers: pool size.
+
+    Returns:
+        The jobs, as `plan_loads` returns them; ``job.series`` indexes `series`.
+    """
+    return plan_loads([decode_cost(s) for s in series], [len(s) for s in series],
+                      [splittable(s, workers) for s in series],
+                      [split_overhead(s) for s in series], workers)

@@ -3,11 +3,17 @@
 `stream_ingest` is the one pool behind `triage ingest` (`triage.ingest.runner`) and the
 producer side of `triage run`: workers select, load, preprocess and cache studies
 (`triage.ingest.study.ingest_study`) while the caller, suspended between two ``next()``
-calls, merges statistics or runs inference on the ones already done. At most ``2 * workers`` studies
-are in flight, so memory does not grow with the export. A study whose worker dies (a
-decoder crash) is retried alone in a fresh process; if it kills that one too, it comes
-back as a failed outcome. An exception from the pool machinery itself becomes a failed
-outcome as well: one study never stops the batch.
+calls, merges statistics or runs inference on the ones already done. Studies are submitted
+in the given order (callers put the largest first). Where the pool would otherwise end
+with one worker decoding a long compressed series alone (`triage.ingest.schedule.
+plan_series`; always so for a one-study export), that study's chosen series is first
+decoded in one part per worker, and the study then ingested from the decoded parts,
+which gives the same volume (`triage.ingest.parallel_load.decode_part`). At most
+``2 * workers`` jobs (studies or parts) are in flight, so memory does not grow with the
+export. A study whose worker dies (a decoder crash), in a part or in its ingest, is retried
+whole and alone in a fresh process; if it kills that one too, it comes back as a failed
+outcome. An exception from the pool machinery itself becomes a failed outcome as well: one
+study never stops the batch.
 """
 
 from __future__ import annotations
@@ -18,10 +24,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import numpy as np
+
+from triage.dicom import codecs
 from triage.dicom.grouping import StudyGroup
 from triage.ingest.config import IngestConfig
+from triage.ingest.parallel_load import decode_part, merge_parts
 from triage.ingest.report import IngestStatus, StudyReport
-from triage.ingest.study import StudyOutcome, ingest_study
+from triage.ingest.schedule import plan_series
+from triage.ingest.study import StudyOutcome, ingest_study, series_to_load
 
 LOGGER = logging.getLogger(__name__)
 
@@ -62,6 +73,17 @@ def _result(future: Future, study: StudyGroup) -> StudyOutcome:
         return failed_outcome(study, f"internal error while ingesting ({type(err).__name__})")
 
 
+def _part_result(future: Future, study: StudyGroup) -> dict[str, np.ndarray] | None:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise
+    except Exception as err:  # noqa: BLE001 - e.g. a result that does not unpickle
+        LOGGER.warning("Decoding part of study %s raised %s; it is loaded whole instead.",
+                       study.study_uid, type(err).__name__)
+        return None  # as a part that failed to decode
+
+
 def _isolated(study: StudyGroup, config: IngestConfig, cache_root: Path) -> StudyOutcome:
     with ProcessPoolExecutor(1, initializer=_init_worker) as pool:
         try:
@@ -85,46 +107,110 @@ def _inline(studies: Sequence[StudyGroup], config: IngestConfig, cache_root: Pat
         yield study, outcome
 
 
+def _plan_parts(studies: Sequence[StudyGroup], config: IngestConfig, cache_root: Path,
+                workers: int) -> dict[int, list[list[str]]]:
+    """The studies to decode in parts, by index in `studies`, with each part's files.
+
+    Costs come from the chosen series' headers; a study with nothing to decode (no series
+    chosen, volume already cached) costs nothing and is never split.
+    """
+    series = []
+    for study in studies:
+        try:
+            chosen = series_to_load(study, config, cache_root)
+        except Exception:  # noqa: BLE001 - ingest_study reports it; the study is not split
+            chosen = None
+        series.append(chosen)
+    records = [list(s.instances) if s is not None else [] for s in series]
+    # Workers fork after this: import the decoders once, here, for all of them.
+    codecs.preload({r.transfer_syntax for rs in records for r in rs if r.transfer_syntax})
+    parts: dict[int, list[list[str]]] = {}
+    for job in plan_series(records, workers):
+        if job.parts > 1:
+            paths = [str(r.path) for r in records[job.series][job.start:job.stop]]
+            parts.setdefault(job.series, []).append(paths)
+    for index, files in parts.items():
+        LOGGER.debug("Decoding series %s of study %s in %d parts across the workers.",
+                     series[index].series_uid, studies[index].study_uid, len(files))
+    return parts
+
+
+def _jobs(split: dict[int, list[list[str]]], index: int) -> int:
+    """How many jobs study `index` starts with: one per part, or its one ingest."""
+    return len(split[index]) if index in split else 1
+
+
 def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_root: Path | str,
                   *, workers: int = 1) -> Iterator[tuple[StudyGroup, StudyOutcome]]:
     """Ingest `studies`, yielding ``(study, outcome)`` in completion order.
 
     Args:
-        studies: the studies to ingest (each is yielded exactly once).
+        studies: the studies to ingest, in the order to submit them (each is yielded
+            exactly once).
         config: selection, load and preprocess settings.
         cache_root: the volume cache folder.
         workers: worker processes; 1 ingests inline in the calling process.
+
+    Yields:
+        ``(study, outcome)`` for each study, as each finishes.
     """
     cache_root = Path(cache_root)
-    if workers <= 1 or len(studies) <= 1:
+    split = _plan_parts(studies, config, cache_root, workers) if workers > 1 else {}
+    if workers <= 1 or len(studies) <= 1 and not split:
         yield from _inline(studies, config, cache_root)
         return
-    pending = list(reversed(studies))  # pop() takes them in the given order
+    pending = list(reversed(range(len(studies))))  # pop() takes them in the given order
     window = 2 * workers
     while pending:
-        suspects: list[StudyGroup] = []
         pool = ProcessPoolExecutor(workers, initializer=_init_worker)
-        running: dict[Future, StudyGroup] = {}
+        held: dict[int, None] = {}  # studies taken from `pending` and not yet yielded
+        # A running job: (study index, part number, or None for the study's ingest).
+        running: dict[Future, tuple[int, int | None]] = {}
+        received: dict[int, dict[int, dict[str, np.ndarray] | None]] = {}
         try:
             while pending or running:
-                while pending and len(running) < window:
-                    study = pending.pop()
-                    running[pool.submit(ingest_study, study, config, cache_root)] = study
+                # A split study's parts go in together, once they all fit in the window.
+                while pending and len(running) + _jobs(split, pending[-1]) <= window:
+                    index = pending.pop()
+                    held[index] = None
+                    if index in split:
+                        received[index] = {}
+                        for part, paths in enumerate(split[index]):
+                            future = pool.submit(decode_part, paths, config.load)
+                            running[future] = (index, part)
+                    else:
+                        future = pool.submit(ingest_study, studies[index], config, cache_root)
+                        running[future] = (index, None)
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
+                broken = False
                 for future in done:
-                    study = running.pop(future)
+                    index, part = running.pop(future)
+                    study = studies[index]
                     try:
-                        outcome = _result(future, study)
+                        result = (_result(future, study) if part is None
+                                  else _part_result(future, study))
                     except BrokenProcessPool:
-                        suspects.append(study)
+                        broken = True
                         continue
-                    yield study, outcome
+                    if part is None:
+                        del held[index]
+                        yield study, result
+                        continue
+                    received[index][part] = result
+                    if len(received[index]) == len(split[index]) and not broken:
+                        # All parts are back: ingest from them, or whole if one failed, so
+                        # that its error is the one an unsplit ingest reports.
+                        decoded = merge_parts(received.pop(index).values())
+                        future = pool.submit(ingest_study, study, config, cache_root, decoded)
+                        running[future] = (index, None)
+                if broken:
+                    break
         except BrokenProcessPool:
             pass
         finally:
-            suspects.extend(running.values())
             pool.shutdown(wait=True, cancel_futures=True)
-        for study in suspects:
+        for index in held:  # the studies the dead worker may have been on
+            study = studies[index]
             LOGGER.warning("A worker died; retrying study %s in its own process.",
                            study.study_uid)
             yield study, _isolated(study, config, cache_root)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from triage.dicom.grouping import StudyGroup
 from triage.dicom.loader import load_series
@@ -71,18 +74,30 @@ def _stats_path(cache: VolumeCache, key: str) -> Path:
     return cache.root / STATS_DIR / f"{key}.json"
 
 
-def ingest_study(study: StudyGroup, config: IngestConfig, cache_root: Path | str
-                 ) -> StudyOutcome:
+def ingest_study(study: StudyGroup, config: IngestConfig, cache_root: Path | str,
+                 decoded: Mapping[str, np.ndarray] | None = None) -> StudyOutcome:
     """Select, load, preprocess and cache the series of `study` that will be classified.
 
     A rerun with the same files and config reuses the cached volume without decoding.
+
+    Args:
+        study: the study's files, grouped by series.
+        config: selection, load and preprocess settings.
+        cache_root: the volume cache folder.
+        decoded: stored pixel values of the chosen series' files decoded beforehand (in
+            parts, by other processes), as ``load_series(..., decoded=...)`` takes them;
+            the result is the same with or without.
+
+    Returns:
+        The report row and, for a CT volume, its device statistics.
     """
     try:
         selection = select_series(study, config.selection)
         report = _base_report(study, selection)
         if selection.chosen is None:
             return StudyOutcome(report)
-        return _load_and_cache(selection.chosen, report, config, VolumeCache(cache_root))
+        return _load_and_cache(selection.chosen, report, config, VolumeCache(cache_root),
+                               decoded)
     except Exception as err:  # noqa: BLE001 - one bad study never stops a batch
         LOGGER.exception("Unexpected error while ingesting study %s", study.study_uid)
         report = StudyReport(study_uid=study.study_uid, status=IngestStatus.FAILED,
@@ -92,14 +107,40 @@ def ingest_study(study: StudyGroup, config: IngestConfig, cache_root: Path | str
         return StudyOutcome(report)
 
 
+def series_to_load(study: StudyGroup, config: IngestConfig, cache_root: Path | str
+                   ) -> SeriesRef | None:
+    """The series `ingest_study` would decode for `study`, from headers alone.
+
+    Args:
+        study: the study's files, grouped by series.
+        config: selection and preprocess settings (they make the cache key).
+        cache_root: the volume cache folder.
+
+    Returns:
+        The chosen series, or None when none is chosen or its volume is already cached.
+    """
+    chosen = select_series(study, config.selection).chosen
+    if chosen is None:
+        return None
+    cache = VolumeCache(cache_root)
+    if _sidecar(cache, cache.key(source_fingerprint(chosen), config.preprocess)) is not None:
+        return None
+    return chosen
+
+
+def _sidecar(cache: VolumeCache, key: str) -> dict[str, Any] | None:
+    try:
+        return cache.read_sidecar(key)
+    except (OSError, ValueError):  # torn by a power cut (entries are not fsynced): remake
+        return None
+
+
 def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig,
-                    cache: VolumeCache) -> StudyOutcome:
+                    cache: VolumeCache, decoded: Mapping[str, np.ndarray] | None
+                    ) -> StudyOutcome:
     fingerprint = source_fingerprint(series)
     key = cache.key(fingerprint, config.preprocess)
-    try:
-        sidecar = cache.read_sidecar(key)
-    except (OSError, ValueError):  # torn by a power cut (entries are not fsynced): remake
-        sidecar = None
+    sidecar = _sidecar(cache, key)
     if sidecar is not None:  # the sidecar is written last: its presence commits the entry
         stats = _read_json(_stats_path(cache, key))
         return StudyOutcome(replace(
@@ -107,7 +148,8 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
             cache_key=key, cache_hit=True,
             warnings=_join(report.warnings, *sidecar.get("warnings", []))), stats)
     try:
-        volume = load_series([r.path for r in series.instances], options=config.load)
+        volume = load_series([r.path for r in series.instances], options=config.load,
+                             decoded=decoded)
     except GeometryError as err:
         verdict = getattr(err, "verdict", None)
         return StudyOutcome(replace(report, stage="load", reasons=_join(report.reasons, str(err)),

@@ -32,6 +32,7 @@ from triage.dicom.scan import scan_export
 from triage.errors import ConfigError
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus, StudyReport
+from triage.ingest.schedule import studies_largest_first
 from triage.ingest.stream import stream_ingest
 from triage.ingest.study import StudyOutcome
 from triage.io import atomic_write_text
@@ -333,7 +334,10 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
                      provenance=provenance, device=device, batch_size=batch_size,
                      on_row=on_row, clock=clock)
     with limit_inference_threads(workers) as threads:
-        ingested = stream_ingest(todo, config, out_dir / CACHE_DIR, workers=workers)
+        # Largest first bounds the tail of the pool (`triage.ingest.schedule`); rows are
+        # sorted when the worklists are written, so the order does not show.
+        order = studies_largest_first(todo) if workers > 1 else todo
+        ingested = stream_ingest(order, config, out_dir / CACHE_DIR, workers=workers)
         for study, outcome in clock.timed(ingested, "ingest_wait"):
             triage.add(study, outcome)
         triage.flush()
