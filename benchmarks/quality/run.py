@@ -111,16 +111,19 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def table(results: list[dict], holdout: str) -> str:
-    """The issue's table: in-domain metrics, then held-out accuracy / AUROC, mean ± sd."""
+def table(results: list[dict], holdout: str, key: str = "rows") -> str:
+    """The issue's table: in-domain metrics, then held-out accuracy / AUROC, mean ± sd.
+
+    `key` picks the figures: ``rows`` (the run's own test sets) or ``pool_rows`` (the
+    large test export, `benchmarks.quality.pool`)."""
     header = ["configuration", *[f"in-domain {c}" for c in COLUMNS],
               f"held-out ({holdout}) acc", f"held-out ({holdout}) AUROC",
               f"held-out ({holdout}) ECE", "AUROC gap (in − held-out)"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     variants = [(v, False) for v in CONFIGS] + [("focal+dp", True)]
     for variant, calibrated in variants:
-        rows = [r["rows"][str(calibrated)] for r in results
-                if r["variant"] == variant and r["holdout"] == holdout]
+        rows = [r[key][str(calibrated)] for r in results
+                if r["variant"] == variant and r["holdout"] == holdout and r.get(key)]
         if not rows:
             continue
         label = variant + ("+T" if calibrated else "")
@@ -132,11 +135,11 @@ def table(results: list[dict], holdout: str) -> str:
     return "\n".join(lines)
 
 
-def verdicts(results: list[dict], holdout: str) -> list[str]:
-    """The issue's targets, met or missed, in words."""
-    def values(variant: str, key: str, calibrated: bool = False) -> list[float]:
-        return [r["rows"][str(calibrated)][key] for r in results
-                if r["variant"] == variant and r["holdout"] == holdout]
+def verdicts(results: list[dict], holdout: str, key: str = "rows") -> list[str]:
+    """The issue's targets, met or missed, in words (figures from `key`, as `table`)."""
+    def values(variant: str, name: str, calibrated: bool = False) -> list[float]:
+        return [r[key][str(calibrated)][name] for r in results
+                if r["variant"] == variant and r["holdout"] == holdout and r.get(key)]
 
     out = []
     base_gap = statistics.mean(values("baseline", "accuracy_gap") or [float("nan")])
@@ -182,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(CONFIGS))
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--no-pool", action="store_true",
+                        help="skip scoring on the large test export (benchmarks.quality.pool)")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild the report (doc + MLflow) from the last results.json")
     # child mode
@@ -226,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{holdout} {variant} seed {seed}: {wall:.0f} s, {peak:.0f} MiB, "
                       f"held-out AUROC {result['rows']['False']['held_out_auroc']:.3f}",
                       flush=True)
+    if not args.no_pool and not args.quick:
+        add_pool_rows(results)
     seconds = time.perf_counter() - started
     (OUT / "results.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "holdouts": holdouts,
@@ -233,11 +240,26 @@ def main(argv: list[str] | None = None) -> int:
     return publish(args, results, holdouts, peaks, seconds)
 
 
+def add_pool_rows(results: list[dict]) -> None:
+    """Score every run's model on the large test export; ``result["pool_rows"]``."""
+    from benchmarks.quality import pool
+
+    info = pool.prepare()
+    for result in results:
+        bundle = OUT / "runs" / result["holdout"] / f"{result['variant']}-seed{result['seed']}"
+        result["pool_rows"] = pool.pool_rows(bundle / "bundle", result["holdout"], info)
+        print(f"{result['holdout']} {result['variant']} seed {result['seed']}: scored on the "
+              f"test export", flush=True)
+
+
 def report_saved(args: argparse.Namespace) -> int:
     """`--report-only`: the report of the last full run, from results.json."""
     saved = json.loads((OUT / "results.json").read_text())
     for key in ("seeds", "studies", "matrix", "synth_args"):
         setattr(args, key, type(getattr(args, key))(saved["args"][key]))
+    if not args.no_pool and any("pool_rows" not in r for r in saved["results"]):
+        add_pool_rows(saved["results"])
+        (OUT / "results.json").write_text(json.dumps(saved, indent=1, default=float))
     peaks: dict[str, list[tuple[float, float]]] = {}
     for result in saved["results"]:
         peaks.setdefault(result["variant"], []).append((result["wall"], result["peak_mib"]))
@@ -265,12 +287,13 @@ def log_to_mlflow(text: str, results: list[dict]) -> None:
         run.log_json(results, "quality_results.json")
         grouped: dict[str, list[float]] = {}
         for result in results:
-            for calibrated, row in result["rows"].items():
-                name = result["variant"] + ("+T" if calibrated == "True" else "")
-                for key, value in row.items():
-                    if isinstance(value, int | float) and value == value:
-                        grouped.setdefault(f"{result['holdout'][:40]}.{name}.{key}",
-                                           []).append(float(value))
+            for source, prefix in (("rows", ""), ("pool_rows", "pool.")):
+                for calibrated, row in (result.get(source) or {}).items():
+                    name = result["variant"] + ("+T" if calibrated == "True" else "")
+                    for key, value in row.items():
+                        if isinstance(value, int | float) and value == value:
+                            grouped.setdefault(f"{prefix}{result['holdout'][:40]}.{name}.{key}",
+                                               []).append(float(value))
         run.log_metrics({k.replace("+", "_plus_"): statistics.mean(v)
                          for k, v in grouped.items()})
 
@@ -287,7 +310,24 @@ def report(args: argparse.Namespace, results: list[dict], holdouts: list[str],
              f"`{INGEST_CONFIG.relative_to(REPO)}`. In-domain = the other devices' test "
              "split; held-out = every study of the held-out device. Mean ± sd over seeds.", ""]
     for holdout in holdouts:
-        lines += [f"### Held out: `{holdout}`", "", table(results, holdout), ""]
+        lines += [f"### Held out: `{holdout}`", ""]
+        pooled = [r["pool_rows"]["False"] for r in results
+                  if r["holdout"] == holdout and r.get("pool_rows")]
+        if pooled:
+            from benchmarks.quality import pool
+
+            lines += [f"On the large test export (`benchmarks/quality/pool.py`: "
+                      f"`triage synth --seed {pool.POOL_SEED}`, the same difficulty, 1000 "
+                      f"studies each of {', '.join(f'`{d}`' for d in pool.POOL_DEVICES)}; "
+                      f"in-domain = {pooled[0]['n_in_domain']} studies of the training "
+                      f"devices, held-out = {pooled[0]['n_held_out']} of `{holdout}`). The "
+                      f"targets are judged here:", "",
+                      table(results, holdout, "pool_rows"), ""]
+            lines += [f"- {v}" for v in verdicts(results, holdout, "pool_rows")] + [""]
+            lines += ["On the run's own test sets (in-domain: the other devices' test split, "
+                      "~50 studies; held-out: every study of the held-out device in the "
+                      "training export, ~100), where one study is 1-2 points:", ""]
+        lines += [table(results, holdout), ""]
         lines += [f"- {v}" for v in verdicts(results, holdout)] + [""]
     lines += ["Training cost per run (wall s incl. evaluation, peak RSS):", ""]
     for variant, values in peaks.items():

@@ -65,3 +65,19 @@ def test_the_summary_is_logged_to_a_real_mlflow_store(tmp_path, monkeypatch):
     assert abs(run.data.metrics["cygnus.focal_plus_dp_plus_T.in_domain_ece"] - 0.02) < 1e-9
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"quality_benchmark.md", "quality_results.json"} <= names
+
+
+def test_the_large_test_export_rows_are_tabled_and_judged_on_their_own():
+    """``pool_rows`` (scores on the large test export) feed their own table and verdicts;
+    runs without them are left out there and still count in the small-set table."""
+    pooled = [dict(r, pool_rows=_result(r["variant"], r["seed"], 0.99, 0.98, 0.97, 0.90)
+                   ["rows"]) for r in RESULTS[:4]]
+    results = pooled + RESULTS[4:]
+    big = table(results, "cygnus", "pool_rows")
+    baseline = next(line for line in big.splitlines() if line.startswith("| baseline |"))
+    assert "0.990 ± 0.000" in baseline and "0.910" not in baseline
+    dp = next(line for line in big.splitlines() if line.startswith("| focal+dp |"))
+    assert "±" not in dp  # one of the two focal+dp runs has pool rows
+    text = "\n".join(verdicts(results, "cygnus", "pool_rows"))
+    assert "Baseline loses 7.0 points" in text and "within 1.0 points" in text
+    assert "0.910 ± 0.014" in table(results, "cygnus")  # the run's own sets, unchanged
