@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--matrix", type=int, default=128)
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--synth-args",
-                        default="--slices 40 --lesion-size 14,24 --lesion-contrast -90",
+                        default="--slices 40 --lesion-size 14,24 --lesion-contrast -90 "
+                                "--device-noise cygnus=50",
                         help="extra `triage synth` flags (difficulty knobs)")
     parser.add_argument("--config", type=Path, default=TRAIN_CONFIG)
     parser.add_argument("--variants", default=",".join(CONFIGS))
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"held-out AUROC {result['rows']['False']['held_out_auroc']:.3f}",
                       flush=True)
     if not args.no_pool and not args.quick:
-        add_pool_rows(results)
+        add_pool_rows(results, args)
     seconds = time.perf_counter() - started
     (OUT / "results.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "holdouts": holdouts,
@@ -240,11 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     return publish(args, results, holdouts, peaks, seconds)
 
 
-def add_pool_rows(results: list[dict]) -> None:
+def add_pool_rows(results: list[dict], args: argparse.Namespace) -> None:
     """Score every run's model on the large test export; ``result["pool_rows"]``."""
     from benchmarks.quality import pool
 
-    info = pool.prepare()
+    info = pool.prepare(args.synth_args, args.matrix)
     for result in results:
         bundle = OUT / "runs" / result["holdout"] / f"{result['variant']}-seed{result['seed']}"
         result["pool_rows"] = pool.pool_rows(bundle / "bundle", result["holdout"], info)
@@ -258,7 +259,7 @@ def report_saved(args: argparse.Namespace) -> int:
     for key in ("seeds", "studies", "matrix", "synth_args"):
         setattr(args, key, type(getattr(args, key))(saved["args"][key]))
     if not args.no_pool and any("pool_rows" not in r for r in saved["results"]):
-        add_pool_rows(saved["results"])
+        add_pool_rows(saved["results"], args)
         (OUT / "results.json").write_text(json.dumps(saved, indent=1, default=float))
     peaks: dict[str, list[tuple[float, float]]] = {}
     for result in saved["results"]:
@@ -317,8 +318,9 @@ def report(args: argparse.Namespace, results: list[dict], holdouts: list[str],
             from benchmarks.quality import pool
 
             lines += [f"On the large test export (`benchmarks/quality/pool.py`: "
-                      f"`triage synth --seed {pool.POOL_SEED}`, the same difficulty, 1000 "
-                      f"studies each of {', '.join(f'`{d}`' for d in pool.POOL_DEVICES)}; "
+                      f"`triage synth --seed {pool.POOL_SEED}`, the same difficulty, "
+                      f"{pool.POOL_STUDIES // len(pool.POOL_DEVICES)} studies each of "
+                      f"{', '.join(f'`{d}`' for d in pool.POOL_DEVICES)}; "
                       f"in-domain = {pooled[0]['n_in_domain']} studies of the training "
                       f"devices, held-out = {pooled[0]['n_held_out']} of `{holdout}`). The "
                       f"targets are judged here:", "",

@@ -32,7 +32,8 @@ OUT = REPO / "bench_output" / "triage"
 INGEST_CONFIG = REPO / "pipelines" / "ingest" / "synthetic.yaml"
 TRAIN_CONFIG = REPO / "pipelines" / "train" / "quality.yaml"
 VARIANT = "focal+dp"
-#: The quality benchmark's export (benchmarks/quality/run.py defaults, data seed 0).
+#: The quality benchmark's export at the pool's difficulty (its `--synth-args` set to
+#: `SYNTH_ARGS`, data seed 0; its default adds a noisier `cygnus`).
 QUALITY_DATA = REPO / "bench_output" / "quality" / "data" / "s500-m128-seed0-ea19aa43"
 #: The documented default difficulty (docs/synthetic_data.md), as the quality benchmark.
 SYNTH_ARGS = "--slices 40 --lesion-size 14,24 --lesion-contrast -90"
@@ -120,9 +121,10 @@ def prepare_model(seed: int = 0, data: Path = QUALITY_DATA) -> dict[str, object]
 
         manifest, ingest = data / "export" / "manifest.csv", data / "ingest"
         if not manifest.is_file() or not (ingest / "ingest_report.csv").is_file():
-            raise SystemExit(f"{data} has no ingested export: run `make bench-quality` (or "
-                             f"`python -m benchmarks.quality.run --seeds 0 --variants "
-                             f"focal+dp`) first, which generates it.")
+            raise SystemExit(f"{data} has no ingested export: generate it with `python -m "
+                             f"benchmarks.quality.run --synth-args '{SYNTH_ARGS}' --seeds 0 "
+                             f"--variants focal+dp` (the pool's difficulty, without the "
+                             f"quality benchmark's noisier held-out device).")
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{OUT / 'mlflow.db'}")
         print(f"training {out.relative_to(REPO)} ...", flush=True)
         started = time.perf_counter()

@@ -297,3 +297,26 @@ def test_parallel_workers_write_the_same_bytes(make_synth_export, tmp_path):
     serial = make_synth_export("serial", studies=3, seed=5)
     parallel = generate_export(tmp_path / "parallel", serial.config, workers=2)
     assert _tree(serial.out_dir) == _tree(parallel.out_dir)
+
+
+def test_device_noise_makes_that_device_noisier(make_synth_export):
+    """The same study written with a profile's noise raised: the noise estimate of the
+    loaded volume rises, and the manifest records the level used."""
+    import csv
+
+    from triage.data.synth.devices import get_device
+    from triage.dicom.loader import load_series
+    from triage.preprocess.stats import estimate_noise_hu
+
+    noise = {}
+    for name, override in (("plain", ""), ("noisy", "acme=60")):
+        out = make_synth_export(name, studies=1, devices="acme", slices=16, matrix=64,
+                                thick_fraction=0.0, device_noise=override).out_dir
+        with open(out / "manifest.csv", encoding="utf-8", newline="") as fh:
+            (row,) = csv.DictReader(fh)
+        (study,) = json.loads((out / "ground_truth.json").read_text())["studies"]
+        (series,) = [s for s in study["series"] if s["series_uid"] == row["gt_primary_series_uid"]]
+        volume = load_series([out / f for f in series["files"]])
+        noise[name] = (estimate_noise_hu(volume.array), float(row["gt_noise_hu"]))
+    assert noise["noisy"][1] == 60.0 and noise["plain"][1] == get_device("acme").noise_hu
+    assert noise["noisy"][0] > 2 * noise["plain"][0]

@@ -134,3 +134,18 @@ def test_assign_splits_exact_quotas_and_no_empty_split():
 def test_quirk_frequency_is_exact_and_starts_with_the_first_study():
     assert occurs(0.35, 0) and occurs(1.0, 5) and not occurs(0.0, 0)
     assert sum(occurs(0.3, k) for k in range(100)) == 30
+
+
+def test_device_noise_replaces_one_profile_noise_level():
+    config = SynthConfig(devices="acme,cygnus", device_noise="cygnus=50")
+    by_name = {d.name: d for d in config.devices}
+    assert by_name["cygnus"].noise_hu == 50.0
+    assert by_name["acme"].noise_hu == get_device("acme").noise_hu
+    assert by_name["cygnus"].device_group == get_device("cygnus").device_group
+    assert SynthConfig(device_noise=(("acme", 3),)).device_noise == (("acme", 3.0),)
+    with pytest.raises(ConfigError, match="'ember' is not one of the export's devices"):
+        SynthConfig(devices="acme", device_noise="ember=20")
+    with pytest.raises(ConfigError, match="is not DEVICE=HU"):
+        SynthConfig(device_noise="cygnus:50")
+    with pytest.raises(ConfigError, match=r"device_noise\[acme\] must be within"):
+        SynthConfig(device_noise="acme=-1")

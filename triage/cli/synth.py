@@ -37,6 +37,8 @@ def synth(
         help="Lesion diameter range MIN,MAX in mm.")] = "6,15",
     noise_scale: Annotated[float, typer.Option(
         help="Multiplies every device's noise level.")] = 1.0,
+    device_noise: Annotated[str, typer.Option(
+        help="Per-device noise HU replacing a profile's own, e.g. 'cygnus=50'.")] = "",
     devices: Annotated[str, typer.Option(
         help="Comma-separated device profiles (default: all; see docs/synthetic_data.md).",
     )] = "",
@@ -65,7 +67,8 @@ def synth(
     config = SynthConfig(
         studies=studies, seed=seed, slices=slices, matrix=matrix, prevalence=prevalence,
         lesion_contrast_hu=lesion_contrast, lesion_diameter_mm=_size_range(lesion_size),
-        noise_scale=noise_scale, devices=devices if devices.strip() else device_names(),
+        noise_scale=noise_scale, device_noise=device_noise,
+        devices=devices if devices.strip() else device_names(),
         thick_fraction=thick_fraction, extras=extras, dicomdir=dicomdir,
         splits=parse_splits(splits),
     )

@@ -167,8 +167,8 @@ class PerturbConfig:
     bias_coeff: float = 0.3
     p_gamma: float = 0.2
     gamma_range: tuple[float, float] = (0.8, 1.25)
-    p_noise: float = 0.15
-    noise_std: float = 0.03
+    p_noise: float = 0.5
+    noise_std: float = 0.08
     p_smooth: float = 0.1
     smooth_sigma: tuple[float, float] = (0.3, 1.0)
     consistency_weight: float = 0.0

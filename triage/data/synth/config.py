@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from triage.data.manifest import Split
 from triage.data.synth.devices import DEVICE_PROFILES, DeviceProfile, get_device
@@ -56,6 +56,24 @@ def parse_devices(names: str | Iterable[str | DeviceProfile]) -> tuple[DevicePro
     return profiles
 
 
+def parse_device_noise(text: str | Iterable[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    """``"cygnus=50,acme=12"`` (or pairs) as ``(("cygnus", 50.0), ("acme", 12.0))``."""
+    if not isinstance(text, str):
+        return tuple((str(name), float(hu)) for name, hu in text)
+    pairs = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        try:
+            pairs.append((name.strip(), float(value)))
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"device_noise: '{item}' is not DEVICE=HU (e.g. 'cygnus=50').")
+    return tuple(pairs)
+
+
 def _check(condition: bool, name: str, value: object, expected: str) -> None:
     if not condition:
         raise ConfigError(f"{name} must be {expected}, got {value!r}.")
@@ -77,6 +95,9 @@ class SynthConfig:
         distractor_probability: chance that a study (either label) carries a distractor.
         devices: device profiles, assigned round-robin by study index.
         noise_scale: multiplies every device's noise level.
+        device_noise: (device name, noise HU) pairs replacing those devices' own noise
+            level (before `noise_scale`): a stronger shift of one scanner, e.g. for the
+            held-out device of the quality benchmark.
         texture_hu: tissue texture amplitude.
         repeat_patient_fraction: share of patients with a second study.
         thick_fraction: share of studies with an extra 5 mm reconstruction.
@@ -98,6 +119,7 @@ class SynthConfig:
     devices: tuple[DeviceProfile, ...] = field(
         default_factory=lambda: tuple(DEVICE_PROFILES.values()))
     noise_scale: float = 1.0
+    device_noise: tuple[tuple[str, float], ...] = ()
     texture_hu: float = 6.0
     repeat_patient_fraction: float = 0.2
     thick_fraction: float = 0.3
@@ -108,6 +130,8 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "devices", parse_devices(self.devices))
+        object.__setattr__(self, "device_noise", parse_device_noise(self.device_noise))
+        self._apply_device_noise()
         if isinstance(self.splits, str):
             object.__setattr__(self, "splits", parse_splits(self.splits))
         object.__setattr__(self, "lesion_diameter_mm",
@@ -135,6 +159,17 @@ class SynthConfig:
         _check(0.0 <= self.texture_hu <= 100.0, "texture_hu", self.texture_hu, "within [0, 100]")
         _check(1.0 <= self.thick_mm <= 20.0, "thick_mm", self.thick_mm, "within [1, 20] mm")
         self._check_splits()
+
+    def _apply_device_noise(self) -> None:
+        devices = list(self.devices)
+        for name, hu in self.device_noise:
+            _check(0.0 <= hu <= 500.0, f"device_noise[{name}]", hu, "within [0, 500] HU")
+            matches = [i for i, d in enumerate(devices) if d.name == name]
+            if not matches:
+                raise ConfigError(f"device_noise: '{name}' is not one of the export's devices "
+                                  f"({', '.join(d.name for d in devices)}).")
+            devices[matches[0]] = replace(devices[matches[0]], noise_hu=hu)
+        object.__setattr__(self, "devices", tuple(devices))
 
     def _check_splits(self) -> None:
         valid = {s.value for s in Split}
