@@ -134,7 +134,9 @@ def test_the_summary_says_where_the_time_went(baseline):
     assert {"scan", "ingest_wait", "read_cache", "inference", "route_and_journal",
             "worklists"} <= set(stages)
     assert all(seconds >= 0 for seconds in stages.values())
-    assert sum(stages.values()) <= summary["seconds"]
+    # Every figure is rounded to the millisecond: the sum may exceed the total by the
+    # rounding of each term.
+    assert sum(stages.values()) <= summary["seconds"] + 0.0005 * (len(stages) + 1)
     assert summary["workers"] == 2 and summary["inference_threads"] >= 1
 
 
