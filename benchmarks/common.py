@@ -1,4 +1,5 @@
-"""Measuring helpers shared by the benchmarks: the summed RSS of a process tree over time.
+"""Helpers shared by the benchmarks: the summed RSS of a process tree over time, and the
+marked sections of docs/benchmarks.md.
 
 `TreeSampler` watches a child process and everything it starts (ingest workers, their
 decoders) and keeps the peak of their summed resident memory. Standard library only, so a
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 SAMPLE_INTERVAL_S = 0.05
 
@@ -72,3 +74,24 @@ class TreeSampler(threading.Thread):
         """Stop sampling and wait for the thread (the last sample is in `peak`)."""
         self._stop_event.set()
         self.join()
+
+
+def write_marked_section(path: Path, begin: str, end: str, text: str,
+                         intro: str = "# Benchmarks\n") -> None:
+    """Replace what lies between the `begin` and `end` markers of `path` with `text`.
+
+    Text outside the markers, other benchmarks' sections included, is kept; a file without
+    the markers gets the section appended (a missing file starts with `intro`). The file is
+    replaced atomically.
+    """
+    block = f"{begin}\n{text.strip()}\n{end}"
+    doc = path.read_text(encoding="utf-8") if path.exists() else intro
+    start, stop = doc.find(begin), doc.find(end)
+    if 0 <= start < stop:
+        doc = doc[:start] + block + doc[stop + len(end):]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(doc, encoding="utf-8")
+    os.replace(tmp, path)

@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from benchmarks.common import write_marked_section
 from benchmarks.ingest.measure import Measured, Row
 from benchmarks.ingest.report import (
     MONAI_FACTOR,
@@ -197,19 +198,5 @@ def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict
 
 
 def write_section(doc: Path, section: str) -> None:
-    """Replace the ingest section of `doc` (between its markers), creating the file if needed.
-
-    Text outside the markers, other benchmarks' sections included, is kept; a file without
-    the markers gets the section appended.
-    """
-    block = f"{BEGIN}\n{section.strip()}\n{END}"
-    text = doc.read_text(encoding="utf-8") if doc.exists() else DOC_INTRO
-    start, end = text.find(BEGIN), text.find(END)
-    if 0 <= start < end:
-        text = text[:start] + block + text[end + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    tmp = doc.with_name(f".{doc.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(doc)
+    """Replace the ingest section of `doc` (between its markers), creating the file if needed."""
+    write_marked_section(doc, BEGIN, END, section, intro=DOC_INTRO)

@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import write_marked_section
+
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "bench_output" / "quality"
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
@@ -159,13 +161,8 @@ def verdicts(results: list[dict], holdout: str, key: str = "rows") -> list[str]:
 
 
 def write_doc(text: str, path: Path) -> None:
-    doc = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in doc and END in doc:
-        doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    path.write_text(doc, encoding="utf-8")
+    """Replace the block between the quality markers of `path` (append it when absent)."""
+    write_marked_section(path, BEGIN, END, text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import write_marked_section
 from benchmarks.run.measure import Measured
 
 BEGIN, END = "<!-- run:begin -->", "<!-- run:end -->"
@@ -240,15 +241,7 @@ def verdicts(s: dict[str, Any], names: dict[str, str] | None = None) -> list[str
 
 def write_doc(text: str, path: Path) -> None:
     """Replace the section between the run markers (append it when absent)."""
-    doc = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in doc and END in doc:
-        doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    os.replace(tmp, path)
+    write_marked_section(path, BEGIN, END, text)
 
 
 def _load(values: tuple[float, float, float]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import write_marked_section
 from triage.calibrate import bootstrap_ci, ece
 
 BEGIN, END = "<!-- triage:begin -->", "<!-- triage:end -->"
@@ -192,10 +193,4 @@ def verdicts(summary: dict[str, Any], held_out: dict[str, Any] | None, *, alpha:
 
 def write_doc(text: str, path: Path) -> None:
     """Replace the block between the triage markers of `path` (append it when absent)."""
-    doc = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in doc and END in doc:
-        doc = doc[:doc.index(BEGIN)] + block + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    path.write_text(doc, encoding="utf-8")
+    write_marked_section(path, BEGIN, END, text)
