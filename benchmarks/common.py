@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: the summed RSS of a process tree over time, and the
+"""Helpers shared by the benchmarks: one measured subprocess (wall time, peak RSS of the
+process and of its tree, CPU time), the summed RSS of a process tree over time, and the
 marked sections of docs/benchmarks.md.
 
 `TreeSampler` watches a child process and everything it starts (ingest workers, their
@@ -9,10 +10,15 @@ harness that imports it adds little to the peaks it measures.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 SAMPLE_INTERVAL_S = 0.05
+RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
 
 
 def tree_rss_bytes(root: int) -> int:
@@ -95,3 +101,64 @@ def write_marked_section(path: Path, begin: str, end: str, text: str,
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(doc, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def env_with_repo(repo: Path) -> dict[str, str]:
+    """This process's environment with `repo` first on ``PYTHONPATH`` (for child tools)."""
+    return os.environ | {"PYTHONPATH": os.pathsep.join(
+        [str(repo), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+@dataclass(frozen=True)
+class ProcessRun:
+    """One measured subprocess.
+
+    Attributes:
+        exit_code: its exit status (negative: killed by that signal).
+        wall_s: wall time from start to exit.
+        maxrss_mib: ``ru_maxrss`` from ``os.wait4``: the largest single process.
+        tree_mib: the sampled peak of the summed RSS of the process and its descendants.
+        cpu_s: user + system time of the process and the children it reaped.
+    """
+
+    exit_code: int
+    wall_s: float
+    maxrss_mib: float
+    tree_mib: float
+    cpu_s: float
+
+
+def run_measured(cmd: list[str], out_log: Path, err_log: Path, *, cwd: Path,
+                 timeout_s: float, env: dict[str, str] | None = None) -> ProcessRun:
+    """Run `cmd` in a fresh subprocess, stdout and stderr to the logs, killed after
+    `timeout_s`; time it and record its peak memory (`ProcessRun`)."""
+    with out_log.open("wb") as out, err_log.open("wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd, env=env)
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        killer = threading.Timer(timeout_s, proc.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            raise
+        finally:
+            wall = time.perf_counter() - started
+            killer.cancel()
+            sampler.stop()
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    return ProcessRun(proc.returncode, wall, usage.ru_maxrss * RSS_UNIT / 2**20,
+                      sampler.peak / 2**20, usage.ru_utime + usage.ru_stime)
+
+
+def run_logged(cmd: list[str], log: Path, *, cwd: Path) -> str:
+    """Run `cmd` with stderr to `log`; its stdout, or SystemExit naming the log on failure."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as err:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=cwd)
+    if proc.returncode:
+        raise SystemExit(f"`{' '.join(cmd[1:])}` failed ({proc.returncode}); see {log}")
+    return proc.stdout

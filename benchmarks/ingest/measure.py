@@ -8,23 +8,16 @@ the timed runs of one tool at one worker count.
 
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import statistics
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import TreeSampler
+from benchmarks.common import RSS_UNIT, env_with_repo, run_measured
 from benchmarks.ingest.settings import REPO
 from benchmarks.ingest.tools import Tool, ToolResult
-
-RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
 
 
 @dataclass(frozen=True)
@@ -83,32 +76,13 @@ def measure(tool: Tool, export: Path, run_dir: Path, workers: int, log_stem: Pat
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     log_stem.parent.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     out_log, err_log = log_stem.with_suffix(".out"), log_stem.with_suffix(".err")
-    with out_log.open("wb") as out, err_log.open("wb") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(tool.command(export, run_dir, workers), stdout=out,
-                                stderr=err, cwd=REPO, env=env)
-        sampler = TreeSampler(proc.pid)
-        sampler.start()
-        killer = threading.Timer(timeout_s, proc.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            proc.kill()
-            os.wait4(proc.pid, 0)
-            raise
-        finally:
-            wall = time.perf_counter() - started
-            killer.cancel()
-            sampler.stop()
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    maxrss, tree = usage.ru_maxrss * RSS_UNIT / 2**20, sampler.peak / 2**20
-    if proc.returncode != 0:
+    run = run_measured(tool.command(export, run_dir, workers), out_log, err_log, cwd=REPO,
+                       timeout_s=timeout_s, env=env_with_repo(REPO))
+    wall, maxrss, tree = run.wall_s, run.maxrss_mib, run.tree_mib
+    if run.exit_code != 0:
         return Measured(wall, maxrss, tree, None,
-                        f"exit status {proc.returncode}; see {err_log}")
+                        f"exit status {run.exit_code}; see {err_log}")
     try:
         result = tool.result(out_log.read_text(errors="replace"), run_dir, workers)
     except ValueError as err:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchmarks.common import run_logged
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "bench_output" / "run"
@@ -59,15 +60,6 @@ def triage_cmd(*argv: str) -> list[str]:
     return [sys.executable, "-m", "triage", *argv]
 
 
-def _quiet(cmd: list[str], log: Path) -> str:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as err:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO)
-    if proc.returncode:
-        raise SystemExit(f"`{' '.join(cmd[2:])}` failed ({proc.returncode}); see {log}")
-    return proc.stdout
-
-
 def _synth(export: Path, studies: int, seed: int, matrix: int) -> list[str]:
     return triage_cmd("synth", str(export), "--studies", str(studies), "--seed", str(seed),
                       "--matrix", str(matrix), "--no-extras", "--workers", "2", "--overwrite")
@@ -78,7 +70,7 @@ def _cached_export(root: Path, studies: int, seed: int, matrix: int) -> Path:
     if not (root / ".complete").exists():
         cmd = _synth(export, studies, seed, matrix)
         print(f"generating {export.relative_to(REPO)} ...", flush=True)
-        _quiet(cmd, root / "synth.log")
+        run_logged(cmd, root / "synth.log", cwd=REPO)
         (root / ".complete").write_text(" ".join(cmd[2:]))
     return export
 
@@ -100,13 +92,14 @@ def prepare_model(network: Network, studies: int, matrix: int, epochs: int) -> P
     ingest = root / "ingest"
     print(f"training the {network.key} benchmark model in {root.relative_to(REPO)} ...",
           flush=True)
-    _quiet(triage_cmd("ingest", str(export), "--out", str(ingest), "--config",
-                      str(network.ingest_config), "--json"), root / "ingest.log")
+    run_logged(triage_cmd("ingest", str(export), "--out", str(ingest), "--config",
+                          str(network.ingest_config), "--json"), root / "ingest.log", cwd=REPO)
     started = time.perf_counter()
-    text = _quiet(triage_cmd("train", "--manifest", str(export / "manifest.csv"), "--ingest",
-                             str(ingest), "--config", str(network.train_config), "--out",
-                             str(root / "train"), "--epochs", str(epochs), "--run-name",
-                             f"run-benchmark-{network.key}", "--json"), root / "train.log")
+    text = run_logged(triage_cmd("train", "--manifest", str(export / "manifest.csv"),
+                                 "--ingest", str(ingest), "--config", str(network.train_config),
+                                 "--out", str(root / "train"), "--epochs", str(epochs),
+                                 "--run-name", f"run-benchmark-{network.key}", "--json"),
+                      root / "train.log", cwd=REPO)
     bundle = Path(json.loads(text[text.index("{"):])["bundle"])
     (root / "train_seconds").write_text(f"{time.perf_counter() - started:.1f}")
     done.write_text(str(bundle))

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -26,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import TreeSampler
-from benchmarks.ingest.measure import RSS_UNIT
+from benchmarks.common import env_with_repo, run_measured
 from benchmarks.run.data import OUT, REPO, triage_cmd
 
 
@@ -100,29 +98,13 @@ def measure(kind: str, cmd: list[str], log_stem: Path, timeout_s: float
     """
     log_stem.parent.mkdir(parents=True, exist_ok=True)
     out_log, err_log = log_stem.with_suffix(".out"), log_stem.with_suffix(".err")
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    with out_log.open("wb") as out, err_log.open("wb") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=REPO, env=env)
-        sampler = TreeSampler(proc.pid)
-        sampler.start()
-        killer = threading.Timer(timeout_s, proc.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
-            wall = time.perf_counter() - started
-            sampler.stop()
-    code = os.waitstatus_to_exitcode(status)
-    proc.returncode = code  # reaped here, not by Popen
-    if code != 0:
-        raise SystemExit(f"{kind} run failed with exit status {code}; see {err_log}")
+    run = run_measured(cmd, out_log, err_log, cwd=REPO, timeout_s=timeout_s,
+                       env=env_with_repo(REPO))
+    if run.exit_code != 0:
+        raise SystemExit(f"{kind} run failed with exit status {run.exit_code}; see {err_log}")
     text = out_log.read_text(errors="replace")
     result = json.loads(text[text.index("{"):])
-    return (wall, usage.ru_maxrss * RSS_UNIT / 2**20, sampler.peak / 2**20,
-            usage.ru_utime + usage.ru_stime, result)
+    return run.wall_s, run.maxrss_mib, run.tree_mib, run.cpu_s, result
 
 
 def run_dir(network: str, studies: int) -> Path:

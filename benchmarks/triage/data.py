@@ -19,13 +19,14 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from benchmarks.common import run_logged
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "bench_output" / "triage"
@@ -37,15 +38,6 @@ VARIANT = "focal+dp"
 QUALITY_DATA = REPO / "bench_output" / "quality" / "data" / "s500-m128-seed0-ea19aa43"
 #: The documented default difficulty (docs/synthetic_data.md), as the quality benchmark.
 SYNTH_ARGS = "--slices 40 --lesion-size 14,24 --lesion-contrast -90"
-
-
-def _run(cmd: list[str], log: Path) -> str:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as err:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO)
-    if proc.returncode:
-        raise SystemExit(f"`{' '.join(cmd[1:])}` failed ({proc.returncode}); see {log}")
-    return proc.stdout
 
 
 def pool_root(devices: list[str], studies: int, seed: int, matrix: int = 128,
@@ -83,13 +75,13 @@ def prepare_pool(devices: list[str], studies: int, seed: int, *, matrix: int = 1
                  str(workers), "--overwrite"]
         print(f"generating {export.relative_to(REPO)} ({studies} studies) ...", flush=True)
         started = time.perf_counter()
-        _run(synth, root / "synth.log")
+        run_logged(synth, root / "synth.log", cwd=REPO)
         synth_s = time.perf_counter() - started
         print(f"  {synth_s:.0f} s; ingesting ...", flush=True)
         started = time.perf_counter()
-        _run([sys.executable, "-m", "triage", "ingest", str(export), "--out", str(ingest),
-              "--config", str(INGEST_CONFIG), "--workers", str(workers), "--json"],
-             root / "ingest.log")
+        run_logged([sys.executable, "-m", "triage", "ingest", str(export), "--out", str(ingest),
+                    "--config", str(INGEST_CONFIG), "--workers", str(workers), "--json"],
+                   root / "ingest.log", cwd=REPO)
         ingest_s = time.perf_counter() - started
         print(f"  {ingest_s:.0f} s", flush=True)
         done.write_text(json.dumps({"synth": synth, "synth_s": synth_s,
