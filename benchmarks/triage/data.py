@@ -40,6 +40,11 @@ QUALITY_DATA = REPO / "bench_output" / "quality" / "data" / "s500-m128-seed0-ea1
 SYNTH_ARGS = "--slices 40 --lesion-size 14,24 --lesion-contrast -90"
 
 
+def shown(path: Path) -> str:
+    """`path` relative to the repository when inside it (as the reports print paths)."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def pool_root(devices: list[str], studies: int, seed: int, matrix: int = 128,
               synth_args: str = SYNTH_ARGS) -> Path:
     """The cache folder of one pool export; every argument is part of its name."""
@@ -180,7 +185,7 @@ def score_pool(bundle_dir: Path, manifest: Path, ingest: Path, *,
         for uid, _ in resolved.excluded:
             excluded[groups[uid]] = excluded.get(groups[uid], 0) + 1
         meta_path.write_text(json.dumps({"score_s": score_s, "excluded": excluded,
-                                         "bundle": str(bundle_dir.relative_to(REPO))},
+                                         "bundle": shown(bundle_dir)},
                                         indent=1))
     return (pd.read_csv(path, dtype={"study_uid": str}),
             json.loads(meta_path.read_text()))

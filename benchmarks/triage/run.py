@@ -88,7 +88,7 @@ def held_out_pool(pool_info: dict[str, Any], runs: Path = QUALITY_RUNS
             p_raw, p_cal = (probabilities(logits[held], t) for t in (1.0, temperature))
             out["device"] = holdout.name
             out["runs"].append({
-                "model": str(bundle.relative_to(REPO)),
+                "model": data.shown(bundle),
                 "seed": bundle.parent.name.rsplit("seed", 1)[-1], "n": int(held.sum()),
                 "positives": int(labels[held].sum()), "temperature": temperature,
                 "calibrated_on": sorted(set(frame["device_group"][~held])),
