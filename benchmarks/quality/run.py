@@ -60,6 +60,9 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Path]:
     root = OUT / "data" / name
     export, ingest = root / "export", root / "ingest"
     if not (root / ".complete").exists():
+        # An unfinished earlier attempt (killed mid-way) is this harness's own: start over.
+        shutil.rmtree(export, ignore_errors=True)
+        shutil.rmtree(ingest, ignore_errors=True)
         cmd = [sys.executable, "-m", "triage", "synth", str(export), "--studies",
                str(args.studies), "--seed", str(args.data_seed), "--matrix", str(args.matrix),
                "--no-extras", "--thick-fraction", "0", *args.synth_args.split()]

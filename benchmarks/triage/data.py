@@ -1,7 +1,8 @@
 """The triage benchmark's inputs, made once and cached under ``bench_output/triage/``.
 
-- the **model**: trained once by `triage.train.run.train_model` on the quality benchmark's
-  export (all five devices, no held-out device) with the quality recipe + focal + device
+- the **model**: trained once by `triage.train.run.train_model` on a 500-study export of
+  all five devices (`training_export`, made like the quality benchmark's, no held-out
+  device) with the quality recipe + focal + device
   perturbation (`benchmarks.quality.run.CONFIGS["focal+dp"]`);
 - the **pool**: a separate synthetic export (another seed, the same difficulty), ingested
   with `pipelines/ingest/synthetic.yaml`, large enough that every device's calibration part
@@ -33,9 +34,10 @@ OUT = REPO / "bench_output" / "triage"
 INGEST_CONFIG = REPO / "pipelines" / "ingest" / "synthetic.yaml"
 TRAIN_CONFIG = REPO / "pipelines" / "train" / "quality.yaml"
 VARIANT = "focal+dp"
-#: The quality benchmark's export at the pool's difficulty (its `--synth-args` set to
-#: `SYNTH_ARGS`, data seed 0; its default adds a noisier `cygnus`).
-QUALITY_DATA = REPO / "bench_output" / "quality" / "data" / "s500-m128-seed0-ea19aa43"
+#: The model's training export: 500 studies of all five devices, data seed 0, made by the
+#: quality benchmark's `prepare` at the pool's difficulty (`SYNTH_ARGS`; the quality
+#: benchmark's own default adds a noisier `cygnus`).
+TRAIN_EXPORT = {"studies": 500, "matrix": 128, "data_seed": 0}
 #: The documented default difficulty (docs/synthetic_data.md), as the quality benchmark.
 SYNTH_ARGS = "--slices 40 --lesion-size 14,24 --lesion-contrast -90"
 
@@ -105,8 +107,17 @@ def train_config(seed: int = 0):
         runtime={"seed": seed, "experiment": "triage-benchmark"}, **CONFIGS[VARIANT])
 
 
-def prepare_model(seed: int = 0, data: Path = QUALITY_DATA) -> dict[str, object]:
-    """Train the benchmark's model once on the quality export (all devices); bundle path.
+def training_export() -> tuple[Path, Path]:
+    """The model's training export (manifest, ingest folder), generated on first use."""
+    import argparse
+
+    from benchmarks.quality.run import prepare
+
+    return prepare(argparse.Namespace(**TRAIN_EXPORT, synth_args=SYNTH_ARGS))
+
+
+def prepare_model(seed: int = 0) -> dict[str, object]:
+    """Train the benchmark's model once on `training_export` (all devices); bundle path.
 
     The folder is named by the config fingerprint: another recipe trains another model.
     """
@@ -116,12 +127,8 @@ def prepare_model(seed: int = 0, data: Path = QUALITY_DATA) -> dict[str, object]
     if not done.exists():
         from triage.train.run import train_model
 
-        manifest, ingest = data / "export" / "manifest.csv", data / "ingest"
-        if not manifest.is_file() or not (ingest / "ingest_report.csv").is_file():
-            raise SystemExit(f"{data} has no ingested export: generate it with `python -m "
-                             f"benchmarks.quality.run --synth-args '{SYNTH_ARGS}' --seeds 0 "
-                             f"--variants focal+dp` (the pool's difficulty, without the "
-                             f"quality benchmark's noisier held-out device).")
+        manifest, ingest = training_export()
+        data = manifest.parent.parent
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{OUT / 'mlflow.db'}")
         print(f"training {out.relative_to(REPO)} ...", flush=True)
         started = time.perf_counter()
