@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from benchmarks.run.measure import Measured
 from benchmarks.run.report import (
-    BEGIN,
-    END,
     breakdown,
     section,
     summarize,
     table,
     verdicts,
-    write_doc,
 )
 
 STAGES = {"scan": 10.0, "ingest_wait": 100.0, "inference": 80.0, "read_cache": 5.0,
@@ -121,13 +118,3 @@ def test_section_names_every_network_and_its_config():
     assert "network `blob-fcn`" in text and "| demo | end to end" in text
     assert "| end-to-end wall time | demo |" in text
     assert "demo: 2 threads 120.0 s, 1 thread 60.0 s." in text
-
-
-def test_write_doc_replaces_only_its_own_section(tmp_path):
-    doc = tmp_path / "benchmarks.md"
-    doc.write_text("# Benchmarks\n\n<!-- ingest:begin -->\ningest\n<!-- ingest:end -->\n")
-    write_doc("first", doc)
-    write_doc("second", doc)
-    text = doc.read_text()
-    assert text.count(BEGIN) == 1 and f"{BEGIN}\nsecond\n{END}" in text
-    assert "<!-- ingest:begin -->\ningest\n<!-- ingest:end -->" in text and "first" not in text

@@ -27,7 +27,7 @@ from benchmarks.triage.redraw import (
     split_draw,
     summarize,
 )
-from benchmarks.triage.report import BEGIN, END, routing_table, verdicts, write_doc
+from benchmarks.triage.report import routing_table, verdicts
 from triage.calibrate import probabilities
 from triage.route import Router, fit_thresholds, load_rules
 from triage.route.rules import RuleSet
@@ -155,13 +155,6 @@ def test_verdict_lines_and_doc_block(tmp_path):
     assert text.count("**missed**") == 4  # test miss, pool miss, positives, review
     table = routing_table(good, "after", {"acme-tomography-voxa-64": 315})
     assert table.splitlines()[2].startswith("| all | 300 (150) | 315 | 100 % |")
-    doc = tmp_path / "benchmarks.md"
-    doc.write_text("# Benchmarks\n\nintro\n")
-    write_doc("first", doc)
-    write_doc("second", doc)
-    content = doc.read_text()
-    assert content.count(BEGIN) == 1 and f"{BEGIN}\nsecond\n{END}" in content
-    assert content.startswith("# Benchmarks\n\nintro\n")
 
 
 def test_evaluate_draw_is_reproducible(ruleset):
