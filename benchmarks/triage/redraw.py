@@ -28,11 +28,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import gammaln
 from scipy.stats import binom
 
 from triage.calibrate import adaptive_ece, brier, ece, fit_temperature, nll, probabilities
 from triage.route import Router, fit_thresholds
 from triage.route.rules import RuleSet, Stage
+from triage.route.thresholds import cp_upper
 from triage.route.types import Route, StudyEvidence
 
 ALL = "all"
@@ -222,6 +224,32 @@ def run_draws(pool: Pool, draws: int, *, ruleset: RuleSet, train_devices: Sequen
                           fraction=fraction, seed=seed, n_bins=n_bins) for d in range(draws)]
 
 
+def exceed_by_ranks(n_calib_pos: int, n_test_pos: int, alpha: float, delta: float) -> float:
+    """P(the test part's miss rate > alpha) that the certificate implies by rank symmetry.
+
+    With k the most calibration misses the Clopper–Pearson bound certifies at
+    ``n_calib_pos`` positives, the routine threshold sits at the (k + 1)-th lowest
+    calibration positive (up to the candidate grid, which can only lower it). Calibration
+    and test positives are exchangeable, so the number T of test positives below it is
+    negative-hypergeometric whatever the model:
+    ``P(T = t) = C(t + k, k) C(n_t - t + n_c - k - 1, n_t - t) / C(n_t + n_c, n_t)``.
+    The result is ``P(T > floor(alpha * n_t))``: how often a sound certificate's test part
+    exceeds alpha from finite-sample noise alone. NaN when nothing can be certified.
+    """
+    n_c, n_t = int(n_calib_pos), int(n_test_pos)
+    misses = np.arange(n_c)
+    certified = np.flatnonzero(cp_upper(misses, n_c, delta) <= alpha)
+    if not certified.size or not n_t:
+        return float("nan")
+    k = int(certified[-1])
+    t = np.arange(n_t + 1)
+    log_p = (gammaln(t + k + 1) - gammaln(t + 1) - gammaln(k + 1)
+             + gammaln(n_t - t + n_c - k) - gammaln(n_t - t + 1) - gammaln(n_c - k)
+             - (gammaln(n_t + n_c + 1) - gammaln(n_t + 1) - gammaln(n_c + 1)))
+    allowed = int(np.floor(alpha * n_t + 1e-9))
+    return float(np.exp(log_p[t > allowed]).sum())
+
+
 def exceed_allowance(n_test_pos: float, alpha: float) -> float:
     """P(a test part of `n_test_pos` positives shows a miss rate > alpha) if the true miss
     rate were exactly alpha: the test-sampling noise alone, for judging the realized rate."""
@@ -229,9 +257,11 @@ def exceed_allowance(n_test_pos: float, alpha: float) -> float:
     return float(binom.sf(np.floor(alpha * n + 1e-9), n, alpha)) if n else float("nan")
 
 
-def summarize(draws: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
+def summarize(draws: list[dict[str, Any]], alpha: float, delta: float | None = None
+              ) -> dict[str, Any]:
     """Mean and 2.5 / 97.5 percentiles over draws of every figure, per stage and group,
-    and the fraction of draws whose miss rate (test part; pool) exceeds `alpha`.
+    and the fraction of draws whose miss rate (test part; pool) exceeds `alpha`; with
+    `delta`, also `exceed_by_ranks` for each device group.
 
     NaN values (e.g. the PPV of a draw that routed nothing urgent) are left out of the
     mean and percentiles; ``n_valid`` says how many draws remain.
@@ -253,6 +283,10 @@ def summarize(draws: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
             entry["n_test"] = float(np.mean([r["n"] for r in rows]))
             entry["n_test_pos"] = n_pos
             entry["exceed_if_at_alpha"] = exceed_allowance(n_pos, alpha)
+            entry["exceed_by_ranks"] = float("nan")
+            if delta is not None and group != ALL:
+                n_calib = round(np.mean([d["n_calib_pos"][group] for d in draws]))
+                entry["exceed_by_ranks"] = exceed_by_ranks(n_calib, round(n_pos), alpha, delta)
             summary["stages"][stage][group] = entry
     return summary
 

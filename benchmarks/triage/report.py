@@ -66,8 +66,8 @@ def routing_table(summary: dict[str, Any], stage: str, min_calib_pos: dict[str, 
     """Per-group routing figures of one stage, mean [2.5 %, 97.5 %] over draws."""
     header = ["group", "test studies (positives)", "min calib. positives", "certified",
               "negatives cleared (routine)", "miss rate", "P(miss > α), test part",
-              "… if the true rate were α", "P(pool miss > α)", "PPV urgent", "urgent",
-              "review", "t_low", "t_high"]
+              "… if the true rate were α", "… implied by ranks", "P(pool miss > α)",
+              "PPV urgent", "urgent", "review", "t_low", "t_high"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for group, entry in summary["stages"][stage].items():
         calib = min(min_calib_pos.values()) if group == ALL else min_calib_pos.get(group, 0)
@@ -77,6 +77,7 @@ def routing_table(summary: dict[str, Any], stage: str, min_calib_pos: dict[str, 
             _pct(entry["certified"]["mean"], 0),
             _interval(entry["cleared"]), _interval(entry["miss"], lambda v: _pct(v, 2)),
             _pct(entry["miss_exceed"]), _pct(entry["exceed_if_at_alpha"]),
+            _pct(entry.get("exceed_by_ranks", float("nan"))),
             _pct(entry["pool_miss_exceed"]), _interval(entry["ppv_urgent"]),
             _interval(entry["urgent"]), _interval(entry["review"]),
             _interval(entry.get("t_low", {}), lambda v: _num(v, 4)),
@@ -173,10 +174,14 @@ def verdicts(summary: dict[str, Any], held_out: dict[str, Any] | None, *, alpha:
                        for g, v in exceed.items())
     allowance = ", ".join(f"{'overall' if g == ALL else short(g)} "
                           f"{_pct(after[g]['exceed_if_at_alpha'])}" for g in after)
+    by_ranks = ", ".join(f"{short(g)} {_pct(after[g]['exceed_by_ranks'])}" for g in devices
+                         if np.isfinite(after[g].get("exceed_by_ranks", float("nan"))))
+    ranks = (f"; the certificate itself implies {by_ranks} by rank symmetry (any model: "
+             f"test positives below the threshold's calibration rank)" if by_ranks else "")
     out.append(f"Realized miss rate on the test part > α in {listed} of "
                f"{summary['draws']} draws (target ≤ δ = {_pct(delta, 0)}): "
                f"{_met(worst <= delta)}. Test-sampling noise alone would give {allowance} "
-               f"if the true miss rate were exactly α.")
+               f"if the true miss rate were exactly α{ranks}.")
     pool = {g: after[g]["pool_miss_exceed"] for g in after}
     listed = ", ".join(f"{'overall' if g == ALL else short(g)} {_pct(v)}" for g, v in pool.items())
     out.append(f"Pool miss rate (the certified quantity, without test-sampling noise) > α in "

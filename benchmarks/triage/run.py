@@ -58,7 +58,7 @@ def held_out_ece(path: Path = QUALITY_RESULTS) -> dict[str, Any] | None:
 QUALITY_RUNS = REPO / "bench_output" / "quality" / "runs"
 
 
-def held_out_pool(pool_info: dict[str, Any], runs: Path = QUALITY_RUNS
+def held_out_pool(pools: list[dict[str, Any]], runs: Path = QUALITY_RUNS
                   ) -> dict[str, Any] | None:
     """Calibration on a device the model never saw, measured on the pool.
 
@@ -66,8 +66,9 @@ def held_out_pool(pool_info: dict[str, Any], runs: Path = QUALITY_RUNS
     `runs`/<held-out device>/) score the pool. Their temperature is fitted on the pool's
     studies of the devices they were trained on, as a site would calibrate on the scanners
     it has; ECE (bootstrap interval, floor) is then measured on every pool study of the
-    held-out device, ~1000 studies instead of the ~100 of the quality benchmark's own
-    held-out set. None when no such model or no held-out device is in the pool.
+    held-out device, ~2000 studies instead of the ~100 of the quality benchmark's own
+    held-out set. `pools` are the pool exports (`data.prepare_pool` results), scored
+    together. None when no such model or no held-out device is in the pool.
     """
     from triage.calibrate import auroc, fit_temperature, probabilities
 
@@ -78,7 +79,7 @@ def held_out_pool(pool_info: dict[str, Any], runs: Path = QUALITY_RUNS
         for bundle in sorted(holdout.glob(f"{data.VARIANT}-seed*/bundle")):
             if not (bundle / "bundle.json").is_file():
                 continue
-            frame, _ = data.score_pool(bundle, pool_info["manifest"], pool_info["ingest"])
+            frame, _ = data.score_pools(bundle, pools)
             held = (frame["device_group"] == holdout.name).to_numpy()
             if not held.any() or held.all():
                 continue
@@ -122,11 +123,14 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", default="acme,borealis,cygnus",
                         help="pool device profiles (`triage synth --devices`)")
-    parser.add_argument("--studies-per-device", type=int, default=1000)
-    parser.add_argument("--pool-seed", type=int, default=1)
+    parser.add_argument("--studies-per-device", type=int, default=1000,
+                        help="studies per device in each pool export")
+    parser.add_argument("--pool-seeds", default="1,2",
+                        help="one pool export per seed, pooled (default 1,2: ~1000 "
+                             "positives per device)")
     parser.add_argument("--model-seed", type=int, default=0)
     parser.add_argument("--draws", type=int, default=200)
-    parser.add_argument("--calib-fraction", type=float, default=0.7)
+    parser.add_argument("--calib-fraction", type=float, default=0.6)
     parser.add_argument("--rules", type=Path, default=RULES)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
@@ -134,16 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.devices, args.studies_per_device, args.draws = "acme,cygnus", 20, 5
+        args.pool_seeds = "1"
     from triage.route import load_rules
 
     started, load_start = time.perf_counter(), os.getloadavg()
     data.OUT.mkdir(parents=True, exist_ok=True)
     devices = args.devices.split(",")
     model = data.prepare_model(args.model_seed)
-    pool_info = data.prepare_pool(devices, args.studies_per_device * len(devices),
-                                  args.pool_seed, workers=args.workers)
-    frame, score_info = data.score_pool(model["bundle"], pool_info["manifest"],
-                                        pool_info["ingest"])
+    seeds = [int(seed) for seed in args.pool_seeds.split(",")]
+    pools = [data.prepare_pool(devices, args.studies_per_device * len(devices), seed,
+                               workers=args.workers) for seed in seeds]
+    frame, score_info = data.score_pools(model["bundle"], pools)
     bundle_meta = json.loads((model["bundle"] / "bundle.json").read_text())
     train_devices = bundle_meta["train_devices"]
     ruleset = load_rules(args.rules)
@@ -152,11 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     draws = run_draws(pool, args.draws, ruleset=ruleset, train_devices=train_devices,
                       fraction=args.calib_fraction, seed=0)
     redraw_s = time.perf_counter() - redraw_start
-    summary = summarize(draws, ruleset.thresholds.alpha)
+    summary = summarize(draws, ruleset.thresholds.alpha, ruleset.thresholds.delta)
     qc = qc_flagged(pool, ruleset, train_devices)
     extras = draw_zero_extras(pool, qc, args.calib_fraction, 0)
     held_out = held_out_ece()
-    held_out_big = held_out_pool(pool_info)
+    held_out_big = held_out_pool(pools)
     min_calib = {g: min(d["n_calib_pos"][g] for d in draws) for g in pool.groups}
     meta = {
         "command": "python -m benchmarks.triage.run " + " ".join(argv or sys.argv[1:]),
@@ -165,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         "load_end": os.getloadavg(), "cpus": os.cpu_count(),
         "cpu": platform.processor() or platform.machine(),
         "devices": devices, "studies_per_device": args.studies_per_device,
-        "pool_seed": args.pool_seed, "pool_root": str(pool_info["root"].relative_to(REPO)),
-        "synth_s": pool_info["synth_s"], "ingest_s": pool_info["ingest_s"],
+        "pool_seeds": seeds,
+        "pool_roots": [str(p["root"].relative_to(REPO)) for p in pools],
+        "synth_s": sum(p["synth_s"] for p in pools),
+        "ingest_s": sum(p["ingest_s"] for p in pools),
         "score_s": score_info["score_s"], "excluded": score_info["excluded"],
         "train_s": model["train_s"], "model": str(model["bundle"].relative_to(REPO)),
         "model_data": model["data"], "model_temperature": bundle_meta["temperature"],
@@ -209,10 +216,11 @@ def render(meta: dict[str, Any], summary: dict[str, Any], extras: dict[str, Any]
         f"{max(meta['model_calib_pos'].values(), default=0)} positives per device) cannot "
         f"certify a threshold (< {meta['qc_required']}), so temperature and thresholds are "
         f"refitted on the pool below.",
-        f"- **Pool** (`{meta['pool_root']}`): `triage synth --seed {meta['pool_seed']} "
-        f"--studies {meta['studies_per_device'] * len(meta['devices'])} --devices "
+        f"- **Pool** ({', '.join(f'`{r}`' for r in meta['pool_roots'])}): one export per "
+        f"seed {', '.join(str(s) for s in meta['pool_seeds'])}, each `triage synth --seed "
+        f"SEED --studies {meta['studies_per_device'] * len(meta['devices'])} --devices "
         f"{','.join(meta['devices'])} --matrix 128 --no-extras --thick-fraction 0 "
-        f"{data.SYNTH_ARGS}` ({meta['synth_s'] / 60:.1f} min), ingested with "
+        f"{data.SYNTH_ARGS}` ({meta['synth_s'] / 60:.1f} min in all), ingested with "
         f"`pipelines/ingest/synthetic.yaml` ({meta['ingest_s'] / 60:.1f} min; {excluded} "
         f"rejected), scored in {meta['score_s']:.0f} s: {per_device}. "
         f"{meta['qc_flagged']} studies flagged by the QC rules.",
@@ -228,10 +236,12 @@ def render(meta: dict[str, Any], summary: dict[str, Any], extras: dict[str, Any]
         "positives routed routine / positives; *P(miss > α), test part* = fraction of draws "
         "whose test part shows a miss rate above α (the issue's criterion); *… if the true "
         "rate were α* = the same probability from test-sampling noise alone for a threshold "
-        "whose true miss rate is exactly α; *P(pool miss > α)* = fraction of draws whose "
-        "thresholds route more than α of **all** the group's pool positives routine (the "
-        "finite-population miss rate the certificate bounds, without test noise); *review* "
-        "includes QC-flagged and uncertified studies.", "",
+        "whose true miss rate is exactly α; *… implied by ranks* = the same probability for a "
+        "sound certificate, from the calibration and test positives' exchangeable ranks "
+        "alone (`redraw.exceed_by_ranks`; it holds for any model); *P(pool miss > α)* = "
+        "fraction of draws whose thresholds route more than α of **all** the group's pool "
+        "positives routine (the finite-population miss rate the certificate bounds, without "
+        "test noise); *review* includes QC-flagged and uncertified studies.", "",
         "### Routes after temperature scaling", "",
         report.routing_table(summary, "after", meta["min_calib_pos"]), "",
         "### Routes before calibration (thresholds certified on the raw probabilities)", "",

@@ -68,7 +68,7 @@ def test_triage_calibration_on_an_unseen_device(lodo_bundle, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(bundle, runs / "cygnus" / "focal+dp-seed0" / "bundle")
     shutil.copytree(bundle, runs / "cygnus" / "baseline-seed0" / "bundle")  # not focal+dp
-    found = held_out_pool(pool, runs)
+    found = held_out_pool([pool], runs)
     assert found["device"] == "cygnus" and len(found["runs"]) == 1
     (run,) = found["runs"]
     assert run["n"] == 12 and run["calibrated_on"] == ["acme", "borealis", "ember"]
@@ -81,4 +81,4 @@ def test_triage_calibration_on_an_unseen_device(lodo_bundle, tmp_path):
     p = probabilities(logits[held], temperature)
     assert run["after"]["ece"] == pytest.approx(ece(p, labels[held], 15))
     assert found["ece"] == [run["after"]["ece"]]
-    assert held_out_pool(pool, tmp_path / "no-runs") is None
+    assert held_out_pool([pool], tmp_path / "no-runs") is None

@@ -19,6 +19,7 @@ from benchmarks.triage.redraw import (
     Pool,
     evaluate_draw,
     exceed_allowance,
+    exceed_by_ranks,
     pool_routine,
     qc_flagged,
     route_studies,
@@ -135,6 +136,37 @@ def test_exceedance_fraction_counts_only_rates_above_alpha():
     assert entry["miss"]["mean"] == pytest.approx(np.mean([0.0, 0.01, 0.0134, 0.02]))
     # noise allowance: a test part of 150 positives at a true rate 0.01 shows > 1.5 misses
     assert exceed_allowance(150, 0.01) == pytest.approx(1 - binom.cdf(1, 150, 0.01))
+
+
+def test_exceedance_by_ranks_matches_the_certifier_on_any_scores(ruleset):
+    """The negative-hypergeometric probability equals what `fit_thresholds` does to
+    exchangeable calibration / test positives, whatever their score distribution."""
+    cfg = ruleset.thresholds
+    n_calib, n_test = 310, 150
+    assert exceed_by_ranks(n_calib, n_test, cfg.alpha, cfg.delta) == pytest.approx(
+        1 - (n_calib / (n_calib + n_test)) * (1 + n_test / (n_calib + n_test - 1)), abs=1e-9
+    )  # k = 0: more than one of 150 test positives fall below every calibration one
+    rng = np.random.default_rng(3)
+    rounds, exceeded = 400, 0
+    for _ in range(rounds):
+        scores = 0.05 + 0.9 * rng.beta(0.7, 3.0, n_calib + n_test)  # any distribution
+        calib, test = scores[:n_calib], scores[n_calib:]
+        fitted = fit_thresholds(calib, np.ones(n_calib, int), np.array(["g"] * n_calib), cfg)
+        t_low = fitted.get("g").t_low
+        exceeded += np.mean(test < t_low) > cfg.alpha
+    expected = exceed_by_ranks(n_calib, n_test, cfg.alpha, cfg.delta)
+    # the candidate grid can only lower the threshold: at most the exact value, and close
+    assert exceeded / rounds <= expected + 3 * np.sqrt(expected * (1 - expected) / rounds)
+    assert exceeded / rounds >= expected - 0.04
+    assert np.isnan(exceed_by_ranks(200, 100, cfg.alpha, cfg.delta))  # nothing certifies
+    # at k = 1 (>= 474 calibration positives) the exact formula still matches a count
+    n_calib, n_test = 608, 405
+    ranks = np.array([rng.permutation(n_calib + n_test) < n_calib for _ in range(3000)])
+    second = np.argsort(~ranks, axis=1, kind="stable")[:, 1]  # 2nd calibration position
+    below = np.array([(~row[:i]).sum() for row, i in zip(ranks, second, strict=True)])
+    simulated = np.mean(below / n_test > cfg.alpha)
+    assert simulated == pytest.approx(exceed_by_ranks(n_calib, n_test, cfg.alpha, cfg.delta),
+                                      abs=0.015)
 
 
 def test_verdict_lines_and_doc_block(tmp_path):
