@@ -167,7 +167,8 @@ def notes(floor_mib: float, warmup: bool) -> list[str]:
 
 def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict[str, str],
            scaling: list[tuple[int, Measured, Measured]], *, elapsed_s: float,
-           floor_mib: float, load_before: float) -> str:
+           floor_mib: float, load_before: float,
+           share: tuple[list[Row], int] | None = None) -> str:
     """The markdown of the ingest section, without its markers."""
     from datetime import datetime
 
@@ -193,6 +194,12 @@ def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict
     verdicts = summary(rows, scaling)
     if verdicts:
         lines += ["", "Against the targets:", "", *verdicts]
+    if share is not None:
+        from benchmarks.ingest.share import share_table
+
+        lines += ["", f"Where the time goes: the export's {share[1]} JPEG 2000 series alone "
+                  "(a folder of links to them; same rounds, one worker, one thread):", "",
+                  *share_table(*share)]
     lines += ["", "Notes:", "", *notes(floor_mib, settings.warmup)]
     return "\n".join(lines) + "\n"
 

@@ -70,14 +70,19 @@ def _timed(settings: BenchSettings, tool: Tool, export: Path, workers: int, stem
     return measured
 
 
-def run_rounds(settings: BenchSettings, export: Path, rows: list[Row]) -> None:
-    """The optional warm-up round, then `settings.repeats` timed rounds, round-robin."""
-    shutil.rmtree(settings.out / "logs", ignore_errors=True)
+def run_rounds(settings: BenchSettings, export: Path, rows: list[Row], *,
+               prefix: str = "") -> None:
+    """The optional warm-up round, then `settings.repeats` timed rounds, round-robin.
+
+    Run and log names start with `prefix`; without one, earlier logs are cleared first.
+    """
+    if not prefix:
+        shutil.rmtree(settings.out / "logs", ignore_errors=True)
     rounds = ([0] if settings.warmup else []) + list(range(1, settings.repeats + 1))
     for number in rounds:
         label = "warm-up" if number == 0 else f"round {number}/{settings.repeats}"
         for row in rows:
-            stem = f"{row.tool.name}-w{row.workers}-r{number}"
+            stem = f"{prefix}{row.tool.name}-w{row.workers}-r{number}"
             measured = _timed(settings, row.tool, export, row.workers, stem, label)
             if number:
                 row.runs.append(measured)

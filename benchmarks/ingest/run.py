@@ -5,9 +5,10 @@ every tool of `benchmarks.ingest.tools` on it, each run in a fresh subprocess: w
 around the process (interpreter start and imports included), peak RSS from ``os.wait4``,
 the summed RSS of the process tree sampled every 50 ms, and the tool's own in-process
 time. One untimed warm-up round puts every file in the page cache for all tools alike;
-the timed rounds then run the tools round-robin. Triage's memory scaling is measured on
-N and 2N series. The tables go to stdout and, between the ``ingest`` markers, to
-``docs/benchmarks.md``::
+the timed rounds then run the tools round-robin. The same rounds then run dcm2niix,
+triage's load and triage's OpenJPEG calls alone on the JPEG 2000 series only
+(`benchmarks.ingest.share`). Triage's memory scaling is measured on N and 2N series.
+The tables go to stdout and, between the ``ingest`` markers, to ``docs/benchmarks.md``::
 
     python -m benchmarks.ingest.run                    # 12 series x 128 slices of 256^2
     python -m benchmarks.ingest.run --quick --doc /tmp/bench.md
@@ -29,6 +30,7 @@ from benchmarks.ingest.doc import BEGIN, DOC_INTRO, END, render, write_section
 from benchmarks.ingest.measure import Row, harness_peak_mib
 from benchmarks.ingest.rounds import compile_sources, ensure_export, run_rounds, run_scaling
 from benchmarks.ingest.settings import parse_args
+from benchmarks.ingest.share import jpeg2000_view, share_rows
 from benchmarks.ingest.tools import get_tool
 
 __all__ = ["BEGIN", "DOC_INTRO", "END", "main", "parse_args", "write_section"]
@@ -61,16 +63,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                     (settings.workers if tool.parallel else (1,)))
     compile_sources()
     run_rounds(settings, export, rows)
+    share = None
+    view = (jpeg2000_view(export, settings.out)
+            if {"dcm2niix", "triage-load"} <= set(settings.tools) else None)
+    if view is not None:
+        share = (share_rows(), view[1])
+        run_rounds(settings, view[0], share[0], prefix="jpeg2000-")
     scaling = run_scaling(settings, export) if settings.scaling else []
     shutil.rmtree(settings.out / "runs", ignore_errors=True)
     section = render(settings, export, rows, skipped, scaling,
                      elapsed_s=time.perf_counter() - started, floor_mib=harness_peak_mib(),
-                     load_before=load_before)
+                     load_before=load_before, share=share)
     print(section)
     if settings.doc is not None:
         write_section(settings.doc, section)
         print(f"wrote the ingest section of {settings.doc}")
-    return 1 if any(run.error for row in rows for run in row.runs) else 0
+    runs = [run for row in rows + (share[0] if share else []) for run in row.runs]
+    return 1 if any(run.error for run in runs) else 0
 
 
 if __name__ == "__main__":

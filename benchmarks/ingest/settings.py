@@ -83,8 +83,9 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchSettings:
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     parser.add_argument("--workers", type=_int_list, default=(1, 2),
                         help="worker counts for triage (default 1,2)")
-    parser.add_argument("--tools", default=",".join(TOOLS),
-                        help=f"tools to run (default: {','.join(TOOLS)})")
+    main_tools = ",".join(name for name, tool in TOOLS.items() if tool.main)
+    parser.add_argument("--tools", default=main_tools,
+                        help=f"tools of the main table (default: {main_tools})")
     parser.add_argument("--quick", action="store_true",
                         help="4 series x 16 slices of 64^2, one round, no warm-up, no "
                              "scaling, no doc unless --doc")

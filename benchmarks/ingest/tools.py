@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 DCM2NIIX = "dcm2niix"
+#: JPEG 2000 transfer syntaxes: Image Compression (Lossless Only) .90 and .91.
+JPEG2000_PREFIX = "1.2.840.10008.1.2.4.9"
 MODULE = "benchmarks.ingest.tools"
 _DCM2NIIX_SECONDS = re.compile(r"Conversion required ([0-9.]+) seconds")
 
@@ -102,6 +104,8 @@ class Tool:
             `run` in a Python process (no interpreter in its time or memory).
         env: environment variables the tool's process sets (unless already set) before
             it imports anything heavy.
+        main: it is a row of the main table by default (False: a measurement only the
+            JPEG 2000 breakdown, `benchmarks.ingest.share`, runs).
     """
 
     name: str
@@ -112,6 +116,7 @@ class Tool:
     parallel: bool = False
     native: NativeRun | None = None
     env: tuple[tuple[str, str], ...] = ()
+    main: bool = True
 
     def unavailable(self) -> str | None:
         """Why the tool cannot run here, or None when it can."""
@@ -148,15 +153,15 @@ TOOLS: dict[str, Tool] = {}
 
 def register(name: str, label: str, *, modules: Sequence[str] = (),
              executable: str | None = None, parallel: bool = False,
-             native: NativeRun | None = None, env: dict[str, str] | None = None
-             ) -> Callable[[ToolFunction], ToolFunction]:
+             native: NativeRun | None = None, env: dict[str, str] | None = None,
+             main: bool = True) -> Callable[[ToolFunction], ToolFunction]:
     """Decorator adding a tool function to `TOOLS` under `name` (see `Tool`)."""
 
     def add(function: ToolFunction) -> ToolFunction:
         if name in TOOLS:
             raise ValueError(f"A benchmark tool named {name!r} is already registered.")
         TOOLS[name] = Tool(name, label, function, tuple(modules), executable, parallel,
-                           native, tuple((env or {}).items()))
+                           native, tuple((env or {}).items()), main)
         return function
 
     return add
@@ -189,7 +194,7 @@ def series_folders(export: Path) -> list[Path]:
     per folder, as the synthetic exports are.
     """
     folders = []
-    for folder, _dirs, files in os.walk(export):
+    for folder, _dirs, files in os.walk(export, followlinks=True):
         for name in sorted(files):
             with open(os.path.join(folder, name), "rb") as fh:
                 if fh.read(132)[128:] == b"DICM":
@@ -347,6 +352,35 @@ def run_monai(export: Path, out_dir: Path, workers: int) -> ToolResult:
     seconds = time.perf_counter() - started
     return ToolResult("monai", workers, seconds, series, failed,
                       detail={"torch_threads": torch.get_num_threads()})
+
+
+@register("openjpeg-decode", "OpenJPEG decode only (triage's calls)",
+          modules=("openjpeg", "triage"), env=_ONE_BLAS_THREAD, main=False)
+def run_openjpeg_decode(export: Path, out_dir: Path, workers: int) -> ToolResult:
+    """The JPEG 2000 frames of the export (other syntaxes skipped) decoded as triage's
+    loader decodes them.
+
+    Every file is read and its header parsed first (`triage.dicom.source.read_source`,
+    untimed); the seconds are those of `triage.dicom.codecs.decode_single_frame` alone
+    (fragments joined, pylibjpeg-openjpeg on one thread): the decoder's share of a
+    load, for comparing with dcm2niix on the same series (its decoder is OpenJPEG too).
+    """
+    from triage.dicom import codecs
+    from triage.dicom.source import read_source
+
+    frames = []
+    for folder in series_folders(export):
+        for path in sorted(folder.iterdir()):
+            source = read_source(path, 0)
+            if (source.fast is None or not source.fast.encapsulated
+                    or not (source.info.transfer_syntax or "").startswith(JPEG2000_PREFIX)):
+                continue
+            frames.append((source.fast.data, source.fast.pixel_offset, source.info))
+    started = time.perf_counter()
+    decoded = sum(codecs.decode_single_frame(*frame) is not None for frame in frames)
+    seconds = time.perf_counter() - started
+    return ToolResult("openjpeg-decode", workers, seconds, len(series_folders(export)),
+                      len(frames) - decoded, detail={"frames": decoded})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,8 +34,9 @@ def test_quick_run_writes_a_row_per_tool_and_only_its_section(tmp_path: Path) ->
 
     lines = completed.stdout.splitlines()
     assert "| tool | workers | wall s, median (min–max) | in-process s" in completed.stdout
-    for tool in tools.TOOLS.values():
-        rows = [line for line in lines if line.startswith(f"| {tool.label} |")]
+    for tool in (t for t in tools.TOOLS.values() if t.main):
+        rows = [line for line in lines if line.startswith(f"| {tool.label} | 1 |")
+                or line.startswith(f"| {tool.label} | | skipped")]
         assert len(rows) == 1, f"{tool.name}: {rows}"
         reason = tool.unavailable()
         if reason:
@@ -46,6 +47,14 @@ def test_quick_run_writes_a_row_per_tool_and_only_its_section(tmp_path: Path) ->
     if tools.get_tool("dcm2niix").unavailable() is None:
         assert "(a) ≤ 1× dcm2niix" in load
         assert "dcm2niix met" in load or "dcm2niix **missed**" in load
+
+    if tools.get_tool("dcm2niix").unavailable() is None:  # the JPEG 2000 breakdown
+        share = completed.stdout.split("Where the time goes: the export's 1 JPEG 2000 "
+                                       "series alone")[1]
+        assert "| dcm2niix | " in share and "| 1.00× |" in share
+        assert "| triage load-to-volume | " in share and "| 1 series |" in share
+        assert "| OpenJPEG decode only (triage's calls) | " in share
+        assert "| 16 frames decoded |" in share  # the cygnus series: 16 slices
 
     text = doc.read_text(encoding="utf-8")
     assert text.startswith("# Benchmarks\n\nintro\n")
@@ -112,3 +121,24 @@ def test_dcm2niix_one_process_per_series_folder(make_synth_export, tmp_path: Pat
     result = tools.run_dcm2niix(summary.out_dir, tmp_path, 2)
     assert (result.tool, result.workers, result.series, result.failed) == ("dcm2niix", 2, 2, 0)
     assert result.seconds > 0
+
+
+def test_jpeg2000_view_links_only_the_jpeg2000_series(make_synth_export, tmp_path: Path
+                                                      ) -> None:
+    from benchmarks.ingest.share import jpeg2000_view
+
+    summary = make_synth_export(studies=3, slices=8, matrix=32,
+                                devices=("acme", "cygnus", "borealis"), thick_fraction=0.0)
+    view, n_series = jpeg2000_view(summary.out_dir, tmp_path)
+    assert n_series == 1 and len(list(view.iterdir())) == 1
+    (link,) = view.iterdir()
+    assert link.is_symlink() and link.resolve().is_relative_to(summary.out_dir.resolve())
+    assert jpeg2000_view(summary.out_dir, tmp_path)[0] == view  # rebuilt, not duplicated
+    result = tools.run_openjpeg_decode(view, tmp_path / "out", 1)
+    assert (result.series, result.failed, result.detail) == (1, 0, {"frames": 8})
+    # every syntax but JPEG 2000 is skipped
+    whole = tools.run_openjpeg_decode(summary.out_dir, tmp_path / "out", 1)
+    assert whole.detail == {"frames": 8} and whole.series == 3
+    acme_only = make_synth_export("acme-only", studies=1, slices=8, matrix=32, devices=("acme",),
+                                  thick_fraction=0.0)
+    assert jpeg2000_view(acme_only.out_dir, tmp_path) is None

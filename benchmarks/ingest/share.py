@@ -1,0 +1,83 @@
+"""Where the time goes: the JPEG 2000 series alone, dcm2niix against triage and its decoder.
+
+Both dcm2niix and triage decode JPEG 2000 with OpenJPEG. Run on the export's JPEG 2000
+series alone (a folder of symlinks, `jpeg2000_view`), dcm2niix's time, triage's
+load-to-volume time and the time of triage's OpenJPEG calls alone (`openjpeg-decode`) show
+how much of the load-to-volume comparison the shared decoder decides. The runs go
+through the same `measure` as the main table, round-robin, after it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from benchmarks.ingest.measure import Row
+from benchmarks.ingest.report import mib
+from benchmarks.ingest.tools import DCM2NIIX, JPEG2000_PREFIX, get_tool, series_folders
+
+TOOLS = (DCM2NIIX, "triage-load", "openjpeg-decode")
+
+
+def _is_jpeg2000(folder: Path) -> bool:
+    """The first file's File Meta names a JPEG 2000 transfer syntax (read as bytes)."""
+    first = min((p for p in folder.iterdir() if p.is_file()), default=None)
+    if first is None:
+        return False
+    with open(first, "rb") as fh:
+        return JPEG2000_PREFIX.encode() in fh.read(1024)
+
+
+def jpeg2000_view(export: Path, out: Path) -> tuple[Path, int] | None:
+    """A folder of symlinks to the export's JPEG 2000 series folders, and how many.
+
+    None when the export holds none. Rebuilt on every call (cheap; never stale).
+    """
+    folders = [f for f in series_folders(export) if _is_jpeg2000(f)]
+    if not folders:
+        return None
+    view = out / "exports" / f"{export.name}-jpeg2000"
+    shutil.rmtree(view, ignore_errors=True)
+    view.mkdir(parents=True)
+    for folder in folders:
+        name = str(folder.relative_to(export)).replace(os.sep, "_")
+        (view / name).symlink_to(folder.resolve(), target_is_directory=True)
+    return view, len(folders)
+
+
+def share_rows() -> list[Row]:
+    """One single-worker row per tool of `TOOLS` that can run here."""
+    return [Row(get_tool(name), 1) for name in TOOLS if get_tool(name).unavailable() is None]
+
+
+def share_table(rows: list[Row], n_series: int) -> list[str]:
+    """Markdown lines: the table and one sentence on the decoder's share."""
+    by_name = {row.tool.name: row for row in rows if row.ok}
+    reference = by_name.get(DCM2NIIX)
+    lines = ["| tool | wall s, median (min–max) | in-process s | × dcm2niix wall "
+             "| peak RSS MiB | produced |", "|" + " --- |" * 6]
+    for row in rows:
+        if not row.ok:
+            error = next((run.error for run in row.runs if run.error), "not run")
+            lines.append(f"| {row.tool.label} | error: {error} |" + " |" * 4)
+            continue
+        walls = [run.wall_s for run in row.ok]
+        ratio = f"{row.wall / reference.wall:.2f}×" if reference else "–"
+        result = row.ok[-1].result
+        produced = (f"{result.detail.get('frames', 0)} frames decoded"
+                    if row.tool.name == "openjpeg-decode" else f"{result.series} series")
+        lines.append(f"| {row.tool.label} | {row.wall:.2f} ({min(walls):.2f}–{max(walls):.2f}) "
+                     f"| {row.in_process:.2f} | {ratio} "
+                     f"| {mib(max(run.maxrss_mib for run in row.ok))} | {produced} |")
+    decode, load = by_name.get("openjpeg-decode"), by_name.get("triage-load")
+    if reference and decode and load:
+        share = decode.in_process / reference.wall
+        lines += ["", f"On these {n_series} series triage's OpenJPEG calls alone take "
+                  f"{decode.in_process:.2f} s: {share:.0%} of dcm2niix's whole run "
+                  f"({reference.wall:.2f} s) and {decode.in_process / load.in_process:.0%} "
+                  f"of triage's own in-process load ({load.in_process:.2f} s)."
+                  + (" Both tools spend most of this time in the same decoder (OpenJPEG), "
+                     "so the load-to-volume ratio is decided by what they do besides "
+                     "decoding, on a minority of the time." if share >= 0.5 else "")]
+    return lines
