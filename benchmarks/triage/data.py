@@ -122,10 +122,12 @@ def training_export() -> tuple[Path, Path]:
 def prepare_model(seed: int = 0) -> dict[str, object]:
     """Train the benchmark's model once on `training_export` (all devices); bundle path.
 
-    The folder is named by the config fingerprint: another recipe trains another model.
+    The folder is named by the training export's size and the config fingerprint: another
+    export or another recipe trains another model.
     """
     config = train_config(seed)
-    out = OUT / "model" / f"{VARIANT}-seed{seed}-{config.fingerprint()[:8]}"
+    out = (OUT / "model" / f"{VARIANT}-seed{seed}-s{TRAIN_EXPORT['studies']}-"
+                           f"{config.fingerprint()[:8]}")
     done = out / ".complete"
     if not done.exists():
         from triage.train.run import train_model
