@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,43 @@ def prepare_model(seed: int = 0) -> dict[str, object]:
     info = json.loads(done.read_text())
     return {"bundle": out / "bundle", "train_s": info["seconds"], "data": info["data"],
             "root": out}
+
+
+#: The device the leave-one-device-out models never see (its device group).
+HELD_OUT = "cygnus-medical-systems-helix-16"
+
+
+def prepare_lodo_models(seeds: Sequence[int], holdout: str = HELD_OUT) -> Path:
+    """Train the model's recipe on `training_export` without `holdout`, once per seed.
+
+    The same export and recipe as `prepare_model`, minus one device: the models behind
+    the held-out-device calibration (`run.held_out_pool`). Cached per export size and
+    config fingerprint.
+
+    Returns:
+        The runs folder: ``<runs>/<holdout>/focal+dp-seed<n>/bundle``, the layout of the
+        quality benchmark's ``bench_output/quality/runs``.
+    """
+    runs = OUT / "lodo" / f"s{TRAIN_EXPORT['studies']}-{train_config(0).fingerprint()[:8]}"
+    for seed in seeds:
+        out = runs / holdout / f"{VARIANT}-seed{seed}"
+        done = out / ".complete"
+        if done.exists():
+            continue
+        from triage.train.run import train_model
+
+        manifest, ingest = training_export()
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{OUT / 'mlflow.db'}")
+        print(f"training {out.relative_to(REPO)} (without {holdout}) ...", flush=True)
+        started = time.perf_counter()
+        outcome = train_model(manifest_path=manifest, ingest_dir=ingest,
+                              config=train_config(seed), out_dir=out, holdout_device=holdout,
+                              progress=False, run_name=f"triage-{VARIANT}-lodo-seed{seed}",
+                              log_model=False)
+        seconds = time.perf_counter() - started
+        print(f"  {seconds:.0f} s, T = {outcome.temperature:.3f}", flush=True)
+        done.write_text(json.dumps({"seconds": seconds, "holdout": holdout}, indent=1))
+    return runs
 
 
 def score_pool(bundle_dir: Path, manifest: Path, ingest: Path, *,

@@ -114,13 +114,21 @@ def calibration_table(summary: dict[str, Any], extras: dict[str, dict[str, Any]]
     return "\n".join(lines)
 
 
+def _lodo_source(source: str, device: str) -> str:
+    if source == "quality":
+        return (f"The quality benchmark's leave-one-device-out focal+dp models (trained "
+                f"without `{device}`)")
+    return (f"Leave-one-device-out models (`{source}`: the model's recipe and training "
+            f"export, trained without `{device}`, one per seed)")
+
+
 def held_out_table(held: dict[str, Any]) -> list[str]:
     """Lines of the held-out-device calibration table (`run.held_out_pool`)."""
     device = short(held["device"])
     calibrated_on = ", ".join(f"`{short(g)}`" for g in held["runs"][0]["calibrated_on"])
     lines = [f"### Calibration on a device the model never saw (`{device}`)", "",
-             f"The quality benchmark's leave-one-device-out focal+dp models (trained without "
-             f"`{device}`) score the pool; the temperature is fitted on the pool's studies of "
+             f"{_lodo_source(held.get('source', 'quality'), device)} score the pool; the "
+             f"temperature is fitted on the pool's studies of "
              f"{calibrated_on} (devices the model was trained on) and the ECE measured on all "
              f"of `{device}`'s pool studies. The rules send every study of a device absent "
              f"from training to review, so these figures describe the probabilities, not "

@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="one pool export per seed, pooled (default 1,2: ~1000 "
                              "positives per device)")
     parser.add_argument("--model-seed", type=int, default=0)
+    parser.add_argument("--lodo-seeds", default="0,1,2",
+                        help="seeds of the models trained without cygnus for the held-out "
+                             "calibration table ('' uses the quality benchmark's, if any)")
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--calib-fraction", type=float, default=0.6)
     parser.add_argument("--rules", type=Path, default=RULES)
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.devices, args.studies_per_device, args.draws = "acme,cygnus", 20, 5
-        args.pool_seeds = "1"
+        args.pool_seeds, args.lodo_seeds = "1", ""
     from triage.route import load_rules
 
     started, load_start = time.perf_counter(), os.getloadavg()
@@ -161,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     qc = qc_flagged(pool, ruleset, train_devices)
     extras = draw_zero_extras(pool, qc, args.calib_fraction, 0)
     held_out = held_out_ece()
-    held_out_big = held_out_pool(pools)
+    lodo_seeds = [int(seed) for seed in args.lodo_seeds.split(",") if seed.strip()]
+    lodo_runs = data.prepare_lodo_models(lodo_seeds) if lodo_seeds else QUALITY_RUNS
+    held_out_big = held_out_pool(pools, lodo_runs)
+    if held_out_big:
+        held_out_big["source"] = ("quality" if lodo_runs == QUALITY_RUNS
+                                  else data.shown(lodo_runs))
     min_calib = {g: min(d["n_calib_pos"][g] for d in draws) for g in pool.groups}
     meta = {
         "command": "python -m benchmarks.triage.run " + " ".join(argv or sys.argv[1:]),
