@@ -157,3 +157,32 @@ def test_blob_fcn_contrast_prior_needs_the_context_front_end():
     with pytest.raises(ConfigError, match="contrast_prior"):
         create_model(ModelConfig("blob-fcn", {"context": None, "contrast_prior": 1.0}),
                      (32, 32, 16))
+
+
+def test_blob_fcn_tissue_floor_keeps_the_contrast_of_a_blob_next_to_fat():
+    """A dark blob one voxel from an organ's edge (fat beyond it): with fat in its
+    context the plain detector's standard deviation swells and the blob scores like
+    plain tissue; leaving fat out of the context keeps it clearly above."""
+    x = 0.5 + 0.01 * torch.randn(1, 1, 32, 32, 16, generator=torch.Generator().manual_seed(2))
+    x[..., 25:, :, :] = 0.15  # fat: below the floor
+    edge = x.clone()
+    edge[..., 21:24, 8:12, 6:10] -= 0.15  # the blob, one voxel from the fat
+    config = {"channels": [8], "strides": [1], "pool": "max", "context": [9, 9, 5],
+              "contrast_prior": 1.0}
+    scores = {}
+    for floor in (None, 0.25):
+        model = create_model(ModelConfig("blob-fcn", {**config, "tissue_floor": floor}),
+                             (32, 32, 16), seed=0).eval()
+        with torch.no_grad():
+            blob = float(model.evidence(edge)[0, 0, 21:24, 8:12, 6:10].max())
+            tissue = float(model.evidence(x)[0, 0, 4:18].max())  # away from the edge
+            fat_edge = float(model.evidence(x)[0, 0, 20:30].max())  # the edge itself
+        scores[floor] = (blob, tissue, fat_edge)
+    blob, tissue, fat_edge = scores[0.25]
+    assert blob > 3 * max(tissue, fat_edge, 0.5)
+    plain_blob, _, plain_edge = scores[None]
+    assert blob > 2 * plain_blob  # the plain detector loses most of the blob's contrast
+    assert plain_edge > plain_blob  # and scores the bare edge above the blob
+    with pytest.raises(ConfigError, match="tissue_floor"):
+        create_model(ModelConfig("blob-fcn", {"context": None, "tissue_floor": 0.25}),
+                     (32, 32, 16))
