@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lodo-seeds", default="0,1,2",
                         help="seeds of the models trained without cygnus for the held-out "
                              "calibration table ('' uses the quality benchmark's, if any)")
-    parser.add_argument("--draws", type=int, default=200)
+    parser.add_argument("--draws", type=int, default=1000,
+                        help="calibration/test redraws (default 1000: ~1 min once scored)")
     parser.add_argument("--calib-fraction", type=float, default=0.6)
     parser.add_argument("--rules", type=Path, default=RULES)
     parser.add_argument("--workers", type=int, default=2)
