@@ -52,6 +52,9 @@ NETWORKS = {
     "default": Network("default", "the default training config's network",
                        REPO / "pipelines/train/default.yaml",
                        REPO / "pipelines/ingest/default.yaml"),
+    "resnet18": Network("resnet18", "a heavier network (MONAI resnet18, 33 M parameters)",
+                        REPO / "benchmarks/run/resnet18.yaml",
+                        REPO / "pipelines/ingest/default.yaml"),
 }
 
 

@@ -68,10 +68,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale", default="100,400",
                         help="SMALL,LARGE export sizes whose peak RSS is compared (with the "
                              "first network)")
-    parser.add_argument("--networks", default="demo,default",
+    parser.add_argument("--networks", default="demo,default,resnet18",
                         help=f"networks to benchmark, comma-separated: {', '.join(NETWORKS)} "
                              "(demo: pipelines/train/demo.yaml on the synthetic grid; "
-                             "default: pipelines/train/default.yaml on the default grid)")
+                             "default: pipelines/train/default.yaml on the default grid; "
+                             "resnet18: benchmarks/run/resnet18.yaml, a forward pass heavier "
+                             "than a study's ingest)")
     parser.add_argument("--matrix", type=int, default=64)
     parser.add_argument("--model-studies", type=int, default=80)
     parser.add_argument("--epochs", type=int, default=1)
