@@ -102,13 +102,21 @@ def prepare_pool(devices: list[str], studies: int, seed: int, *, matrix: int = 1
             "synth_s": info["synth_s"], "ingest_s": info["ingest_s"], "root": root}
 
 
+#: On top of the quality recipe: context statistics over tissue only, so that lesions at
+#: the liver's edge keep their contrast (docs/training.md, "Lesions at an organ's edge").
+TISSUE_FLOOR = 0.25
+
+
 def train_config(seed: int = 0):
-    """The quality recipe with the focal+dp overrides (`benchmarks.quality.run.CONFIGS`)."""
+    """The quality recipe with the focal+dp overrides (`benchmarks.quality.run.CONFIGS`)
+    and blob-fcn's `TISSUE_FLOOR`."""
     from benchmarks.quality.run import CONFIGS
     from triage.train.config import TrainConfig
 
-    return TrainConfig.from_yaml(TRAIN_CONFIG).replace(
+    config = TrainConfig.from_yaml(TRAIN_CONFIG).replace(
         runtime={"seed": seed, "experiment": "triage-benchmark"}, **CONFIGS[VARIANT])
+    options = {**config.model.options, "tissue_floor": TISSUE_FLOOR}
+    return config.replace(model={"name": config.model.name, "options": options})
 
 
 def training_export() -> tuple[Path, Path]:
