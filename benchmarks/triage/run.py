@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks.triage.run " + " ".join(argv or sys.argv[1:]),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": time.perf_counter() - started, "load_start": load_start,
-        "load_end": os.getloadavg(), "cpus": os.cpu_count(),
+        "load_end": os.getloadavg(), "cpus": os.cpu_count(), "nice": os.nice(0),
         "cpu": platform.processor() or platform.machine(),
         "devices": devices, "studies_per_device": args.studies_per_device,
         "pool_seeds": seeds,
@@ -219,7 +219,7 @@ def render(meta: dict[str, Any], summary: dict[str, Any], extras: dict[str, Any]
         f"`{meta['command'].strip()}`, {meta['date']}, {meta['seconds'] / 60:.1f} min in all "
         f"on {meta['cpus']} shared CPU cores ({meta['cpu']}; 1-min load average "
         f"{meta['load_start'][0]:.1f} at the start, {meta['load_end'][0]:.1f} at the end; "
-        f"run under `nice -n 10`).", "",
+        f"niceness {meta.get('nice', 0)}).", "",
         f"- **Model**: `pipelines/train/quality.yaml` with the quality benchmark's focal+dp "
         f"overrides and blob-fcn `tissue_floor: {data.TISSUE_FLOOR}` (docs/training.md, "
         f"\"Lesions at an organ's edge\"), seed 0, trained by `train_model` on all five "
