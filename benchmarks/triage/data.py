@@ -128,6 +128,35 @@ def training_export() -> tuple[Path, Path]:
     return prepare(argparse.Namespace(**TRAIN_EXPORT, synth_args=SYNTH_ARGS))
 
 
+def _train_once(out: Path, config: Any, run_name: str, holdout: str | None = None
+                ) -> dict[str, Any]:
+    """Train `config` on `training_export` into `out` unless ``out/.complete`` exists.
+
+    Returns:
+        What ``.complete`` records: ``seconds``, ``temperature``, ``data`` (the export's
+        folder), ``fingerprint`` and ``holdout``.
+    """
+    done = out / ".complete"
+    if not done.exists():
+        from triage.train.run import train_model
+
+        manifest, ingest = training_export()
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{OUT / 'mlflow.db'}")
+        without = f" (without {holdout})" if holdout else ""
+        print(f"training {out.relative_to(REPO)}{without} ...", flush=True)
+        started = time.perf_counter()
+        outcome = train_model(manifest_path=manifest, ingest_dir=ingest, config=config,
+                              out_dir=out, holdout_device=holdout, progress=False,
+                              run_name=run_name, log_model=False)
+        seconds = time.perf_counter() - started
+        print(f"  {seconds:.0f} s, T = {outcome.temperature:.3f}", flush=True)
+        done.write_text(json.dumps({
+            "seconds": seconds, "temperature": outcome.temperature,
+            "data": str(manifest.parent.parent.relative_to(REPO)),
+            "fingerprint": config.fingerprint(), "holdout": holdout}, indent=1))
+    return json.loads(done.read_text())
+
+
 def prepare_model(seed: int = 0) -> dict[str, object]:
     """Train the benchmark's model once on `training_export` (all devices); bundle path.
 
@@ -137,24 +166,7 @@ def prepare_model(seed: int = 0) -> dict[str, object]:
     config = train_config(seed)
     out = (OUT / "model" / f"{VARIANT}-seed{seed}-s{TRAIN_EXPORT['studies']}-"
                            f"{config.fingerprint()[:8]}")
-    done = out / ".complete"
-    if not done.exists():
-        from triage.train.run import train_model
-
-        manifest, ingest = training_export()
-        data = manifest.parent.parent
-        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{OUT / 'mlflow.db'}")
-        print(f"training {out.relative_to(REPO)} ...", flush=True)
-        started = time.perf_counter()
-        outcome = train_model(manifest_path=manifest, ingest_dir=ingest, config=config,
-                              out_dir=out, progress=False, run_name=f"triage-{VARIANT}",
-                              log_model=False)
-        seconds = time.perf_counter() - started
-        print(f"  {seconds:.0f} s, T = {outcome.temperature:.3f}", flush=True)
-        done.write_text(json.dumps({"seconds": seconds, "temperature": outcome.temperature,
-                                    "data": str(data.relative_to(REPO)),
-                                    "fingerprint": config.fingerprint()}, indent=1))
-    info = json.loads(done.read_text())
+    info = _train_once(out, config, f"triage-{VARIANT}")
     return {"bundle": out / "bundle", "train_s": info["seconds"], "data": info["data"],
             "root": out}
 
@@ -176,23 +188,8 @@ def prepare_lodo_models(seeds: Sequence[int], holdout: str = HELD_OUT) -> Path:
     """
     runs = OUT / "lodo" / f"s{TRAIN_EXPORT['studies']}-{train_config(0).fingerprint()[:8]}"
     for seed in seeds:
-        out = runs / holdout / f"{VARIANT}-seed{seed}"
-        done = out / ".complete"
-        if done.exists():
-            continue
-        from triage.train.run import train_model
-
-        manifest, ingest = training_export()
-        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{OUT / 'mlflow.db'}")
-        print(f"training {out.relative_to(REPO)} (without {holdout}) ...", flush=True)
-        started = time.perf_counter()
-        outcome = train_model(manifest_path=manifest, ingest_dir=ingest,
-                              config=train_config(seed), out_dir=out, holdout_device=holdout,
-                              progress=False, run_name=f"triage-{VARIANT}-lodo-seed{seed}",
-                              log_model=False)
-        seconds = time.perf_counter() - started
-        print(f"  {seconds:.0f} s, T = {outcome.temperature:.3f}", flush=True)
-        done.write_text(json.dumps({"seconds": seconds, "holdout": holdout}, indent=1))
+        _train_once(runs / holdout / f"{VARIANT}-seed{seed}", train_config(seed),
+                    f"triage-{VARIANT}-lodo-seed{seed}", holdout)
     return runs
 
 
