@@ -368,8 +368,8 @@ def run_openjpeg_decode(export: Path, out_dir: Path, workers: int) -> ToolResult
     from triage.dicom import codecs
     from triage.dicom.source import read_source
 
-    frames = []
-    for folder in series_folders(export):
+    frames, folders = [], series_folders(export)
+    for folder in folders:
         for path in sorted(folder.iterdir()):
             source = read_source(path, 0)
             if (source.fast is None or not source.fast.encapsulated
@@ -379,7 +379,7 @@ def run_openjpeg_decode(export: Path, out_dir: Path, workers: int) -> ToolResult
     started = time.perf_counter()
     decoded = sum(codecs.decode_single_frame(*frame) is not None for frame in frames)
     seconds = time.perf_counter() - started
-    return ToolResult("openjpeg-decode", workers, seconds, len(series_folders(export)),
+    return ToolResult("openjpeg-decode", workers, seconds, len(folders),
                       len(frames) - decoded, detail={"frames": decoded})
 
 
