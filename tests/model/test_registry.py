@@ -186,3 +186,5 @@ def test_blob_fcn_tissue_floor_keeps_the_contrast_of_a_blob_next_to_fat():
     with pytest.raises(ConfigError, match="tissue_floor"):
         create_model(ModelConfig("blob-fcn", {"context": None, "tissue_floor": 0.25}),
                      (32, 32, 16))
+    with pytest.raises(ConfigError, match=r"tissue_floor must lie in \[0, 1\)"):
+        create_model(ModelConfig("blob-fcn", {"tissue_floor": 1.5}), (32, 32, 16))

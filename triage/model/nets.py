@@ -115,6 +115,10 @@ class _BlobNet(torch.nn.Module):
         self.contrast_eps = float(contrast_eps)
         if tissue_floor is not None and not self.context:
             raise ValueError("blob-fcn: tissue_floor needs a context")
+        if tissue_floor is not None and not 0.0 <= tissue_floor < 1.0:
+            raise ValueError(f"blob-fcn: tissue_floor must lie in [0, 1) (normalized "
+                             f"intensity), got {tissue_floor}: at or above 1 every voxel "
+                             "would be left out of the context")
         self.tissue_floor = None if tissue_floor is None else float(tissue_floor)
         self.prior: nn.Parameter | None = None
         if contrast_prior:
