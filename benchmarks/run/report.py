@@ -205,7 +205,8 @@ def _ratio_verdict(name: str, net: dict[str, Any], cpus: int) -> str:
         f"({per_study:.0f} ms per study, start-up and ingest workers included) where the "
         f"forward pass alone uses {per_volume:.0f} ms per volume: on {cpus} cores its wall "
         f"time cannot fall below {_fmt(e['cpu_s'] / cpus, 1)} s, so the ratio cannot exceed "
-        f"{net['ceiling']:.2f} here however well ingest and inference overlap. The target "
+        f"{net['ceiling']:.2f} here however well ingest and inference overlap; the run "
+        f"reached {100 * ratio / net['ceiling']:.0f}% of that bound. The target "
         "needs the forward passes on an accelerator (or a network whose forward pass costs "
         "several times the ingest of a study) or a cheaper ingest.")
 

@@ -140,11 +140,11 @@ def test_the_summary_says_where_the_time_went(baseline):
     assert summary["workers"] == 2 and summary["inference_threads"] >= 1
 
 
-def test_inference_shares_the_cores_with_the_ingest_workers(run_case, bundle, router,
-                                                            tmp_path):
+def test_inference_keeps_all_its_threads_beside_the_ingest_workers(run_case, bundle, router,
+                                                                   tmp_path):
+    # The workers yield the CPU (lowest priority); the model is not squeezed onto the cores
+    # they leave free.
     import torch
-
-    from triage.run.threads import inference_threads
 
     seen = []
 
@@ -155,9 +155,8 @@ def test_inference_shares_the_cores_with_the_ingest_workers(run_case, bundle, ro
     before = torch.get_num_threads()
     result = run_export(run_case.export_dir, tmp_path / "out", router=router, workers=2,
                         bundle=_Flaky(bundle, predict_proba=predict_proba), device="cpu")
-    assert seen and set(seen) == {inference_threads(2, before)}
-    assert result.summary["inference_threads"] == inference_threads(2, before)
-    assert torch.get_num_threads() == before
+    assert seen and set(seen) == {before}
+    assert result.summary["inference_threads"] == before
 
 
 class _Flaky:

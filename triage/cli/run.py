@@ -74,7 +74,9 @@ def run(
     from triage.route import Router
     from triage.run.model import load_model
     from triage.run.pipeline import run_export
+    from triage.run.threads import prefer_passive_openmp
 
+    prefer_passive_openmp()  # before the model loads torch
     if not export_dir.is_dir():
         raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
     if batch_size < 1:

@@ -19,6 +19,7 @@ study never stops the batch.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -45,8 +46,30 @@ def _one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
-def _init_worker() -> None:
+def _init_worker(background: bool = False) -> None:
     _one_blas_thread()
+    if background:
+        lower_priority()
+
+
+WORKER_NICENESS = 19
+"""The niceness of background workers: the lowest priority on Unix."""
+
+
+def lower_priority(niceness: int = WORKER_NICENESS) -> int | None:
+    """Run the calling process at `niceness` (never raising a priority that is lower).
+
+    Returns:
+        The process's niceness afterwards, or None where the OS has no niceness (Windows)
+        or refuses the change (the process then keeps its priority).
+    """
+    if not hasattr(os, "nice"):
+        return None
+    try:
+        current = os.nice(0)
+        return os.nice(niceness - current) if current < niceness else current
+    except OSError:
+        return None
 
 
 def failed_outcome(study: StudyGroup, reason: str, stage: str = "internal") -> StudyOutcome:
@@ -84,8 +107,9 @@ def _part_result(future: Future, study: StudyGroup) -> dict[str, np.ndarray] | N
         return None  # as a part that failed to decode
 
 
-def _isolated(study: StudyGroup, config: IngestConfig, cache_root: Path) -> StudyOutcome:
-    with ProcessPoolExecutor(1, initializer=_init_worker) as pool:
+def _isolated(study: StudyGroup, config: IngestConfig, cache_root: Path,
+              background: bool) -> StudyOutcome:
+    with ProcessPoolExecutor(1, initializer=_init_worker, initargs=(background,)) as pool:
         try:
             return _result(pool.submit(ingest_study, study, config, cache_root), study)
         except BrokenProcessPool as err:
@@ -141,7 +165,8 @@ def _jobs(split: dict[int, list[list[str]]], index: int) -> int:
 
 
 def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_root: Path | str,
-                  *, workers: int = 1) -> Iterator[tuple[StudyGroup, StudyOutcome]]:
+                  *, workers: int = 1, background: bool = False
+                  ) -> Iterator[tuple[StudyGroup, StudyOutcome]]:
     """Ingest `studies`, yielding ``(study, outcome)`` in completion order.
 
     Args:
@@ -150,6 +175,9 @@ def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_roo
         config: selection, load and preprocess settings.
         cache_root: the volume cache folder.
         workers: worker processes; 1 ingests inline in the calling process.
+        background: run the workers at the lowest CPU priority
+            (`triage.run.threads.lower_priority`), for a caller that computes beside them
+            (`triage run`'s inference) and should have the cores first.
 
     Yields:
         ``(study, outcome)`` for each study, as each finishes.
@@ -162,7 +190,7 @@ def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_roo
     pending = list(reversed(range(len(studies))))  # pop() takes them in the given order
     window = 2 * workers
     while pending:
-        pool = ProcessPoolExecutor(workers, initializer=_init_worker)
+        pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(background,))
         held: dict[int, None] = {}  # studies taken from `pending` and not yet yielded
         # A running job: (study index, part number, or None for the study's ingest).
         running: dict[Future, tuple[int, int | None]] = {}
@@ -213,4 +241,4 @@ def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_roo
             study = studies[index]
             LOGGER.warning("A worker died; retrying study %s in its own process.",
                            study.study_uid)
-            yield study, _isolated(study, config, cache_root)
+            yield study, _isolated(study, config, cache_root, background)

@@ -5,8 +5,9 @@ finished ones in batches with the model bundle and routes them with the rules; e
 study is journaled at once (`triage.run.journal`), so a killed run resumes where it
 stopped, and the worklists are written from the journal at the end. Memory stays flat:
 at most ``2 * workers`` studies are being ingested and ``batch_size`` volumes wait for the
-model; arrays are dropped as soon as they are scored. While workers ingest, inference
-gets only the cores they leave free (`triage.run.threads`): the two share the CPU.
+model; arrays are dropped as soon as they are scored. The workers run at the lowest CPU
+priority and inference with torch's full thread pool: the model has the cores whenever it
+is ready, the workers fill the rest (`triage.run.threads`).
 
 Any failure of one study (ingest, a missing cache entry, inference, routing) becomes that
 study's ``failed`` (or ``review``) row with a reason; nothing one study does stops the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -40,7 +42,7 @@ from triage.preprocess.cache import VolumeCache
 from triage.run.distance import input_distance
 from triage.run.journal import JOURNAL_NAME, Journal
 from triage.run.stopwatch import Stopwatch
-from triage.run.threads import available_cpus, limit_inference_threads
+from triage.run.threads import available_cpus
 from triage.run.worklist import (
     REVIEW_NAME,
     WORKLIST_NAME,
@@ -259,6 +261,11 @@ def _summary(rows: list[WorklistRow], **extra: Any) -> dict[str, Any]:
             **extra}
 
 
+def _torch_threads() -> int | None:
+    torch = sys.modules.get("torch")  # loaded with the model; not imported just to ask
+    return torch.get_num_threads() if torch is not None else None
+
+
 def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBundle,
                router: Router, workers: int | None = None, batch_size: int = 4,
                progress: Progress | None = None, model_name: str = "",
@@ -274,8 +281,8 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
             volumes are made exactly as for training.
         router: the rules (`triage.route.Router`).
         workers: ingest processes (default: one per available core; 1 = inline, no
-            overlap). With more than one, inference runs on the cores they leave free
-            (at least one thread; `triage.run.threads`).
+            overlap). With more than one they run at the lowest CPU priority beside
+            inference (`triage.run.threads`).
         batch_size: volumes per forward pass.
         progress: called as ``progress(done, total, row)`` after each study (and once
             with ``row=None`` before the first).
@@ -333,14 +340,14 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
                      cache=VolumeCache(out_dir / CACHE_DIR), identifiers=identifiers,
                      provenance=provenance, device=device, batch_size=batch_size,
                      on_row=on_row, clock=clock)
-    with limit_inference_threads(workers) as threads:
-        # Largest first bounds the tail of the pool (`triage.ingest.schedule`); rows are
-        # sorted when the worklists are written, so the order does not show.
-        order = studies_largest_first(todo) if workers > 1 else todo
-        ingested = stream_ingest(order, config, out_dir / CACHE_DIR, workers=workers)
-        for study, outcome in clock.timed(ingested, "ingest_wait"):
-            triage.add(study, outcome)
-        triage.flush()
+    # Largest first bounds the tail of the pool (`triage.ingest.schedule`); rows are
+    # sorted when the worklists are written, so the order does not show.
+    order = studies_largest_first(todo) if workers > 1 else todo
+    ingested = stream_ingest(order, config, out_dir / CACHE_DIR, workers=workers,
+                             background=True)
+    for study, outcome in clock.timed(ingested, "ingest_wait"):
+        triage.add(study, outcome)
+    triage.flush()
 
     rows = [journal.rows[s.study_uid] for s in studies]
     stale = resumed_before - resumed
@@ -354,7 +361,7 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
     summary = _summary(rows, resumed=resumed, processed=len(todo), files=n_files,
                        non_dicom_ignored=n_non_dicom, seconds=round(seconds, 3),
                        studies_per_minute=round(60 * len(todo) / seconds, 2) if seconds else None,
-                       workers=workers, inference_threads=threads,
+                       workers=workers, inference_threads=_torch_threads(),
                        stage_seconds=clock.rounded(), **provenance)
     atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=1))
     return RunResult(out_dir, rows, resumed, len(todo), seconds, summary)

@@ -1,18 +1,27 @@
-"""How many CPU threads inference gets while ingest worker processes run beside it.
+"""How inference and the ingest worker processes share the CPU in `triage run`.
 
-torch sizes its intra-op pool to every core. In `triage run` the ingest workers already
-keep those cores busy, so a full pool oversubscribes them: OpenMP threads spin at each
-barrier waiting for a sibling the scheduler has parked behind an ingest process. On 2
-shared cores a batch of the demo network took 3-4x longer with 2 threads than with one
-(docs/benchmarks.md, run section). Inference therefore gets the cores the workers leave
-free, at least one, and never more than torch would have used.
+On a machine without an accelerator the model's forward passes and the ingest workers
+compete for the same cores. Two ways of sharing them were measured on 2 cores
+(docs/benchmarks.md, run section):
+
+- Splitting the cores (inference on the cores the workers leave free, one thread on 2
+  cores) left a heavy network's forward passes at half speed while the workers, waiting on
+  a full prefetch window, idled: the CPU was 57% busy.
+- Giving inference every core and the workers the lowest scheduling priority lets the
+  model's threads take the cores whenever they are ready, while the workers fill the time
+  the model leaves idle (its Python between passes, the pipeline waiting on a batch).
+
+`triage run` does the second: ingest workers at the lowest priority
+(`triage.ingest.stream.lower_priority`), torch's full thread pool for inference, and
+OpenMP threads that sleep instead of spinning when they run out of work
+(`prefer_passive_openmp`), so that an idle inference thread does not hold a core a worker
+could use between two parallel regions.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
+import sys
 
 
 def available_cpus() -> int:
@@ -23,43 +32,16 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def inference_threads(workers: int, current: int, cpus: int | None = None) -> int:
-    """Intra-op threads for inference beside `workers` ingest processes.
+def prefer_passive_openmp() -> bool:
+    """Ask OpenMP for sleeping, not spinning, idle threads (``OMP_WAIT_POLICY=PASSIVE``).
 
-    Args:
-        workers: ingest worker processes running at the same time (1 = ingest inline, in
-            turn with inference: nothing to share).
-        current: the threads torch would use (``torch.get_num_threads()``); an explicit
-            lower setting (``OMP_NUM_THREADS``, ``torch.set_num_threads``) is kept.
-        cpus: cores available (default: `available_cpus`).
+    The setting is read once, when torch loads its OpenMP runtime, so this must run before
+    torch is first imported; a value the user set is kept.
 
-    Example:
-        >>> inference_threads(workers=2, current=2, cpus=2)
-        1
-        >>> inference_threads(workers=4, current=16, cpus=16)
-        12
-        >>> inference_threads(workers=1, current=8, cpus=8)
-        8
+    Returns:
+        Whether the setting now applies to this process.
     """
-    if workers <= 1:
-        return max(1, current)
-    free = (cpus or available_cpus()) - workers
-    return max(1, min(current, free))
-
-
-@contextlib.contextmanager
-def limit_inference_threads(workers: int) -> Iterator[int]:
-    """Set torch's intra-op threads to `inference_threads` for the block, then restore.
-
-    Yields:
-        The thread count inference runs with.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    threads = inference_threads(workers, before)
-    torch.set_num_threads(threads)
-    try:
-        yield threads
-    finally:
-        torch.set_num_threads(before)
+    if "torch" in sys.modules:
+        return os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE"
