@@ -22,7 +22,7 @@ RSS_LIMIT = 1.2
 STAGES = [("scan", "scan + group the export"),
           ("ingest_wait", "waiting for ingest (the model idle)"),
           ("inference", "forward passes"),
-          ("read_cache", "reading the cached volumes"),
+          ("read_cache", "reading volumes back from the cache"),
           ("route_and_journal", "rules + journal"),
           ("worklists", "worklists")]
 

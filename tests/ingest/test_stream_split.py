@@ -74,12 +74,12 @@ def _split_logged(caplog: pytest.LogCaptureFixture, series_uid: str) -> bool:
     return any(m.startswith(SPLIT_LOG.format(uid=series_uid)) for m in messages)
 
 
-def _ingest_checking_decoded(study, config, cache_root, decoded=None):
+def _ingest_checking_decoded(study, config, cache_root, decoded=None, **kwargs):
     """`ingest_study`, after checking that the parts cover every file of the series."""
     if decoded is not None:
         files = select_series(study, config.selection).chosen.instances
         assert set(decoded) == {str(r.path) for r in files}, "the parts were not all used"
-    return ingest_study(study, config, cache_root, decoded)
+    return ingest_study(study, config, cache_root, decoded, **kwargs)
 
 
 def test_a_split_study_ingests_as_it_does_whole(export, tmp_path, config, caplog,
@@ -124,10 +124,10 @@ def _die(*_: object) -> None:
     os._exit(3)  # a decoder crash: the worker is gone, no exception reaches the pool
 
 
-def _die_if_decoded(study, config, cache_root, decoded=None):
+def _die_if_decoded(study, config, cache_root, decoded=None, **kwargs):
     if decoded is not None:
         os._exit(3)
-    return ingest_study(study, config, cache_root, decoded)
+    return ingest_study(study, config, cache_root, decoded, **kwargs)
 
 
 @pytest.mark.parametrize("crash", ["in a part", "in the ingest from the parts"])

@@ -131,8 +131,9 @@ def test_identifiers_are_in_the_worklist_but_not_in_the_logs(baseline, run_case)
 def test_the_summary_says_where_the_time_went(baseline):
     summary = baseline.result.summary
     stages = summary["stage_seconds"]
-    assert {"scan", "ingest_wait", "read_cache", "inference", "route_and_journal",
-            "worklists"} <= set(stages)
+    assert {"scan", "ingest_wait", "inference", "route_and_journal", "worklists"} <= set(stages)
+    # A fresh run scores the volumes its workers send back: nothing is read from the cache.
+    assert "read_cache" not in stages
     assert all(seconds >= 0 for seconds in stages.values())
     # Every figure is rounded to the millisecond: the sum may exceed the total by the
     # rounding of each term.
@@ -274,3 +275,27 @@ def test_a_run_killed_midway_resumes_to_the_same_worklist(baseline, run_case, ti
     assert _strip(out / WORKLIST_NAME) == _strip(baseline.result.worklist_path)
     header = (out / WORKLIST_NAME).read_bytes().split(b"\r\n")[0].decode()
     assert header == ",".join(WORKLIST_COLUMNS)
+
+
+def test_volumes_cached_by_an_earlier_run_are_read_back_and_a_damaged_one_remade(
+        baseline, run_case, bundle, router, tmp_path, caplog):
+    # The journal is lost but the cache stays (a run killed after ingest, before scoring):
+    # the workers find every volume cached and the main process reads them back; one entry
+    # damaged in the meantime fails its checksum and is made again, not failed.
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(baseline.result.out_dir / "cache", out / "cache")
+    volumes = sorted((out / "cache").rglob("*.nii.gz"))
+    assert volumes
+    damaged = volumes[0]
+    damaged.write_bytes(damaged.read_bytes()[:-64])  # truncated: it no longer reads back
+    with caplog.at_level(logging.WARNING, logger="triage.run.pipeline"):
+        result = run_export(run_case.export_dir, out, bundle=bundle, router=router,
+                            workers=2, batch_size=2, model_name="tiny", model_version="7",
+                            device="cpu")
+    stages = result.summary["stage_seconds"]
+    assert stages["read_cache"] > 0 and stages["ingest_again"] > 0
+    assert sum("ingesting the study again" in m for m in caplog.messages) == 1
+    assert _strip(result.worklist_path) == _strip(baseline.result.worklist_path)
+    assert damaged.is_file() and damaged.stat().st_size > 0  # written whole again

@@ -108,20 +108,21 @@ def _part_result(future: Future, study: StudyGroup) -> dict[str, np.ndarray] | N
 
 
 def _isolated(study: StudyGroup, config: IngestConfig, cache_root: Path,
-              background: bool) -> StudyOutcome:
+              background: bool, keep_arrays: bool) -> StudyOutcome:
     with ProcessPoolExecutor(1, initializer=_init_worker, initargs=(background,)) as pool:
         try:
-            return _result(pool.submit(ingest_study, study, config, cache_root), study)
+            return _result(pool.submit(ingest_study, study, config, cache_root,
+                                       keep_array=keep_arrays), study)
         except BrokenProcessPool as err:
             return _crashed(study, err)
 
 
-def _inline(studies: Sequence[StudyGroup], config: IngestConfig, cache_root: Path
-            ) -> Iterator[tuple[StudyGroup, StudyOutcome]]:
+def _inline(studies: Sequence[StudyGroup], config: IngestConfig, cache_root: Path,
+            keep_arrays: bool) -> Iterator[tuple[StudyGroup, StudyOutcome]]:
     for study in studies:
         limiter = _one_blas_thread()
         try:
-            outcome = ingest_study(study, config, cache_root)
+            outcome = ingest_study(study, config, cache_root, keep_array=keep_arrays)
         except Exception as err:  # noqa: BLE001 - ingest_study should not raise; be safe
             LOGGER.error("Ingest of study %s raised %s.", study.study_uid, type(err).__name__)
             outcome = failed_outcome(study, f"internal error while ingesting "
@@ -165,7 +166,7 @@ def _jobs(split: dict[int, list[list[str]]], index: int) -> int:
 
 
 def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_root: Path | str,
-                  *, workers: int = 1, background: bool = False
+                  *, workers: int = 1, background: bool = False, keep_arrays: bool = False
                   ) -> Iterator[tuple[StudyGroup, StudyOutcome]]:
     """Ingest `studies`, yielding ``(study, outcome)`` in completion order.
 
@@ -178,6 +179,9 @@ def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_roo
         background: run the workers at the lowest CPU priority
             (`triage.run.threads.lower_priority`), for a caller that computes beside them
             (`triage run`'s inference) and should have the cores first.
+        keep_arrays: send each volume made now back with its outcome
+            (``StudyOutcome.array``) besides caching it; at most ``2 * workers`` are in
+            flight.
 
     Yields:
         ``(study, outcome)`` for each study, as each finishes.
@@ -185,7 +189,7 @@ def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_roo
     cache_root = Path(cache_root)
     split = _plan_parts(studies, config, cache_root, workers) if workers > 1 else {}
     if workers <= 1 or len(studies) <= 1 and not split:
-        yield from _inline(studies, config, cache_root)
+        yield from _inline(studies, config, cache_root, keep_arrays)
         return
     pending = list(reversed(range(len(studies))))  # pop() takes them in the given order
     window = 2 * workers
@@ -207,7 +211,8 @@ def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_roo
                             future = pool.submit(decode_part, paths, config.load)
                             running[future] = (index, part)
                     else:
-                        future = pool.submit(ingest_study, studies[index], config, cache_root)
+                        future = pool.submit(ingest_study, studies[index], config, cache_root,
+                                             keep_array=keep_arrays)
                         running[future] = (index, None)
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 broken = False
@@ -229,7 +234,8 @@ def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_roo
                         # All parts are back: ingest from them, or whole if one failed, so
                         # that its error is the one an unsplit ingest reports.
                         decoded = merge_parts(received.pop(index).values())
-                        future = pool.submit(ingest_study, study, config, cache_root, decoded)
+                        future = pool.submit(ingest_study, study, config, cache_root, decoded,
+                                             keep_array=keep_arrays)
                         running[future] = (index, None)
                 if broken:
                     break
@@ -241,4 +247,4 @@ def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_roo
             study = studies[index]
             LOGGER.warning("A worker died; retrying study %s in its own process.",
                            study.study_uid)
-            yield study, _isolated(study, config, cache_root, background)
+            yield study, _isolated(study, config, cache_root, background, keep_arrays)

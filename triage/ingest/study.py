@@ -33,10 +33,16 @@ STATS_DIR = "device_stats"
 
 @dataclass(frozen=True)
 class StudyOutcome:
-    """What a worker sends back: the report row and this study's device statistics."""
+    """What a worker sends back: the report row and this study's device statistics.
+
+    ``array`` is the prepared volume as cached (float32), sent back only when the caller
+    asked for it (``keep_array``) and the study was loaded now rather than found in the
+    cache: `triage run` scores it without reading back what the worker just wrote.
+    """
 
     report: StudyReport
     device_stats: dict[str, Any] | None = None
+    array: np.ndarray | None = None
 
 
 def source_fingerprint(series: SeriesRef) -> str:
@@ -75,7 +81,8 @@ def _stats_path(cache: VolumeCache, key: str) -> Path:
 
 
 def ingest_study(study: StudyGroup, config: IngestConfig, cache_root: Path | str,
-                 decoded: Mapping[str, np.ndarray] | None = None) -> StudyOutcome:
+                 decoded: Mapping[str, np.ndarray] | None = None, *,
+                 keep_array: bool = False) -> StudyOutcome:
     """Select, load, preprocess and cache the series of `study` that will be classified.
 
     A rerun with the same files and config reuses the cached volume without decoding.
@@ -87,6 +94,8 @@ def ingest_study(study: StudyGroup, config: IngestConfig, cache_root: Path | str
         decoded: stored pixel values of the chosen series' files decoded beforehand (in
             parts, by other processes), as ``load_series(..., decoded=...)`` takes them;
             the result is the same with or without.
+        keep_array: also return the prepared volume when it was made now (not on a
+            cache hit), as the cache holds it.
 
     Returns:
         The report row and, for a CT volume, its device statistics.
@@ -97,7 +106,7 @@ def ingest_study(study: StudyGroup, config: IngestConfig, cache_root: Path | str
         if selection.chosen is None:
             return StudyOutcome(report)
         return _load_and_cache(selection.chosen, report, config, VolumeCache(cache_root),
-                               decoded)
+                               decoded, keep_array)
     except Exception as err:  # noqa: BLE001 - one bad study never stops a batch
         LOGGER.exception("Unexpected error while ingesting study %s", study.study_uid)
         report = StudyReport(study_uid=study.study_uid, status=IngestStatus.FAILED,
@@ -136,8 +145,8 @@ def _sidecar(cache: VolumeCache, key: str) -> dict[str, Any] | None:
 
 
 def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig,
-                    cache: VolumeCache, decoded: Mapping[str, np.ndarray] | None
-                    ) -> StudyOutcome:
+                    cache: VolumeCache, decoded: Mapping[str, np.ndarray] | None,
+                    keep_array: bool) -> StudyOutcome:
     fingerprint = source_fingerprint(series)
     key = cache.key(fingerprint, config.preprocess)
     sidecar = _sidecar(cache, key)
@@ -172,7 +181,8 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
     return StudyOutcome(replace(
         report, status=IngestStatus.OK, verdict=volume.verdict.value, cache_key=key,
         modality=volume.modality, n_slices=int(volume.shape[2]),
-        warnings=_join(report.warnings, *prepared.warnings)), stats)
+        warnings=_join(report.warnings, *prepared.warnings)), stats,
+        np.ascontiguousarray(prepared.array, dtype=np.float32) if keep_array else None)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -190,6 +190,13 @@ class VolumeCache:
             other.unlink()  # the same entry written earlier in the other format
         return key
 
+    def discard(self, key: str) -> None:
+        """Remove the entry of `key` (the sidecar first: the entry is uncommitted at once)."""
+        sidecar = self._sidecar(key)
+        for path in (sidecar, sidecar.with_name(f"{key}.nii.gz"), sidecar.with_name(f"{key}.nii")):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
     def read_sidecar(self, key: str) -> dict[str, Any] | None:
         """The sidecar of `key`, or None on a miss."""
         try:

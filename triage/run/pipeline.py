@@ -1,6 +1,7 @@
 """`run_export`: a PACS export in, per-study worklists out (ingest → inference → rules).
 
-Worker processes ingest studies (`triage.ingest.stream`) while the main process scores the
+Worker processes ingest studies (`triage.ingest.stream`) and send each new volume back
+with its report (it is cached too, for a resumed run), while the main process scores the
 finished ones in batches with the model bundle and routes them with the rules; each routed
 study is journaled at once (`triage.run.journal`), so a killed run resumes where it
 stopped, and the worklists are written from the journal at the end. Memory stays flat:
@@ -9,7 +10,8 @@ model; arrays are dropped as soon as they are scored. The workers run at the low
 priority and inference with torch's full thread pool: the model has the cores whenever it
 is ready, the workers fill the rest (`triage.run.threads`).
 
-Any failure of one study (ingest, a missing cache entry, inference, routing) becomes that
+A cache entry that fails to read back (damaged since its worker found it) is made again in
+the main process. Any failure of one study (ingest, inference, routing) becomes that
 study's ``failed`` (or ``review``) row with a reason; nothing one study does stops the
 batch. Logs name studies by UID only: identifiers go to the worklist and nowhere else.
 """
@@ -36,7 +38,7 @@ from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus, StudyReport
 from triage.ingest.schedule import studies_largest_first
 from triage.ingest.stream import stream_ingest
-from triage.ingest.study import StudyOutcome
+from triage.ingest.study import StudyOutcome, ingest_study
 from triage.io import atomic_write_text
 from triage.preprocess.cache import VolumeCache
 from triage.run.distance import input_distance
@@ -118,10 +120,12 @@ class _Triage:
     """Scores, routes and journals finished studies (the consumer side of the pipeline)."""
 
     def __init__(self, *, bundle: ModelBundle, router: Router, journal: Journal,
-                 cache: VolumeCache, identifiers: dict[str, StudyIdentifiers],
+                 cache: VolumeCache, config: IngestConfig,
+                 identifiers: dict[str, StudyIdentifiers],
                  provenance: dict[str, str], device: str, batch_size: int,
                  on_row: Callable[[WorklistRow], None], clock: Stopwatch) -> None:
         self.bundle, self.router, self.journal, self.cache = bundle, router, journal, cache
+        self.config = config
         self.identifiers, self.provenance = identifiers, provenance
         self.device, self.batch_size, self.on_row = device, batch_size, on_row
         self.clock = clock
@@ -133,20 +137,37 @@ class _Triage:
         if report.status is not IngestStatus.OK:
             self._finish([(study, outcome, None, "")])
             return
-        try:
-            with self.clock("read_cache"):
-                prepared = self.cache.get(report.cache_key) if report.cache_key else None
-        except Exception as err:  # noqa: BLE001 - a damaged entry fails one study only
-            LOGGER.error("Reading the cached volume of study %s raised %s.", study.study_uid,
-                         type(err).__name__)
-            prepared = None
-        if prepared is None:
-            self._finish([(study, outcome, None, "the cached volume is missing or damaged; "
-                                                 "re-run to ingest the study again")])
-            return
-        self.batch.append(_Pending(study, outcome, prepared.array))
+        array = outcome.array  # made by the worker just now; else cached earlier
+        if array is None:
+            try:
+                with self.clock("read_cache"):
+                    prepared = self.cache.get(report.cache_key) if report.cache_key else None
+            except Exception as err:  # noqa: BLE001 - a damaged entry fails one study only
+                LOGGER.error("Reading the cached volume of study %s raised %s.",
+                             study.study_uid, type(err).__name__)
+                prepared = None
+            if prepared is None:  # damaged since the worker saw it: make it again here
+                outcome = self._remake(study, report.cache_key)
+                if outcome.array is None:
+                    self._finish([(study, outcome, None, "" if outcome.report.status
+                                   is not IngestStatus.OK else "the cached volume could not "
+                                   "be read back, nor made again")])
+                    return
+                array = outcome.array
+            else:
+                array = prepared.array
+        self.batch.append(_Pending(study, outcome, array))
         if len(self.batch) >= self.batch_size:
             self.flush()
+
+    def _remake(self, study: StudyGroup, key: str) -> StudyOutcome:
+        """Ingest `study` again in this process after its cache entry `key` failed to read."""
+        LOGGER.warning("The cached volume of study %s is missing or damaged; ingesting the "
+                       "study again.", study.study_uid)
+        if key:
+            self.cache.discard(key)
+        with self.clock("ingest_again"):
+            return ingest_study(study, self.config, self.cache.root, keep_array=True)
 
     def flush(self) -> None:
         """Score the queued volumes in one batch, route them and journal them."""
@@ -337,14 +358,15 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
             progress(done, len(studies), row)
 
     triage = _Triage(bundle=bundle, router=router, journal=journal,
-                     cache=VolumeCache(out_dir / CACHE_DIR), identifiers=identifiers,
+                     cache=VolumeCache(out_dir / CACHE_DIR), config=config,
+                     identifiers=identifiers,
                      provenance=provenance, device=device, batch_size=batch_size,
                      on_row=on_row, clock=clock)
     # Largest first bounds the tail of the pool (`triage.ingest.schedule`); rows are
     # sorted when the worklists are written, so the order does not show.
     order = studies_largest_first(todo) if workers > 1 else todo
     ingested = stream_ingest(order, config, out_dir / CACHE_DIR, workers=workers,
-                             background=True)
+                             background=True, keep_arrays=True)
     for study, outcome in clock.timed(ingested, "ingest_wait"):
         triage.add(study, outcome)
     triage.flush()

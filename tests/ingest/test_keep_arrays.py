@@ -1,0 +1,61 @@
+"""`stream_ingest(keep_arrays=True)` hands back each new volume exactly as it cached it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.dicom.loader_factory import SeriesRecipe, write_series
+from triage.data.synth.dicom_writer import make_uid
+from triage.dicom.grouping import group_studies
+from triage.dicom.scan import scan_export
+from triage.ingest.config import IngestConfig
+from triage.ingest.stream import stream_ingest
+from triage.preprocess.cache import VolumeCache
+
+CONFIG = IngestConfig.from_dict({
+    "selection": {"min_slices": 8},
+    "preprocess": {"target_spacing": [8.0, 8.0, 8.0], "target_shape": [16, 16, 8]}})
+
+
+def _own_study(name: str):
+    uid = make_uid("keep-arrays", name, "study")
+
+    def mutate(_: int, ds) -> None:
+        ds.StudyInstanceUID = uid
+
+    return mutate
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("export")
+    for name in ("a", "b", "c"):
+        write_series(root, SeriesRecipe(n_slices=10), name=name, mutate=_own_study(name))
+    return group_studies(scan_export(root))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_new_volumes_come_back_as_cached_and_cache_hits_do_not(studies, tmp_path: Path,
+                                                               workers: int):
+    cache_root = tmp_path / "cache"
+    first = list(stream_ingest(studies, CONFIG, cache_root, workers=workers,
+                               keep_arrays=True))
+    assert len(first) == 3
+    cache = VolumeCache(cache_root)
+    for _, outcome in first:
+        assert outcome.report.status.value == "ok" and not outcome.report.cache_hit
+        cached = cache.get(outcome.report.cache_key).array
+        assert outcome.array is not None and outcome.array.dtype == np.float32
+        np.testing.assert_array_equal(outcome.array, cached)  # bit for bit, as scored
+    # A rerun finds every volume cached: nothing is decoded, nothing is sent back.
+    again = list(stream_ingest(studies, CONFIG, cache_root, workers=workers,
+                               keep_arrays=True))
+    assert all(o.report.cache_hit and o.array is None for _, o in again)
+
+
+def test_arrays_stay_in_the_workers_unless_asked_for(studies, tmp_path: Path):
+    outcomes = list(stream_ingest(studies, CONFIG, tmp_path / "cache", workers=2))
+    assert all(o.report.status.value == "ok" and o.array is None for _, o in outcomes)
