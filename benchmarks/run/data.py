@@ -33,12 +33,15 @@ class Network:
         train_config: the `triage train --config` file.
         ingest_config: the `triage ingest --config` file (the bundle records it, so
             `triage run` makes its volumes the same way).
+        rounds: measured in at most this many rounds of ``--repeats`` (None: every round);
+            keeps a network whose forward pass takes minutes from dominating the run.
     """
 
     key: str
     title: str
     train_config: Path
     ingest_config: Path
+    rounds: int | None = None
 
     def digest(self) -> str:
         """8 hex digits over both configs: a changed config retrains the bundle."""
@@ -55,6 +58,10 @@ NETWORKS = {
     "resnet18": Network("resnet18", "a heavier network (MONAI resnet18, 33 M parameters)",
                         REPO / "benchmarks/run/resnet18.yaml",
                         REPO / "pipelines/ingest/default.yaml"),
+    "resnet18-full": Network(
+        "resnet18-full", "the heaviest network (resnet18 with MONAI's own full-resolution "
+        "stem, conv1 stride 1)", REPO / "benchmarks/run/resnet18-full.yaml",
+        REPO / "pipelines/ingest/default.yaml", rounds=1),
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import write_marked_section
-from benchmarks.run.measure import Measured
+from benchmarks.run.measure import PROBE_BATCHES, Measured
 
 BEGIN, END = "<!-- run:begin -->", "<!-- run:end -->"
 RATIO_TARGET = 0.8
@@ -57,7 +57,7 @@ def _entry(got: list[Measured]) -> dict[str, Any]:
         by: dict[str, list[float]] = {}
         for r in got:
             for threads, t in r.result.get("by_threads", {}).items():
-                by.setdefault(threads, []).append(t["forward_s"])
+                by.setdefault(threads, []).append(t["probe_s_per_batch"])
         entry["by_threads"] = {t: _median(v) for t, v in by.items()}
     return entry
 
@@ -212,17 +212,18 @@ def _ratio_verdict(name: str, net: dict[str, Any], cpus: int) -> str:
 
 
 def thread_note(s: dict[str, Any], names: dict[str, str] | None = None) -> str:
-    """Forward-only seconds per intra-op thread count, per network (medians)."""
+    """Forward-only seconds per batch by intra-op thread count, per network (medians)."""
     names = names or {}
     parts = []
     for key, net in s["networks"].items():
         by = net.get("forward", {}).get("by_threads", {})
         if by:
-            times = ", ".join(f"{_threads(int(t))} {_fmt(v, 1)} s"
+            times = ", ".join(f"{_threads(int(t))} {_fmt(1000 * v)} ms"
                               for t, v in sorted(by.items(), key=lambda kv: -int(kv[0])))
             parts.append(f"{names.get(key, key)}: {times}")
-    return ("Forward only by torch intra-op thread count (the same passes, medians): "
-            + "; ".join(parts) + ".") if parts else ""
+    return (f"Forward only, torch's default thread count against one thread on the first "
+            f"{PROBE_BATCHES} batches (time per batch, medians; the faster then times "
+            "every batch): " + "; ".join(parts) + ".") if parts else ""
 
 
 def verdicts(s: dict[str, Any], names: dict[str, str] | None = None) -> list[str]:
@@ -285,8 +286,8 @@ def section(s: dict[str, Any], meta: dict[str, Any]) -> str:
         f"(0 = one per core) `--batch-size {meta['batch_size']}`; forward only: the same "
         f"bundle on the {first.get('forward', {}).get('studies', '?')} volumes that run "
         f"cached, loaded first, in padded batches of {meta['batch_size']} after one untimed "
-        "warm-up batch, once with torch's default thread count and once with one thread; "
-        "the faster is the baseline (named in the row).", "",
+        f"warm-up batch, with torch's default thread count or one thread, whichever is "
+        f"faster on the first {PROBE_BATCHES} batches (named in the row).", "",
         table(s, names), "",
         thread_note(s, names), "",
         *[f"- {v}" for v in verdicts(s, names)], "",

@@ -68,12 +68,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale", default="100,400",
                         help="SMALL,LARGE export sizes whose peak RSS is compared (with the "
                              "first network)")
-    parser.add_argument("--networks", default="demo,default,resnet18",
+    parser.add_argument("--networks", default="demo,default,resnet18,resnet18-full",
                         help=f"networks to benchmark, comma-separated: {', '.join(NETWORKS)} "
                              "(demo: pipelines/train/demo.yaml on the synthetic grid; "
                              "default: pipelines/train/default.yaml on the default grid; "
                              "resnet18: benchmarks/run/resnet18.yaml, a forward pass heavier "
-                             "than a study's ingest)")
+                             "than a study's ingest; resnet18-full: "
+                             "benchmarks/run/resnet18-full.yaml, MONAI's full-resolution "
+                             "stem, measured in the first round only)")
     parser.add_argument("--matrix", type=int, default=64)
     parser.add_argument("--model-studies", type=int, default=80)
     parser.add_argument("--epochs", type=int, default=1)
@@ -102,11 +104,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _round(tag: str, bundles: dict[str, Path], exports: dict[int, Path],
+def _round(round_no: int, bundles: dict[str, Path], exports: dict[int, Path],
            scale: tuple[int, int], args: argparse.Namespace) -> list[Measured]:
     """One round: per network `triage run` and forward only; the memory scaling runs."""
+    tag = f"round {round_no}"
     runs: list[Measured] = []
     for key, bundle in bundles.items():
+        limit = NETWORKS[key].rounds
+        if limit is not None and round_no >= limit:
+            continue
         got = e2e(key, exports[args.studies], bundle, args.studies, args, tag)
         runs.append(got)
         print(f"{tag} {key}: triage run, {args.studies} studies: {got.wall_s:.1f} s, "
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start, load = os.getloadavg(), LoadSampler()
     load.start()
     for round_no in range(args.repeats):
-        runs += _round(f"round {round_no}", bundles, exports, (small, large), args)
+        runs += _round(round_no, bundles, exports, (small, large), args)
     load_mean, load_peak = load.stop()
     summary = summarize(runs, args.studies, (small, large))
     fwd_result = next(r.result for r in runs if r.kind == "forward")

@@ -25,8 +25,9 @@ def _e2e(studies: int, wall: float, rss: float, tree: float, network: str = "dem
 def _forward(studies: int, forward_s: float, network: str = "demo") -> Measured:
     return Measured("forward", network, studies, forward_s + 5, 900.0, 900.0, studies, 70.0,
                     {"volumes": studies, "forward_s": forward_s, "forward_cpu_s": 40.0,
-                     "threads": 1, "by_threads": {"2": {"forward_s": 2 * forward_s},
-                                                  "1": {"forward_s": forward_s}}})
+                     "threads": 1, "by_threads": {
+                         "2": {"probe_s_per_batch": 0.2},
+                         "1": {"probe_s_per_batch": 0.1, "forward_s": forward_s}}})
 
 
 RUNS = [
@@ -51,7 +52,7 @@ def test_summary_rates_ratio_and_memory_scaling():
     assert demo["e2e"]["per_minute"] == 100.0
     assert demo["forward"]["per_minute"] == 400.0  # forward passes only, not the process wall
     assert demo["ratio"] == 0.25
-    assert demo["forward"]["threads"] == 1 and demo["forward"]["by_threads"]["2"] == 120.0
+    assert demo["forward"]["threads"] == 1 and demo["forward"]["by_threads"]["2"] == 0.2
     assert s["large"]["maxrss_mib"] == 1000.0 and s["small"]["maxrss_mib"] == 950.0
     assert abs(s["rss_ratio"] - 1000 / 950) < 1e-12
 
@@ -117,4 +118,4 @@ def test_section_names_every_network_and_its_config():
     assert "**demo** = the demo's network: `pipelines/train/demo.yaml`" in text
     assert "network `blob-fcn`" in text and "| demo | end to end" in text
     assert "| end-to-end wall time | demo |" in text
-    assert "demo: 2 threads 120.0 s, 1 thread 60.0 s." in text
+    assert "demo: 2 threads 200 ms, 1 thread 100 ms." in text
