@@ -229,8 +229,20 @@ def thread_note(s: dict[str, Any], names: dict[str, str] | None = None) -> str:
 def verdicts(s: dict[str, Any], names: dict[str, str] | None = None) -> list[str]:
     """The issue's two targets, met or missed, in words (one ratio line per network)."""
     names = names or {}
-    out = [_ratio_verdict(names.get(k, k), net, s.get("cpus", 1))
-           for k, net in s["networks"].items() if "ratio" in net]
+    nets = {k: net for k, net in s["networks"].items() if "ratio" in net}
+    out = [_ratio_verdict(names.get(k, k), net, s.get("cpus", 1)) for k, net in nets.items()]
+    met = [names.get(k, k) for k, n in nets.items() if n["ratio"] >= RATIO_TARGET]
+    missed = {names.get(k, k): n["ratio"] / n["ceiling"] for k, n in nets.items()
+              if n["ratio"] < RATIO_TARGET}
+    if met and missed:
+        low, high = min(missed.values()), max(missed.values())
+        span = f"{100 * low:.0f}%" if round(100 * low) == round(100 * high) else \
+            f"{100 * low:.0f}-{100 * high:.0f}%"
+        out.append(f"In all: where the forward pass outweighs everything else the run needs "
+                   f"the CPU for ({', '.join(met)}), the pipeline keeps the model busy and "
+                   f"the ratio is met; where it does not ({', '.join(missed)}), ingest and "
+                   f"the forward passes share these cores and the runs reached {span} of "
+                   "the ratio their CPU time allows.")
     if "rss_ratio" in s:
         small, large = s["small"]["studies"], s["large"]["studies"]
         ratio, tree = s["rss_ratio"], s["tree_ratio"]

@@ -119,3 +119,14 @@ def test_section_names_every_network_and_its_config():
     assert "network `blob-fcn`" in text and "| demo | end to end" in text
     assert "| end-to-end wall time | demo |" in text
     assert "demo: 2 threads 200 ms, 1 thread 100 ms." in text
+
+
+def test_verdicts_sum_up_a_met_and_a_missed_network():
+    runs = RUNS + [_e2e(400, 70.0, 1200.0, 1700.0, "heavy", cpu=130.0),
+                   _forward(400, 60.0, "heavy")]
+    lines = verdicts(summarize(runs, 400, (100, 400), cpus=2))
+    assert any(line.startswith("heavy:") and line.endswith("met.") for line in lines)
+    # demo: ratio 0.25 of a 0.30 ceiling
+    summary = next(line for line in lines if line.startswith("In all:"))
+    assert "(heavy)" in summary and "(demo)" in summary
+    assert "reached 83% of the ratio" in summary
