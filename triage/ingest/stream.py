@@ -46,12 +46,6 @@ def _one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
-def _init_worker(background: bool = False) -> None:
-    _one_blas_thread()
-    if background:
-        lower_priority()
-
-
 WORKER_NICENESS = 19
 """The niceness of background workers: the lowest priority on Unix."""
 
@@ -70,6 +64,12 @@ def lower_priority(niceness: int = WORKER_NICENESS) -> int | None:
         return os.nice(niceness - current) if current < niceness else current
     except OSError:
         return None
+
+
+def _init_worker(background: bool = False) -> None:
+    _one_blas_thread()
+    if background:
+        lower_priority()
 
 
 def failed_outcome(study: StudyGroup, reason: str, stage: str = "internal") -> StudyOutcome:
@@ -177,7 +177,7 @@ def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_roo
         cache_root: the volume cache folder.
         workers: worker processes; 1 ingests inline in the calling process.
         background: run the workers at the lowest CPU priority
-            (`triage.run.threads.lower_priority`), for a caller that computes beside them
+            (`lower_priority`), for a caller that computes beside them
             (`triage run`'s inference) and should have the cores first.
         keep_arrays: send each volume made now back with its outcome
             (``StudyOutcome.array``) besides caching it; at most ``2 * workers`` are in

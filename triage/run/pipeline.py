@@ -24,7 +24,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,8 +104,7 @@ class RunResult:
 @dataclass(frozen=True)
 class _Pending:
     study: StudyGroup
-    outcome: StudyOutcome
-    array: np.ndarray
+    outcome: StudyOutcome  # with its volume (``outcome.array``)
 
 
 def _now() -> str:
@@ -137,31 +136,30 @@ class _Triage:
         if report.status is not IngestStatus.OK:
             self._finish([(study, outcome, None, "")])
             return
-        array = outcome.array  # made by the worker just now; else cached earlier
-        if array is None:
-            try:
-                with self.clock("read_cache"):
-                    prepared = self.cache.get(report.cache_key) if report.cache_key else None
-            except Exception as err:  # noqa: BLE001 - a damaged entry fails one study only
-                LOGGER.error("Reading the cached volume of study %s raised %s.",
-                             study.study_uid, type(err).__name__)
-                prepared = None
-            if prepared is None:  # damaged since the worker saw it: make it again here
-                outcome = self._remake(study, report.cache_key)
-                if outcome.array is None:
-                    self._finish([(study, outcome, None, "" if outcome.report.status
-                                   is not IngestStatus.OK else "the cached volume could not "
-                                   "be read back, nor made again")])
-                    return
-                array = outcome.array
-            else:
-                array = prepared.array
-        self.batch.append(_Pending(study, outcome, array))
+        if outcome.array is None:  # the worker found the volume cached: read it back
+            outcome = self._from_cache(study, outcome)
+        if outcome.array is None:
+            self._finish([(study, outcome, None, "" if outcome.report.status
+                           is not IngestStatus.OK else "the cached volume could not be "
+                                                       "read back, nor made again")])
+            return
+        self.batch.append(_Pending(study, outcome))
         if len(self.batch) >= self.batch_size:
             self.flush()
 
-    def _remake(self, study: StudyGroup, key: str) -> StudyOutcome:
-        """Ingest `study` again in this process after its cache entry `key` failed to read."""
+    def _from_cache(self, study: StudyGroup, outcome: StudyOutcome) -> StudyOutcome:
+        """`outcome` with its cached volume, or the study ingested again here if the entry
+        no longer reads back (damaged since the worker found it)."""
+        key = outcome.report.cache_key
+        try:
+            with self.clock("read_cache"):
+                prepared = self.cache.get(key) if key else None
+        except Exception as err:  # noqa: BLE001 - a damaged entry is remade below
+            LOGGER.error("Reading the cached volume of study %s raised %s.", study.study_uid,
+                         type(err).__name__)
+            prepared = None
+        if prepared is not None:
+            return replace(outcome, array=prepared.array)
         LOGGER.warning("The cached volume of study %s is missing or damaged; ingesting the "
                        "study again.", study.study_uid)
         if key:
@@ -175,7 +173,7 @@ class _Triage:
         if not batch:
             return
         try:
-            probs = [float(p) for p in self._predict([b.array for b in batch])]
+            probs = [float(p) for p in self._predict([b.outcome.array for b in batch])]
             errors = [""] * len(batch)
         except Exception as err:  # noqa: BLE001 - find the study that breaks the batch
             LOGGER.warning("Inference failed on a batch of %d (%s); scoring one at a time.",
@@ -183,7 +181,7 @@ class _Triage:
             probs, errors = [], []
             for item in batch:
                 try:
-                    probs.append(float(self._predict([item.array])[0]))
+                    probs.append(float(self._predict([item.outcome.array])[0]))
                     errors.append("")
                 except Exception as one:  # noqa: BLE001
                     LOGGER.error("Inference failed for study %s (%s).", item.study.study_uid,
