@@ -104,7 +104,8 @@ def _safe_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sha256(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()
+    # The array's own buffer, not a copy of it (``tobytes``): the same bytes, the same digest.
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32)).hexdigest()
 
 
 class VolumeCache:
