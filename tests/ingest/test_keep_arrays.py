@@ -59,3 +59,25 @@ def test_new_volumes_come_back_as_cached_and_cache_hits_do_not(studies, tmp_path
 def test_arrays_stay_in_the_workers_unless_asked_for(studies, tmp_path: Path):
     outcomes = list(stream_ingest(studies, CONFIG, tmp_path / "cache", workers=2))
     assert all(o.report.status.value == "ok" and o.array is None for _, o in outcomes)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_a_rerun_remakes_a_cached_volume_whose_file_was_damaged(studies, tmp_path: Path,
+                                                                damage: str):
+    cache_root = tmp_path / "cache"
+    first = {s.study_uid: o for s, o in stream_ingest(studies, CONFIG, cache_root,
+                                                      keep_arrays=True)}
+    cache = VolumeCache(cache_root)
+    victim = studies[0].study_uid
+    key = first[victim].report.cache_key
+    nifti = cache_root / key[:2] / cache.read_sidecar(key)["nifti"]
+    if damage == "truncated":
+        nifti.write_bytes(nifti.read_bytes()[:-100])
+    else:
+        nifti.unlink()
+    assert cache.get(key) is None
+    again = {s.study_uid: o for s, o in stream_ingest(studies, CONFIG, cache_root)}
+    assert not again[victim].report.cache_hit  # made again, not taken as cached
+    assert all(o.report.cache_hit for uid, o in again.items() if uid != victim)
+    assert again[victim].report.cache_key == key
+    np.testing.assert_array_equal(cache.get(key).array, first[victim].array)  # repaired

@@ -213,3 +213,28 @@ def test_root_must_be_a_directory(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(CacheError, match=r"exists and is not a directory"):
         VolumeCache(tmp_path / "file")
+
+
+def test_an_entry_looks_intact_until_its_file_is_cut_or_gone(tmp_path):
+    cache = VolumeCache(tmp_path)
+    key = cache.put(make_prepared(), source_fingerprint=SOURCE, config=CONFIG)
+    sidecar = cache.read_sidecar(key)
+    nifti = tmp_path / key[:2] / sidecar["nifti"]
+    assert sidecar["nifti_bytes"] == nifti.stat().st_size
+    assert cache.looks_intact(key, sidecar)
+    nifti.write_bytes(nifti.read_bytes()[:-1])
+    assert not cache.looks_intact(key, sidecar)
+    # An entry from before sizes were recorded is judged by its file alone.
+    older = {k: v for k, v in sidecar.items() if k != "nifti_bytes"}
+    assert cache.looks_intact(key, older)
+    nifti.unlink()
+    assert not cache.looks_intact(key, older)
+
+
+def test_a_discarded_entry_is_gone_sidecar_first(tmp_path):
+    cache = VolumeCache(tmp_path)
+    key = cache.put(make_prepared(), source_fingerprint=SOURCE, config=CONFIG)
+    cache.discard(key)
+    assert key not in cache and cache.get(key) is None
+    assert list(tmp_path.rglob(f"{key}*")) == []
+    cache.discard(key)  # nothing left to remove: no error

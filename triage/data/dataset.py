@@ -106,7 +106,9 @@ def load_array(cache: VolumeCache, sample: Sample) -> np.ndarray:
     prepared = cache.get(sample.cache_key)
     if prepared is None:
         raise DatasetError(f"Study {sample.study_uid}: cache entry {sample.cache_key} is "
-                           f"missing or damaged in {cache.root}; re-run `triage ingest`.")
+                           f"missing or damaged in {cache.root}; re-run `triage ingest`, "
+                           f"which remakes an entry whose volume file is gone or cut short "
+                           f"(for other damage, delete {sample.cache_key}.json first).")
     return prepared.array
 
 

@@ -138,10 +138,16 @@ def series_to_load(study: StudyGroup, config: IngestConfig, cache_root: Path | s
 
 
 def _sidecar(cache: VolumeCache, key: str) -> dict[str, Any] | None:
+    """The sidecar of a usable cache entry of `key`; None means make the volume (again)."""
     try:
-        return cache.read_sidecar(key)
+        sidecar = cache.read_sidecar(key)
     except (OSError, ValueError):  # torn by a power cut (entries are not fsynced): remake
         return None
+    if sidecar is not None and not cache.looks_intact(key, sidecar):
+        LOGGER.warning("Cache entry %s has lost its volume file or part of it; making it "
+                       "again.", key)
+        return None
+    return sidecar
 
 
 def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig,

@@ -174,7 +174,8 @@ class VolumeCache:
             "source_fingerprint_sha256": hashlib.sha256(
                 source_fingerprint.encode("utf-8")).hexdigest(),
             "config": config.to_dict(), "config_fingerprint": config.fingerprint(),
-            "nifti": name, "array_sha256": _sha256(array), "dtype": "float32",
+            "nifti": name, "nifti_bytes": len(data), "array_sha256": _sha256(array),
+            "dtype": "float32",
             "shape": list(array.shape), "spacing_mm": list(prepared.spacing),
             "affine_ras": np.asarray(prepared.affine, dtype=np.float64).tolist(),
             "source_shape": list(prepared.source_shape),
@@ -190,6 +191,20 @@ class VolumeCache:
         with contextlib.suppress(FileNotFoundError):
             other.unlink()  # the same entry written earlier in the other format
         return key
+
+    def looks_intact(self, key: str, sidecar: dict[str, Any]) -> bool:
+        """Whether the NIfTI file of a committed entry is there at the size it was written.
+
+        A stat, not a read: it catches a missing or truncated file (and `get`'s checksum
+        catches a changed byte). Entries written before sizes were recorded are only
+        checked for their file.
+        """
+        try:
+            size = self._sidecar(key).with_name(sidecar["nifti"]).stat().st_size
+        except (OSError, KeyError, TypeError):
+            return False
+        expected = sidecar.get("nifti_bytes")
+        return expected is None or size == expected
 
     def discard(self, key: str) -> None:
         """Remove the entry of `key` (the sidecar first: the entry is uncommitted at once)."""
