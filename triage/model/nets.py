@@ -169,14 +169,16 @@ class _BlobNet(torch.nn.Module):
 
         With `tissue_floor`, the context mean and standard deviation are taken over the
         voxels above the floor only, and the contrast is zero where the 3x3x3 box itself
-        reaches below it. With ``tissue_mask: median`` a voxel counts as above the floor when
-        its separable 3x3x3 median does (`_median3`): noise then moves few tissue voxels
-        across the floor, where a per-voxel mask drops noisy tissue and zeroes the contrast
-        of every box that holds one such voxel; unlike a mean, the median keeps a tissue-fat
-        edge where it is instead of smearing fat into tissue. Without it, a lesion next to an organ's edge has fat in its
+        reaches below it. Without it, a lesion next to an organ's edge has fat in its
         context: the context's standard deviation swells and its contrast vanishes (the
         lowest-scoring positives of the triage benchmark were such lesions; the masked
         detector alone ranks them among the positives, docs/training.md).
+
+        With ``tissue_mask: median`` a voxel counts as above the floor when its separable
+        3x3x3 median does (`_median3`): noise then moves few tissue voxels across the floor,
+        where a per-voxel mask drops noisy tissue and zeroes the contrast of every box that
+        holds one such voxel; unlike a mean, the median keeps a tissue-fat edge where it is
+        instead of smearing fat into tissue.
         """
         from torch.nn import functional as F
 
