@@ -103,19 +103,22 @@ def prepare_pool(devices: list[str], studies: int, seed: int, *, matrix: int = 1
 
 
 #: On top of the quality recipe: context statistics over tissue only, so that lesions at
-#: the liver's edge keep their contrast (docs/training.md, "Lesions at an organ's edge").
+#: the liver's edge keep their contrast (docs/training.md, "Lesions at an organ's edge"),
+#: with the floor judged on a 3x3x3 median so that noise does not move tissue across it.
 TISSUE_FLOOR = 0.25
+TISSUE_MASK = "median"
 
 
 def train_config(seed: int = 0):
     """The quality recipe with the focal+dp overrides (`benchmarks.quality.run.CONFIGS`)
-    and blob-fcn's `TISSUE_FLOOR`."""
+    and blob-fcn's `TISSUE_FLOOR` and `TISSUE_MASK`."""
     from benchmarks.quality.run import CONFIGS
     from triage.train.config import TrainConfig
 
     config = TrainConfig.from_yaml(TRAIN_CONFIG).replace(
         runtime={"seed": seed, "experiment": "triage-benchmark"}, **CONFIGS[VARIANT])
-    options = {**config.model.options, "tissue_floor": TISSUE_FLOOR}
+    options = {**config.model.options, "tissue_floor": TISSUE_FLOOR,
+               "tissue_mask": TISSUE_MASK}
     return config.replace(model={"name": config.model.name, "options": options})
 
 

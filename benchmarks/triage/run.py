@@ -221,7 +221,8 @@ def render(meta: dict[str, Any], summary: dict[str, Any], extras: dict[str, Any]
         f"{meta['load_start'][0]:.1f} at the start, {meta['load_end'][0]:.1f} at the end; "
         f"niceness {meta.get('nice', 0)}).", "",
         f"- **Model**: `pipelines/train/quality.yaml` with the quality benchmark's focal+dp "
-        f"overrides and blob-fcn `tissue_floor: {data.TISSUE_FLOOR}` (docs/training.md, "
+        f"overrides and blob-fcn `tissue_floor: {data.TISSUE_FLOOR}`, "
+        f"`tissue_mask: {data.TISSUE_MASK}` (docs/training.md, "
         f"\"Lesions at an organ's edge\"), seed 0, trained by `train_model` on all five "
         f"devices of "
         f"`{meta['model_data']}` (no held-out device) in {meta['train_s'] / 60:.1f} min. "
