@@ -132,20 +132,21 @@ def series_to_load(study: StudyGroup, config: IngestConfig, cache_root: Path | s
     if chosen is None:
         return None
     cache = VolumeCache(cache_root)
-    if _sidecar(cache, cache.key(source_fingerprint(chosen), config.preprocess)) is not None:
+    key = cache.key(source_fingerprint(chosen), config.preprocess)
+    if _sidecar(cache, key, study.study_uid) is not None:
         return None
     return chosen
 
 
-def _sidecar(cache: VolumeCache, key: str) -> dict[str, Any] | None:
+def _sidecar(cache: VolumeCache, key: str, study_uid: str) -> dict[str, Any] | None:
     """The sidecar of a usable cache entry of `key`; None means make the volume (again)."""
     try:
         sidecar = cache.read_sidecar(key)
     except (OSError, ValueError):  # torn by a power cut (entries are not fsynced): remake
         return None
     if sidecar is not None and not cache.looks_intact(key, sidecar):
-        LOGGER.warning("Cache entry %s has lost its volume file or part of it; making it "
-                       "again.", key)
+        LOGGER.warning("The cached volume of study %s (entry %s) has lost its file or part "
+                       "of it; making it again.", study_uid, key)
         return None
     return sidecar
 
@@ -155,7 +156,7 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
                     keep_array: bool) -> StudyOutcome:
     fingerprint = source_fingerprint(series)
     key = cache.key(fingerprint, config.preprocess)
-    sidecar = _sidecar(cache, key)
+    sidecar = _sidecar(cache, key, report.study_uid)
     if sidecar is not None:  # the sidecar is written last: its presence commits the entry
         stats = _read_json(_stats_path(cache, key))
         return StudyOutcome(replace(
