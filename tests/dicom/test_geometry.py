@@ -326,3 +326,25 @@ def test_positions_far_off_the_normal_are_not_a_tilt(tmp_path: Path) -> None:
     with pytest.raises(GeometryError, match="advance at 50.0 degrees") as info:
         load_series(write_series(tmp_path, recipe).paths)
     assert info.value.verdict is GeometryVerdict.INCONSISTENT
+
+
+@pytest.mark.parametrize("values", [
+    [4.0], [3.0, 1.0], [1.25, 1.25, 1.3], [2.0, 0.5, 1.5, 1.0], [1.0, np.nan, 2.0],
+    [np.inf, 1.0], [-np.inf, np.inf], list(np.random.default_rng(0).normal(1.25, 0.1, 127)),
+])
+def test_median_of_equals_numpy_median(values: list[float]) -> None:
+    got, want = geometry.median_of(np.array(values)), float(np.median(values))
+    assert got == want or (np.isnan(got) and np.isnan(want))
+
+
+def test_loading_a_series_does_not_import_numpy_ma(tmp_path: Path) -> None:
+    # numpy.ma costs every loading process ~13 ms; np.median would import it.
+    import subprocess
+    import sys
+
+    paths = [str(p) for p in write_series(tmp_path, SeriesRecipe(n_slices=6, rows=8, cols=8)).paths]
+    code = ("import sys; from triage.dicom.loader import load_series; "
+            f"load_series({paths!r}); print('numpy.ma' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"

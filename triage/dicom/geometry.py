@@ -137,7 +137,7 @@ def analyze_stack(
                 duplicates.append(order[start:k])
             start = k
     steps = diffs[~same]
-    median = float(np.median(steps)) if steps.size else 0.0
+    median = median_of(steps) if steps.size else 0.0
     gaps = [(int(k), float(d)) for k, d in enumerate(diffs)
             if not same[k] and median > 0 and d > gap_factor * median]
     limit = max(spacing_tolerance * median, spacing_tolerance_mm)
@@ -277,3 +277,22 @@ def build_affine(
     affine[:3, 2] = normal * slice_step
     affine[:3, 3] = origin
     return affine
+
+
+def median_of(values: np.ndarray) -> float:
+    """``np.median`` of a non-empty 1-D array (NaN when a value is NaN), computed alike.
+
+    ``np.median`` imports ``numpy.ma`` on its first call, about 13 ms that every loading
+    process would pay for the median of a few hundred slice steps.
+
+    Example:
+        >>> median_of(np.array([3.0, 1.0, 2.0, 10.0]))
+        2.5
+    """
+    ordered = np.sort(np.asarray(values, dtype=np.float64), axis=None)
+    if np.isnan(ordered[-1]):  # np.sort puts NaN last
+        return math.nan
+    middle = ordered.size // 2
+    if ordered.size % 2:
+        return float(ordered[middle])
+    return float((ordered[middle - 1] + ordered[middle]) / 2)

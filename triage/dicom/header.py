@@ -12,6 +12,7 @@ runs it in worker processes. pydicom is imported only when a file needs it.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import struct
 import warnings
@@ -71,12 +72,14 @@ def read_instance(path: Path | str) -> InstanceRecord | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            with open(path, "rb") as fh:
-                record = fast_record(fh, path, size)
+            # Unbuffered: the fast path reads the head in one call and seeks over pixel
+            # items; pydicom's many small reads get a buffer of their own.
+            with open(path, "rb", buffering=0) as raw:
+                record = fast_record(raw, path, size)
                 if record is not None:
                     return record
-                fh.seek(0)
-                return _read_open_file(fh, path, size)
+                raw.seek(0)
+                return _read_open_file(io.BufferedReader(raw), path, size)
         except OSError as err:
             if err.errno is not None:
                 return os_error_record(path, err, size)

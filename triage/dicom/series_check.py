@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from triage.dicom.geometry import median_of
 from triage.dicom.index import InstanceRecord
 from triage.dicom.selection_rules import SECONDARY_CAPTURE_CLASSES, Rejection, SelectionRules
 
@@ -218,4 +219,4 @@ def _thickness(images: list[InstanceRecord]) -> float | None:
     normal = np.cross(orientation[:3], orientation[3:])
     heights = np.unique(np.round([np.dot(normal, r.image_position) for r in located], 3))
     steps = np.diff(heights)
-    return float(np.median(steps)) if steps.size else None
+    return median_of(steps) if steps.size else None
