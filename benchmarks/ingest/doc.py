@@ -168,8 +168,12 @@ def notes(floor_mib: float, warmup: bool) -> list[str]:
 def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict[str, str],
            scaling: list[tuple[int, Measured, Measured]], *, elapsed_s: float,
            floor_mib: float, load_before: float,
-           share: tuple[list[Row], int] | None = None) -> str:
-    """The markdown of the ingest section, without its markers."""
+           share: tuple[list[Row], int, list[Row]] | None = None) -> str:
+    """The markdown of the ingest section, without its markers.
+
+    `share` is the JPEG 2000 breakdown: its rows, its number of series and the rows run
+    on the series' uncompressed copy (`benchmarks.ingest.share`).
+    """
     from datetime import datetime
 
     versions = ", ".join(f"{name} {_version(dist)}" for name, dist in (
@@ -198,7 +202,9 @@ def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict
         from benchmarks.ingest.share import share_table
 
         lines += ["", f"Where the time goes: the export's {share[1]} JPEG 2000 series alone "
-                  "(a folder of links to them; same rounds, one worker, one thread):", "",
+                  "(a folder of links to them), and the same series rewritten uncompressed "
+                  "(Explicit VR Little Endian, by pydicom); same rounds, one worker, one "
+                  "thread:", "",
                   *share_table(*share)]
     lines += ["", "Notes:", "", *notes(floor_mib, settings.warmup)]
     return "\n".join(lines) + "\n"

@@ -6,8 +6,9 @@ around the process (interpreter start and imports included), peak RSS from ``os.
 the summed RSS of the process tree sampled every 50 ms, and the tool's own in-process
 time. One untimed warm-up round puts every file in the page cache for all tools alike;
 the timed rounds then run the tools round-robin. The same rounds then run dcm2niix,
-triage's load and triage's OpenJPEG calls alone on the JPEG 2000 series only
-(`benchmarks.ingest.share`). Triage's memory scaling is measured on N and 2N series.
+triage's load and triage's OpenJPEG calls alone on the JPEG 2000 series only, and the
+first two on the same series rewritten uncompressed (`benchmarks.ingest.share`).
+Triage's memory scaling is measured on N and 2N series.
 The tables go to stdout and, between the ``ingest`` markers, to ``docs/benchmarks.md``::
 
     python -m benchmarks.ingest.run                    # 12 series x 128 slices of 256^2
@@ -30,7 +31,7 @@ from benchmarks.ingest.doc import BEGIN, DOC_INTRO, END, render, write_section
 from benchmarks.ingest.measure import Row, harness_peak_mib
 from benchmarks.ingest.rounds import compile_sources, ensure_export, run_rounds, run_scaling
 from benchmarks.ingest.settings import parse_args
-from benchmarks.ingest.share import jpeg2000_view, share_rows
+from benchmarks.ingest.share import SPLIT_TOOLS, jpeg2000_view, share_rows, uncompressed_copy
 from benchmarks.ingest.tools import get_tool
 
 __all__ = ["BEGIN", "DOC_INTRO", "END", "main", "parse_args", "write_section"]
@@ -67,8 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     view = (jpeg2000_view(export, settings.out)
             if {"dcm2niix", "triage-load"} <= set(settings.tools) else None)
     if view is not None:
-        share = (share_rows(), view[1])
+        split = share_rows(SPLIT_TOOLS)
+        share = (share_rows(), view[1], split)
         run_rounds(settings, view[0], share[0], prefix="jpeg2000-")
+        run_rounds(settings, uncompressed_copy(view[0], settings.out), split,
+                   prefix="jpeg2000-uncompressed-")
     scaling = run_scaling(settings, export) if settings.scaling else []
     shutil.rmtree(settings.out / "runs", ignore_errors=True)
     section = render(settings, export, rows, skipped, scaling,
@@ -78,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.doc is not None:
         write_section(settings.doc, section)
         print(f"wrote the ingest section of {settings.doc}")
-    runs = [run for row in rows + (share[0] if share else []) for run in row.runs]
+    share_rows_run = share[0] + share[2] if share else []
+    runs = [run for row in rows + share_rows_run for run in row.runs]
     return 1 if any(run.error for run in runs) else 0
 
 

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pydicom
 import pytest
+from pydicom.uid import ExplicitVRLittleEndian
 
 from benchmarks.ingest import run, tools
 
@@ -55,6 +58,13 @@ def test_quick_run_writes_a_row_per_tool_and_only_its_section(tmp_path: Path) ->
         assert "| triage load-to-volume | " in share and "| 1 series |" in share
         assert "| OpenJPEG decode only (triage's calls) | " in share
         assert "| 16 frames decoded |" in share  # the cygnus series: 16 slices
+        # split by the uncompressed copy: both tools ran on it, the decoder alone did not
+        assert "| same series uncompressed: wall s | decoding: the difference, s |" in share
+        copy_cells = [line.split(" | ")[4] for line in share.splitlines()
+                      if line.startswith(("| dcm2niix | ", "| triage load-to-volume | ",
+                                          "| OpenJPEG decode only"))]
+        assert copy_cells[-1] == "–" and all(float(c) > 0 for c in copy_cells[:2])
+        assert "Split by the uncompressed copy: decoding" in share
 
     text = doc.read_text(encoding="utf-8")
     assert text.startswith("# Benchmarks\n\nintro\n")
@@ -125,7 +135,7 @@ def test_dcm2niix_one_process_per_series_folder(make_synth_export, tmp_path: Pat
 
 def test_jpeg2000_view_links_only_the_jpeg2000_series(make_synth_export, tmp_path: Path
                                                       ) -> None:
-    from benchmarks.ingest.share import jpeg2000_view
+    from benchmarks.ingest.share import jpeg2000_view, uncompressed_copy
 
     summary = make_synth_export(studies=3, slices=8, matrix=32,
                                 devices=("acme", "cygnus", "borealis"), thick_fraction=0.0)
@@ -139,6 +149,15 @@ def test_jpeg2000_view_links_only_the_jpeg2000_series(make_synth_export, tmp_pat
     # every syntax but JPEG 2000 is skipped
     whole = tools.run_openjpeg_decode(summary.out_dir, tmp_path / "out", 1)
     assert whole.detail == {"frames": 8} and whole.series == 3
+    copy = uncompressed_copy(view, tmp_path)
+    (folder,) = copy.iterdir()
+    assert folder.name == link.name
+    for original in sorted(link.iterdir()):
+        plain = pydicom.dcmread(folder / original.name)
+        assert plain.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+        source = pydicom.dcmread(original)
+        assert plain.SOPInstanceUID == source.SOPInstanceUID
+        np.testing.assert_array_equal(plain.pixel_array, source.pixel_array)
     acme_only = make_synth_export("acme-only", studies=1, slices=8, matrix=32, devices=("acme",),
                                   thick_fraction=0.0)
     assert jpeg2000_view(acme_only.out_dir, tmp_path) is None
