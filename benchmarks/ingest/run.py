@@ -82,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.doc is not None:
         write_section(settings.doc, section)
         print(f"wrote the ingest section of {settings.doc}")
-    share_rows_run = share[0] + share[2] if share else []
-    runs = [run for row in rows + share_rows_run for run in row.runs]
+    breakdown = share[0] + share[2] if share else []
+    runs = [run for row in rows + breakdown for run in row.runs]
     return 1 if any(run.error for run in runs) else 0
 
 

@@ -130,12 +130,12 @@ def share_table(rows: list[Row], n_series: int, uncompressed: list[Row] | None =
                      "decoding, on a minority of the time." if share >= 0.5 else "")]
     if reference and load and DCM2NIIX in plain and "triage-load" in plain:
         theirs, ours = plain[DCM2NIIX], plain["triage-load"]
-        lines += ["",
-            f"Split by the uncompressed copy: decoding (JPEG 2000 wall time less the "
-            f"copy's) costs dcm2niix {reference.wall - theirs.wall:.2f} s and triage "
-            f"{load.wall - ours.wall:.2f} s; everything else costs dcm2niix "
-            f"{theirs.wall:.2f} s and triage {ours.wall:.2f} s, of which "
-            f"{ours.wall - ours.in_process:.2f} s is its interpreter start-up and imports."]
+        lines += ["", f"Split by the uncompressed copy: decoding (JPEG 2000 wall time less "
+                  f"the copy's) costs dcm2niix {reference.wall - theirs.wall:.2f} s and triage "
+                  f"{load.wall - ours.wall:.2f} s; everything else costs dcm2niix "
+                  f"{theirs.wall:.2f} s and triage {ours.wall:.2f} s, of which "
+                  f"{ours.wall - ours.in_process:.2f} s is its interpreter start-up and "
+                  "imports."]
     return lines
 
 
