@@ -73,7 +73,7 @@ def run(out: Path, studies: int, incoming: int, seed: int, epochs: int | None = 
                                  MODEL_NAME], capture=True)
     print(text.strip())
     code, gate_text = _step("promote (gates on the training export's test split)", [
-        "promote", "--name", MODEL_NAME, "--version", "1", "--manifest", str(manifest),
+        "promote", "--name", MODEL_NAME, "--model-version", "1", "--manifest", str(manifest),
         "--ingest", str(out / "ingest"), "--split", "test", "--gates", str(GATES)],
         ok_codes=(0, 1), capture=True)
     print(gate_text.strip())

@@ -172,11 +172,11 @@ def test_cli_promote_exit_codes(registry, monkeypatch, capsys):
     assert main(["register", "--run-id", registry["bad"], "--name", "cli-model"]) == 0
     gates_file = data.ingest_dir.parent / "gates.yaml"
     gates_file.write_text(f"max_ece: {registry['max_ece']:.4f}\n")
-    args = ["promote", "--name", "cli-model", "--version", "1", "--manifest",
+    args = ["promote", "--name", "cli-model", "--model-version", "1", "--manifest",
             str(data.manifest_path), "--ingest", str(data.ingest_dir), "--gates", str(gates_file)]
     assert main(args + ["--dry-run"]) == 1
     out = capsys.readouterr().out
     assert "| calibration | ece | all |" in out and "refused" in out
     assert main(["rollback", "--name", "cli-model"]) == 2  # no @previous: clear error
-    assert main(["promote", "--name", "cli-model", "--version", "9", "--manifest",
+    assert main(["promote", "--name", "cli-model", "--model-version", "9", "--manifest",
                  str(data.manifest_path), "--ingest", str(data.ingest_dir)]) == 2

@@ -130,7 +130,7 @@ def test_lodo_table_has_one_row_per_held_out_device(tiny_training_set, tmp_path,
 def test_unknown_holdout_device_is_a_clear_error(tiny_training_set, tmp_path, tracking):
     code = main(["train", "--manifest", str(tiny_training_set.manifest_path),
                  "--ingest", str(tiny_training_set.ingest_dir), "--out", str(tmp_path / "o"),
-                 "--holdout-device", "cygnu"])
+                 "--holdout-device-group", "cygnu"])
     assert code == 2
 
 

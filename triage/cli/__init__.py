@@ -2,6 +2,11 @@
 
 Command modules import heavy dependencies (torch, MONAI, MLflow, SimpleITK) inside their
 functions so that ``triage --help`` starts fast.
+
+Exit codes: 0 success; 1 the command ran but its outcome is negative (documented per
+command); 2 a usage or configuration error, printed as one ``error:`` line (plus a hint
+line for command-line mistakes), never a traceback. A bare ``triage`` (or ``triage
+manifest``) prints the help and exits 2, as click (>= 8.2) does for a missing command.
 """
 
 from __future__ import annotations
@@ -22,9 +27,29 @@ app = typer.Typer(
 )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("triage")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
+        import triage
+
+        return triage.__version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"triage {_version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    _show_version: bool = typer.Option(False, "--version", is_eager=True,
+                                       callback=_print_version, expose_value=False,
+                                       help="Print the triage version and exit."),
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -48,11 +73,37 @@ def _register() -> None:
 _register()
 
 
+def _click_errors() -> tuple[type[Exception], ...]:
+    """The usage-error base classes: typer >= 0.20 vendors click as ``typer._click``, older
+    typer raises the real click's; catch whichever exist."""
+    errors: list[type[Exception]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            errors.append(__import__(module, fromlist=["ClickException"]).ClickException)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def _show_usage_error(err: Exception) -> None:
+    """One ``error:`` line naming the option or argument, then one hint line."""
+    ctx = getattr(err, "ctx", None)
+    if type(err).__name__ == "NoArgsIsHelpError":
+        # Rich help was printed (to stdout) when the error was made; plain help is the message.
+        if err.format_message().strip():  # type: ignore[attr-defined]
+            typer.echo(err.format_message(), err=True)  # type: ignore[attr-defined]
+        return
+    message = " ".join(err.format_message().split())  # type: ignore[attr-defined]
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    if ctx is not None:
+        typer.echo(f"hint: see '{ctx.command_path} --help'.", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; a `TriageError` becomes one clear line and exit code 2."""
+    """Entry point: run the app; usage and `TriageError` errors become one clear line."""
     try:
         # Without standalone mode, click returns a command's `typer.Exit` code as the value.
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=argv, prog_name="triage", standalone_mode=False)
     except TriageError as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         return 2
@@ -61,13 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.secho("aborted", err=True)
         return 130
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            return err.exit_code
-        raise
+    except _click_errors() as err:
+        _show_usage_error(err)
+        return getattr(err, "exit_code", 2)
     return result if isinstance(result, int) else 0
 
 

@@ -6,15 +6,18 @@ from pathlib import Path
 
 import typer
 
+from triage.cli.options import JSON
+
 
 def ingest(
     export_dir: Path = typer.Argument(..., help="PACS export folder (DICOMDIR optional)."),
     out: Path = typer.Option(..., "--out", "-o",
                              help="Output: cache/, ingest_report.csv, device_stats.json."),
-    config: Path = typer.Option(None, "--config", "-c",
-                                help="Ingest config YAML (default pipelines/ingest/default.yaml)."),
+    config: Path = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
+                                help="Ingest config YAML (default "
+                                     "triage/configs/ingest/default.yaml)."),
     workers: int = typer.Option(0, "--workers", "-j", help="Worker processes (0 = one per CPU)."),
-    json_summary: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    json_summary: bool = JSON,
 ) -> None:
     """Ingest every study of EXPORT_DIR; each study gets exactly one report row."""
     import json

@@ -6,31 +6,38 @@ from pathlib import Path
 
 import typer
 
+from triage.cli.options import INGEST, JSON, MANIFEST, echo_json, renamed
+
 NAME = typer.Option(..., "--name", "-n", help="Registered model name.")
 
 
 def register_cmd(
     run_id: str = typer.Option(..., "--run-id", help="MLflow run of `triage train`."),
     name: str = NAME,
+    json_summary: bool = JSON,
 ) -> None:
     """Register a training run's model bundle as a new version of NAME."""
     from triage.registry.promotion import register_version
 
     version = register_version(run_id, name)
+    if json_summary:
+        echo_json({"name": name, "version": version, "uri": f"models:/{name}/{version}"})
+        return
     typer.echo(f"registered {name} version {version} (models:/{name}/{version})")
 
 
 def promote_cmd(
     name: str = NAME,
-    version: str = typer.Option(..., "--version", "-v", help="Challenger version."),
-    manifest: Path = typer.Option(..., "--manifest", "-m", help="Promotion manifest CSV."),
-    ingest: Path = typer.Option(..., "--ingest", "-i",
-                                help="`triage ingest` output of the promotion export."),
-    gates: Path = typer.Option(None, "--gates",
-                               help="Gate tolerances (default pipelines/promotion/default.yaml)."),
+    version: str = typer.Option(..., "--model-version", help="Challenger version."),
+    manifest: Path = MANIFEST,
+    ingest: Path = INGEST,
+    gates: Path = typer.Option(None, "--gates", exists=True, dir_okay=False,
+                               help="Gate tolerances (default "
+                                    "triage/configs/promotion/default.yaml)."),
     split: list[str] = typer.Option([], "--split",
                                     help="Only these manifest splits (default: all rows)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the verdict, change nothing."),
+    json_summary: bool = JSON,
 ) -> None:
     """Gate the challenger against @champion; promote it only if every gate passes.
 
@@ -41,6 +48,14 @@ def promote_cmd(
 
     result = promote(name, version, manifest_path=manifest, ingest_dir=ingest,
                      gates=GateConfig.from_yaml(gates), splits=tuple(split), dry_run=dry_run)
+    if json_summary:
+        echo_json({"name": name, "version": version, "champion": result.champion,
+                    "passed": result.passed, "promoted": result.promoted,
+                    "dry_run": dry_run, "report_uri": result.report_uri,
+                    "gates": result.report.to_dict("records")})
+        if not result.passed:
+            raise typer.Exit(1)
+        return
     typer.echo(report_markdown(result.report))
     against = f"champion v{result.champion}" if result.champion else "no champion yet"
     if not result.passed:
@@ -52,15 +67,20 @@ def promote_cmd(
                f"Report: {result.report_uri}")
 
 
-def rollback_cmd(name: str = NAME) -> None:
+def rollback_cmd(name: str = NAME, json_summary: bool = JSON) -> None:
     """Give @champion back to the @previous version."""
     from triage.registry.promotion import rollback
 
     old, new = rollback(name)
+    if json_summary:
+        echo_json({"name": name, "from_version": old, "to_version": new})
+        return
     typer.echo(f"{name}: @champion moved from v{old or '-'} back to v{new}")
 
 
 def register(app: typer.Typer) -> None:
     app.command("register")(register_cmd)
-    app.command("promote")(promote_cmd)
+    app.command("promote", cls=renamed({"--version": "--model-version",
+                                        "-v": "--model-version",
+                                        "-m": "--manifest"}))(promote_cmd)
     app.command("rollback")(rollback_cmd)

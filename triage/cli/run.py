@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from triage.cli.options import JSON, MODEL_HELP
+
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "pipelines" / "rules" / "default.yaml"
 RECORDED_RULES = "rules.yaml"
 
@@ -43,9 +45,7 @@ def _table(title: str, counts: dict[str, Any], routes: list[str]):
 
 def run(
     export_dir: Path = typer.Argument(..., help="PACS export folder (DICOMDIR optional)."),
-    model: str = typer.Option(..., "--model", "-m",
-                              help="Model URI (models:/NAME@champion, models:/NAME/3, "
-                                   "runs:/...) or a local bundle folder."),
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     out: Path = typer.Option(..., "--out", "-o",
                              help="Output: worklist.csv, review_worklist.csv, journal.jsonl, "
                                   "run_summary.json, cache/. Rerun to resume."),
@@ -57,7 +57,7 @@ def run(
     batch_size: int = typer.Option(4, "--batch-size", help="Volumes per forward pass."),
     device: str = typer.Option("auto", "--device",
                                help="Inference device: auto, cpu, cuda, cuda:1, mps."),
-    json_summary: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    json_summary: bool = JSON,
 ) -> None:
     """Triage every study of EXPORT_DIR into worklist.csv and review_worklist.csv.
 

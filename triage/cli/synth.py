@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from triage.cli.options import JSON_HELP, echo_json
+
 DEFAULT_SPLITS = "train=0.6,val=0.1,calib=0.15,test=0.15"
 
 
@@ -53,9 +55,11 @@ def synth(
     manifest: Annotated[Path | None, typer.Option(
         help="Manifest CSV path (default OUT_DIR/manifest.csv).")] = None,
     splits: Annotated[str, typer.Option(help="Patient-level split fractions.")] = DEFAULT_SPLITS,
-    workers: Annotated[int, typer.Option(help="Processes rendering studies.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", "-j",
+                                         help="Processes rendering studies.")] = 1,
     overwrite: Annotated[bool, typer.Option(
         help="Replace OUT_DIR if it holds a previous synthetic export.")] = False,
+    json_summary: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Generate a deterministic synthetic multi-device CT export with ground truth."""
     from triage.data.synth.config import SynthConfig, parse_splits
@@ -74,6 +78,12 @@ def synth(
     )
     summary = generate_export(out_dir, config, manifest_path=manifest, overwrite=overwrite,
                               workers=workers)
+    if json_summary:
+        echo_json({"export": summary.out_dir, "studies": len(summary.studies),
+                   "patients": summary.n_patients, "device_groups": len(config.devices),
+                   "files": summary.n_files, "prevalence": summary.prevalence,
+                   "seconds": round(summary.seconds, 1), "manifest": summary.manifest_path})
+        return
     typer.echo(
         f"{summary.out_dir}: {len(summary.studies)} studies, {summary.n_patients} patients, "
         f"{len(config.devices)} device groups, {summary.n_files} files, prevalence "

@@ -6,19 +6,20 @@ from pathlib import Path
 
 import typer
 
-MANIFEST = typer.Option(..., "--manifest", "-m", help="Manifest CSV (docs/data_manifests.md).")
-INGEST = typer.Option(..., "--ingest", "-i",
-                      help="Output folder of `triage ingest` for the manifest's export.")
-CONFIG = typer.Option(None, "--config", "-c",
-                      help="Train config YAML (default pipelines/train/default.yaml).")
+from triage.cli.options import DEVICE, INGEST, JSON, MANIFEST, MODEL_HELP, echo_json, renamed
+
+CONFIG = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
+                      help="Train config YAML (default triage/configs/train/default.yaml).")
 
 
-def _config(path: Path | None, seed: int | None, epochs: int | None):
+def _config(path: Path | None, seed: int | None, epochs: int | None, device: str | None):
     from triage.train.config import TrainConfig
 
     config = TrainConfig.from_yaml(path)
     if seed is not None:
         config = config.replace(runtime={"seed": seed})
+    if device is not None:
+        config = config.replace(runtime={"device": device})
     if epochs is not None:
         config = config.replace(optim={"epochs": epochs})
     return config
@@ -30,12 +31,14 @@ def train(
     config: Path = CONFIG,
     out: Path = typer.Option(Path("runs/train"), "--out", "-o",
                              help="Local output: checkpoint, bundle, predictions, figures."),
-    holdout_device: str = typer.Option(None, "--holdout-device",
+    holdout_device: str = typer.Option(None, "--holdout-device-group",
                                        help="Leave this device group out of training."),
     seed: int = typer.Option(None, "--seed", help="Override runtime.seed."),
     epochs: int = typer.Option(None, "--epochs", help="Override optim.epochs."),
     run_name: str = typer.Option(None, "--run-name", help="MLflow run name."),
-    json_summary: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    device: str = typer.Option(None, "--device",
+                               help="Override runtime.device: auto, cpu, cuda, mps."),
+    json_summary: bool = JSON,
 ) -> None:
     """Train, calibrate and evaluate a classifier; log everything to MLflow.
 
@@ -47,7 +50,7 @@ def train(
     from triage.train.evaluate import TABLE_METRICS, markdown_table
     from triage.train.run import train_model
 
-    cfg = _config(config, seed, epochs)
+    cfg = _config(config, seed, epochs, device)
     outcome = train_model(manifest_path=manifest, ingest_dir=ingest, config=cfg, out_dir=out,
                           holdout_device=holdout_device, run_name=run_name,
                           progress=not json_summary)
@@ -70,19 +73,20 @@ def train(
 def evaluate(
     manifest: Path = MANIFEST,
     ingest: Path = INGEST,
-    model: str = typer.Option(None, "--model",
-                              help="Model URI (models:/NAME@champion, runs:/...) or bundle "
-                                   "folder to score."),
+    model: str = typer.Option(None, "--model", "-m", help=f"{MODEL_HELP} To score."),
     split: list[str] = typer.Option(["test"], "--split",
                                     help="Manifest split(s) to score with --model."),
     lodo: bool = typer.Option(False, "--lodo",
                               help="Leave-one-device-out: train once per held-out device."),
-    device: list[str] = typer.Option(None, "--device",
-                                     help="With --lodo: only these held-out devices."),
+    device_group: list[str] = typer.Option(None, "--device-group",
+                                           help="With --lodo: only these held-out device "
+                                                "groups."),
     config: Path = CONFIG,
     seed: int = typer.Option(None, "--seed", help="Override runtime.seed (--lodo)."),
     epochs: int = typer.Option(None, "--epochs", help="Override optim.epochs (--lodo)."),
     out: Path = typer.Option(Path("runs/evaluate"), "--out", "-o", help="Output folder."),
+    device: str = DEVICE,
+    json_summary: bool = JSON,
 ) -> None:
     """Per-device metrics of a model (--model), or the leave-one-device-out table (--lodo)."""
     from triage.errors import ConfigError
@@ -91,17 +95,20 @@ def evaluate(
     if lodo == (model is not None):
         raise ConfigError("Give exactly one of --model URI (score a trained model) or "
                           "--lodo (train and score once per held-out device).")
+    cfg = _config(config, seed, epochs, device)  # validates --device before any work
     out.mkdir(parents=True, exist_ok=True)
     if lodo:
         from triage.train.lodo import LODO_METRICS, leave_one_device_out
 
         table = leave_one_device_out(manifest_path=manifest, ingest_dir=ingest,
-                                     config=_config(config, seed, epochs), out_dir=out,
-                                     devices=device or None)
+                                     config=cfg, out_dir=out, devices=device_group or None)
         columns = ["held_out_device"] + [f"{where}_{m}" for m in LODO_METRICS
                                          for where in ("in_domain", "held_out")]
         text = markdown_table(table, columns)
         (out / "lodo.md").write_text(text + "\n", encoding="utf-8")
+        if json_summary:
+            echo_json({"table": out / "lodo.csv", "rows": table.to_dict("records")})
+            return
         typer.echo(text)
         typer.echo(f"\n{out / 'lodo.csv'}")
         return
@@ -113,13 +120,20 @@ def evaluate(
 
     bundle = load_bundle_from_uri(model)
     samples = resolve_samples(read_manifest(manifest), ingest).split(*split)
-    metrics, predictions = evaluate_bundle(bundle, samples, ingest)
+    metrics, predictions = evaluate_bundle(bundle, samples, ingest,
+                                           device=cfg.runtime.device)
     metrics.to_csv(out / "metrics.csv", index=False)
     predictions.to_csv(out / "predictions.csv", index=False)
+    if json_summary:
+        echo_json({"metrics": out / "metrics.csv", "predictions": out / "predictions.csv",
+                    "rows": metrics[metrics["calibrated"]].to_dict("records")})
+        return
     typer.echo(markdown_table(metrics[metrics["calibrated"]], ("group", *TABLE_METRICS)))
     typer.echo(f"\n{out / 'metrics.csv'}")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
+    app.command("train", cls=renamed({"-m": "--manifest",
+                                      "--holdout-device": "--holdout-device-group"}))(train)
+    # evaluate's -m and --device changed meaning (now the model, the compute device).
     app.command("evaluate")(evaluate)
