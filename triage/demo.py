@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 from triage.cli import main as triage_main
+from triage.configs import config_path
 
-REPO = Path(__file__).resolve().parents[1]
-INGEST_CONFIG = REPO / "pipelines" / "ingest" / "synthetic.yaml"
-TRAIN_CONFIG = REPO / "pipelines" / "train" / "demo.yaml"
-GATES = REPO / "pipelines" / "promotion" / "demo.yaml"
+INGEST_CONFIG = config_path("ingest", "synthetic")
+TRAIN_CONFIG = config_path("train", "demo")
+GATES = config_path("promotion", "demo")
 MODEL_NAME = "triage-demo"
 # The documented default difficulty of the synthetic task (docs/synthetic_data.md).
 SYNTH_FLAGS: list[str] = ["--matrix", "128", "--slices", "40", "--lesion-size", "14,24",

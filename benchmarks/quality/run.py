@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import write_marked_section
+from triage.configs import config_path
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "bench_output" / "quality"
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
-TRAIN_CONFIG = REPO / "pipelines" / "train" / "quality.yaml"
-INGEST_CONFIG = REPO / "pipelines" / "ingest" / "synthetic.yaml"
+TRAIN_CONFIG = config_path("train", "quality")
+INGEST_CONFIG = config_path("ingest", "synthetic")
 
 # name -> TrainConfig.replace() sections applied on top of the quality config.
 CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.studies, args.seeds = 60, "0"
     if not args.config.exists():
-        args.config = REPO / "pipelines" / "train" / "default.yaml"
+        args.config = config_path("train", "default")
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{OUT / 'mlflow.db'}")
     OUT.mkdir(parents=True, exist_ok=True)
     if args.report_only:

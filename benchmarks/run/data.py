@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import run_logged
+from triage.configs import config_path
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "bench_output" / "run"
@@ -50,18 +51,18 @@ class Network:
 
 
 NETWORKS = {
-    "demo": Network("demo", "the demo's network", REPO / "pipelines/train/demo.yaml",
-                    REPO / "pipelines/ingest/synthetic.yaml"),
+    "demo": Network("demo", "the demo's network", config_path("train", "demo"),
+                    config_path("ingest", "synthetic")),
     "default": Network("default", "the default training config's network",
-                       REPO / "pipelines/train/default.yaml",
-                       REPO / "pipelines/ingest/default.yaml"),
+                       config_path("train", "default"),
+                       config_path("ingest", "default")),
     "resnet18": Network("resnet18", "a heavier network (MONAI resnet18, 33 M parameters)",
                         REPO / "benchmarks/run/resnet18.yaml",
-                        REPO / "pipelines/ingest/default.yaml"),
+                        config_path("ingest", "default")),
     "resnet18-full": Network(
         "resnet18-full", "the heaviest network (resnet18 with MONAI's own full-resolution "
         "stem, conv1 stride 1)", REPO / "benchmarks/run/resnet18-full.yaml",
-        REPO / "pipelines/ingest/default.yaml", rounds=1),
+        config_path("ingest", "default"), rounds=1),
 }
 
 

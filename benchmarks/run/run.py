@@ -70,8 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "first network)")
     parser.add_argument("--networks", default="demo,default,resnet18,resnet18-full",
                         help=f"networks to benchmark, comma-separated: {', '.join(NETWORKS)} "
-                             "(demo: pipelines/train/demo.yaml on the synthetic grid; "
-                             "default: pipelines/train/default.yaml on the default grid; "
+                             "(demo: triage/configs/train/demo.yaml on the synthetic grid; "
+                             "default: triage/configs/train/default.yaml on the default grid; "
                              "resnet18: benchmarks/run/resnet18.yaml, a forward pass heavier "
                              "than a study's ingest; resnet18-full: "
                              "benchmarks/run/resnet18-full.yaml, MONAI's full-resolution "

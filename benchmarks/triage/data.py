@@ -5,7 +5,7 @@
   device) with the quality recipe + focal + device
   perturbation (`benchmarks.quality.run.CONFIGS["focal+dp"]`);
 - the **pool**: a separate synthetic export (another seed, the same difficulty), ingested
-  with `pipelines/ingest/synthetic.yaml`, large enough that every device's calibration part
+  with `triage/configs/ingest/synthetic.yaml`, large enough that every device's calibration part
   of a redraw holds >= 299 positives;
 - the **scores**: the model's logits for every pool study that ingest turned into a volume,
   with the ingest facts the rules read (verdict, slice count, modality).
@@ -30,11 +30,12 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import run_logged
+from triage.configs import config_path
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "bench_output" / "triage"
-INGEST_CONFIG = REPO / "pipelines" / "ingest" / "synthetic.yaml"
-TRAIN_CONFIG = REPO / "pipelines" / "train" / "quality.yaml"
+INGEST_CONFIG = config_path("ingest", "synthetic")
+TRAIN_CONFIG = config_path("train", "quality")
 VARIANT = "focal+dp"
 #: The model's training export: 1,500 studies of all five devices (900 in its train split),
 #: data seed 0, made by the quality benchmark's `prepare` at the pool's difficulty

@@ -32,9 +32,10 @@ import numpy as np
 
 from benchmarks.triage import data, report
 from benchmarks.triage.redraw import ALL, Pool, calibrate_draw, qc_flagged, run_draws, summarize
+from triage.configs import config_path
 
 REPO = data.REPO
-RULES = REPO / "pipelines" / "rules" / "default.yaml"
+RULES = config_path("rules", "default")
 QUALITY_RESULTS = REPO / "bench_output" / "quality" / "results.json"
 
 
@@ -220,7 +221,7 @@ def render(meta: dict[str, Any], summary: dict[str, Any], extras: dict[str, Any]
         f"on {meta['cpus']} shared CPU cores ({meta['cpu']}; 1-min load average "
         f"{meta['load_start'][0]:.1f} at the start, {meta['load_end'][0]:.1f} at the end; "
         f"niceness {meta.get('nice', 0)}).", "",
-        f"- **Model**: `pipelines/train/quality.yaml` with the quality benchmark's focal+dp "
+        f"- **Model**: `triage/configs/train/quality.yaml` with the quality benchmark's focal+dp "
         f"overrides and blob-fcn `tissue_floor: {data.TISSUE_FLOOR}`, "
         f"`tissue_mask: {data.TISSUE_MASK}` (docs/training.md, "
         f"\"Lesions at an organ's edge\"), seed 0, trained by `train_model` on all five "
@@ -235,7 +236,7 @@ def render(meta: dict[str, Any], summary: dict[str, Any], extras: dict[str, Any]
         f"SEED --studies {meta['studies_per_device'] * len(meta['devices'])} --devices "
         f"{','.join(meta['devices'])} --matrix 128 --no-extras --thick-fraction 0 "
         f"{data.SYNTH_ARGS}` ({meta['synth_s'] / 60:.1f} min in all), ingested with "
-        f"`pipelines/ingest/synthetic.yaml` ({meta['ingest_s'] / 60:.1f} min; {excluded} "
+        f"`triage/configs/ingest/synthetic.yaml` ({meta['ingest_s'] / 60:.1f} min; {excluded} "
         f"rejected), scored in {meta['score_s']:.0f} s: {per_device}. "
         f"{meta['qc_flagged']} studies flagged by the QC rules.",
         f"- **Redraws**: {meta['draws']} seeded draws, each split per device and label "

@@ -40,8 +40,8 @@ META = {"argv": "--repeats 1", "when": "today", "minutes": 9.0, "rounds": 1, "cp
         "load_end": (2.0, 2.0, 2.0), "load_mean": 1.5, "load_peak": 2.0, "matrix": 64,
         "workers": 0, "batch_size": 4, "harness_mib": 20.0,
         "networks": {"demo": {"name": "demo", "title": "the demo's network",
-                              "train_config": "pipelines/train/demo.yaml",
-                              "ingest_config": "pipelines/ingest/synthetic.yaml",
+                              "train_config": "triage/configs/train/demo.yaml",
+                              "ingest_config": "triage/configs/ingest/synthetic.yaml",
                               "model": "blob-fcn", "in_shape": "96×72×20", "epochs": 1,
                               "model_studies": 80, "train_s": "20.0"}}}
 
@@ -115,7 +115,7 @@ def test_verdicts_say_met_or_missed_with_the_reason():
 
 def test_section_names_every_network_and_its_config():
     text = section(summarize(RUNS, 400, (100, 400), cpus=2), META)
-    assert "**demo** = the demo's network: `pipelines/train/demo.yaml`" in text
+    assert "**demo** = the demo's network: `triage/configs/train/demo.yaml`" in text
     assert "network `blob-fcn`" in text and "| demo | end to end" in text
     assert "| end-to-end wall time | demo |" in text
     assert "demo: 2 threads 200 ms, 1 thread 100 ms." in text

@@ -34,7 +34,7 @@ from triage.route import Router, fit_thresholds, load_rules
 from triage.route.rules import RuleSet
 
 MU, SIGMA = 2.5, 1.5
-RULES = "pipelines/rules/default.yaml"
+RULES = "triage/configs/rules/default.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from triage.configs import config_path
 from triage.errors import ConfigError
 from triage.preprocess.config import PreprocessConfig
 
-DEFAULT_YAML = Path(__file__).parents[2] / "pipelines" / "preprocess" / "default.yaml"
+DEFAULT_YAML = config_path("preprocess")
 
 
 def test_default_yaml_matches_dataclass_defaults():

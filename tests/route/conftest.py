@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-DEFAULT_RULES = Path(__file__).resolve().parents[2] / "pipelines" / "rules" / "default.yaml"
+from triage.configs import config_path
+
+DEFAULT_RULES = config_path("rules")
 
 
 def calibrated(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from triage.configs import config_path
+
 INGEST = {"selection": {"min_slices": 4},
           "preprocess": {"target_spacing": [12, 12, 12], "target_shape": [16, 16, 8]}}
 TRAIN = {"model": {"name": "cnn-small", "options": {"channels": [4, 8]}},
@@ -111,7 +113,7 @@ def rules_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from triage.route.router import Router  # noqa: F401 - the rule layer must be there
 
-    default = Path(__file__).resolve().parents[2] / "pipelines" / "rules" / "default.yaml"
+    default = config_path("rules")
     rules = yaml.safe_load(default.read_text(encoding="utf-8"))
     for rule in rules["rules"]:
         if rule["kind"] == "min-slices":

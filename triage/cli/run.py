@@ -8,14 +8,15 @@ from typing import Any
 import typer
 
 from triage.cli.options import JSON, MODEL_HELP
+from triage.configs import config_path
 
-DEFAULT_RULES = Path(__file__).resolve().parents[2] / "pipelines" / "rules" / "default.yaml"
+DEFAULT_RULES = config_path("rules")
 RECORDED_RULES = "rules.yaml"
 
 
 def _rules_file(rules: Path | None, bundle: Any, out: Path) -> Path:
     """--rules; else the rules recorded with the model (``bundle.rules``, the parsed YAML,
-    copied to OUT/rules.yaml); else pipelines/rules/default.yaml."""
+    copied to OUT/rules.yaml); else triage/configs/rules/default.yaml."""
     if rules is not None:
         return rules
     recorded = getattr(bundle, "rules", None)
@@ -51,7 +52,7 @@ def run(
                                   "run_summary.json, cache/. Rerun to resume."),
     rules: Path = typer.Option(None, "--rules", "-r",
                                help="Rules YAML (default: the rules recorded with the model, "
-                                    "else pipelines/rules/default.yaml)."),
+                                    "else triage/configs/rules/default.yaml)."),
     workers: int = typer.Option(0, "--workers", "-j",
                                 help="Ingest worker processes (0 = one per CPU)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Volumes per forward pass."),

@@ -1,6 +1,6 @@
 """`IngestConfig`: series selection rules, loader tolerances and preprocessing, in one file.
 
-The YAML (default: ``pipelines/ingest/default.yaml``) has three sections, each optional:
+The YAML (default: ``triage/configs/ingest/default.yaml``) has three sections, each optional:
 ``selection`` (`SelectionRules`), ``load`` (`LoadOptions`), ``preprocess``
 (`PreprocessConfig`). Unknown sections and keys are rejected with a suggestion.
 """
@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from triage.configs import config_path
 from triage.dicom.loader import LoadOptions
 from triage.dicom.selection import SelectionRules
 from triage.preprocess.config import PreprocessConfig
 from triage.settings import check_keys, dataclass_from_mapping, load_yaml
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "pipelines" / "ingest" / "default.yaml"
+DEFAULT_CONFIG = config_path("ingest")
 SECTIONS = ["selection", "load", "preprocess"]
 
 

@@ -15,15 +15,16 @@ from typing import Any
 
 import pandas as pd
 
+from triage.configs import config_path
 from triage.settings import dataclass_from_mapping, load_yaml
 
-DEFAULT_GATES = Path(__file__).resolve().parents[2] / "pipelines" / "promotion" / "default.yaml"
+DEFAULT_GATES = config_path("promotion")
 REPORT_COLUMNS = ("gate", "metric", "group", "champion", "challenger", "bound", "passed")
 
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Tolerances of the promotion gates (``pipelines/promotion/default.yaml``).
+    """Tolerances of the promotion gates (``triage/configs/promotion/default.yaml``).
 
     Attributes:
         auroc_tolerance: the challenger's overall AUROC may be at most this much below

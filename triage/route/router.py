@@ -27,7 +27,7 @@ class Router:
     When nothing fires the study goes to review with rule id `NO_RULE_ID`.
 
     Example:
-        >>> router = Router.from_yaml("pipelines/rules/default.yaml", {}, ["acme"])
+        >>> router = Router.from_yaml("triage/configs/rules/default.yaml", {}, ["acme"])
         >>> ev = StudyEvidence("1.2.3", "acme", "CT", ingest_ok=False, ingest_reasons="empty")
         >>> router.route(ev).route
         <Route.FAILED: 'failed'>

@@ -1,6 +1,6 @@
 """The rules file language: the `Rule` base, the rule-kind registry, and `load_rules`.
 
-A rules file (``pipelines/rules/*.yaml``, docs/rules.md) names itself, carries a version,
+A rules file (``triage/configs/rules/*.yaml``, docs/rules.md) names itself, carries a version,
 states how thresholds are certified, and lists rules in evaluation order::
 
     name: default

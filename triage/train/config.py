@@ -1,6 +1,6 @@
 """`TrainConfig`: every setting that decides what a training run produces, typed and validated.
 
-The YAML (``pipelines/train/*.yaml``) has one optional section per dataclass below; unknown
+The YAML (``triage/configs/train/*.yaml``) has one optional section per dataclass below; unknown
 sections and keys are rejected with a suggestion. `TrainConfig.to_dict` is the fully
 resolved config that MLflow records as run parameters and the model bundle keeps.
 """
@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from triage.configs import config_path
 from triage.errors import ConfigError
 from triage.settings import check_keys, dataclass_from_mapping, load_yaml
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "pipelines" / "train" / "default.yaml"
+DEFAULT_CONFIG = config_path("train")
 LOSSES = ("focal", "ce")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
