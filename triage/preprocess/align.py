@@ -77,8 +77,9 @@ def gaussian_decimation_matrix(n: int, factor: float) -> tuple[np.ndarray, int]:
     The Gaussian has sigma ``(factor - 1) / 2`` input voxels (scikit-image's and MONAI
     ``Resize(anti_aliasing=True)``'s rule); output voxel ``m`` sits at input position
     ``s * m + (s - 1) / 2`` with stride ``s = floor(factor)`` (at most `n`, so that an
-    axis shorter than the stride still keeps one voxel), every centre inside the data. Weights are truncated at 4 sigma and renormalized per row, so constants stay
-    constant up to the edges.
+    axis shorter than the stride still keeps one voxel), every centre inside the data.
+    Weights are truncated at 4 sigma and renormalized per row, so constants stay constant
+    up to the edges.
 
     Returns:
         The (n_out, n) float32 matrix and the stride `s`.
