@@ -163,14 +163,14 @@ def test_a_small_export_is_scanned_inline(export, scan, monkeypatch):
     assert scan_export(export.root, workers=2, chunk_size=8) == scan
 
 
-def test_symlinked_files_and_folders_are_followed_once(tmp_path):
-    root, outside = tmp_path / "export", tmp_path / "outside"
-    paths = write_ct_series(outside, study_header("link"), ACME, "link", slices=2)
-    root.mkdir()
-    (root / "linked").symlink_to(outside, target_is_directory=True)
-    (root / "same").symlink_to(outside, target_is_directory=True)
+def test_symlinked_files_and_folders_inside_the_export_are_followed_once(tmp_path):
+    root = tmp_path / "export"
+    inside = root / "data"
+    paths = write_ct_series(inside, study_header("link"), ACME, "link", slices=2)
+    (root / "linked").symlink_to(inside, target_is_directory=True)
+    (root / "same").symlink_to(inside, target_is_directory=True)
     (root / "file-link.dcm").symlink_to(paths[0])
-    (root / "broken.dcm").symlink_to(tmp_path / "nowhere.dcm")
+    (root / "broken.dcm").symlink_to(root / "nowhere.dcm")
     (root / "self").symlink_to(root / "self")
     result = scan_export(root, workers=1)
     errors = {r.path.name: (r.error_code, r.error) for r in result.errors}
@@ -179,9 +179,27 @@ def test_symlinked_files_and_folders_are_followed_once(tmp_path):
         "self": (ScanErrorCode.SYMLINK_LOOP, "symlink loop"),
     }
     readable = [r.path.relative_to(root).as_posix() for r in result.records if r.ok]
-    assert readable == ["file-link.dcm", "linked/IM0001.dcm"]
-    assert [(i.path.name, i.reason) for i in result.ignored] == [
-        ("IM0000.dcm", IgnoreReason.DUPLICATE), ("same", IgnoreReason.DUPLICATE)]
+    assert readable == ["data/IM0001.dcm", "file-link.dcm"]
+    assert sorted((i.path.name, i.reason) for i in result.ignored) == [
+        ("IM0000.dcm", IgnoreReason.DUPLICATE), ("linked", IgnoreReason.DUPLICATE),
+        ("same", IgnoreReason.DUPLICATE)]
+    assert result.links_outside_export == ()
+
+
+def test_links_leaving_the_export_are_not_followed(tmp_path):
+    root, outside = tmp_path / "export", tmp_path / "host"
+    paths = write_ct_series(outside, study_header("host"), ACME, "host", slices=2)
+    write_ct_series(root / "own", study_header("own"), ACME, "own", slices=2)
+    (root / "usr-share").symlink_to(outside, target_is_directory=True)
+    (root / "own" / "file-link.dcm").symlink_to(paths[0])
+    (root / "gone.dcm").symlink_to(tmp_path / "nowhere.dcm")
+    (root / "own" / "up").symlink_to(tmp_path, target_is_directory=True)
+    result = scan_export(root, workers=1)
+    assert {r.path.relative_to(root).as_posix() for r in result.records} == {
+        "own/IM0000.dcm", "own/IM0001.dcm"}
+    assert sorted(p.relative_to(root).as_posix() for p in result.links_outside_export) == [
+        "gone.dcm", "own/file-link.dcm", "own/up", "usr-share"]
+    assert not result.errors
 
 
 def _scan_unprivileged(root: Path, conn) -> None:
@@ -271,7 +289,7 @@ def test_dicomdir_entries_missing_on_disk_are_reported_under_their_study(tmp_pat
     assert missing.error == "listed in DICOMDIR but missing on disk"
     assert (missing.study_uid, missing.series_uid) == (export.uids["study"], export.uids["series"])
     assert missing.sop_instance_uid
-    assert result.notes == (f"{export.root / 'DICOMDIR'}: lists 1 file(s) missing on disk",)
+    assert result.notes == ("DICOMDIR: lists 1 file(s) missing on disk",)
 
 
 def test_an_unreadable_dicomdir_is_a_note_not_a_failure(tmp_path):

@@ -171,3 +171,13 @@ def test_input_is_not_modified_and_bad_input_is_rejected():
         align(np.zeros((4, 4)), np.eye(4), CONFIG)
     with pytest.raises(ValueError, match=r"needs an invertible 4x4 voxel-to-RAS affine"):
         align(np.zeros((4, 4, 4)), np.diag([1.0, 0.0, 1.0, 1.0]), CONFIG)
+
+
+def test_an_axis_shorter_than_the_decimation_stride_keeps_one_voxel():
+    # 5 slices of 0.8 mm to a 8 mm grid: the stride (10) exceeds the axis; it emptied the
+    # axis and the resampling divided by zero (found by tests/ingest/test_fuzz.py).
+    from triage.preprocess.align import gaussian_decimation_matrix
+
+    matrix, stride = gaussian_decimation_matrix(5, 10.0)
+    assert matrix.shape == (1, 5) and stride == 5
+    assert np.allclose(matrix.sum(axis=1), 1.0)

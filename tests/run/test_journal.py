@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from triage.run.journal import Journal, JournalError
@@ -66,3 +68,12 @@ def test_damage_before_the_last_line_is_an_error(tmp_path):
     path.write_bytes(b"\n".join(lines))
     with pytest.raises(JournalError, match="line 2 is not valid JSON"):
         Journal(path, IDENTITY)
+
+
+def test_a_row_naming_a_latin1_file_survives_a_reopen(tmp_path):
+    name = os.fsdecode("MÜLLER^HANS".encode("latin-1"))  # lone surrogate, as os.scandir gives
+    row = WorklistRow(study_uid=f"unreadable:{name}/IM1", route="failed",
+                      reasons=f"/export/{name}/IM1: corrupt")
+    journal = Journal(tmp_path / "journal.jsonl", IDENTITY)
+    journal.append([row])
+    assert Journal(tmp_path / "journal.jsonl", IDENTITY).rows == {row.study_uid: row}

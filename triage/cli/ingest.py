@@ -47,13 +47,16 @@ def ingest(
     if json_summary:
         typer.echo(json.dumps(result.summary, indent=1))
     else:
-        table = Table(title=f"Ingest of {export_dir}")
+        # No export path in the title: export folders are often named after the patient.
+        table = Table(title=f"Ingest of {result.summary['files']} files")
         table.add_column("what")
         table.add_column("count", justify="right")
         for section in ("status", "verdict", "device_group", "failed_stage"):
             for name, count in sorted(result.summary[section].items()):
                 table.add_row(f"{section}: {name}", str(count))
         table.add_row("non-DICOM files ignored", str(result.non_dicom))
+        table.add_row("links outside the export (not followed)",
+                      str(result.summary["links_outside_export"]))
         Console().print(table)
         typer.echo(f"report: {result.report_path}\ncache: {result.cache_dir}\n"
                    f"{len(result.reports)} studies in {result.total_seconds:.1f} s")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from triage.dicom.index import InstanceRecord, ScanErrorCode, failed_record
+from triage.dicom.limits import ResourceLimits, check_deflated_file
 from triage.errors import DicomError
 
 if TYPE_CHECKING:
@@ -41,33 +42,54 @@ class DicomdirEntry:
     modality: str | None
 
 
-def read_dicomdir(path: Path | str) -> tuple[DicomdirEntry, ...]:
+def read_dicomdir(path: Path | str, max_inflated_bytes: int | None = None
+                  ) -> tuple[DicomdirEntry, ...]:
     """Every file a DICOMDIR references, resolved against the DICOMDIR's folder.
 
     Args:
         path: the DICOMDIR file.
+        max_inflated_bytes: a deflated DICOMDIR inflating to more is refused; default
+            `ResourceLimits().max_inflated_bytes`.
 
     Returns:
         The referenced files in record order.
 
     Raises:
-        DicomError: if the file is not a readable DICOMDIR or its record offsets are broken.
+        DicomError: if the file is not a readable DICOMDIR or its record offsets are broken
+            (whatever pydicom or the records raise: a DICOMDIR is hostile input too).
     """
     path = Path(path)
+    limit = max_inflated_bytes or ResourceLimits().max_inflated_bytes
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import pydicom  # here: the scan of an export without DICOMDIR never needs it
 
-            ds = pydicom.dcmread(path, force=True)
-        records = list(ds.DirectoryRecordSequence)
-        by_offset = {item.seq_item_tell: item for item in records}
-        first = int(ds[_ROOT_OFFSET].value)
-    except (AttributeError, KeyError, ValueError, OSError, TypeError) as err:
+            with open(path, "rb") as fh:
+                check_deflated_file(fh, limit, path)
+                ds = pydicom.dcmread(fh, force=True)
+            return _walk_records(ds, path)
+    except DicomError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - pydicom and broken records raise many types
         raise DicomError(
-            f"not a readable DICOMDIR ({type(err).__name__}: {err}); the folder walk is "
-            "used alone", path,
+            f"not a readable DICOMDIR ({type(err).__name__}: {_first_line(err)}); the "
+            "folder walk is used alone", path,
         ) from err
+
+
+def _first_line(err: Exception) -> str:
+    # pydicom's messages name tags, VRs and offsets, not values; keep them short anyway.
+    return (str(err).splitlines() or [""])[0][:160]
+
+
+def _walk_records(ds: Dataset, path: Path) -> tuple[DicomdirEntry, ...]:
+    """Follow the record offsets from the root; pydicom values may be of any type here."""
+    records = list(ds.DirectoryRecordSequence)
+    by_offset = {item.seq_item_tell: item for item in records}
+    first = _offset(ds[_ROOT_OFFSET].value)
     entries: list[DicomdirEntry] = []
     seen: set[int] = set()
     stack: list[tuple[int, dict[str, str | None]]] = [(first, {})]
@@ -85,12 +107,22 @@ def read_dicomdir(path: Path | str) -> tuple[DicomdirEntry, ...]:
             scope = _context(record, context)
             if "ReferencedFileID" in record:
                 entries.append(_entry(path.parent, record, scope))
-            lower = int(record.get(_LOWER_OFFSET, 0) or 0)
+            lower = _offset(record.get(_LOWER_OFFSET, 0))
             if lower:
                 siblings.append((lower, scope))
-            offset = int(record.get(_NEXT_OFFSET, 0) or 0)
+            offset = _offset(record.get(_NEXT_OFFSET, 0))
         stack.extend(reversed(siblings))
     return tuple(entries)
+
+
+def _offset(value: object) -> int:
+    """A record offset (UL): a non-negative int, else `ValueError`."""
+    value = getattr(value, "value", value)
+    if value is None or value == "" or value == b"":
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"a record offset is not an unsigned integer ({type(value).__name__})")
+    return value
 
 
 def _context(record: Dataset, parent: dict[str, str | None]) -> dict[str, str | None]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from triage.dicom.header_fast import fast_record
 from triage.dicom.index import InstanceRecord, ScanErrorCode, failed_record
+from triage.dicom.limits import ResourceLimitError, ResourceLimits, check_deflated_file
 from triage.dicom.raw_header import PIXEL_TAGS
 from triage.dicom.record import (
     MEDIA_STORAGE_DIRECTORY,
@@ -43,7 +44,8 @@ _UNDEFINED = 0xFFFFFFFF
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"UT", b"UC", b"UR", b"SQ"}
 
 
-def read_instance(path: Path | str) -> InstanceRecord | None:
+def read_instance(path: Path | str, max_inflated_bytes: int | None = None
+                  ) -> InstanceRecord | None:
     """Read one file's header (never its pixels) into a record; the scan's per-file step.
 
     Pure and picklable: it never raises for a bad file, whose problem becomes the record's
@@ -51,6 +53,9 @@ def read_instance(path: Path | str) -> InstanceRecord | None:
 
     Args:
         path: the file to read.
+        max_inflated_bytes: a deflated data set inflating to more is refused
+            (``over-limit``) before pydicom inflates it; default
+            `ResourceLimits().max_inflated_bytes`.
 
     Returns:
         The record, or None when the file is not DICOM (no ``DICM`` prefix and no data set
@@ -79,7 +84,11 @@ def read_instance(path: Path | str) -> InstanceRecord | None:
                 if record is not None:
                     return record
                 raw.seek(0)
-                return _read_open_file(io.BufferedReader(raw), path, size)
+                limit = max_inflated_bytes or ResourceLimits().max_inflated_bytes
+                return _read_open_file(io.BufferedReader(raw), path, size, limit)
+        except ResourceLimitError as err:
+            return failed_record(path, ScanErrorCode.OVER_LIMIT, f"over limit: {err.reason}",
+                                 size)
         except OSError as err:
             if err.errno is not None:
                 return os_error_record(path, err, size)
@@ -108,7 +117,8 @@ def os_error_record(path: Path, err: OSError, size: int | None = None) -> Instan
     return failed_record(path, ScanErrorCode.IO_ERROR, f"cannot read: {err.strerror}", size)
 
 
-def _read_open_file(fh: BinaryIO, path: Path, size: int) -> InstanceRecord | None:
+def _read_open_file(fh: BinaryIO, path: Path, size: int, max_inflated_bytes: int
+                    ) -> InstanceRecord | None:
     head = fh.read(132)
     has_prefix = head[128:132] == b"DICM"
     if not has_prefix and not (len(head) >= 8 and head[1] == 0 and head[0] in (2, 8)):
@@ -116,7 +126,7 @@ def _read_open_file(fh: BinaryIO, path: Path, size: int) -> InstanceRecord | Non
     import pydicom  # here, not at the top: the fast path and non-DICOM files need none
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    fh.seek(0)
+    check_deflated_file(fh, max_inflated_bytes, path)  # pydicom inflates without a cap
     ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
     if has_prefix and len(ds.file_meta) == 0:
         return failed_record(path, ScanErrorCode.CORRUPT,

@@ -13,6 +13,7 @@ such as ``'-125.000000000000000000'`` as a float but a junk one such as ``'abc'`
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from pathlib import Path
@@ -40,6 +41,7 @@ class ScanErrorCode(StrEnum):
     SYMLINK_LOOP = "symlink-loop"
     BROKEN_SYMLINK = "broken-symlink"
     MISSING_FILE = "missing-file"
+    OVER_LIMIT = "over-limit"
 
 
 class IgnoreReason(StrEnum):
@@ -48,6 +50,7 @@ class IgnoreReason(StrEnum):
     NOT_DICOM = "not-dicom"
     DUPLICATE = "duplicate"
     SPECIAL_FILE = "special-file"
+    OUTSIDE_EXPORT = "outside-export"
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,11 @@ class ScanResult:
         """Files ignored because they are not DICOM."""
         return tuple(i.path for i in self.ignored if i.reason is IgnoreReason.NOT_DICOM)
 
+    @property
+    def links_outside_export(self) -> tuple[Path, ...]:
+        """Symlinks not followed because their target lies outside the export."""
+        return tuple(i.path for i in self.ignored if i.reason is IgnoreReason.OUTSIDE_EXPORT)
+
     def to_frame(self) -> pd.DataFrame:
         """The index as a DataFrame: one row per record, columns `INDEX_COLUMNS`.
 
@@ -183,8 +191,21 @@ class ScanResult:
 
 
 def relative_path(path: Path, root: Path) -> str:
-    """`path` relative to `root` in POSIX form, or the whole path when outside `root`."""
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+    """`path` relative to `root` in POSIX form, or the whole path when outside `root`.
+
+    Bytes of a name that are not UTF-8 (a Latin-1 folder name on disk, which Python holds
+    as lone surrogates) are written as ``\\xNN`` escapes, so that the text can be written
+    to any UTF-8 file or log and read back unchanged.
+    """
+    text = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+    return printable(text)
+
+
+def printable(text: str) -> str:
+    """`text` with the undecodable bytes of a file name (lone surrogates) as ``\\xNN``."""
+    if text.isascii():
+        return text
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def failed_record(

@@ -18,13 +18,14 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from triage.dicom import geometry
 from triage.dicom.assemble import assemble_volume
+from triage.dicom.limits import ResourceLimits
 from triage.dicom.slice_header import FrameHeader
 from triage.dicom.source import SourceFile, read_source
 from triage.dicom.volume import GeometryVerdict, Volume
@@ -60,6 +61,9 @@ class LoadOptions:
             warning instead of failing with ``duplicates``.
         fast_reader: read single-frame little-endian files (native or compressed)
             with the fast reader instead of `pydicom.dcmread`.
+        limits: caps on bytes inflated, pixels, frames and voxels, checked on the
+            headers before anything is decoded (`triage.dicom.limits`); set from the
+            ingest config's ``limits`` section.
     """
 
     orientation_tolerance: float = 1e-3
@@ -74,6 +78,7 @@ class LoadOptions:
     max_localizer_images: int = 3
     deduplicate_identical: bool = True
     fast_reader: bool = True
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
 
     def __post_init__(self) -> None:
         for name in ("orientation_tolerance", "spacing_tolerance", "spacing_tolerance_mm",
@@ -142,16 +147,23 @@ def decode_stored(paths: Iterable[Path | str], *, options: LoadOptions = LoadOpt
             the same problem.
     """
     stored = {}
+    sizes: list[tuple[int, int, int]] = []
     for index, path in enumerate(paths):
-        source = read_source(Path(path), index, fast=options.fast_reader)
+        source = read_source(Path(path), index, fast=options.fast_reader,
+                             limits=options.limits)
+        sizes.append((source.info.n_frames, source.info.rows, source.info.columns))
+        options.limits.check_volume(sizes, Path(path))
         stored[str(path)] = source.stored()
     return stored
 
 
 def _load(files: list[Path], options: LoadOptions, label: Path,
           decoded: Mapping[str, np.ndarray]) -> Volume:
-    sources = [read_source(path, index, fast=options.fast_reader)
+    sources = [read_source(path, index, fast=options.fast_reader, limits=options.limits)
                for index, path in enumerate(files)]
+    # Before any pixel is decoded: the headers promise the size of the float32 stack.
+    options.limits.check_volume(
+        [(s.info.n_frames, s.info.rows, s.info.columns) for s in sources], label)
     if decoded:
         for path, source in zip(files, sources, strict=True):
             arr = decoded.get(str(path))

@@ -2,9 +2,11 @@
 many), index the instances.
 
 The walk is the source of truth: every file is looked at, with or without a ``.dcm``
-suffix, whether or not a DICOMDIR lists it. Symlinked files and folders are followed;
-a folder reached again through a link to one of its ancestors is a ``symlink loop``, one
-reached again elsewhere is ignored as a duplicate. Headers are read with
+suffix, whether or not a DICOMDIR lists it. Symlinked files and folders inside the export
+are followed; a folder reached again through a link to one of its ancestors is a ``symlink
+loop``, one reached again elsewhere is ignored as a duplicate. A link whose target lies
+outside the export is never followed (``outside-export``): an export must not make the scan
+read host files. Headers are read with
 ``stop_before_pixels=True`` and raw element access (no pixel decoding, no value conversion
 through pydicom), then the pixel data's element header is checked against the file size so
 that truncated files are caught without reading the pixels.
@@ -12,6 +14,7 @@ that truncated files are caught without reading the pixels.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from dataclasses import dataclass, field
@@ -28,6 +31,7 @@ from triage.dicom.index import (
     failed_record,
     relative_path,
 )
+from triage.dicom.limits import ResourceLimits
 from triage.errors import DicomError
 
 
@@ -42,6 +46,7 @@ class _Walk:
 def _walk_export(root: Path) -> _Walk:
     """Every regular file under `root`, following symlinks, each real file and folder once."""
     walk = _Walk()
+    real_root = os.path.realpath(root)
     root_key = _key(os.stat(root))
     seen_dirs: dict[tuple[int, int], Path] = {root_key: root}
     seen_files: dict[tuple[int, int], Path] = {}
@@ -59,6 +64,10 @@ def _walk_export(root: Path) -> _Walk:
         subfolders = []
         for entry in entries:
             path = Path(entry.path)
+            if entry.is_symlink() and not _inside(os.path.realpath(path), real_root):
+                walk.ignored.append(IgnoredPath(path, IgnoreReason.OUTSIDE_EXPORT,
+                                                "symlink to a target outside the export"))
+                continue
             try:
                 info = entry.stat(follow_symlinks=True)
             except FileNotFoundError:
@@ -94,6 +103,10 @@ def _walk_export(root: Path) -> _Walk:
     return walk
 
 
+def _inside(target: str, real_root: str) -> bool:
+    return target == real_root or target.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
 def _key(info: os.stat_result) -> tuple[int, int]:
     return info.st_dev, info.st_ino
 
@@ -106,8 +119,9 @@ def _key(info: os.stat_result) -> tuple[int, int]:
 MIN_FILES_PER_WORKER = 1024
 
 
-def _read_chunk(paths: list[str]) -> list[InstanceRecord | None]:
-    return [read_instance(p) for p in paths]
+def _read_chunk(paths: list[str], max_inflated_bytes: int | None = None
+                ) -> list[InstanceRecord | None]:
+    return [read_instance(p, max_inflated_bytes) for p in paths]
 
 
 def scan_export(
@@ -117,6 +131,7 @@ def scan_export(
     chunk_size: int = 64,
     use_dicomdir: bool = True,
     min_files_per_worker: int = MIN_FILES_PER_WORKER,
+    limits: ResourceLimits | None = None,
 ) -> ScanResult:
     """Index every file of an export folder.
 
@@ -128,6 +143,8 @@ def scan_export(
         use_dicomdir: read DICOMDIR files to report the files they list that are missing.
         min_files_per_worker: the pool has at most one worker per this many files, and
             fewer than two workers means reading inline (see `MIN_FILES_PER_WORKER`).
+        limits: caps on what one file may cost to read (the scan uses
+            ``max_inflated_bytes``); default `ResourceLimits()`.
 
     Returns:
         The `ScanResult`, records sorted by path; identical for any `workers`.
@@ -143,18 +160,20 @@ def scan_export(
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1 or chunk_size < 1:
         raise ValueError(f"workers and chunk_size must be >= 1, got {workers} and {chunk_size}.")
+    inflate_cap = (limits or ResourceLimits()).max_inflated_bytes
     walk = _walk_export(root)
     chunks = -(-len(walk.files) // chunk_size)
     workers = min(workers, chunks, len(walk.files) // max(min_files_per_worker, 1))
     if workers <= 1:
-        read = [read_instance(path) for path in walk.files]
+        read = [read_instance(path, inflate_cap) for path in walk.files]
     else:
         from concurrent.futures import ProcessPoolExecutor  # not needed inline
 
         names = [str(p) for p in walk.files]  # strings pickle faster than paths
         chunks = [names[i:i + chunk_size] for i in range(0, len(names), chunk_size)]
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            read = [r for result in pool.map(_read_chunk, chunks) for r in result]
+            reader = functools.partial(_read_chunk, max_inflated_bytes=inflate_cap)
+            read = [r for result in pool.map(reader, chunks) for r in result]
     records, ignored, dicomdirs = list(walk.problems), list(walk.ignored), list(walk.dicomdirs)
     for path, record in zip(walk.files, read, strict=True):
         if record is None:
@@ -166,14 +185,10 @@ def scan_export(
     notes: list[str] = []
     if use_dicomdir:
         for dicomdir in sorted(dicomdirs):
-            try:
-                missing = missing_files(read_dicomdir(dicomdir), walk.files)
-            except DicomError as err:
-                notes.append(str(err))
-                continue
+            missing, note = _dicomdir_missing(dicomdir, root, walk.files)
             records.extend(missing)
-            if missing:
-                notes.append(f"{dicomdir}: lists {len(missing)} file(s) missing on disk")
+            if note:
+                notes.append(note)
     return ScanResult(
         root=root,
         records=tuple(sorted(records, key=lambda r: str(r.path))),
@@ -181,3 +196,32 @@ def scan_export(
         dicomdirs=tuple(sorted(dicomdirs)),
         notes=tuple(notes),
     )
+
+
+def _dicomdir_missing(dicomdir: Path, root: Path, found: list[Path]
+                      ) -> tuple[list[InstanceRecord], str | None]:
+    """The DICOMDIR's references missing on disk, and a note; never raises.
+
+    A DICOMDIR is advice: whatever goes wrong reading it (hostile offsets, corrupt
+    records, references leaving the export) becomes a note naming it by its path inside
+    the export, and the folder walk is used alone.
+    """
+    name = relative_path(dicomdir, root)
+    try:
+        entries = read_dicomdir(dicomdir)
+        inside = [e for e in entries if e.path.is_relative_to(dicomdir.parent)
+                  and ".." not in e.path.relative_to(dicomdir.parent).parts]
+        missing = missing_files(inside, found)
+    except DicomError as err:
+        detail = str(err).removeprefix(f"{err.path}: ") if err.path else str(err)
+        return [], f"{name}: {detail}"
+    except Exception as err:  # noqa: BLE001 - hostile DICOMDIRs raise anything
+        return [], (f"{name}: not a readable DICOMDIR ({type(err).__name__}); the folder "
+                    "walk is used alone")
+    parts = []
+    if len(inside) < len(entries):
+        parts.append(f"references {len(entries) - len(inside)} file(s) outside the export "
+                     "(ignored)")
+    if missing:
+        parts.append(f"lists {len(missing)} file(s) missing on disk")
+    return missing, f"{name}: {'; '.join(parts)}" if parts else None

@@ -17,6 +17,7 @@ import numpy as np
 
 from triage.dicom import decode, multiframe
 from triage.dicom.fast_reader import FastFile, read_fast
+from triage.dicom.limits import ResourceLimitError, ResourceLimits, check_deflated_file
 from triage.dicom.slice_header import (
     DatasetTags,
     FrameHeader,
@@ -110,14 +111,24 @@ class SourceFile:
         self.dataset = None
 
 
-def read_source(path: Path, index: int, *, fast: bool = True) -> SourceFile:
+def read_source(path: Path, index: int, *, fast: bool = True,
+                limits: ResourceLimits | None = None) -> SourceFile:
     """Read `path` (file number `index` of the series) and check that it is usable.
 
+    Args:
+        path: the file.
+        index: its position in the series, recorded in its frame headers.
+        fast: try the fast reader first.
+        limits: caps checked before the data set is inflated or any pixel decoded
+            (default: `ResourceLimits()`).
+
     Raises:
+        ResourceLimitError: the file inflates to, or declares, more than `limits` allow.
         DicomError: unreadable, not DICOM, no pixel data, colour, Modality LUT.
         UnsupportedTransferSyntaxError: no installed plugin decodes its pixel data.
         GeometryError: malformed or underivable frame geometry.
     """
+    limits = limits or ResourceLimits()
     if fast:
         try:
             quick = read_fast(path)
@@ -125,13 +136,15 @@ def read_source(path: Path, index: int, *, fast: bool = True) -> SourceFile:
             raise DicomError(f"The file cannot be read ({err.strerror or err}).", path) from err
         if quick is not None:
             info = read_image_info(quick.tags, path, quick.transfer_syntax)
+            limits.check_instance(info.rows, info.columns, info.n_frames, path)
             if info.n_frames == 1:
                 _check_image(info, has_pixels=True)
                 decode.ensure_decodable(info.transfer_syntax, path)
                 return SourceFile(info, [read_frame_header(quick.tags, path, index)],
                                   fast=quick, reader="fast")
-    ds = _dcmread(path)
+    ds = _dcmread(path, limits.max_inflated_bytes)
     info = read_image_info(DatasetTags(ds), path, _transfer_syntax(ds))
+    limits.check_instance(info.rows, info.columns, info.n_frames, path)
     meta = getattr(ds, "file_meta", None)
     if not info.sop_class_uid and meta is not None:  # e.g. a DICOMDIR
         info = replace(info, sop_class_uid=str(meta.get("MediaStorageSOPClassUID", "")))
@@ -148,14 +161,23 @@ def read_source(path: Path, index: int, *, fast: bool = True) -> SourceFile:
     return SourceFile(info, frames, dataset=ds)
 
 
-def _dcmread(path: Path) -> Dataset:
-    """`dcmread` once, with every failure turned into a `DicomError` naming `path`."""
+def _dcmread(path: Path, max_inflated_bytes: int | None = None) -> Dataset:
+    """`dcmread` once, with every failure turned into a `DicomError` naming `path`.
+
+    A deflated file is first inflated as a stream up to `max_inflated_bytes` (default:
+    `ResourceLimits().max_inflated_bytes`): pydicom inflates it whole in memory.
+    """
     import pydicom  # only for files the fast reader leaves to it
 
+    limit = max_inflated_bytes or ResourceLimits().max_inflated_bytes
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ds = pydicom.dcmread(path, force=True)
+            with open(path, "rb") as fh:
+                check_deflated_file(fh, limit, path)
+                ds = pydicom.dcmread(fh, force=True)
+    except ResourceLimitError:
+        raise
     except OSError as err:
         raise DicomError(f"The file cannot be read ({err.strerror or err}).", path) from err
     except Exception as err:  # pydicom raises many types on corrupt input

@@ -1,24 +1,28 @@
 """`IngestConfig`: series selection rules, loader tolerances and preprocessing, in one file.
 
-The YAML (default: ``triage/configs/ingest/default.yaml``) has three sections, each optional:
-``selection`` (`SelectionRules`), ``load`` (`LoadOptions`), ``preprocess``
-(`PreprocessConfig`). Unknown sections and keys are rejected with a suggestion.
+The YAML (default: ``triage/configs/ingest/default.yaml``) has four sections, each optional:
+``selection`` (`SelectionRules`), ``load`` (`LoadOptions`), ``limits`` (`ResourceLimits`:
+caps on what one hostile file or study may cost, kept in ``LoadOptions.limits``) and
+``preprocess`` (`PreprocessConfig`). Unknown sections and keys are rejected with a
+suggestion.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from triage.configs import config_path
+from triage.dicom.limits import ResourceLimits
 from triage.dicom.loader import LoadOptions
 from triage.dicom.selection import SelectionRules
+from triage.errors import ConfigError
 from triage.preprocess.config import PreprocessConfig
 from triage.settings import check_keys, dataclass_from_mapping, load_yaml
 
 DEFAULT_CONFIG = config_path("ingest")
-SECTIONS = ["selection", "load", "preprocess"]
+SECTIONS = ["selection", "load", "limits", "preprocess"]
 
 
 @dataclass(frozen=True)
@@ -29,16 +33,28 @@ class IngestConfig:
     load: LoadOptions = field(default_factory=LoadOptions)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
+    @property
+    def limits(self) -> ResourceLimits:
+        """The resource caps (the ``limits`` section; they live in ``load.limits``)."""
+        return self.load.limits
+
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, source: str = "the ingest config"
                   ) -> IngestConfig:
         data = data or {}
         check_keys(data, SECTIONS, "section", source)
+        load_section = dict(data.get("load") or {})
+        if "limits" in load_section:
+            raise ConfigError(f"{source}: 'limits' is a section of its own, not a load "
+                              "option; move it to the top level.")
+        load = dataclass_from_mapping(LoadOptions, load_section, what="load option",
+                                      source=source)
+        limits = dataclass_from_mapping(ResourceLimits, data.get("limits"),
+                                        what="limits option", source=source)
         return cls(
             selection=dataclass_from_mapping(SelectionRules, data.get("selection"),
                                              what="selection option", source=source),
-            load=dataclass_from_mapping(LoadOptions, data.get("load"),
-                                        what="load option", source=source),
+            load=replace(load, limits=limits),
             preprocess=PreprocessConfig.from_dict(data.get("preprocess") or {}, source=source),
         )
 
@@ -47,8 +63,9 @@ class IngestConfig:
         import dataclasses
         import json
 
+        load = dataclasses.asdict(self.load)
         data = {"selection": dataclasses.asdict(self.selection),
-                "load": dataclasses.asdict(self.load),
+                "load": load, "limits": load.pop("limits"),
                 "preprocess": self.preprocess.to_dict()}
         return json.loads(json.dumps(data))
 

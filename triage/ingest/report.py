@@ -64,10 +64,15 @@ REPORT_COLUMNS = [f.name for f in dataclasses.fields(StudyReport)]
 
 
 def write_report(rows: Iterable[StudyReport], path: Path | str) -> Path:
-    """Write the report atomically (UTF-8, RFC 4180 quoting), sorted by study UID."""
+    """Write the report atomically (UTF-8, RFC 4180 quoting), sorted by study UID.
+
+    File names that are not UTF-8 on disk (lone surrogates in a reason) are written as
+    backslash escapes rather than failing the write.
+    """
     path = Path(path)
     ordered = sorted(rows, key=lambda r: r.study_uid)
-    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+    with atomic_open(path, "w", encoding="utf-8", errors="backslashreplace",
+                     newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=REPORT_COLUMNS, quoting=csv.QUOTE_MINIMAL,
                                 lineterminator="\r\n")
         writer.writeheader()

@@ -13,10 +13,11 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from triage.dicom.grouping import group_studies
+from triage.dicom.index import printable
 from triage.dicom.scan import scan_export
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import StudyReport, summarize, write_report
@@ -76,7 +77,7 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
     export_dir, out_dir = Path(export_dir), Path(out_dir)
     workers = max(1, workers or os.cpu_count() or 1)
     cache_root = out_dir / CACHE_DIR
-    scan = scan_export(export_dir, workers=workers)
+    scan = scan_export(export_dir, workers=workers, limits=config.limits)
     scan_seconds = time.perf_counter() - start
     studies = group_studies(scan)
     LOGGER.info("Scanned %d files in %.1f s: %d studies, %d unreadable, %d non-DICOM ignored.",
@@ -94,12 +95,15 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
         if progress:
             progress(len(reports), len(studies), outcome.report)
 
+    reports = [_inside_export(r, export_dir) for r in reports]
     write_report(reports, out_dir / REPORT_NAME)
     stats.to_json(out_dir / STATS_NAME)
     total = time.perf_counter() - start
     summary = summarize(reports) | {
         "studies": len(reports), "files": len(scan.records),
-        "non_dicom_ignored": len(scan.non_dicom), "scan_notes": list(scan.notes),
+        "non_dicom_ignored": len(scan.non_dicom),
+        "links_outside_export": len(scan.links_outside_export),
+        "scan_notes": list(scan.notes),
         "seconds": round(total, 3), "config": {
             "preprocess_fingerprint": config.preprocess.fingerprint()},
     }
@@ -107,3 +111,18 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
     atomic_write_text(out_dir / CONFIG_NAME, json.dumps(config.to_dict(), indent=1))
     return IngestResult(out_dir, reports, stats, len(scan.non_dicom), scan_seconds, total,
                         summary)
+
+
+def _inside_export(report: StudyReport, export_dir: Path) -> StudyReport:
+    """The row with file paths relative to the export and non-UTF-8 names escaped.
+
+    The export folder's own name often carries the patient's name; the path inside it is
+    what finds the file.
+    """
+    prefix = str(export_dir).rstrip(os.sep) + os.sep
+
+    def clean(text: str) -> str:
+        return printable(text.replace(prefix, "")) if text else text
+
+    return replace(report, reasons=clean(report.reasons), warnings=clean(report.warnings),
+                   rejected_series=clean(report.rejected_series))

@@ -76,14 +76,15 @@ def gaussian_decimation_matrix(n: int, factor: float) -> tuple[np.ndarray, int]:
 
     The Gaussian has sigma ``(factor - 1) / 2`` input voxels (scikit-image's and MONAI
     ``Resize(anti_aliasing=True)``'s rule); output voxel ``m`` sits at input position
-    ``s * m + (s - 1) / 2`` with stride ``s = floor(factor)``, every centre inside the
-    data. Weights are truncated at 4 sigma and renormalized per row, so constants stay
-    constant up to the edges.
+    ``s * m + (s - 1) / 2`` with stride ``s = floor(factor)`` (at most `n`, so that an
+    axis shorter than the stride still keeps one voxel), every centre inside the data.
+    Weights are truncated at 4 sigma and renormalized per row, so constants stay constant
+    up to the edges.
 
     Returns:
         The (n_out, n) float32 matrix and the stride `s`.
     """
-    stride = max(1, math.floor(factor))
+    stride = max(1, min(math.floor(factor), n))
     sigma = (factor - 1.0) / 2.0
     n_out = int((n - 1 - (stride - 1) / 2) // stride) + 1
     centres = stride * np.arange(n_out, dtype=np.float64) + (stride - 1) / 2

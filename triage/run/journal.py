@@ -117,7 +117,9 @@ class Journal:
         rows = list(rows)
         if not rows:
             return
-        self._append_lines([json.dumps(r.to_dict(), ensure_ascii=False) for r in rows])
+        # ASCII JSON: a file name that is not UTF-8 on disk (lone surrogates) is escaped as
+        # \udcXX and read back exactly; raw, it cannot be encoded and every rerun crashed.
+        self._append_lines([json.dumps(r.to_dict(), ensure_ascii=True) for r in rows])
         for row in rows:
             self.rows.pop(row.study_uid, None)
             self.rows[row.study_uid] = row

@@ -336,7 +336,7 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
     resumed_before = len(journal)
 
     with clock("scan"):
-        scan = scan_export(export_dir, workers=workers)
+        scan = scan_export(export_dir, workers=workers, limits=config.limits)
         studies = group_studies(scan)
         n_files, n_non_dicom = len(scan.records), len(scan.non_dicom)
         del scan

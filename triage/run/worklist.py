@@ -147,7 +147,9 @@ def review_order(rows: Iterable[WorklistRow], processed: dict[str, int] | None =
 
 
 def _write_csv(rows: Iterable[WorklistRow], path: Path) -> None:
-    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+    # backslashreplace: a file name that is not UTF-8 on disk must not fail the worklist.
+    with atomic_open(path, "w", encoding="utf-8", errors="backslashreplace",
+                     newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=WORKLIST_COLUMNS, quoting=csv.QUOTE_MINIMAL,
                                 lineterminator="\r\n")
         writer.writeheader()
