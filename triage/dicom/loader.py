@@ -29,6 +29,7 @@ from triage.dicom.slice_header import FrameHeader
 from triage.dicom.source import SourceFile, read_source
 from triage.dicom.volume import GeometryVerdict, Volume
 from triage.errors import DicomError, GeometryError
+from triage.settings import require_finite
 
 LOGGER = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class LoadOptions:
     fast_reader: bool = True
 
     def __post_init__(self) -> None:
+        require_finite(self)
         for name in ("orientation_tolerance", "spacing_tolerance", "spacing_tolerance_mm",
                      "duplicate_tolerance_mm", "tilt_tolerance_deg", "max_tilt_deg"):
             if getattr(self, name) < 0:

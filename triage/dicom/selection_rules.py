@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from triage.settings import require_finite
+
 SECONDARY_CAPTURE_CLASSES = frozenset(
     "1.2.840.10008.5.1.4.1.1.7" + suffix for suffix in ("", ".1", ".2", ".3", ".4")
 )
@@ -69,6 +71,7 @@ class SelectionRules:
             raise ValueError("SelectionRules.allowed_modalities must name at least one "
                              "modality, e.g. ('CT',).")
         object.__setattr__(self, "allowed_modalities", modalities)
+        require_finite(self)
         if not isinstance(self.min_slices, int) or self.min_slices < 1:
             raise ValueError(f"SelectionRules.min_slices must be an integer >= 1, got "
                              f"{self.min_slices!r}.")
