@@ -190,3 +190,15 @@ def test_series_of_only_unreadable_files_and_errors_outside_series():
 def test_invalid_rules_are_rejected_with_the_bad_value(options, message):
     with pytest.raises(ValueError, match=message):
         SelectionRules(**options)
+
+
+def test_copies_of_one_instance_count_as_one_slice():
+    """A file exported three times is one slice towards min_slices, not three."""
+    records = make_series(2, series_uid="1.2.3.9")
+    copies = [replace(records[0], path=records[0].path.with_name(f"copy{i}.dcm"))
+              for i in range(2)]
+    selection = select_series(study([*records, *copies]), SelectionRules(min_slices=3))
+    assert selection.chosen is None
+    assert "2 slices < min 3" in selection.reason
+    assert select_series(study([*records, *copies]),
+                         SelectionRules(min_slices=2)).chosen.slices == 2

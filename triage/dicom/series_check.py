@@ -132,7 +132,7 @@ def evaluate_series(study_uid: str, series_uid: str, records: tuple[InstanceReco
                           f"image type {shown} is not ORIGINAL\\PRIMARY")
     groups, unoriented = _orientation_groups(images, rules.orientation_tolerance)
     dominant = groups[0] if groups else unoriented
-    slices = sum(r.frames for r in dominant)
+    slices = _slice_count(dominant)
     if len(groups) > 1 and slices < rules.min_slices:
         return rejection(first, Rejection.ORIENTATION,
                           f"orientation inconsistent: {len(groups)} orientation groups, none "
@@ -185,6 +185,19 @@ def _notes(
         count = sum(1 for r in images if r.malformed)
         notes.append(f"{count} file(s) with malformed values in {', '.join(malformed)}")
     return notes
+
+
+def _slice_count(images: list[InstanceRecord]) -> int:
+    """Frames of distinct SOP instances: a file exported twice is one slice, not two."""
+    seen: dict[str, int] = {}
+    anonymous = 0
+    for record in images:
+        if record.sop_instance_uid:
+            seen[record.sop_instance_uid] = max(seen.get(record.sop_instance_uid, 0),
+                                                record.frames)
+        else:
+            anonymous += record.frames
+    return sum(seen.values()) + anonymous
 
 
 def _orientation_groups(images: list[InstanceRecord], tolerance: float
