@@ -201,10 +201,13 @@ def _check_pixel_data(fh: BinaryIO, ds: Dataset, size: int, syntax: UID | None) 
     group, element = struct.unpack(f"{endian}HH", head[:4])
     if (group << 16 | element) not in PIXEL_TAGS:
         return PixelCheck(False)
-    if ds.original_encoding[0] is False and head[4:6] in _LONG_VRS:
+    # pydicom reads an element without a VR in an explicit-VR file as implicit VR (with a
+    # warning) when the two bytes after the tag are not upper-case letters: so do we.
+    explicit = ds.original_encoding[0] is False and all(0x40 < b < 0x5B for b in head[4:6])
+    if explicit and head[4:6] in _LONG_VRS:
         extra = fh.read(4)
         length = struct.unpack(f"{endian}L", extra)[0] if len(extra) == 4 else 0
-    elif ds.original_encoding[0] is False:
+    elif explicit:
         length = struct.unpack(f"{endian}H", head[6:8])[0]
     else:
         length = struct.unpack(f"{endian}L", head[4:8])[0]
