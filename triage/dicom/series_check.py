@@ -125,7 +125,11 @@ def evaluate_series(study_uid: str, series_uid: str, records: tuple[InstanceReco
                               f"localizer (series description matches '{match.group(0)}')")
         if len(scouts) == len(images):
             return rejection(first, Rejection.LOCALIZER, "localizer (ImageType LOCALIZER)")
-    derived = [r for r in images if r.image_type[:2] != ("ORIGINAL", "PRIMARY")]
+    # ImageType is Type 1, but some exports drop it; dcm2niix and SimpleITK load such
+    # series, so an untyped image is not taken for a reformat (it gets a note instead).
+    untyped = [r for r in images if not r.image_type]
+    derived = [r for r in images
+               if r.image_type and r.image_type[:2] != ("ORIGINAL", "PRIMARY")]
     if rules.require_original_primary and len(derived) == len(images):
         shown = "\\".join(derived[0].image_type) or "(missing)"
         return rejection(first, Rejection.IMAGE_TYPE,
@@ -141,6 +145,9 @@ def evaluate_series(study_uid: str, series_uid: str, records: tuple[InstanceReco
         return rejection(first, Rejection.TOO_FEW_SLICES,
                           f"{slices} slices < min {rules.min_slices}")
     notes = _notes(groups, unoriented, dominant, scouts, derived, failed, records, images)
+    if untyped:
+        notes.append(f"{len(untyped)} image(s) without ImageType, taken as ORIGINAL\\PRIMARY; "
+                     "check that the series is not a reformat")
     return SeriesRef(
         study_uid=study_uid, series_uid=series_uid, instances=tuple(images),
         modality=modality, series_number=first.series_number,
