@@ -354,3 +354,14 @@ def test_copies_of_one_instance_are_not_a_volume(tmp_path: Path, fast: bool) -> 
         load_series(copies, options=LoadOptions(fast_reader=fast))
     assert not isinstance(info.value, GeometryError)
     assert str(info.value).startswith(f"{tmp_path / 'series'}: ")
+
+
+def test_single_file_siemens_mosaic_says_what_it_is(tmp_path: Path) -> None:
+    """A single-file MOSAIC is refused as what it is, not as "a single 2D image"."""
+    written = write_series(
+        tmp_path, SeriesRecipe(n_slices=1, rows=32, cols=32),
+        mutate=lambda _k, ds: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "M", "ND",
+                                                        "NORM", "MOSAIC"]))
+    for fast in (True, False):
+        with pytest.raises(DicomError, match=r"Siemens MOSAIC \(ImageType contains MOSAIC\)"):
+            load_series(written.paths, options=LoadOptions(fast_reader=fast))

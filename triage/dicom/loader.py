@@ -162,6 +162,11 @@ def _load(files: list[Path], options: LoadOptions, label: Path,
     _check_one_series(sources, label)
     frames = [frame for source in sources for frame in source.frames]
     if len(frames) < 2:
+        if any("MOSAIC" in source.info.image_type for source in sources):
+            raise DicomError(
+                "The image is a Siemens MOSAIC (ImageType contains MOSAIC): the slices of a "
+                "volume tiled into one 2D image, which triage does not unpack; convert it "
+                "first (dcm2niix unpacks mosaics with the CSA header).", label)
         raise DicomError(
             "The series has a single 2D image, not a volume; a volume needs at least two "
             "slices.", label)
