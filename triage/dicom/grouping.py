@@ -13,8 +13,10 @@ images are reported and reviewed and none is classified beside another patient's
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
+from triage.dicom.device import UNKNOWN_DEVICE
 from triage.dicom.index import InstanceRecord, ScanResult, relative_path
 
 UNREADABLE_PREFIX = "unreadable:"
@@ -46,6 +48,20 @@ class StudyGroup:
     def is_pseudo(self) -> bool:
         """True for the pseudo-study of a file whose study is unknown."""
         return self.study_uid.startswith(UNREADABLE_PREFIX)
+
+    @property
+    def modality(self) -> str:
+        """The Modality most readable files carry (ties: the smallest), "" when none does;
+        for report rows of studies whose series was not chosen."""
+        counts = Counter(r.modality.strip().upper() for records in self.series.values()
+                         for r in records if r.ok and r.modality and r.modality.strip())
+        return min(counts, key=lambda m: (-counts[m], m)) if counts else ""
+
+    @property
+    def device_group(self) -> str:
+        """The device groups of the readable files, comma-separated; ``unknown`` when none
+        (a pseudo-study), the one spelling reports and summaries use."""
+        return ",".join(self.device_groups) or UNKNOWN_DEVICE
 
     @property
     def file_count(self) -> int:

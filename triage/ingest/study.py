@@ -64,8 +64,8 @@ def _base_report(study: StudyGroup, selection: SeriesSelection) -> StudyReport:
         series_uid=chosen.series_uid if chosen else "",
         series_number="" if not chosen or chosen.series_number is None
         else str(chosen.series_number),
-        modality=(chosen.modality or "") if chosen else "",
-        device_group=chosen.device_group if chosen else ",".join(study.device_groups),
+        modality=(chosen.modality or "") if chosen else study.modality,
+        device_group=chosen.device_group if chosen else study.device_group,
         n_series=len(study.series),
         n_files=study.file_count,
         n_slices=chosen.slices if chosen else 0,
@@ -111,6 +111,7 @@ def ingest_study(study: StudyGroup, config: IngestConfig, cache_root: Path | str
         LOGGER.exception("Unexpected error while ingesting study %s", study.study_uid)
         report = StudyReport(study_uid=study.study_uid, status=IngestStatus.FAILED,
                              stage="internal", n_series=len(study.series),
+                             modality=study.modality, device_group=study.device_group,
                              n_files=study.file_count,
                              reasons=f"internal error ({type(err).__name__}): {err}")
         return StudyOutcome(report)
