@@ -15,13 +15,13 @@ import errno
 import io
 import os
 import struct
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from triage.dicom.header_fast import fast_record
 from triage.dicom.index import InstanceRecord, ScanErrorCode, failed_record
+from triage.dicom.pydicom_notes import capture_pydicom
 from triage.dicom.raw_header import PIXEL_TAGS
 from triage.dicom.record import (
     MEDIA_STORAGE_DIRECTORY,
@@ -67,10 +67,9 @@ def read_instance(path: Path | str) -> InstanceRecord | None:
         return os_error_record(path, err)
     if size == 0:
         return failed_record(path, ScanErrorCode.ZERO_LENGTH, "zero-length file", 0)
-    # pydicom warns about odd values; those we use are noted in `malformed`, and warning
-    # texts may quote patient identifiers, so none may reach a log.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    # pydicom warns (and logs) about odd values; those we use are noted in `malformed`,
+    # and its texts may quote patient identifiers, so none may reach a log or stderr.
+    with capture_pydicom():
         try:
             # Unbuffered: the fast path reads the head in one call and seeks over pixel
             # items; pydicom's many small reads get a buffer of their own.

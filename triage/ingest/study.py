@@ -18,6 +18,7 @@ import numpy as np
 
 from triage.dicom.grouping import StudyGroup
 from triage.dicom.loader import load_series
+from triage.dicom.pydicom_notes import capture_pydicom
 from triage.dicom.selection import SeriesRef, SeriesSelection, select_series
 from triage.errors import DicomError, GeometryError, TriageError
 from triage.ingest.config import IngestConfig
@@ -164,15 +165,23 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
             report, status=IngestStatus.OK, verdict=sidecar.get("verdict", ""),
             cache_key=key, cache_hit=True,
             warnings=_join(report.warnings, *sidecar.get("warnings", []))), stats)
-    try:
-        volume = load_series([r.path for r in series.instances], options=config.load,
-                             decoded=decoded)
-    except GeometryError as err:
-        verdict = getattr(err, "verdict", None)
-        return StudyOutcome(replace(report, stage="load", reasons=_join(report.reasons, str(err)),
+    with capture_pydicom() as notes:  # pydicom's warnings: report warnings, not stderr
+        try:
+            volume = load_series([r.path for r in series.instances], options=config.load,
+                                 decoded=decoded)
+        except DicomError as err:
+            error = err
+        else:
+            error = None
+    report = replace(report, warnings=_join(report.warnings, *_pydicom_warnings(notes)))
+    if isinstance(error, GeometryError):
+        verdict = getattr(error, "verdict", None)
+        return StudyOutcome(replace(report, stage="load",
+                                    reasons=_join(report.reasons, str(error)),
                                     verdict=verdict.value if verdict is not None else ""))
-    except DicomError as err:
-        return StudyOutcome(replace(report, stage="load", reasons=_join(report.reasons, str(err))))
+    if error is not None:
+        return StudyOutcome(replace(report, stage="load",
+                                    reasons=_join(report.reasons, str(error))))
     try:
         prepared = preprocess(volume, config.preprocess)
     except TriageError as err:
@@ -191,6 +200,14 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
         modality=volume.modality, n_slices=int(volume.shape[2]),
         warnings=_join(report.warnings, *prepared.warnings)), stats,
         np.ascontiguousarray(prepared.array, dtype=np.float32) if keep_array else None)
+
+
+def _pydicom_warnings(notes: list[str], limit: int = 3) -> list[str]:
+    """pydicom's messages (already redacted) as report warnings, at most `limit` of them."""
+    shown = [f"pydicom: {note}" for note in notes[:limit]]
+    if len(notes) > limit:
+        shown.append(f"pydicom: {len(notes) - limit} more message(s)")
+    return shown
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
