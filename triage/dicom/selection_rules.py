@@ -37,7 +37,8 @@ class SelectionRules:
     """Which series may be classified, and which one is preferred.
 
     Attributes:
-        allowed_modalities: DICOM Modality values accepted (upper-cased).
+        allowed_modalities: DICOM Modality values accepted (upper-cased); ``"*"`` accepts
+            every modality, a missing one included (for surveys of an archive).
         require_original_primary: ImageType must start ``ORIGINAL\\PRIMARY``; reformats,
             MIPs and other derived series are rejected.
         reject_localizers: reject series whose images are all ImageType LOCALIZER or whose
@@ -83,3 +84,12 @@ class SelectionRules:
         except re.error as err:
             raise ValueError(f"SelectionRules.localizer_pattern {self.localizer_pattern!r} "
                              f"is not a regular expression: {err}.") from err
+
+    def allows(self, modality: str | None) -> bool:
+        """Whether a series of `modality` may be classified.
+
+        Example:
+            >>> SelectionRules(allowed_modalities=("*",)).allows(None)
+            True
+        """
+        return "*" in self.allowed_modalities or modality in self.allowed_modalities

@@ -107,7 +107,7 @@ def evaluate_series(study_uid: str, series_uid: str, records: tuple[InstanceReco
         return rejection(first, Rejection.UNREADABLE,
                           f"all {len(failed)} file(s) unreadable ({error_counts(failed)})")
     modality = _most_common([r.modality for r in readable])
-    if modality not in rules.allowed_modalities:
+    if not rules.allows(modality):
         return rejection(first, Rejection.MODALITY, f"modality {modality or '(missing)'} not "
                           f"in allowed ({', '.join(rules.allowed_modalities)})")
     if all(r.sop_class_uid in SECONDARY_CAPTURE_CLASSES for r in readable):
