@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,16 +34,58 @@ def check_keys(data: Mapping[str, Any], known: list[str], what: str, source: str
                               f"Known options: {', '.join(known)}.")
 
 
+def non_finite(value: Any, key: str) -> Iterator[tuple[str, float]]:
+    """(key path, value) of every NaN or infinite number in `value`, lists and mappings
+    included, e.g. ``("alpha[1]", nan)``; booleans and integers are always finite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield key, value
+    elif isinstance(value, Mapping):
+        for name, item in value.items():
+            yield from non_finite(item, f"{key}.{name}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from non_finite(item, f"{key}[{i}]")
+
+
+def check_finite(data: Mapping[str, Any], what: str, source: str) -> None:
+    """Raise `ConfigError` for the first NaN or infinite number among the values of `data`.
+
+    YAML reads ``.nan`` and ``.inf`` as floats, and every comparison with NaN is False, so
+    a range check such as ``gap_factor <= 1`` lets NaN through; no setting means either.
+
+    Example:
+        >>> check_finite({"gap_factor": float("nan")}, "load option", "x.yaml")
+        Traceback (most recent call last):
+        ...
+        triage.errors.ConfigError: x.yaml: load option 'gap_factor' is nan; it must be a ...
+    """
+    for key, value in data.items():
+        for path, bad in non_finite(value, str(key)):
+            raise ConfigError(f"{source}: {what} '{path}' is {bad}; it must be a finite "
+                              f"number (NaN and infinity are not settings).")
+
+
+def require_finite(instance: Any, error: type[Exception] = ValueError) -> None:
+    """Raise `error` naming the first field of the dataclass `instance` that holds a NaN
+    or infinite number; for `__post_init__` of settings built without a mapping."""
+    name = type(instance).__name__
+    for f in dataclasses.fields(instance):
+        for path, bad in non_finite(getattr(instance, f.name), f.name):
+            raise error(f"{name}.{path} is {bad}; it must be a finite number.")
+
+
 def dataclass_from_mapping(cls: type[T], data: Mapping[str, Any] | None, *, what: str,
                            source: str) -> T:
     """Build the frozen dataclass `cls` from `data`; lists become tuples.
 
     Raises:
-        ConfigError: for an unknown key or a value the dataclass rejects.
+        ConfigError: for an unknown key, a NaN or infinite number, or a value the
+            dataclass rejects.
     """
     data = {} if data is None else data
     known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     check_keys(data, known, what, source)
+    check_finite(data, what, source)
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
         return cls(**values)

@@ -332,3 +332,36 @@ def test_unexpected_exceptions_become_dicom_errors(
     series = write_series(tmp_path)
     with pytest.raises(DicomError, match="unexpected IndexError: simulated bug. This is a bug"):
         load_series(series.paths)
+
+
+def _copies_of(name: str, folder: Path, n: int) -> list[Path]:
+    """`n` byte-identical copies of one of pydicom's test files (one SOP instance)."""
+    source = Path(pydicom.data.get_testdata_file(name))
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = [folder / f"copy{i}.dcm" for i in range(n)]
+    for copy in copies:
+        copy.write_bytes(source.read_bytes())
+    return copies
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-reader", "pydicom"])
+def test_copies_of_one_instance_are_not_a_volume(tmp_path: Path, fast: bool) -> None:
+    """Three copies of CT_small.dcm are one slice after de-duplication: refused, not a
+    128 x 128 x 1 volume with verdict ok (the two-slice check used to count the copies)."""
+    copies = _copies_of("CT_small.dcm", tmp_path / "series", 3)
+    with pytest.raises(DicomError, match=r"single 2D image, not a volume: its 3 files are "
+                                         r"byte-identical copies of one SOP instance") as info:
+        load_series(copies, options=LoadOptions(fast_reader=fast))
+    assert not isinstance(info.value, GeometryError)
+    assert str(info.value).startswith(f"{tmp_path / 'series'}: ")
+
+
+def test_single_file_siemens_mosaic_says_what_it_is(tmp_path: Path) -> None:
+    """A single-file MOSAIC is refused as what it is, not as "a single 2D image"."""
+    written = write_series(
+        tmp_path, SeriesRecipe(n_slices=1, rows=32, cols=32),
+        mutate=lambda _k, ds: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "M", "ND",
+                                                        "NORM", "MOSAIC"]))
+    for fast in (True, False):
+        with pytest.raises(DicomError, match=r"Siemens MOSAIC \(ImageType contains MOSAIC\)"):
+            load_series(written.paths, options=LoadOptions(fast_reader=fast))

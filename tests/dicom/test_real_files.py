@@ -241,3 +241,62 @@ def test_corpus_summary() -> None:
     for key, n in sorted(counts.items()):
         print(f"{n:5d}  {key}")
     assert sum(n for k, n in counts.items() if k.startswith("file ")) == len(FILES)
+
+
+def _corpus_export(root: Path) -> Path:
+    """The corpus as one export: a symbolic link per file, folders as in the packages."""
+    for path in FILES:
+        link = root / _label(path)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(path)
+    return root
+
+
+def _study_uids(files: list[Path]) -> dict[str, set[str]]:
+    """Study Instance UID -> the PatientIDs of its files, as pydicom reads them."""
+    studies: dict[str, set[str]] = defaultdict(set)
+    for path in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+                uid = str(ds.get("StudyInstanceUID", "") or "")
+            except Exception:  # unreadable files are pseudo-studies of their own
+                continue
+        if uid and ds.get("SOPClassUID") != "1.2.840.10008.1.3.10":  # not a DICOMDIR
+            studies[uid].add(str(ds.get("PatientID", "") or "").strip())
+    return studies
+
+
+@pytest.mark.skipif(not FILES, reason="pydicom's test files are not installed")
+@pytest.mark.parametrize("workers", [1, 2], ids=["inline", "two-workers"])
+def test_corpus_ingest_accounts_for_every_study(tmp_path: Path, capfd: pytest.CaptureFixture,
+                                                workers: int) -> None:
+    """Issue 15's acceptance: the whole corpus ingested with every modality allowed and
+    min_slices 2 gives every study exactly one row (two patients under one study UID: one
+    row each), no `internal` failure, no ok study with fewer than 2 slices, and no pydicom
+    noise on stderr."""
+    from triage.ingest.config import IngestConfig
+    from triage.ingest.runner import ingest_export
+
+    export = _corpus_export(tmp_path / "export")
+    config = IngestConfig.from_dict({"selection": {"allowed_modalities": ["*"],
+                                                   "min_slices": 2}})
+    result = ingest_export(export, tmp_path / "out", config, workers=workers)
+    rows = result.reports
+    uids = [r.study_uid for r in rows]
+    assert len(uids) == len(set(uids)), "a study appears twice"
+    for uid, patients in _study_uids(FILES).items():
+        expected = [uid] if len(patients) == 1 else [
+            f"{uid}#patient-{k}" for k in range(1, len(patients) + 1)]
+        assert all(e in uids for e in expected), f"study {uid} is missing from the report"
+    assert sum(r.n_files for r in rows) == result.summary["files"], "a file is not counted"
+    internal = [f"{r.study_uid}: {r.reasons}" for r in rows if r.stage == "internal"]
+    assert not internal
+    thin = [(r.study_uid, r.n_slices) for r in rows if r.status.value == "ok" and r.n_slices < 2]
+    assert not thin
+    assert "(unknown)" not in result.summary["device_group"]
+    assert "pydicom" not in capfd.readouterr().err
+    outcomes = Counter(f"{r.status.value} {r.stage}".strip() for r in rows)
+    print(f"\nCorpus ingest: {len(FILES)} files, {result.summary['files']} records, "
+          f"{len(rows)} studies: {dict(sorted(outcomes.items()))}")

@@ -190,3 +190,30 @@ def test_series_of_only_unreadable_files_and_errors_outside_series():
 def test_invalid_rules_are_rejected_with_the_bad_value(options, message):
     with pytest.raises(ValueError, match=message):
         SelectionRules(**options)
+
+
+def test_copies_of_one_instance_count_as_one_slice():
+    """A file exported three times is one slice towards min_slices, not three."""
+    records = make_series(2, series_uid="1.2.3.9")
+    copies = [replace(records[0], path=records[0].path.with_name(f"copy{i}.dcm"))
+              for i in range(2)]
+    selection = select_series(study([*records, *copies]), SelectionRules(min_slices=3))
+    assert selection.chosen is None
+    assert "2 slices < min 3" in selection.reason
+    assert select_series(study([*records, *copies]),
+                         SelectionRules(min_slices=2)).chosen.slices == 2
+
+
+def test_ct_series_without_image_type_is_selected_with_a_note(tmp_path):
+    """ImageType is Type 1, but dcm2niix and SimpleITK load a CT series without it: it is
+    accepted with a warning instead of rejected whole as "image type (missing)"."""
+    from tests.dicom.loader_factory import SeriesRecipe, write_series
+    from triage.dicom.loader import load_series
+
+    written = write_series(tmp_path / "export", SeriesRecipe(n_slices=4, rows=16, cols=16),
+                           mutate=lambda _k, ds: delattr(ds, "ImageType"))
+    (group,) = group_studies(scan_export(tmp_path / "export", workers=1))
+    selection = select_series(group, SelectionRules(min_slices=2))
+    assert selection.chosen is not None, selection.reason
+    assert any("4 image(s) without ImageType" in w for w in selection.warnings)
+    assert load_series(written.paths).verdict.value == "ok"

@@ -46,6 +46,11 @@ def assemble_volume(
     analysis = _analyze(frames, normal, options)
     if analysis.duplicates and options.deduplicate_identical:
         frames, dropped = _drop_identical_copies(frames, sources, analysis)
+        if len(frames) < 2:  # the two-slice check of the loader counted the copies
+            raise DicomError(
+                f"The series has a single 2D image, not a volume: its {dropped + 1} files are "
+                "byte-identical copies of one SOP instance. A volume needs at least two "
+                "slices.", label)
         if dropped:
             notes.append(f"Dropped {dropped} byte-identical duplicate file(s) of the same "
                          "SOP instance.")

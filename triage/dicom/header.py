@@ -15,7 +15,6 @@ import errno
 import io
 import os
 import struct
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from triage.dicom.header_fast import fast_record
 from triage.dicom.index import InstanceRecord, ScanErrorCode, failed_record
 from triage.dicom.limits import ResourceLimitError, ResourceLimits, check_deflated_file
+from triage.dicom.pydicom_notes import capture_pydicom
 from triage.dicom.raw_header import PIXEL_TAGS
 from triage.dicom.record import (
     MEDIA_STORAGE_DIRECTORY,
@@ -72,10 +72,9 @@ def read_instance(path: Path | str, max_inflated_bytes: int | None = None
         return os_error_record(path, err)
     if size == 0:
         return failed_record(path, ScanErrorCode.ZERO_LENGTH, "zero-length file", 0)
-    # pydicom warns about odd values; those we use are noted in `malformed`, and warning
-    # texts may quote patient identifiers, so none may reach a log.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    # pydicom warns (and logs) about odd values; those we use are noted in `malformed`,
+    # and its texts may quote patient identifiers, so none may reach a log or stderr.
+    with capture_pydicom():
         try:
             # Unbuffered: the fast path reads the head in one call and seeks over pixel
             # items; pydicom's many small reads get a buffer of their own.
@@ -211,10 +210,13 @@ def _check_pixel_data(fh: BinaryIO, ds: Dataset, size: int, syntax: UID | None) 
     group, element = struct.unpack(f"{endian}HH", head[:4])
     if (group << 16 | element) not in PIXEL_TAGS:
         return PixelCheck(False)
-    if ds.original_encoding[0] is False and head[4:6] in _LONG_VRS:
+    # pydicom reads an element without a VR in an explicit-VR file as implicit VR (with a
+    # warning) when the two bytes after the tag are not upper-case letters: so do we.
+    explicit = ds.original_encoding[0] is False and all(0x40 < b < 0x5B for b in head[4:6])
+    if explicit and head[4:6] in _LONG_VRS:
         extra = fh.read(4)
         length = struct.unpack(f"{endian}L", extra)[0] if len(extra) == 4 else 0
-    elif ds.original_encoding[0] is False:
+    elif explicit:
         length = struct.unpack(f"{endian}H", head[6:8])[0]
     else:
         length = struct.unpack(f"{endian}L", head[4:8])[0]

@@ -30,6 +30,7 @@ from triage.dicom.slice_header import FrameHeader
 from triage.dicom.source import SourceFile, read_source
 from triage.dicom.volume import GeometryVerdict, Volume
 from triage.errors import DicomError, GeometryError
+from triage.settings import require_finite
 
 LOGGER = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class LoadOptions:
     limits: ResourceLimits = field(default_factory=ResourceLimits)
 
     def __post_init__(self) -> None:
+        require_finite(self)
         for name in ("orientation_tolerance", "spacing_tolerance", "spacing_tolerance_mm",
                      "duplicate_tolerance_mm", "tilt_tolerance_deg", "max_tilt_deg"):
             if getattr(self, name) < 0:
@@ -172,6 +174,11 @@ def _load(files: list[Path], options: LoadOptions, label: Path,
     _check_one_series(sources, label)
     frames = [frame for source in sources for frame in source.frames]
     if len(frames) < 2:
+        if any("MOSAIC" in source.info.image_type for source in sources):
+            raise DicomError(
+                "The image is a Siemens MOSAIC (ImageType contains MOSAIC): the slices of a "
+                "volume tiled into one 2D image, which triage does not unpack; convert it "
+                "first (dcm2niix unpacks mosaics with the CSA header).", label)
         raise DicomError(
             "The series has a single 2D image, not a volume; a volume needs at least two "
             "slices.", label)

@@ -33,6 +33,7 @@ class StudyStatus(StrEnum):
     SELECTED = "selected"
     NO_SERIES = "no-selectable-series"
     UNREADABLE = "unreadable"
+    PATIENT_CONFLICT = "patient-conflict"
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,9 @@ class SeriesSelection:
 
     Attributes:
         study_uid: as in `StudyGroup`.
-        status: selected; unreadable (no file of the study could be read); or
-            no-selectable-series.
+        status: selected; unreadable (no file of the study could be read);
+            no-selectable-series; or patient-conflict (the group is one patient's part
+            of a study UID that several patients share, never classified).
         chosen: the series to classify, or None.
         rejected: every other series with its reason, by series number.
         reason: why no series was chosen (None when one was), e.g.
@@ -88,6 +90,9 @@ def select_series(study: StudyGroup, rules: SelectionRules | None = None) -> Ser
         error = study.errors[0].error if study.errors else "unknown error"
         return SeriesSelection(study.study_uid, StudyStatus.UNREADABLE, None,
                                reason=f"could not be read: {error}")
+    if study.conflict:  # never classify one patient's images beside another's
+        return SeriesSelection(study.study_uid, StudyStatus.PATIENT_CONFLICT, None,
+                               reason=study.conflict)
     passed: list[SeriesRef] = []
     rejected: list[SeriesRejection] = []
     for uid, records in study.series.items():

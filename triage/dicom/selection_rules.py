@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from triage.settings import require_finite
+
 SECONDARY_CAPTURE_CLASSES = frozenset(
     "1.2.840.10008.5.1.4.1.1.7" + suffix for suffix in ("", ".1", ".2", ".3", ".4")
 )
@@ -35,7 +37,8 @@ class SelectionRules:
     """Which series may be classified, and which one is preferred.
 
     Attributes:
-        allowed_modalities: DICOM Modality values accepted (upper-cased).
+        allowed_modalities: DICOM Modality values accepted (upper-cased); ``"*"`` accepts
+            every modality, a missing one included (for surveys of an archive).
         require_original_primary: ImageType must start ``ORIGINAL\\PRIMARY``; reformats,
             MIPs and other derived series are rejected.
         reject_localizers: reject series whose images are all ImageType LOCALIZER or whose
@@ -69,6 +72,7 @@ class SelectionRules:
             raise ValueError("SelectionRules.allowed_modalities must name at least one "
                              "modality, e.g. ('CT',).")
         object.__setattr__(self, "allowed_modalities", modalities)
+        require_finite(self)
         if not isinstance(self.min_slices, int) or self.min_slices < 1:
             raise ValueError(f"SelectionRules.min_slices must be an integer >= 1, got "
                              f"{self.min_slices!r}.")
@@ -80,3 +84,12 @@ class SelectionRules:
         except re.error as err:
             raise ValueError(f"SelectionRules.localizer_pattern {self.localizer_pattern!r} "
                              f"is not a regular expression: {err}.") from err
+
+    def allows(self, modality: str | None) -> bool:
+        """Whether a series of `modality` may be classified.
+
+        Example:
+            >>> SelectionRules(allowed_modalities=("*",)).allows(None)
+            True
+        """
+        return "*" in self.allowed_modalities or modality in self.allowed_modalities

@@ -107,7 +107,7 @@ def evaluate_series(study_uid: str, series_uid: str, records: tuple[InstanceReco
         return rejection(first, Rejection.UNREADABLE,
                           f"all {len(failed)} file(s) unreadable ({error_counts(failed)})")
     modality = _most_common([r.modality for r in readable])
-    if modality not in rules.allowed_modalities:
+    if not rules.allows(modality):
         return rejection(first, Rejection.MODALITY, f"modality {modality or '(missing)'} not "
                           f"in allowed ({', '.join(rules.allowed_modalities)})")
     if all(r.sop_class_uid in SECONDARY_CAPTURE_CLASSES for r in readable):
@@ -125,14 +125,18 @@ def evaluate_series(study_uid: str, series_uid: str, records: tuple[InstanceReco
                               f"localizer (series description matches '{match.group(0)}')")
         if len(scouts) == len(images):
             return rejection(first, Rejection.LOCALIZER, "localizer (ImageType LOCALIZER)")
-    derived = [r for r in images if r.image_type[:2] != ("ORIGINAL", "PRIMARY")]
+    # ImageType is Type 1, but some exports drop it; dcm2niix and SimpleITK load such
+    # series, so an untyped image is not taken for a reformat (it gets a note instead).
+    untyped = [r for r in images if not r.image_type]
+    derived = [r for r in images
+               if r.image_type and r.image_type[:2] != ("ORIGINAL", "PRIMARY")]
     if rules.require_original_primary and len(derived) == len(images):
         shown = "\\".join(derived[0].image_type) or "(missing)"
         return rejection(first, Rejection.IMAGE_TYPE,
                           f"image type {shown} is not ORIGINAL\\PRIMARY")
     groups, unoriented = _orientation_groups(images, rules.orientation_tolerance)
     dominant = groups[0] if groups else unoriented
-    slices = sum(r.frames for r in dominant)
+    slices = _slice_count(dominant)
     if len(groups) > 1 and slices < rules.min_slices:
         return rejection(first, Rejection.ORIENTATION,
                           f"orientation inconsistent: {len(groups)} orientation groups, none "
@@ -141,6 +145,9 @@ def evaluate_series(study_uid: str, series_uid: str, records: tuple[InstanceReco
         return rejection(first, Rejection.TOO_FEW_SLICES,
                           f"{slices} slices < min {rules.min_slices}")
     notes = _notes(groups, unoriented, dominant, scouts, derived, failed, records, images)
+    if untyped:
+        notes.append(f"{len(untyped)} image(s) without ImageType, taken as ORIGINAL\\PRIMARY; "
+                     "check that the series is not a reformat")
     return SeriesRef(
         study_uid=study_uid, series_uid=series_uid, instances=tuple(images),
         modality=modality, series_number=first.series_number,
@@ -185,6 +192,19 @@ def _notes(
         count = sum(1 for r in images if r.malformed)
         notes.append(f"{count} file(s) with malformed values in {', '.join(malformed)}")
     return notes
+
+
+def _slice_count(images: list[InstanceRecord]) -> int:
+    """Frames of distinct SOP instances: a file exported twice is one slice, not two."""
+    seen: dict[str, int] = {}
+    anonymous = 0
+    for record in images:
+        if record.sop_instance_uid:
+            seen[record.sop_instance_uid] = max(seen.get(record.sop_instance_uid, 0),
+                                                record.frames)
+        else:
+            anonymous += record.frames
+    return sum(seen.values()) + anonymous
 
 
 def _orientation_groups(images: list[InstanceRecord], tolerance: float

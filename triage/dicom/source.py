@@ -8,7 +8,6 @@ everything else through `pydicom.dcmread` (once per file). Every failure becomes
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ import numpy as np
 from triage.dicom import decode, multiframe
 from triage.dicom.fast_reader import FastFile, read_fast
 from triage.dicom.limits import ResourceLimitError, ResourceLimits, check_deflated_file
+from triage.dicom.pydicom_notes import capture_pydicom
 from triage.dicom.slice_header import (
     DatasetTags,
     FrameHeader,
@@ -171,8 +171,7 @@ def _dcmread(path: Path, max_inflated_bytes: int | None = None) -> Dataset:
 
     limit = max_inflated_bytes or ResourceLimits().max_inflated_bytes
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with capture_pydicom() as notes:  # passed on to the caller's capture, if any
             with open(path, "rb") as fh:
                 check_deflated_file(fh, limit, path)
                 ds = pydicom.dcmread(fh, force=True)
@@ -184,7 +183,6 @@ def _dcmread(path: Path, max_inflated_bytes: int | None = None) -> Dataset:
         raise DicomError(
             f"The file is not readable as DICOM ({type(err).__name__}: {err}). Remove it "
             "from the series or re-export it.", path) from err
-    notes = [str(w.message) for w in caught]
     if notes:  # counted, not quoted: pydicom's messages can quote element values (names)
         LOGGER.debug("pydicom warned %d time(s) while reading a file.", len(notes))
     if len(ds) == 0:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from triage.dicom.device import UNKNOWN_DEVICE
 from triage.io import atomic_open
 
 
@@ -96,6 +97,6 @@ def summarize(rows: Iterable[StudyReport]) -> dict[str, dict[str, int]]:
     return {
         "status": dict(Counter(r.status.value for r in rows)),
         "verdict": dict(Counter(r.verdict or "(not loaded)" for r in rows)),
-        "device_group": dict(Counter(r.device_group or "(unknown)" for r in rows)),
+        "device_group": dict(Counter(r.device_group or UNKNOWN_DEVICE for r in rows)),
         "failed_stage": dict(Counter(r.stage for r in rows if r.status is IngestStatus.FAILED)),
     }

@@ -76,8 +76,8 @@ def failed_outcome(study: StudyGroup, reason: str, stage: str = "internal") -> S
     """A failed ingest outcome for `study` with `reason` (no patient identifier in it)."""
     return StudyOutcome(StudyReport(
         study_uid=study.study_uid, status=IngestStatus.FAILED, stage=stage,
-        n_series=len(study.series), n_files=study.file_count,
-        device_group=",".join(study.device_groups), reasons=reason))
+        n_series=len(study.series), n_files=study.file_count, modality=study.modality,
+        device_group=study.device_group, reasons=reason))
 
 
 def _crashed(study: StudyGroup, err: BaseException) -> StudyOutcome:

@@ -18,6 +18,7 @@ import numpy as np
 
 from triage.dicom.grouping import StudyGroup
 from triage.dicom.loader import load_series
+from triage.dicom.pydicom_notes import capture_pydicom
 from triage.dicom.selection import SeriesRef, SeriesSelection, select_series
 from triage.errors import DicomError, GeometryError, TriageError
 from triage.ingest.config import IngestConfig
@@ -64,8 +65,8 @@ def _base_report(study: StudyGroup, selection: SeriesSelection) -> StudyReport:
         series_uid=chosen.series_uid if chosen else "",
         series_number="" if not chosen or chosen.series_number is None
         else str(chosen.series_number),
-        modality=(chosen.modality or "") if chosen else "",
-        device_group=chosen.device_group if chosen else ",".join(study.device_groups),
+        modality=(chosen.modality or "") if chosen else study.modality,
+        device_group=chosen.device_group if chosen else study.device_group,
         n_series=len(study.series),
         n_files=study.file_count,
         n_slices=chosen.slices if chosen else 0,
@@ -111,6 +112,7 @@ def ingest_study(study: StudyGroup, config: IngestConfig, cache_root: Path | str
         LOGGER.exception("Unexpected error while ingesting study %s", study.study_uid)
         report = StudyReport(study_uid=study.study_uid, status=IngestStatus.FAILED,
                              stage="internal", n_series=len(study.series),
+                             modality=study.modality, device_group=study.device_group,
                              n_files=study.file_count,
                              reasons=f"internal error ({type(err).__name__}): {err}")
         return StudyOutcome(report)
@@ -163,15 +165,23 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
             report, status=IngestStatus.OK, verdict=sidecar.get("verdict", ""),
             cache_key=key, cache_hit=True,
             warnings=_join(report.warnings, *sidecar.get("warnings", []))), stats)
-    try:
-        volume = load_series([r.path for r in series.instances], options=config.load,
-                             decoded=decoded)
-    except GeometryError as err:
-        verdict = getattr(err, "verdict", None)
-        return StudyOutcome(replace(report, stage="load", reasons=_join(report.reasons, str(err)),
+    with capture_pydicom() as notes:  # pydicom's warnings: report warnings, not stderr
+        try:
+            volume = load_series([r.path for r in series.instances], options=config.load,
+                                 decoded=decoded)
+        except DicomError as err:
+            error = err
+        else:
+            error = None
+    report = replace(report, warnings=_join(report.warnings, *_pydicom_warnings(notes)))
+    if isinstance(error, GeometryError):
+        verdict = getattr(error, "verdict", None)
+        return StudyOutcome(replace(report, stage="load",
+                                    reasons=_join(report.reasons, str(error)),
                                     verdict=verdict.value if verdict is not None else ""))
-    except DicomError as err:
-        return StudyOutcome(replace(report, stage="load", reasons=_join(report.reasons, str(err))))
+    if error is not None:
+        return StudyOutcome(replace(report, stage="load",
+                                    reasons=_join(report.reasons, str(error))))
     try:
         prepared = preprocess(volume, config.preprocess)
     except TriageError as err:
@@ -190,6 +200,14 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
         modality=volume.modality, n_slices=int(volume.shape[2]),
         warnings=_join(report.warnings, *prepared.warnings)), stats,
         np.ascontiguousarray(prepared.array, dtype=np.float32) if keep_array else None)
+
+
+def _pydicom_warnings(notes: list[str], limit: int = 3) -> list[str]:
+    """pydicom's messages (already redacted) as report warnings, at most `limit` of them."""
+    shown = [f"pydicom: {note}" for note in notes[:limit]]
+    if len(notes) > limit:
+        shown.append(f"pydicom: {len(notes) - limit} more message(s)")
+    return shown
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

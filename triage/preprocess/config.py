@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from triage.errors import ConfigError
-from triage.settings import check_keys, load_yaml
+from triage.settings import check_finite, check_keys, load_yaml
 
 INTERPOLATIONS = ("trilinear", "nearest")
 _AXIS_PAIRS = ("LR", "PA", "IS")
@@ -134,6 +134,7 @@ class PreprocessConfig:
             (64, 64, 32)
         """
         check_keys(data, [f.name for f in dataclasses.fields(cls)], "preprocess option", source)
+        check_finite(data, "preprocess option", source)
         try:
             return cls(**dict(data))
         except ConfigError as err:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from triage.dicom.device import UNKNOWN_DEVICE
 from triage.dicom.grouping import StudyGroup, group_studies
 from triage.dicom.scan import scan_export
 from triage.errors import ConfigError
@@ -274,7 +275,7 @@ def _provenance(bundle: ModelBundle, router: Router, model_name: str, model_vers
 def _summary(rows: list[WorklistRow], **extra: Any) -> dict[str, Any]:
     by_device: dict[str, Counter] = {}
     for row in rows:
-        by_device.setdefault(row.device_group or "(unknown)", Counter())[row.route] += 1
+        by_device.setdefault(row.device_group or UNKNOWN_DEVICE, Counter())[row.route] += 1
     return {"studies": len(rows), "route": dict(sorted(Counter(r.route for r in rows).items())),
             "device_group": {g: dict(sorted(c.items())) for g, c in sorted(by_device.items())},
             **extra}

@@ -16,7 +16,7 @@ from typing import Any
 
 from triage.configs import config_path
 from triage.errors import ConfigError
-from triage.settings import check_keys, dataclass_from_mapping, load_yaml
+from triage.settings import check_keys, dataclass_from_mapping, load_yaml, require_finite
 
 DEFAULT_CONFIG = config_path("train")
 LOSSES = ("focal", "ce")
@@ -306,6 +306,10 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        for section in dataclasses.fields(self):
+            require_finite(getattr(self, section.name), ConfigError)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, source: str = "the train config"

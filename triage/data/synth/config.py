@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from triage.data.manifest import Split
 from triage.data.synth.devices import DEVICE_PROFILES, DeviceProfile, get_device
 from triage.errors import ConfigError
+from triage.settings import require_finite
 
 DEFAULT_SPLITS: tuple[tuple[str, float], ...] = (
     ("train", 0.6), ("val", 0.1), ("calib", 0.15), ("test", 0.15))
@@ -136,6 +137,7 @@ class SynthConfig:
             object.__setattr__(self, "splits", parse_splits(self.splits))
         object.__setattr__(self, "lesion_diameter_mm",
                            tuple(float(v) for v in self.lesion_diameter_mm))
+        require_finite(self, ConfigError)
         _check(isinstance(self.studies, int) and self.studies >= 1, "studies", self.studies,
                "a positive integer")
         _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed,
