@@ -66,3 +66,18 @@ def test_damage_before_the_last_line_is_an_error(tmp_path):
     path.write_bytes(b"\n".join(lines))
     with pytest.raises(JournalError, match="line 2 is not valid JSON"):
         Journal(path, IDENTITY)
+
+
+def test_rows_failed_by_the_machine_in_an_older_version_are_redone(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    Journal(path, IDENTITY).append([
+        WorklistRow(study_uid="full", route="failed", priority=9,
+                    reasons="internal error (OSError): [Errno 28] No space left on device"),
+        WorklistRow(study_uid="gpu", route="failed", priority=9,
+                    reasons="inference error (AssertionError): Torch not compiled with "
+                            "CUDA enabled"),
+        WorklistRow(study_uid="gap", route="failed", priority=9, reasons="slice gap"),
+        *_rows("ok")])
+    journal = Journal(path, IDENTITY)
+    assert list(journal.rows) == ["gap", "ok"]
+    assert "full" not in journal and "gpu" not in journal

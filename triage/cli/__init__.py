@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from triage.errors import TriageError
+from triage.errors import EnvironmentalError, TriageError
 
 app = typer.Typer(
     name="triage",
@@ -49,13 +49,14 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; a `TriageError` becomes one clear line and exit code 2."""
+    """Entry point: run the app; a `TriageError` becomes one clear line and exit code 2 (3
+    for an `EnvironmentalError`: the machine failed, rerun once it is fixed)."""
     try:
         # Without standalone mode, click returns a command's `typer.Exit` code as the value.
         result = app(args=argv, standalone_mode=False)
     except TriageError as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        return 2
+        return 3 if isinstance(err, EnvironmentalError) else 2
     except typer.Exit as exit_:
         return exit_.exit_code
     except typer.Abort:

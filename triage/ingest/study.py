@@ -19,7 +19,14 @@ import numpy as np
 from triage.dicom.grouping import StudyGroup
 from triage.dicom.loader import load_series
 from triage.dicom.selection import SeriesRef, SeriesSelection, select_series
-from triage.errors import DicomError, GeometryError, TriageError
+from triage.errors import (
+    DicomError,
+    EnvironmentalError,
+    GeometryError,
+    TriageError,
+    describe_environmental,
+    is_environmental,
+)
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus, StudyReport
 from triage.io import atomic_write_text
@@ -108,6 +115,9 @@ def ingest_study(study: StudyGroup, config: IngestConfig, cache_root: Path | str
         return _load_and_cache(selection.chosen, report, config, VolumeCache(cache_root),
                                decoded, keep_array)
     except Exception as err:  # noqa: BLE001 - one bad study never stops a batch
+        if is_environmental(err):  # the machine, not the study: never its outcome
+            raise EnvironmentalError(f"Ingesting study {study.study_uid} failed: "
+                                     f"{describe_environmental(err)}.") from err
         LOGGER.exception("Unexpected error while ingesting study %s", study.study_uid)
         report = StudyReport(study_uid=study.study_uid, status=IngestStatus.FAILED,
                              stage="internal", n_series=len(study.series),
@@ -171,6 +181,8 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
         return StudyOutcome(replace(report, stage="load", reasons=_join(report.reasons, str(err)),
                                     verdict=verdict.value if verdict is not None else ""))
     except DicomError as err:
+        if is_environmental(err):  # e.g. an I/O error of the disk, wrapped by the loader
+            raise
         return StudyOutcome(replace(report, stage="load", reasons=_join(report.reasons, str(err))))
     try:
         prepared = preprocess(volume, config.preprocess)
