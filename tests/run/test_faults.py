@@ -217,3 +217,25 @@ def test_ingest_workers_exit_when_their_parent_is_killed(run_case, tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
+
+
+def test_an_unreachable_tracking_server_fails_fast_in_one_line(run_case, tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = os.environ | {"PYTHONPATH": str(ROOT),
+                        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+    env.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)
+    env.pop("MLFLOW_HTTP_REQUEST_TIMEOUT", None)
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "triage", "run", str(run_case.export_dir),
+                           "--model", "models:/x@champion", "--out", str(tmp_path / "out"),
+                           "--device", "cpu"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=90)
+    assert time.monotonic() - start < 60
+    assert done.returncode == 3, done.stderr
+    line = _one_line(done.stderr)
+    assert line.startswith(f"error: The MLflow tracking server http://127.0.0.1:{port} "
+                           f"cannot be reached (Connection refused (ECONNREFUSED))")
