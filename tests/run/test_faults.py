@@ -239,3 +239,27 @@ def test_an_unreachable_tracking_server_fails_fast_in_one_line(run_case, tmp_pat
     line = _one_line(done.stderr)
     assert line.startswith(f"error: The MLflow tracking server http://127.0.0.1:{port} "
                            f"cannot be reached (Connection refused (ECONNREFUSED))")
+
+
+def test_evaluate_refuses_an_ingest_made_with_another_preprocessing(tiny_model, tmp_path,
+                                                                    capsys):
+    from tests.run.conftest import DEVICES, INGEST
+    from triage.data.synth import SynthConfig, generate_export
+    from triage.ingest.config import IngestConfig
+    from triage.ingest.runner import ingest_export
+
+    export = generate_export(tmp_path / "export", SynthConfig(
+        studies=6, seed=4, slices=8, matrix=32, devices=DEVICES, thick_fraction=0.0,
+        extras=False))
+    other = INGEST | {"preprocess": {"target_spacing": [12, 12, 12],
+                                     "target_shape": [8, 8, 8]}}
+    ingest_export(export.out_dir, tmp_path / "ingest", IngestConfig.from_dict(other),
+                  workers=1)
+    code = main(["evaluate", "--manifest", str(export.manifest_path), "--ingest",
+                 str(tmp_path / "ingest"), "--model", str(tiny_model.bundle_dir),
+                 *[a for s in ("train", "val", "calib", "test") for a in ("--split", s)],
+                 "--out", str(tmp_path / "eval")])
+    assert code == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "made with another preprocessing than the model's (target_shape [8, 8, 8] vs " \
+           "[16, 16, 8]" in line
