@@ -7,6 +7,8 @@ refer to studies by their Study Instance UID and to files by path.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 
@@ -56,3 +58,92 @@ class GeometryError(DicomError):
     ) -> None:
         super().__init__(message, path)
         self.verdict = verdict
+
+
+class EnvironmentalError(TriageError):
+    """The machine failed, not the study: a full or read-only disk, a missing or exhausted
+    device, an unreachable tracking server. The run stops (or the study stays to do); it is
+    never a study's final outcome. See `is_environmental`."""
+
+
+# What is final and what is retried. A study's row is final only when its own data decided
+# it: a decode or geometry error, a selection or size cap, a non-finite score. A failure of
+# the machine around it (below) is retried by the next run and never journaled.
+ENVIRONMENTAL_ERRNOS = frozenset(
+    getattr(errno, name) for name in (
+        "ENOSPC", "EDQUOT", "EIO", "EROFS", "EACCES", "EPERM", "ENOMEM", "EMFILE", "ENFILE",
+        "ESTALE", "ENODEV", "ENXIO", "ENOTDIR", "EISDIR", "ETIMEDOUT", "ECONNREFUSED",
+        "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH")
+    if hasattr(errno, name))
+# Accelerator failures torch raises as RuntimeError or AssertionError, by message (also
+# matched in the reasons of rows journaled before this rule existed).
+_DEVICE_MESSAGES = ("cuda out of memory", "out of memory", "cuda error", "cudnn_status",
+                    "cublas_status", "no cuda gpus", "not compiled with cuda",
+                    "device-side assert", "mps backend", "hip error")
+_DEVICE_ERRORS = ("OutOfMemoryError", "AcceleratorError")  # torch's own classes
+_OS_MESSAGES = tuple(os.strerror(code).lower() for code in sorted(ENVIRONMENTAL_ERRNOS))
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and all(exc is not e for e in seen):
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def _one(err: BaseException) -> bool:
+    if isinstance(err, EnvironmentalError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(err, OSError):
+        # requests and urllib3 errors are OSErrors without an errno: the network failed
+        return err.errno in ENVIRONMENTAL_ERRNOS or (
+            err.errno is None and type(err).__module__.split(".")[0] in ("requests",
+                                                                         "urllib3"))
+    if type(err).__name__ in _DEVICE_ERRORS and type(err).__module__.startswith("torch"):
+        return True
+    return isinstance(err, RuntimeError | AssertionError) and _device_message(str(err))
+
+
+def is_environmental(exc: BaseException) -> bool:
+    """Whether `exc`, or an error it was raised from, is the machine's fault, not the study's.
+
+    Environmental: `EnvironmentalError`; an `OSError` with an errno of
+    `ENVIRONMENTAL_ERRNOS` (full, read-only or failing disk, permissions, file limits,
+    network); connection errors and timeouts (the tracking server); accelerator failures
+    (out of memory, no CUDA device, a build without CUDA). Anything else a study raises
+    is that study's own outcome.
+
+    Example:
+        >>> is_environmental(OSError(errno.ENOSPC, "No space left on device"))
+        True
+        >>> is_environmental(ValueError("bad pixel data"))
+        False
+    """
+    return any(_one(err) for err in _chain(exc))
+
+
+def _device_message(text: str) -> bool:
+    text = text.lower()
+    return any(m in text for m in _DEVICE_MESSAGES)
+
+
+def environmental_reason(reason: str) -> bool:
+    """Whether a journaled failure reason names an environmental error: such rows, written
+    before a failure of the machine stopped the run, are redone rather than kept."""
+    text = reason.lower()
+    return _device_message(text) or any(m in text for m in _OS_MESSAGES)
+
+
+def describe_environmental(exc: BaseException) -> str:
+    """`exc` in one line without file paths (a path may name a patient): the OS message
+    and errno name, or the exception's type and first line."""
+    if isinstance(exc, EnvironmentalError):
+        return str(exc)
+    chain = _chain(exc)
+    for err in chain:
+        if isinstance(err, OSError) and err.errno in errno.errorcode:
+            return f"{os.strerror(err.errno)} ({errno.errorcode[err.errno]})"
+    err = next((e for e in chain if _one(e)), exc)
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__

@@ -77,3 +77,18 @@ def test_a_row_naming_a_latin1_file_survives_a_reopen(tmp_path):
     journal = Journal(tmp_path / "journal.jsonl", IDENTITY)
     journal.append([row])
     assert Journal(tmp_path / "journal.jsonl", IDENTITY).rows == {row.study_uid: row}
+
+
+def test_rows_failed_by_the_machine_in_an_older_version_are_redone(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    Journal(path, IDENTITY).append([
+        WorklistRow(study_uid="full", route="failed", priority=9,
+                    reasons="internal error (OSError): [Errno 28] No space left on device"),
+        WorklistRow(study_uid="gpu", route="failed", priority=9,
+                    reasons="inference error (AssertionError): Torch not compiled with "
+                            "CUDA enabled"),
+        WorklistRow(study_uid="gap", route="failed", priority=9, reasons="slice gap"),
+        *_rows("ok")])
+    journal = Journal(path, IDENTITY)
+    assert list(journal.rows) == ["gap", "ok"]
+    assert "full" not in journal and "gpu" not in journal

@@ -16,7 +16,7 @@ import sys
 
 import typer
 
-from triage.errors import TriageError
+from triage.errors import EnvironmentalError, TriageError
 
 app = typer.Typer(
     name="triage",
@@ -100,13 +100,14 @@ def _show_usage_error(err: Exception) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app; usage and `TriageError` errors become one clear line."""
+    """Entry point: run the app; usage and `TriageError` errors become one clear line (exit
+    2; 3 for an `EnvironmentalError`: the machine failed, rerun once it is fixed)."""
     try:
         # Without standalone mode, click returns a command's `typer.Exit` code as the value.
         result = app(args=argv, prog_name="triage", standalone_mode=False)
     except TriageError as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        return 2
+        return 3 if isinstance(err, EnvironmentalError) else 2
     except typer.Exit as exit_:
         return exit_.exit_code
     except typer.Abort:

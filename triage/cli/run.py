@@ -64,7 +64,8 @@ def run(
 
     One row per study, unreadable files included; rerun with the same --out to resume.
 
-    Exit codes: 0 ok; 1 no study could be triaged; 2 bad argument or config.
+    Exit codes: 0 ok; 1 no study could be triaged; 2 bad argument or config; 3 the
+    machine failed (disk, device, tracking server): fix it and rerun to resume.
     """
     import json
 
@@ -74,7 +75,7 @@ def run(
     from triage.errors import ConfigError
     from triage.route import Router
     from triage.run.model import load_model
-    from triage.run.pipeline import run_export
+    from triage.run.pipeline import prepare_out_dir, run_export
     from triage.run.threads import prefer_passive_openmp
 
     prefer_passive_openmp()  # before the model loads torch
@@ -82,8 +83,11 @@ def run(
         raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
+    from triage.train.device import select_device  # imports torch: after the OpenMP hint
+
+    select_device(device, option="--device")  # before the model download and any ingest
+    prepare_out_dir(out)
     loaded = load_model(model)
-    out.mkdir(parents=True, exist_ok=True)
     rules_path = _rules_file(rules, loaded.bundle, out)
     # No fitted thresholds (a bundle from before routing): every scored study is reviewed.
     thresholds = getattr(loaded.bundle, "routing", None) or {}

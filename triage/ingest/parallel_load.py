@@ -41,10 +41,14 @@ R = TypeVar("R")
 Finish = Callable[[Volume | TriageError], R]
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
     # One BLAS thread per worker, as `triage.ingest.stream` (not imported: it pulls in
     # the preprocessing stack, which loading does not need).
     from threadpoolctl import threadpool_limits
+
+    from triage.ingest.lifeline import die_with_parent
+
+    die_with_parent(parent)
 
     threadpool_limits(1, user_api="blas")
 
@@ -118,7 +122,8 @@ def load_many(series: Sequence[Sequence[InstanceRecord]], options: LoadOptions,
     codecs.preload({r.transfer_syntax for s in series for r in s if r.transfer_syntax})
     results: dict[int, R] = {}
     parts: dict[int, dict[int, dict[str, np.ndarray] | None]] = {}
-    with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(workers, initializer=_init_worker,
+                             initargs=(os.getpid(),)) as pool:
         running: dict[Future, tuple[int, int, int]] = {}
         for job in jobs:
             if job.parts == 1:

@@ -29,7 +29,9 @@ import numpy as np
 
 from triage.dicom import codecs
 from triage.dicom.grouping import StudyGroup
+from triage.errors import is_environmental
 from triage.ingest.config import IngestConfig
+from triage.ingest.lifeline import die_with_parent
 from triage.ingest.parallel_load import decode_part, merge_parts
 from triage.ingest.report import IngestStatus, StudyReport
 from triage.ingest.schedule import plan_series
@@ -66,7 +68,8 @@ def lower_priority(niceness: int = WORKER_NICENESS) -> int | None:
         return None
 
 
-def _init_worker(background: bool = False) -> None:
+def _init_worker(background: bool = False, parent: int | None = None) -> None:
+    die_with_parent(parent)  # a killed run leaves no worker behind
     _one_blas_thread()
     if background:
         lower_priority()
@@ -92,6 +95,8 @@ def _result(future: Future, study: StudyGroup) -> StudyOutcome:
     except BrokenProcessPool:
         raise
     except Exception as err:  # noqa: BLE001 - e.g. a result that does not unpickle
+        if is_environmental(err):  # a full disk is no study's outcome: stop the stream
+            raise
         LOGGER.error("Ingest of study %s raised %s.", study.study_uid, type(err).__name__)
         return failed_outcome(study, f"internal error while ingesting ({type(err).__name__})")
 
@@ -109,7 +114,8 @@ def _part_result(future: Future, study: StudyGroup) -> dict[str, np.ndarray] | N
 
 def _isolated(study: StudyGroup, config: IngestConfig, cache_root: Path,
               background: bool, keep_arrays: bool) -> StudyOutcome:
-    with ProcessPoolExecutor(1, initializer=_init_worker, initargs=(background,)) as pool:
+    with ProcessPoolExecutor(1, initializer=_init_worker,
+                             initargs=(background, os.getpid())) as pool:
         try:
             return _result(pool.submit(ingest_study, study, config, cache_root,
                                        keep_array=keep_arrays), study)
@@ -124,6 +130,8 @@ def _inline(studies: Sequence[StudyGroup], config: IngestConfig, cache_root: Pat
         try:
             outcome = ingest_study(study, config, cache_root, keep_array=keep_arrays)
         except Exception as err:  # noqa: BLE001 - ingest_study should not raise; be safe
+            if is_environmental(err):
+                raise
             LOGGER.error("Ingest of study %s raised %s.", study.study_uid, type(err).__name__)
             outcome = failed_outcome(study, f"internal error while ingesting "
                                             f"({type(err).__name__})")
@@ -194,7 +202,8 @@ def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_roo
     pending = list(reversed(range(len(studies))))  # pop() takes them in the given order
     window = 2 * workers
     while pending:
-        pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(background,))
+        pool = ProcessPoolExecutor(workers, initializer=_init_worker,
+                                   initargs=(background, os.getpid()))
         held: dict[int, None] = {}  # studies taken from `pending` and not yet yielded
         # A running job: (study index, part number, or None for the study's ingest).
         running: dict[Future, tuple[int, int | None]] = {}

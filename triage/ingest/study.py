@@ -20,7 +20,14 @@ from triage.dicom.grouping import StudyGroup
 from triage.dicom.loader import load_series
 from triage.dicom.pydicom_notes import capture_pydicom
 from triage.dicom.selection import SeriesRef, SeriesSelection, select_series
-from triage.errors import DicomError, GeometryError, TriageError
+from triage.errors import (
+    DicomError,
+    EnvironmentalError,
+    GeometryError,
+    TriageError,
+    describe_environmental,
+    is_environmental,
+)
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus, StudyReport
 from triage.io import atomic_write_text
@@ -109,6 +116,9 @@ def ingest_study(study: StudyGroup, config: IngestConfig, cache_root: Path | str
         return _load_and_cache(selection.chosen, report, config, VolumeCache(cache_root),
                                decoded, keep_array)
     except Exception as err:  # noqa: BLE001 - one bad study never stops a batch
+        if is_environmental(err):  # the machine, not the study: never its outcome
+            raise EnvironmentalError(f"Ingesting study {study.study_uid} failed: "
+                                     f"{describe_environmental(err)}.") from err
         LOGGER.exception("Unexpected error while ingesting study %s", study.study_uid)
         report = StudyReport(study_uid=study.study_uid, status=IngestStatus.FAILED,
                              stage="internal", n_series=len(study.series),
@@ -180,6 +190,8 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
                                     reasons=_join(report.reasons, str(error)),
                                     verdict=verdict.value if verdict is not None else ""))
     if error is not None:
+        if is_environmental(error):  # e.g. an I/O error of the disk, wrapped by the loader
+            raise error
         return StudyOutcome(replace(report, stage="load",
                                     reasons=_join(report.reasons, str(error))))
     try:

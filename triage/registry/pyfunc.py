@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 
 from triage.registry.bundle import BUNDLE_JSON, BundleError, ModelBundle, load_bundle
-from triage.registry.tracking import TrackingError, _scoped_uri, resolve_tracking_uri
+from triage.registry.tracking import (
+    TrackingError,
+    _scoped_uri,
+    ensure_reachable,
+    resolve_tracking_uri,
+)
 
 try:  # the base class when MLflow is installed (it is a dependency; keep imports light)
     from mlflow.pyfunc import PythonModel
@@ -174,6 +179,7 @@ def load_bundle_from_uri(uri: str, *, tracking_uri: str | None = None) -> ModelB
     from mlflow.exceptions import MlflowException
 
     resolved = resolve_tracking_uri(tracking_uri)
+    ensure_reachable(resolved)
     with tempfile.TemporaryDirectory(prefix="triage-model-") as tmp:
         try:
             with _scoped_uri(resolved):

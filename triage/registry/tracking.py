@@ -23,13 +23,14 @@ import logging
 import math
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from triage.errors import TriageError
+from triage.errors import EnvironmentalError, TriageError, describe_environmental
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,6 +89,38 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     if env:
         return env
     return f"sqlite:///{(Path.cwd() / DEFAULT_DB_NAME).resolve()}"
+
+
+# A server that does not answer fails in seconds, not after MLflow's default of 7 retries
+# of 120 s each; values the user set in the environment are kept.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
+CONNECT_SECONDS = 10.0
+
+
+def ensure_reachable(uri: str, *, timeout: float = CONNECT_SECONDS) -> None:
+    """Check that the tracking server of an ``http(s)://`` `uri` accepts connections, and
+    bound MLflow's HTTP timeouts and retries (`HTTP_LIMITS`) for what follows.
+
+    Other URIs (a SQLite file, a local folder) are not checked.
+
+    Raises:
+        EnvironmentalError: no connection within `timeout` seconds.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return
+    for name, value in HTTP_LIMITS.items():
+        os.environ.setdefault(name, value)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    where = f"{parsed.scheme}://{parsed.hostname}:{port}"  # without any credentials
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            pass
+    except OSError as err:
+        raise EnvironmentalError(
+            f"The MLflow tracking server {where} cannot be reached "
+            f"({describe_environmental(err)}); start it, or point MLFLOW_TRACKING_URI at "
+            f"one that runs.") from err
 
 
 def sqlite_path(uri: str) -> Path | None:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from triage.errors import TriageError
+from triage.errors import TriageError, environmental_reason
 from triage.run.worklist import WorklistRow
 
 LOGGER = logging.getLogger(__name__)
@@ -87,12 +87,25 @@ class Journal:
                 self.rows.pop(row.study_uid, None)
                 self.rows[row.study_uid] = row
             good_end += len(line) + 1
+        self._drop_environmental()
         if self.torn:
             LOGGER.warning("Run journal %s ends with a torn line (the run was killed while "
                            "writing it); dropping it and redoing that study.", self.path)
             os.truncate(self.path, good_end)
         if good_end == 0:  # even the header was cut short
             self._append_lines([json.dumps(self.identity, sort_keys=True)])
+
+    def _drop_environmental(self) -> None:
+        # Older versions journaled a failure of the machine (a full disk, a missing GPU)
+        # as the study's outcome; it is not one (`triage.errors.is_environmental`): redo it.
+        redo = [uid for uid, row in self.rows.items()
+                if row.route == "failed" and environmental_reason(row.reasons)]
+        for uid in redo:
+            del self.rows[uid]
+        if redo:
+            LOGGER.info("Run journal %s: %d studies failed for a reason of the machine, not "
+                        "of their data (disk, device); running them again.", self.path,
+                        len(redo))
 
     def _check_identity(self, record: Any) -> None:
         if not isinstance(record, dict) or "journal" not in record:

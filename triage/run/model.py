@@ -45,9 +45,10 @@ def _alias_version(name: str, alias: str, tracking_uri: str | None) -> str | Non
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from triage.registry.tracking import resolve_tracking_uri
+    from triage.registry.tracking import ensure_reachable, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
+    ensure_reachable(uri)
     try:
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         return str(client.get_model_version_by_alias(name, alias).version)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,7 +36,12 @@ import numpy as np
 from triage.dicom.device import UNKNOWN_DEVICE
 from triage.dicom.grouping import StudyGroup, group_studies
 from triage.dicom.scan import scan_export
-from triage.errors import ConfigError
+from triage.errors import (
+    ConfigError,
+    EnvironmentalError,
+    describe_environmental,
+    is_environmental,
+)
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus, StudyReport
 from triage.ingest.schedule import studies_largest_first
@@ -156,6 +163,8 @@ class _Triage:
             with self.clock("read_cache"):
                 prepared = self.cache.get(key) if key else None
         except Exception as err:  # noqa: BLE001 - a damaged entry is remade below
+            if is_environmental(err):
+                raise
             LOGGER.error("Reading the cached volume of study %s raised %s.", study.study_uid,
                          type(err).__name__)
             prepared = None
@@ -185,6 +194,10 @@ class _Triage:
                     probs.append(float(self._predict([item.outcome.array])[0]))
                     errors.append("")
                 except Exception as one:  # noqa: BLE001
+                    if is_environmental(one):  # the device failed, not the study
+                        raise EnvironmentalError(
+                            f"Inference on {self.device} failed: "
+                            f"{describe_environmental(one)}.") from one
                     LOGGER.error("Inference failed for study %s (%s).", item.study.study_uid,
                                  type(one).__name__)
                     probs.append(None)
@@ -222,6 +235,8 @@ class _Triage:
                 distance = input_distance(outcome.device_stats, self.bundle.device_stats)
             decision = self.router.route(self._evidence(report, p, inference_error, distance))
         except Exception as err:  # noqa: BLE001 - the study fails, the batch goes on
+            if is_environmental(err):
+                raise
             LOGGER.error("Routing study %s raised %s; it is reported failed.",
                          study.study_uid, type(err).__name__)
             decision = self._failed_decision(report, f"routing error ({type(err).__name__}): "
@@ -286,6 +301,34 @@ def _torch_threads() -> int | None:
     return torch.get_num_threads() if torch is not None else None
 
 
+def prepare_out_dir(out_dir: Path | str) -> Path:
+    """Create the output folder `out_dir` if needed and check that files can be written in it.
+
+    Raises:
+        ConfigError: it is a file, lies under a file, or cannot be created or written
+            (read-only file system, permissions).
+    """
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as err:
+        why = os.strerror(err.errno) if err.errno else type(err).__name__
+        if isinstance(err, FileExistsError) or out_dir.is_file():
+            why = "it is a file, not a folder"
+        raise ConfigError(f"Output folder {out_dir} cannot be used: {why}. Give --out a "
+                          f"folder that can be created and written.") from err
+    return out_dir
+
+
+def _stopped(err: BaseException, journal_path: Path) -> EnvironmentalError:
+    return EnvironmentalError(
+        f"The run stopped: {describe_environmental(err).rstrip('.')}. No study was "
+        f"recorded as failed because of it; the studies finished so far are kept in "
+        f"{journal_path}: fix the cause and rerun the same command to resume.")
+
+
 def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBundle,
                router: Router, workers: int | None = None, batch_size: int = 4,
                progress: Progress | None = None, model_name: str = "",
@@ -315,9 +358,14 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         The result; ``rows`` has exactly one row per study found.
 
     Raises:
-        ConfigError: `export_dir` is not a folder, or a bad `batch_size` or ingest config.
+        ConfigError: `export_dir` is not a folder, `out_dir` cannot be written, a bad
+            `batch_size`, `device` or ingest config.
         JournalError: `out_dir` holds the journal of another model or rules version.
+        EnvironmentalError: the machine failed (disk full or read-only, device, out of
+            memory): the run stopped, no study was failed for it, and a rerun resumes.
     """
+    from triage.train.device import select_device
+
     start = time.perf_counter()
     clock = Stopwatch()
     export_dir, out_dir = Path(export_dir), Path(out_dir)
@@ -325,11 +373,28 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
+    device = str(select_device(device, option="device"))  # before any ingest
     workers = max(1, workers or available_cpus())
     config = IngestConfig.from_dict(bundle.ingest_config,
                                     source="the model bundle's ingest_config")
     provenance = _provenance(bundle, router, model_name, model_version)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out_dir)
+    try:
+        return _run(export_dir, out_dir, bundle=bundle, router=router, workers=workers,
+                    batch_size=batch_size, progress=progress, device=device,
+                    config=config, provenance=provenance, start=start, clock=clock)
+    except EnvironmentalError as err:
+        raise _stopped(err, out_dir / JOURNAL_NAME) from err
+    except Exception as err:
+        if is_environmental(err):
+            raise _stopped(err, out_dir / JOURNAL_NAME) from err
+        raise
+
+
+def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router,
+         workers: int, batch_size: int, progress: Progress | None, device: str,
+         config: IngestConfig, provenance: dict[str, str], start: float, clock: Stopwatch
+         ) -> RunResult:
     journal = Journal(out_dir / JOURNAL_NAME, identity={
         "model_created_utc": bundle.created_utc, "code_version": bundle.code_version,
         "temperature": provenance["temperature"], "rules_version": provenance["rules_version"],

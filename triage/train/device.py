@@ -17,11 +17,13 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def select_device(name: str) -> torch.device:
-    """The torch device for ``runtime.device``.
+def select_device(name: str, *, option: str = "runtime.device") -> torch.device:
+    """The torch device called `name`, checked against this machine.
 
     Args:
-        name: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        name: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        option: the setting `name` came from, for the error message (``--device`` for
+            `triage run`).
 
     Returns:
         ``auto``: CUDA when available, else MPS when available, else CPU; an explicit
@@ -34,21 +36,25 @@ def select_device(name: str) -> torch.device:
         >>> select_device("cpu")
         device(type='cpu')
     """
-    if name not in DEVICES:
-        raise ConfigError(f"Unknown device '{name}' (runtime.device); expected one of "
-                          f"{', '.join(DEVICES)}.")
-    if name == "auto":
+    kind, _, index = str(name).partition(":")
+    if kind not in DEVICES or index and (kind != "cuda" or not index.isdigit()):
+        raise ConfigError(f"Unknown device '{name}' ({option}); expected one of "
+                          f"{', '.join(DEVICES)} or cuda:N.")
+    if kind == "auto":
         if torch.cuda.is_available():
             device = torch.device("cuda")
         elif _mps_available():
             device = torch.device("mps")
         else:
             device = torch.device("cpu")
-        log.info("runtime.device auto: training on %s.", device)
+        log.info("%s auto: using %s.", option, device)
         return device
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}
-    if not available[name]:
-        raise ConfigError(f"runtime.device is '{name}' but this machine has no usable "
-                          f"{name.upper()} device (torch {torch.__version__}); set "
-                          f"runtime.device to 'auto' or 'cpu'.")
+    if not available[kind]:
+        raise ConfigError(f"{option} is '{name}' but this machine has no usable "
+                          f"{kind.upper()} device (torch {torch.__version__}); use "
+                          f"'auto' or 'cpu'.")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"{option} is '{name}' but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s), numbered from 0.")
     return torch.device(name)

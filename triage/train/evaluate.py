@@ -40,6 +40,7 @@ def evaluate_bundle(bundle: Any, samples: Sequence[Sample], ingest_dir: Path | s
     if not samples:
         raise ConfigError("There are no studies to evaluate: check the manifest's splits "
                           "and that the export was ingested.")
+    _check_preprocessing(bundle, samples, Path(ingest_dir))
     dataset = CachedVolumeDataset(samples, Path(ingest_dir) / CACHE_DIR, preload=False)
     arrays = (dataset.array(i) for i in range(len(dataset)))
     logits = _batched_logits(bundle, arrays, len(dataset), device=device,
@@ -58,6 +59,27 @@ def evaluate_bundle(bundle: Any, samples: Sequence[Sample], ingest_dir: Path | s
         "split": [s.split for s in samples], "label": labels,
         "p_raw": np.round(p_raw, 6), "p_calibrated": np.round(p_cal, 6)})
     return pd.concat(frames, ignore_index=True), predictions
+
+
+def _check_preprocessing(bundle: Any, samples: Sequence[Sample], ingest_dir: Path) -> None:
+    """Refuse volumes made with another preprocessing than the model's (another shape or
+    spacing would score wrong, or not at all)."""
+    from triage.preprocess.cache import VolumeCache
+    from triage.preprocess.config import PreprocessConfig
+
+    expected = PreprocessConfig.from_dict(bundle.preprocess_config,
+                                          source="the model's preprocess_config")
+    cache = VolumeCache(ingest_dir / CACHE_DIR)
+    for sample in samples:
+        meta = cache.read_sidecar(sample.cache_key) or {}
+        found = meta.get("config_fingerprint")
+        if found is not None and found != expected.fingerprint():
+            shape = (meta.get("config") or {}).get("target_shape")
+            raise ConfigError(
+                f"The volumes in {ingest_dir} were made with another preprocessing than the "
+                f"model's (target_shape {shape} vs {list(expected.target_shape)}, study "
+                f"{sample.study_uid}); ingest the export again with the model's ingest "
+                f"config into a fresh folder, or evaluate a model trained on this ingest.")
 
 
 def _batched_logits(bundle: Any, arrays: Any, total: int, *, device: str, batch_size: int
