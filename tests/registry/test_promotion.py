@@ -32,6 +32,36 @@ def test_first_version_faces_only_the_absolute_gates():
     assert not report["passed"].any()
 
 
+def test_nothing_certified_fails_and_a_device_the_champion_certified_must_stay_certified():
+    good = _metrics(0.8, 0.04)
+    report = gate_report(good, None, GateConfig(), miss_rate=0.0, certified=set())
+    row = report[report["metric"] == "nothing certified"]
+    assert row["gate"].item() == "routing guarantee" and not row["passed"].item()
+    allowed = gate_report(good, None, GateConfig(require_certified=False), miss_rate=0.0,
+                          certified=set())
+    assert allowed["passed"].all() and "nothing certified" in set(allowed["metric"])
+    lost = gate_report(good, good, GateConfig(), miss_rate=0.0, certified={"acme"},
+                       champion_certified={"acme", "borealis"})
+    failed = lost[~lost["passed"]]
+    assert list(zip(failed["gate"], failed["metric"], failed["group"], strict=True)) == [
+        ("routing guarantee", "certified", "borealis")]
+    kept = gate_report(good, good, GateConfig(), miss_rate=0.0,
+                       certified={"acme", "borealis", "cygnus"},
+                       champion_certified={"acme", "borealis"})
+    assert kept["passed"].all()
+
+
+def test_certified_groups_reads_a_routing_record():
+    from triage.registry.gates import certified_groups
+    from triage.route import FittedThresholds, GroupThresholds, ThresholdConfig
+
+    routing = FittedThresholds(ThresholdConfig(), {
+        "acme": GroupThresholds("acme", 400, 400, t_low=0.02),
+        "borealis": GroupThresholds("borealis", 10, 10, low_reason="few")}).to_dict()
+    assert certified_groups(routing) == {"acme"}
+    assert certified_groups({}) == set()
+
+
 def test_auroc_and_device_regressions_fail_within_tolerance_pass():
     config = GateConfig(auroc_tolerance=0.02, device_auroc_tolerance=0.05)
     champion = _metrics(0.90, 0.03, {"acme": 0.9, "cygnus": 0.85})
@@ -121,7 +151,9 @@ def test_register_promote_refuse_promote_rollback_with_audit_trail(registry, mon
 
     uri, data = registry["uri"], registry["set"]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    gates = GateConfig(max_ece=registry["max_ece"])
+    # the tiny models certify no device (too few calibration positives): judge them on the
+    # other gates here; test_nothing_certified_... covers the certification rows
+    gates = GateConfig(max_ece=registry["max_ece"], require_certified=False)
     kwargs = {"manifest_path": data.manifest_path, "ingest_dir": data.ingest_dir,
               "gates": gates}
 

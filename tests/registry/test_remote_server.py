@@ -79,7 +79,8 @@ def test_train_register_promote_and_load_champion_from_a_server(
                           progress=False)
     version = register_version(outcome.run_id, "remote-model")
     result = promote("remote-model", version, manifest_path=tiny_training_set.manifest_path,
-                     ingest_dir=tiny_training_set.ingest_dir, gates=GateConfig(max_ece=1.0))
+                     ingest_dir=tiny_training_set.ingest_dir,
+                     gates=GateConfig(max_ece=1.0, require_certified=False))  # certifies nothing
     assert result.promoted
     champion = load_bundle_from_uri("models:/remote-model@champion")
     assert champion.temperature == pytest.approx(outcome.temperature)

@@ -59,6 +59,7 @@ def _root(
 
 def _register() -> None:
     # Each module exposes `register(app)`; keep imports light at module level.
+    from triage.cli import feedback as _feedback
     from triage.cli import ingest as _ingest
     from triage.cli import manifest as _manifest
     from triage.cli import registry as _registry
@@ -66,7 +67,7 @@ def _register() -> None:
     from triage.cli import synth as _synth
     from triage.cli import train as _train
 
-    for module in (_synth, _manifest, _ingest, _train, _registry, _run):
+    for module in (_synth, _manifest, _ingest, _train, _registry, _run, _feedback):
         module.register(app)
 
 

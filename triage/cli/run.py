@@ -59,6 +59,11 @@ def run(
     device: str = typer.Option("auto", "--device",
                                help="Inference device: auto, cpu, cuda, cuda:1, mps."),
     json_summary: bool = JSON,
+    audit_fraction: float = typer.Option(0.0, "--audit-fraction",
+                                         help="Send this seeded random fraction (0-1) of the "
+                                              "studies routed urgent or routine to review "
+                                              "(rule id 'audit'; docs/calibration.md)."),
+    audit_seed: int = typer.Option(0, "--audit-seed", help="Seed of the audit draw."),
 ) -> None:
     """Triage every study of EXPORT_DIR into worklist.csv and review_worklist.csv.
 
@@ -74,6 +79,7 @@ def run(
 
     from triage.errors import ConfigError
     from triage.route import Router
+    from triage.route.audit import check_fraction, with_audit
     from triage.run.model import load_model
     from triage.run.pipeline import prepare_out_dir, run_export
     from triage.run.threads import prefer_passive_openmp
@@ -83,6 +89,7 @@ def run(
         raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
+    check_fraction(audit_fraction)
     from triage.train.device import select_device  # imports torch: after the OpenMP hint
 
     select_device(device, option="--device")  # before the model download and any ingest
@@ -92,6 +99,7 @@ def run(
     # No fitted thresholds (a bundle from before routing): every scored study is reviewed.
     thresholds = getattr(loaded.bundle, "routing", None) or {}
     router = Router.from_yaml(rules_path, thresholds, loaded.bundle.train_devices)
+    router = with_audit(router, audit_fraction, audit_seed)
 
     console = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),

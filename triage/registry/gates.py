@@ -9,6 +9,7 @@ Without a champion, only the absolute gates apply (ECE bound, routing guarantee)
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ class GateConfig:
             champion's on that group.
         min_device_studies: device groups with fewer promotion studies (or one class only)
             are reported but not gated: their AUROC is too noisy to compare.
+        require_certified: a challenger that certifies no threshold for any device fails
+            the routing guarantee ("nothing certified") instead of passing it vacuously.
     """
 
     auroc_tolerance: float = 0.02
@@ -43,12 +46,16 @@ class GateConfig:
     max_miss_rate: float = 0.01
     device_auroc_tolerance: float = 0.05
     min_device_studies: int = 10
+    require_certified: bool = True
 
     def __post_init__(self) -> None:
         for name in ("auroc_tolerance", "max_ece", "max_miss_rate", "device_auroc_tolerance"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise ValueError(f"'{name}' must be a number in [0, 1], got {value!r}")
+        if not isinstance(self.require_certified, bool):
+            raise ValueError(f"'require_certified' must be true or false, got "
+                             f"{self.require_certified!r}")
 
     @classmethod
     def from_yaml(cls, path: Path | str | None = None) -> GateConfig:
@@ -62,8 +69,19 @@ def _overall(metrics: pd.DataFrame, name: str, group: str = "all") -> float:
     return float(rows[name].iloc[0]) if len(rows) else math.nan
 
 
+def certified_groups(routing: Mapping[str, Any] | None) -> set[str]:
+    """Device groups with at least one certified threshold in a bundle's routing record."""
+    if not routing:
+        return set()
+    from triage.route.thresholds import FittedThresholds
+
+    fitted = FittedThresholds.from_dict(routing)
+    return {name for name, group in fitted.groups.items() if group.certified}
+
+
 def gate_report(challenger: pd.DataFrame, champion: pd.DataFrame | None, config: GateConfig,
-                *, miss_rate: float | None) -> pd.DataFrame:
+                *, miss_rate: float | None, certified: Collection[str] | None = None,
+                champion_certified: Collection[str] = ()) -> pd.DataFrame:
     """The gate table.
 
     Args:
@@ -73,6 +91,12 @@ def gate_report(challenger: pd.DataFrame, champion: pd.DataFrame | None, config:
         miss_rate: the challenger's realized routing miss rate on the promotion set, or
             None when it has no certified thresholds (the gate then fails: a model that
             cannot clear any study is not deployable as a triage model).
+        certified: device groups the challenger certifies (`certified_groups`); None
+            skips the certification rows. An empty set is reported as "nothing certified"
+            and fails when `config.require_certified`.
+        champion_certified: device groups the champion certifies; each one the
+            challenger leaves uncertified fails the routing guarantee (its studies would
+            lose their certified routes).
     """
     rows: list[dict[str, Any]] = []
 
@@ -87,6 +111,13 @@ def gate_report(challenger: pd.DataFrame, champion: pd.DataFrame | None, config:
     add("routing guarantee", "miss_rate", "all", math.nan,
         math.nan if miss_rate is None else miss_rate, config.max_miss_rate,
         miss_rate is not None and miss_rate <= config.max_miss_rate)
+    if certified is not None:
+        certified = set(certified)
+        if not certified:
+            add("routing guarantee", "nothing certified", "all", len(champion_certified), 0,
+                1, not config.require_certified)
+        for group in sorted(set(champion_certified) - certified):
+            add("routing guarantee", "certified", group, 1, 0, 1, False)
     if champion is not None:
         champ_auroc, chall_auroc = _overall(champion, "auroc"), _overall(challenger, "auroc")
         bound = champ_auroc - config.auroc_tolerance

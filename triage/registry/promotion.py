@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from triage.errors import TriageError
-from triage.registry.gates import GateConfig, gate_report, report_markdown
+from triage.registry.gates import GateConfig, certified_groups, gate_report, report_markdown
 from triage.registry.tracking import client_for, resolve_tracking_uri, start_run
 
 log = logging.getLogger(__name__)
@@ -192,12 +192,15 @@ def promote(name: str, version: str, *, manifest_path: Path | str, ingest_dir: P
 
     challenger_bundle = load_bundle_from_uri(f"models:/{name}/{version}", tracking_uri=uri)
     chall_metrics, chall_pred = evaluate_bundle(challenger_bundle, samples, ingest_dir)
-    champ_metrics = None
+    champ_metrics, champion_certified = None, set()
     if champion is not None:
         champion_bundle = load_bundle_from_uri(f"models:/{name}/{champion}", tracking_uri=uri)
         champ_metrics, _ = evaluate_bundle(champion_bundle, samples, ingest_dir)
+        champion_certified = certified_groups(champion_bundle.routing)
     report = gate_report(chall_metrics, champ_metrics, gates,
-                         miss_rate=_miss_rate(challenger_bundle, chall_pred))
+                         miss_rate=_miss_rate(challenger_bundle, chall_pred),
+                         certified=certified_groups(challenger_bundle.routing),
+                         champion_certified=champion_certified)
     passed = bool(report["passed"].all())
 
     with start_run(PROMOTION_EXPERIMENT, run_name=f"{name}-v{version}", uri=uri,
@@ -209,9 +212,10 @@ def promote(name: str, version: str, *, manifest_path: Path | str, ingest_dir: P
             run.log_table(champ_metrics, "champion_metrics.csv")
         run.log_text(report_markdown(report) + "\n", "gate_report.md")
         report_uri = f"runs:/{run.run_id}/gate_report.md"
-    for row in report.itertuples(index=False):
-        client.set_model_version_tag(name, str(version), f"gate.{row.gate}.{row.group}",
-                                     "pass" if row.passed else "fail")
+    # one tag per (gate, group): it fails when any of its rows fails
+    for (gate, group), rows in report.groupby(["gate", "group"], sort=False):
+        client.set_model_version_tag(name, str(version), f"gate.{gate}.{group}",
+                                     "pass" if rows["passed"].all() else "fail")
     client.set_model_version_tag(name, str(version), "gate.verdict",
                                  "pass" if passed else "fail")
     client.set_model_version_tag(name, str(version), "gate.report", report_uri)

@@ -146,3 +146,43 @@ class Journal:
     def order(self) -> dict[str, int]:
         """Study UID -> position in the order the studies finished."""
         return {uid: i for i, uid in enumerate(self.rows)}
+
+
+def read_journal(path: Path | str) -> tuple[dict[str, Any], dict[str, WorklistRow]]:
+    """Read a journal without changing it: its header and its rows by study UID.
+
+    A torn last line (a run killed while writing it) is ignored, as a resumed run would.
+
+    Raises:
+        JournalError: the file is missing, has no header, or a line before the last is
+            not valid JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise JournalError(path, f"does not exist; pass the --out folder of a `triage run` "
+                                 f"(it holds {JOURNAL_NAME}).")
+    lines = path.read_bytes().split(b"\n")
+    header: Any = None
+    rows: dict[str, WorklistRow] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            if number >= len(lines) - 1:  # the torn last line
+                break
+            raise JournalError(path, f"line {number} is not valid JSON; the file is "
+                                     f"damaged.") from err
+        if header is None:
+            if not isinstance(record, dict) or "journal" not in record:
+                raise JournalError(path, "has no header line; it was not written by "
+                                         "`triage run`.")
+            header = record
+            continue
+        row = WorklistRow.from_dict(record)
+        rows.pop(row.study_uid, None)
+        rows[row.study_uid] = row
+    if header is None:
+        raise JournalError(path, "is empty; the run journaled no study.")
+    return header, rows

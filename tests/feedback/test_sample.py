@@ -1,0 +1,109 @@
+"""The valid calibration sample and the refit, without a model: runs routed by the real
+rules, decisions imported into a real store (the fast variant of `test_loop.py`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.feedback.conftest import MODEL, write_reviewed
+from triage.feedback.importer import import_reviews
+from triage.feedback.recalibrate import choose_sample, logits_from_labels, refit
+from triage.feedback.store import LabelStore
+from triage.route import ThresholdConfig, load_rules
+from triage.route.audit import in_sample
+from triage.route.rules import RuleSet
+
+from .conftest import DEFAULT_RULES
+
+
+@pytest.fixture(scope="module")
+def ruleset() -> RuleSet:
+    return load_rules(DEFAULT_RULES)
+
+
+def _frame(rows) -> list:
+    """Studies that reached the score rules (scored, no QC or failure rule fired)."""
+    score = ("uncertified-device", "urgent", "routine", "low-confidence")
+    return [r for r in rows if r.p_calibrated and all(
+        i in score or i == "audit" for i in r.rule_ids.split("; "))]
+
+
+def _choose(store, ruleset, versions=("1",)):
+    with LabelStore(store) as db:
+        return choose_sample(db, name=MODEL, versions=set(versions), ruleset=ruleset)
+
+
+def test_the_sample_is_every_scored_study_with_a_draw_below_f(make_run, tmp_path, ruleset):
+    run = make_run(n=1500, fraction=0.3, seed=11)
+    store = tmp_path / "labels.sqlite"
+    reviewed = write_reviewed(tmp_path / "r.csv", run.out / "review_worklist.csv", run.truth)
+    result = import_reviews(reviewed, run.out, store)
+    assert result.audit > 0 and result.sampled > result.audit
+    sample = _choose(store, ruleset)
+    frame = _frame(run.rows)
+    expected = {r.study_uid for r in frame if in_sample(r.study_uid, 0.3, 11)}
+    assert {lb.study_uid for lb in sample.labels} == expected
+    assert sample.incomplete_runs == 0 and sample.missing == 0
+    assert sample.skipped["not sampled"] > 0 and sample.skipped["not scored past QC"] > 0
+    # unbiased: the sample looks like the frame; the studies reviewed anyway do not (no
+    # confident score among them, and another prevalence)
+    def stats(uids) -> tuple[float, float]:
+        p = np.array([float(by_uid[u].p_calibrated) for u in uids])
+        return float(np.mean([run.truth[u] for u in uids])), float(np.mean(p < 0.2))
+
+    by_uid = {r.study_uid: r for r in run.rows}
+    frame_stats = stats([r.study_uid for r in frame])
+    sample_stats = stats([lb.study_uid for lb in sample.labels])
+    review_stats = stats([r.study_uid for r in frame if r.route == "review"
+                          and not r.rule_ids.startswith("audit")])
+    assert np.allclose(sample_stats, frame_stats, atol=0.06)
+    assert review_stats[1] == 0 < frame_stats[1] - 0.2
+
+
+def test_without_audit_review_labels_are_no_calibration_sample(make_run, tmp_path, ruleset):
+    run = make_run(n=300, fraction=0.0)
+    store = tmp_path / "labels.sqlite"
+    import_reviews(write_reviewed(tmp_path / "r.csv", run.out / "review_worklist.csv",
+                                  run.truth), run.out, store)
+    sample = _choose(store, ruleset)
+    assert sample.labels == [] and sample.skipped["not sampled"] > 0
+
+
+def test_a_run_with_an_unlabelled_sampled_study_waits(make_run, tmp_path, ruleset):
+    run = make_run(n=400, fraction=0.2, seed=1)
+    sampled = [r.study_uid for r in _frame(run.rows) if in_sample(r.study_uid, 0.2, 1)]
+    store = tmp_path / "labels.sqlite"
+    import_reviews(write_reviewed(tmp_path / "r.csv", run.out / "review_worklist.csv",
+                                  run.truth, skip=frozenset(sampled[:1])), run.out, store)
+    sample = _choose(store, ruleset)
+    assert (len(sample.labels), sample.incomplete_runs, sample.missing) == (0, 1, 1)
+    assert sample.skipped["incomplete run"] == len(sampled) - 1
+    # the reader's decision arrives: the run is complete
+    import_reviews(write_reviewed(tmp_path / "r2.csv", run.out / "review_worklist.csv",
+                                  run.truth), run.out, store)
+    assert len(_choose(store, ruleset).labels) == len(sampled)
+
+
+def test_refit_recovers_the_temperature_and_consumed_labels_are_not_reused(
+        make_run, tmp_path, ruleset):
+    # the run reports p = sigmoid(d / 1); the findings follow sigmoid(d / 2)
+    run = make_run(n=3000, fraction=0.5, seed=2, temperature=1.0, true_temperature=2.0)
+    store = tmp_path / "labels.sqlite"
+    import_reviews(write_reviewed(tmp_path / "r.csv", run.out / "review_worklist.csv",
+                                  run.truth), run.out, store)
+    sample = _choose(store, ruleset)
+    assert len(sample.labels) > 1000
+    d = logits_from_labels(sample.labels)[:, 1]
+    assert np.allclose(d[np.abs(d) < 9], np.array(
+        [np.log(lb.p_calibrated / (1 - lb.p_calibrated)) for lb in sample.labels])[
+        np.abs(d) < 9])
+    lax = ThresholdConfig(alpha=0.05, delta=0.1, min_negatives=50, min_urgent_count=50)
+    temperature, fitted = refit(sample.labels, lax)
+    assert 1.7 < temperature < 2.3
+    assert set(fitted.groups) == {"acme", "borealis"}
+    assert all(g.certified for g in fitted.groups.values())
+    with LabelStore(store) as db:
+        db.consume(sample.labels, "2", "2025-04-01T00:00:00+00:00")
+    again = _choose(store, ruleset, versions=("1", "2"))
+    assert again.labels == [] and again.skipped["already used"] == len(sample.labels)

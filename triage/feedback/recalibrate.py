@@ -1,0 +1,259 @@
+"""`recalibrate`: a new model version with the same weights, refitted on review feedback.
+
+The champion's network is kept; its temperature and its routing thresholds are fitted
+again on the valid calibration sample of the label store (`triage.feedback.sample`),
+using only labels that never calibrated a version before. The new version is registered
+with lineage tags (parent, label window, counts) and the labels are marked as consumed
+by it. It is *not* promoted: ``triage promote`` gates it like any challenger.
+
+The logits are recovered from the journal: ``d = T_run * logit(p_calibrated)``, with the
+temperature the run recorded. ``p_calibrated`` has 6 decimals, so ``d`` is exact to about
+1e-5 for p in [1e-4, 1 - 1e-4]; probabilities printed as 0 or 1 are clipped to
+[5e-7, 1 - 5e-7] (|d / T_run| <= 14.5), which only matters for the most confident studies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from triage.feedback.errors import RecalibrationError
+from triage.feedback.sample import CalibrationSample, select_sample
+from triage.feedback.store import Label, LabelStore
+
+LOGGER = logging.getLogger(__name__)
+EXPERIMENT = "triage-recalibration"
+P_CLIP = 5e-7
+#: Version tag naming the first version of a family of versions sharing one network.
+ROOT_TAG = "lineage.root_version"
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """What `recalibrate` registered.
+
+    Attributes:
+        name: the registered model.
+        version: the new version.
+        parent: the version it was recalibrated from.
+        temperature: the refitted temperature (parent's in `parent_temperature`).
+        parent_temperature: the parent's temperature.
+        n_labels: studies calibrated on; `n_positive` of them with a finding.
+        n_positive: positives among them.
+        devices: device group -> {"n", "positives", "certified"}.
+        window: first and last day (UTC) the studies were triaged.
+        read_window: first and last read date (empty when no reader gave one).
+        skipped: why other labels were not used (reason -> count).
+        incomplete_runs: runs left out for unlabelled sampled studies.
+        run_id: the MLflow run that logged the new bundle.
+    """
+
+    name: str
+    version: str
+    parent: str
+    temperature: float
+    parent_temperature: float
+    n_labels: int
+    n_positive: int
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    window: tuple[str, str] = ("", "")
+    read_window: tuple[str, str] = ("", "")
+    skipped: dict[str, int] = field(default_factory=dict)
+    incomplete_runs: int = 0
+    run_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dataclasses.asdict(self)
+
+
+def logits_from_labels(labels: list[Label]) -> np.ndarray:
+    """Two-class logits (N, 2) = (0, T_run * logit(p)) recovered from the journal values."""
+    p = np.clip(np.array([lb.p_calibrated for lb in labels], np.float64), P_CLIP, 1 - P_CLIP)
+    t = np.array([lb.temperature for lb in labels], np.float64)
+    d = t * np.log(p / (1 - p))
+    return np.stack([np.zeros_like(d), d], axis=1)
+
+
+def refit(labels: list[Label], thresholds_config: Any) -> tuple[float, Any]:
+    """Temperature and per-device thresholds fitted on `labels`.
+
+    Raises:
+        RecalibrationError: fewer than one positive and one negative label.
+    """
+    from triage.calibrate import fit_temperature, probabilities
+    from triage.route import fit_thresholds
+
+    y = np.array([lb.finding for lb in labels], np.int64)
+    if y.size == 0 or y.min() == y.max():
+        raise RecalibrationError(f"The calibration sample holds {int(y.sum())} positive and "
+                                 f"{int(y.size - y.sum())} negative labels; recalibration "
+                                 f"needs both. Import more reviewed studies.")
+    logits = logits_from_labels(labels)
+    temperature = fit_temperature(logits, y)
+    p = probabilities(logits, temperature)
+    fitted = fit_thresholds(p, y, [lb.device_group for lb in labels], thresholds_config)
+    return temperature, fitted
+
+
+def _window(values: list[str]) -> tuple[str, str]:
+    days = sorted(v[:10] for v in values if v)
+    return (days[0], days[-1]) if days else ("", "")
+
+
+def _family(client: Any, name: str, parent: str, versions: set[str]) -> set[str]:
+    """The versions among `versions` that share the parent's network."""
+    from mlflow.exceptions import MlflowException
+
+    def root(version: str) -> str | None:
+        try:
+            tags = client.get_model_version(name, version).tags or {}
+        except MlflowException:
+            return None
+        return tags.get(ROOT_TAG, version)
+
+    mine = root(parent)
+    return {v for v in versions | {parent} if root(v) == mine}
+
+
+def _rules(bundle: Any) -> Any:
+    from triage.route.rules import RuleSet, load_rules
+    from triage.train.run import DEFAULT_RULES
+
+    if bundle.rules:
+        return RuleSet.from_dict(bundle.rules, source="the model's recorded rules")
+    return load_rules(DEFAULT_RULES)
+
+
+def choose_sample(store: LabelStore, *, name: str, versions: set[str], ruleset: Any
+                  ) -> CalibrationSample:
+    """The valid calibration sample of the store for `name` at `versions` (`select_sample`)."""
+    return select_sample(
+        store.labels(), store.sample(), model_name=name, versions=versions,
+        rules_version=ruleset.full_version, stages={r.id: r.stage for r in ruleset.rules},
+        consumed=set(store.consumed()),
+        conflicts={(c.study_uid, c.model_name, c.model_version) for c in store.conflicts()})
+
+
+def recalibrate(model_uri: str, store_path: Path | str, *,
+                tracking_uri: str | None = None) -> Recalibration:
+    """Register a recalibrated version of a registered model (see the module docstring).
+
+    Args:
+        model_uri: ``models:/NAME@alias`` or ``models:/NAME/VERSION``.
+        store_path: the label store.
+        tracking_uri: MLflow tracking URI (`resolve_tracking_uri`).
+
+    Raises:
+        RecalibrationError: not a registered model URI, or no valid sample with both
+            classes.
+        LabelStoreError: the store cannot be opened.
+    """
+    from triage.registry.bundle import code_version
+    from triage.registry.tracking import client_for, resolve_tracking_uri
+    from triage.run.model import load_model
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if not model_uri.startswith("models:/"):
+        raise RecalibrationError(f"--model must be a registered model URI such as "
+                                 f"models:/NAME@champion, got {model_uri!r}.")
+    loaded = load_model(model_uri, tracking_uri=uri)
+    if not loaded.version:
+        raise RecalibrationError(f"Model {model_uri!r} does not resolve to a registered "
+                                 f"version; use models:/NAME@champion or models:/NAME/N.")
+    name, parent, bundle = loaded.name, loaded.version, loaded.bundle
+    client = client_for(uri)
+    parent_tags = client.get_model_version(name, parent).tags or {}
+    ruleset = _rules(bundle)
+    if not Path(store_path).is_file():
+        raise RecalibrationError(f"Label store {store_path} does not exist; import reviewed "
+                                 f"worklists with `triage feedback import` first.")
+    with LabelStore(store_path) as store:
+        versions = {lb.model_version for lb in store.labels() if lb.model_name == name}
+        family = _family(client, name, parent, versions)
+        sample = choose_sample(store, name=name, versions=family, ruleset=ruleset)
+        if not sample.labels:
+            raise RecalibrationError(
+                f"The label store {store_path} has no unused labels of {name} "
+                f"(versions {', '.join(sorted(family))}) in a calibration sample "
+                f"(skipped: {json.dumps(sample.skipped)}; {sample.incomplete_runs} runs wait "
+                f"for {sample.missing} unlabelled sampled studies). Run `triage run "
+                f"--audit-fraction F` and import the reviewed worklists.")
+        temperature, fitted = refit(sample.labels, ruleset.thresholds)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        new = dataclasses.replace(bundle, temperature=temperature, routing=fitted.to_dict(),
+                                  created_utc=now, code_version=code_version())
+        result = _register(new, sample, name=name, parent=parent, parent_tags=parent_tags,
+                           parent_temperature=bundle.temperature, fitted=fitted,
+                           rules_version=ruleset.full_version, uri=uri, client=client)
+        store.consume(sample.labels, result.version, now)
+    return result
+
+
+def _register(bundle: Any, sample: CalibrationSample, *, name: str, parent: str,
+              parent_tags: dict[str, str], parent_temperature: float, fitted: Any,
+              rules_version: str, uri: str, client: Any) -> Recalibration:
+    """Log `bundle` in a run of `EXPERIMENT`, register it and tag its lineage."""
+    from triage.registry.bundle import save_bundle
+    from triage.registry.promotion import register_version
+    from triage.registry.pyfunc import log_bundle
+    from triage.registry.tracking import start_run
+
+    labels = sample.labels
+    y = np.array([lb.finding for lb in labels])
+    devices: dict[str, dict[str, Any]] = {}
+    for lb in labels:
+        entry = devices.setdefault(lb.device_group, {"n": 0, "positives": 0})
+        entry["n"] += 1
+        entry["positives"] += lb.finding
+    for group, entry in devices.items():
+        entry["certified"] = bool(fitted.groups[group].certified)
+    window = _window([lb.processed_at for lb in labels])
+    read_window = _window([lb.read_date for lb in labels])
+    with tempfile.TemporaryDirectory(prefix="triage-recalibrate-") as tmp:
+        bundle_dir = save_bundle(bundle, Path(tmp) / "bundle")
+        tags = {"triage.stage": "recalibration", "model": name, "parent_version": parent,
+                "manifest.sha256": parent_tags.get("manifest.sha256", ""),
+                "triage.train_devices": parent_tags.get("train_devices", ""),
+                "triage.holdout_device": parent_tags.get("holdout_device", ""),
+                "triage.rules_version": rules_version}
+        with start_run(EXPERIMENT, run_name=f"{name}-v{parent}-recalibrated", uri=uri,
+                   tags=tags) as run:
+            run.log_metrics({"calibration.temperature": bundle.temperature,
+                             "recalibration.labels": len(labels),
+                             "recalibration.positives": int(y.sum()),
+                             "recalibration.certified_devices": sum(
+                                 d["certified"] for d in devices.values())})
+            run.log_json({"devices": devices, "skipped": sample.skipped,
+                          "window": window}, "recalibration.json")
+            log_bundle(bundle_dir)
+            run_id = run.run_id
+    version = register_version(run_id, name, tracking_uri=uri)
+    lineage = {
+        "lineage.kind": "recalibration", "lineage.parent_version": parent,
+        ROOT_TAG: parent_tags.get(ROOT_TAG, parent),
+        "lineage.parent_temperature": f"{parent_temperature:.6g}",
+        "lineage.window_start": window[0], "lineage.window_end": window[1],
+        "lineage.read_window_start": read_window[0], "lineage.read_window_end": read_window[1],
+        "lineage.labels": str(len(labels)), "lineage.positives": str(int(y.sum())),
+        "lineage.negatives": str(int(y.size - y.sum())),
+        "lineage.devices": json.dumps(devices, sort_keys=True),
+        "lineage.skipped": json.dumps(sample.skipped, sort_keys=True),
+        "lineage.incomplete_runs": str(sample.incomplete_runs),
+    }
+    for key, value in lineage.items():
+        client.set_model_version_tag(name, version, key, value)
+    LOGGER.info("Registered %s version %s: recalibrated from version %s on %d labels "
+                "(T %.4g -> %.4g).", name, version, parent, len(labels), parent_temperature,
+                bundle.temperature)
+    return Recalibration(name, version, parent, bundle.temperature, parent_temperature,
+                         len(labels), int(y.sum()), devices, window, read_window,
+                         sample.skipped, sample.incomplete_runs, run_id)
