@@ -56,3 +56,21 @@ class GeometryError(DicomError):
     ) -> None:
         super().__init__(message, path)
         self.verdict = verdict
+
+
+class LabelsError(TriageError, ValueError):
+    """A labels file cannot be used at all (unreadable, not UTF-8, a column missing).
+
+    Problems of single rows (an unknown label value, a duplicate key) are not errors: they
+    become findings of the build report. The message names the file, the line (1 = header)
+    and the column, never a key value (accession numbers are identifiers).
+    """
+
+    def __init__(self, path: Path | str, message: str, *, line: int | None = None,
+                 column: str | None = None) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.column = column
+        where = f" line {line}" if line is not None else ""
+        col = f", column '{column}'" if column else ""
+        super().__init__(f"{self.path}{where}{col}: {message}")
