@@ -251,7 +251,7 @@ def _read_row(table: LabelTable, spec: LabelSpec, line: int, values: list[str], 
               "is used.")
     else:
         issue(IssueKind.CONFLICTING_LABELS, table.key_column,
-              f"same {table.key_column} as line {first.line} but label {label} there "
+              f"same {table.key_column} as line {first.line} but label {label}, not "
               f"{first.label}; the study is left out until one of the rows is fixed.")
 
 
