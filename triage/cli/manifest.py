@@ -108,10 +108,12 @@ def build(
 @manifest_app.command("summary")
 def summary(
     path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Manifest CSV."),
-    alpha: float = typer.Option(0.01, "--alpha", min=1e-6, max=0.5,
-                                help="Largest tolerated miss rate of the routine route."),
-    delta: float = typer.Option(0.05, "--delta", min=1e-6, max=0.5,
-                                help="Failure probability of a pac guarantee."),
+    alpha: float = typer.Option(None, "--alpha", min=1e-6, max=0.5,
+                                help="Largest tolerated miss rate of the routine route "
+                                     "(default: the thresholds default, 0.01)."),
+    delta: float = typer.Option(None, "--delta", min=1e-6, max=0.5,
+                                help="Failure probability of a pac guarantee (default: the "
+                                     "thresholds default, 0.05)."),
     json_summary: bool = JSON,
 ) -> None:
     """Studies and positives per device group and split, and whether each group's calib
@@ -121,7 +123,7 @@ def summary(
 
     groups = summarize_manifest(read_manifest(path), alpha, delta)
     if json_summary:
-        echo_json({"manifest": path, "alpha": alpha, "delta": delta,
+        echo_json({"manifest": path, "alpha": groups[0].alpha, "delta": groups[0].delta,
                    "device_groups": [g.to_dict() for g in groups]})
         return
     typer.echo("\n".join(format_summary(groups)))

@@ -44,6 +44,8 @@ class GroupSummary:
 
     device_group: str
     splits: dict[str, tuple[int, int]]
+    alpha: float
+    delta: float
     pac_needed: int
     marginal_needed: int
 
@@ -69,18 +71,24 @@ class GroupSummary:
         }
 
 
-def summarize_manifest(df: pd.DataFrame, alpha: float = 0.01, delta: float = 0.05
-                       ) -> list[GroupSummary]:
-    """The summary of a manifest read with `read_manifest`, one entry per device group."""
-    from triage.route.thresholds import min_positives_needed  # scipy: only when summarizing
+def summarize_manifest(df: pd.DataFrame, alpha: float | None = None,
+                       delta: float | None = None) -> list[GroupSummary]:
+    """The summary of a manifest read with `read_manifest`, one entry per device group.
 
+    `alpha` and `delta` default to those of `ThresholdConfig` (the shipped rules').
+    """
+    from triage.route.thresholds import ThresholdConfig, min_positives_needed  # scipy
+
+    defaults = ThresholdConfig()
+    alpha = defaults.alpha if alpha is None else alpha
+    delta = defaults.delta if delta is None else delta
     pac, marginal = min_positives_needed(alpha, delta), marginal_positives_needed(alpha)
     out = []
     for device, rows in df.groupby("device_group", sort=True):
         labels = rows["label"].astype(int)
         splits = {s.value: (int((rows["split"] == s.value).sum()),
                             int(labels[rows["split"] == s.value].sum())) for s in Split}
-        out.append(GroupSummary(str(device), splits, pac, marginal))
+        out.append(GroupSummary(str(device), splits, alpha, delta, pac, marginal))
     return out
 
 
