@@ -147,3 +147,21 @@ def describe_environmental(exc: BaseException) -> str:
     err = next((e for e in chain if _one(e)), exc)
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+class LabelsError(TriageError, ValueError):
+    """A labels file cannot be used at all (unreadable, not UTF-8, a column missing).
+
+    Problems of single rows (an unknown label value, a duplicate key) are not errors: they
+    become findings of the build report. The message names the file, the line (1 = header)
+    and the column, never a key value (accession numbers are identifiers).
+    """
+
+    def __init__(self, path: Path | str, message: str, *, line: int | None = None,
+                 column: str | None = None) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.column = column
+        where = f" line {line}" if line is not None else ""
+        col = f", column '{column}'" if column else ""
+        super().__init__(f"{self.path}{where}{col}: {message}")

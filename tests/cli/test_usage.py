@@ -58,8 +58,8 @@ def _assert_usage_error(code: int, err: str, *names: str) -> None:
 
 
 def test_discovers_every_command():
-    assert {"synth", "manifest validate", "ingest", "train", "evaluate", "register",
-            "promote", "rollback", "run"} <= set(IDS)
+    assert {"synth", "manifest validate", "manifest build", "manifest summary", "ingest",
+            "train", "evaluate", "register", "promote", "rollback", "run"} <= set(IDS)
 
 
 @pytest.mark.parametrize("path", list(COMMANDS), ids=IDS)

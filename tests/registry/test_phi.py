@@ -55,3 +55,35 @@ def test_no_identifier_reaches_the_store_or_the_artifacts(tmp_path, monkeypatch,
     assert len(hits) == len(identifiers)
     assert mlflow_run.data.tags["manifest.sha256"] == hashlib.sha256(
         manifest_path.read_bytes()).hexdigest()
+
+
+def test_a_manifest_built_from_an_export_holds_no_identifier(make_synth_export, tmp_path):
+    """`triage manifest build` joins by accession number; neither it nor any other header
+    identifier (name, ID, birth date) may reach the manifest, which goes to MLflow."""
+    import csv
+
+    import pydicom
+
+    from triage.cli import main
+
+    summary = make_synth_export(studies=6, seed=2)
+    labels = tmp_path / "labels.csv"
+    with open(labels, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["accession_number", "label"])
+        writer.writerows([s.header.accession_number, s.label] for s in summary.studies)
+    manifest = tmp_path / "manifest.csv"
+    assert main(["manifest", "build", str(summary.out_dir), "--labels", str(labels), "--out",
+                 str(manifest), "--secret-file", str(tmp_path / "secret")]) == 0
+
+    identifiers = set()
+    for path in sorted(p for p in summary.out_dir.rglob("*") if p.is_file()):
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        identifiers |= {str(ds.get(k, "")) for k in ("PatientName", "PatientID",
+                                                    "AccessionNumber", "PatientBirthDate")}
+    identifiers.discard("")
+    patients = len({s.slot.patient for s in summary.studies})
+    assert len(identifiers) == 3 * patients + len(summary.studies)
+    assert scan_files_for_identifiers([manifest], identifiers) == []
+    # the scan does find them where they are: the labels file holds every accession
+    assert len(scan_files_for_identifiers([labels], identifiers)) == len(summary.studies)
