@@ -42,3 +42,20 @@ def test_ingest_report_cells_are_neutralized(tmp_path):
     back = read_report(path)[0]
     assert (back["device_group"], back["reasons"], back["warnings"]) == (
         row.device_group, row.reasons, row.warnings)
+
+
+def test_training_reads_the_report_with_its_cells_restored(tmp_path):
+    import pandas as pd
+
+    from triage.data.dataset import resolve_samples
+
+    ok = StudyReport(study_uid="1.2.3", status=IngestStatus.OK, cache_key="-key",
+                     device_group="acme")
+    bad = StudyReport(study_uid="1.2.4", status=IngestStatus.FAILED, reasons="-no pixels")
+    write_report([ok, bad], tmp_path / "ingest_report.csv")
+    manifest = pd.DataFrame({"study_uid": ["1.2.3", "1.2.4"], "patient_key": ["P1", "P2"],
+                             "label": [0, 1], "device_group": ["acme", "acme"],
+                             "split": ["train", "train"]})
+    resolved = resolve_samples(manifest, tmp_path)
+    assert [s.cache_key for s in resolved.samples] == ["-key"]
+    assert resolved.excluded == [("1.2.4", "ingest failed: -no pixels")]
