@@ -87,10 +87,18 @@ class Pool:
         return sorted(set(self.group.tolist()))
 
     def evidence(self, index: int, p: float) -> StudyEvidence:
-        """The rules' view of study `index` with probability `p` (an ingested study)."""
+        """The rules' view of study `index` with probability `p` (an ingested study).
+
+        The pool records scores, not volumes: the input distance and the volume
+        measurements count as clean (in distribution, a real image), so the recorded QC
+        (verdict, slices, modality) and the score decide.
+        """
+        n_slices = int(self.n_slices[index])
         return StudyEvidence(self.study_uid[index], self.group[index], self.modality[index],
                              ingest_ok=True, verdict=self.verdict[index],
-                             n_slices=int(self.n_slices[index]), p_calibrated=float(p))
+                             n_slices=n_slices, p_calibrated=float(p), input_distance=0.0,
+                             matrix=(512, 512, n_slices), intensity_std=400.0,
+                             body_fraction=0.4)
 
 
 def qc_flagged(pool: Pool, ruleset: RuleSet, train_devices: Iterable[str]) -> np.ndarray:

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DEFAULT_RULES = Path(__file__).resolve().parents[2] / "pipelines" / "rules" / "default.yaml"
+from triage.configs import config_path
+
+DEFAULT_RULES = config_path("rules")
 DEVICES = ("acme", "borealis")
 MODEL = "tumour"
 

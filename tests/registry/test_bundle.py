@@ -13,7 +13,9 @@ from triage.registry.bundle import (
     BUNDLE_FORMAT,
     BUNDLE_JSON,
     WEIGHTS_FILE,
+    BundleDigestError,
     BundleError,
+    bundle_digest,
     load_bundle,
     save_bundle,
 )
@@ -111,6 +113,52 @@ def test_corrupt_or_missing_weights(saved):
     weights.unlink()
     with pytest.raises(BundleError, match="the weights file weights.pt is missing"):
         load_bundle(saved)
+
+
+@pytest.mark.parametrize("name", ["../weights.pt", "/tmp/weights.pt", "sub/../../w.pt",
+                                  "..", ""])
+def test_weights_named_outside_the_bundle_are_refused(saved, tmp_path, name):
+    import shutil
+
+    shutil.copy(saved / WEIGHTS_FILE, tmp_path / "weights.pt")  # a real file out there
+    _edit_json(saved, weights=name)
+    with pytest.raises(BundleError, match="names weights .* outside the bundle folder"):
+        load_bundle(saved)
+
+
+def test_weights_linked_outside_the_bundle_are_refused(saved, tmp_path):
+    outside = tmp_path / "elsewhere.pt"
+    (saved / WEIGHTS_FILE).rename(outside)
+    (saved / WEIGHTS_FILE).symlink_to(outside)
+    with pytest.raises(BundleError, match="links outside the bundle folder"):
+        load_bundle(saved)
+
+
+def test_a_pickled_payload_is_refused_even_with_a_matching_checksum(saved):
+    from fractions import Fraction
+
+    from triage.registry.bundle import _sha256
+
+    weights = saved / WEIGHTS_FILE
+    torch.save({"w": Fraction(1, 3)}, weights)  # arbitrary objects need full unpickling
+    _edit_json(saved, weights_sha256=_sha256(weights))
+    with pytest.raises(BundleError, match="weights.pt cannot be read as weights "
+                                          r"\(UnpicklingError: Weights only load failed"):
+        load_bundle(saved)
+
+
+def test_the_digest_covers_every_file(saved):
+    digest = bundle_digest(saved)
+    assert load_bundle(saved, expected_digest=digest).temperature == 1.0
+    _edit_json(saved, temperature=2.0)
+    with pytest.raises(BundleDigestError, match="do not match the digest recorded"):
+        load_bundle(saved, expected_digest=digest)
+    _edit_json(saved, temperature=1.0)
+    edited = bundle_digest(saved)
+    (saved / "extra.txt").write_text("x")
+    added = bundle_digest(saved)
+    (saved / "extra.txt").rename(saved / "extra2.txt")
+    assert len({edited, added, bundle_digest(saved)}) == 3  # added, then renamed
 
 
 def test_weights_that_do_not_fit_the_network(make_bundle, volumes):

@@ -164,6 +164,9 @@ def test_register_promote_refuse_promote_rollback_with_audit_trail(registry, mon
     assert tags["train_devices"] == "acme,borealis,cygnus,ember"
     assert len(tags["manifest.sha256"]) == 64
     assert float(tags["calibration.temperature"]) > 0
+    model_id = client.get_model_version("tumour", v1).source.removeprefix("models:/")
+    assert tags["bundle.sha256"] == client.get_logged_model(model_id).tags[
+        "triage.bundle_sha256"] and len(tags["bundle.sha256"]) == 64
 
     dry = promote("tumour", v1, dry_run=True, **kwargs)
     assert dry.passed and not dry.promoted

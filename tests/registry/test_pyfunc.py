@@ -47,8 +47,8 @@ def test_pyfunc_predicts_calibrated_probabilities(logged, volumes):
     np.testing.assert_allclose(out, bundle.predict_proba(volumes), rtol=1e-6)
     requirements = mlflow.pyfunc.get_model_dependencies(uri, format="pip")
     with open(requirements) as fh:
-        pins = sorted(line.split("==")[0] for line in fh.read().split())
-    assert pins == ["mlflow", "monai", "numpy", "torch"]
+        pins = [line.split("==")[0] for line in fh.read().split()]
+    assert pins[:4] == ["mlflow", "torch", "monai", "numpy"] and "pydicom" in pins
 
 
 def test_registered_alias_loads_the_bundle(logged, volumes, mlflow_uri):
@@ -90,3 +90,86 @@ def test_triage_model_direct_use(make_bundle, tmp_path, volumes):
     model.load_context(Context())
     np.testing.assert_array_equal(model.predict(None, volumes[:, 0]),
                                   bundle.predict_proba(volumes))
+
+
+def _stored_bundle(uri: str):
+    """The logged model's ``bundle`` folder as stored in the artifact store (local here)."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    location = client_for().get_logged_model(uri.removeprefix("models:/")).artifact_location
+    root = Path(urlparse(location).path if location.startswith("file:") else location)
+    return next(root.rglob("bundle.json")).parent
+
+
+def test_a_bundle_edited_after_logging_is_refused(logged, volumes):
+    import json
+
+    from triage.registry.bundle import BundleDigestError
+
+    bundle, run_id, uri = logged
+    stored = _stored_bundle(uri)
+    meta_path = stored / "bundle.json"
+    original = meta_path.read_text(encoding="utf-8")
+    meta = json.loads(original)
+    meta["routing"] = {"acme": {"t_low": 1.0}}  # "every study routine"
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for source in (uri, f"runs:/{run_id}/model"):
+        with pytest.raises(BundleDigestError, match=r"do not match the digest recorded when "
+                                                    r"it was logged \(sha256 [0-9a-f]{12}"):
+            load_bundle_from_uri(source)
+    with pytest.raises(BundleDigestError):
+        mlflow.pyfunc.load_model(uri)
+    meta_path.write_text(original, encoding="utf-8")
+    (stored / "notes.txt").write_text("an added file counts too", encoding="utf-8")
+    with pytest.raises(BundleDigestError):
+        load_bundle_from_uri(uri)
+    (stored / "notes.txt").unlink()
+    _same_bundle(load_bundle_from_uri(uri), bundle, volumes)  # restored: accepted again
+    client_for().delete_logged_model_tag(uri.removeprefix("models:/"), "triage.bundle_sha256")
+    with pytest.raises(BundleDigestError, match="has no recorded digest"):
+        load_bundle_from_uri(uri)
+
+
+def test_logged_mlmodel_has_relative_paths_and_carries_triage(logged, tmp_path, volumes):
+    import json
+    import os
+    import subprocess
+    import sys
+    from importlib import metadata
+    from pathlib import Path
+
+    import yaml
+
+    import triage
+
+    bundle, _, uri = logged
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri,
+                                                     dst_path=str(tmp_path / "model")))
+    text = (local / "MLmodel").read_text(encoding="utf-8")
+    flavor = yaml.safe_load(text)["flavors"]["python_function"]
+    assert flavor["model_code_path"] == "pyfunc_entry.py"
+    assert flavor["artifacts"]["bundle"] == {"path": "artifacts/bundle",
+                                             "uri": "artifacts/bundle"}
+    assert flavor["code"] == "code"
+    assert "triage-bundle-" not in text and str(Path(triage.__file__).parents[1]) not in text
+    assert (local / "code" / "triage" / "registry" / "pyfunc.py").is_file()
+    assert not list((local / "code").rglob("__pycache__"))
+    pins = dict(line.split("==") for line in
+                (local / "requirements.txt").read_text(encoding="utf-8").split())
+    for name in ("mlflow", "torch", "monai", "numpy", "pydicom", "PyYAML", "nibabel"):
+        assert pins[name] == metadata.version(name).split("+")[0], name
+    # A fresh interpreter without this checkout on its path loads the model with the
+    # triage code logged beside it.
+    script = ("import json, sys, mlflow, numpy as np\n"
+              "m = mlflow.pyfunc.load_model(sys.argv[1])\n"
+              "x = np.asarray(json.loads(sys.argv[2]), np.float32)\n"
+              "print(json.dumps([sys.modules['triage'].__file__, m.predict(x).tolist()]))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script, str(local),
+                           json.dumps(volumes.tolist())],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    where, probs = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(where).is_relative_to(local / "code")
+    np.testing.assert_allclose(probs, bundle.predict_proba(volumes), rtol=1e-5)

@@ -53,13 +53,15 @@ def router(fitted):
 @pytest.fixture
 def evidence() -> Callable:
     """Factory: ``evidence(**changes)`` -> a clean `StudyEvidence` (CT, 'acme', 40 slices,
-    verdict ok, p=0.5, distance 1.0) with `changes` applied."""
+    verdict ok, p=0.5, distance 1.0, a 512 x 512 volume of 40% body with a 400 HU spread)
+    with `changes` applied."""
     from triage.route import StudyEvidence
 
     def make(**changes):
         values = dict(study_uid="1.2.826.0.1.3680043.10.1", device_group="acme",
                       modality="CT", ingest_ok=True, verdict="ok", n_slices=40,
-                      p_calibrated=0.5, input_distance=1.0)
+                      p_calibrated=0.5, input_distance=1.0, matrix=(512, 512, 40),
+                      intensity_std=400.0, body_fraction=0.4)
         values.update(changes)
         return StudyEvidence(**values)
 

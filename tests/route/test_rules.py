@@ -28,12 +28,12 @@ from .conftest import DEFAULT_RULES
 
 def test_default_file_loads_with_the_documented_settings():
     rules = load_rules(DEFAULT_RULES)
-    assert (rules.name, rules.version) == ("default", "1")
+    assert (rules.name, rules.version) == ("default", "2")
     assert rules.thresholds == ThresholdConfig(alpha=0.01, delta=0.05, ppv_target=0.9,
                                                min_positives=299, min_negatives=100)
     assert [r.id for r in rules.rules] == [
         "ingest-failed", "inference-failed", "qc-geometry", "qc-slices", "qc-modality",
-        "unseen-device", "input-shift", "uncertified-device", "urgent", "routine",
+        "qc-degenerate", "unseen-device", "input-shift", "uncertified-device", "urgent", "routine",
         "low-confidence"]
     assert {r.kind for r in rules.rules} == set(list_rules())  # every kind is used
 
@@ -53,6 +53,18 @@ CASES = [
     (dict(n_slices=12), Route.REVIEW, "qc-slices", "only 12 slices (fewer than 16)"),
     (dict(modality="MR"), Route.REVIEW, "qc-modality",
      "unexpected modality 'MR' (allowed: CT)"),
+    (dict(intensity_std=0.0, body_fraction=0.0), Route.REVIEW, "qc-degenerate",
+     "degenerate volume: a blank or near-constant image (intensity spread 0 HU, below 5), "
+     "and mostly outside the body (0.0% of voxels above -500 HU, below 5%)"),
+    (dict(matrix=(1, 512, 40)), Route.REVIEW, "qc-degenerate",
+     "degenerate volume: a 1 x 512 matrix (fewer than 32 columns or rows)"),
+    (dict(intensity_std=math.nan), Route.REVIEW, "qc-degenerate",
+     "degenerate volume: a blank or near-constant image (intensity spread not measurable"),
+    (dict(body_fraction=0.01), Route.REVIEW, "qc-degenerate",
+     "degenerate volume: mostly outside the body (1.0% of voxels above -500 HU, below 5%)"),
+    (dict(matrix=None, intensity_std=None, body_fraction=None), Route.REVIEW,
+     "qc-degenerate", "degenerate-volume measurements are missing (volume not checked)"),
+    (dict(input_distance=None), Route.REVIEW, "input-shift", "input statistics unknown"),
     (dict(device_group="zenith"), Route.REVIEW, "unseen-device",
      "device group 'zenith' was not seen in training"),
     (dict(input_distance=4.5), Route.REVIEW, "input-shift",
@@ -116,14 +128,20 @@ def test_qc_forces_review_and_all_fired_rules_are_recorded(router, evidence):
                                  "is certified")
 
 
-def test_unknown_input_distance_is_reviewed_only_when_asked(router, evidence, tmp_path, fitted):
-    assert "input-shift" not in router.route(evidence(input_distance=None)).rule_ids
-    text = DEFAULT_RULES.read_text().replace("review_unknown: false", "review_unknown: true")
-    (tmp_path / "r.yaml").write_text(text)
-    strict = Router.from_yaml(tmp_path / "r.yaml", fitted, ["acme"])
-    decision = strict.route(evidence(input_distance=None))
-    assert decision.rule_ids[0] == "input-shift"
+def test_unknown_input_distance_is_reviewed_unless_told_otherwise(router, evidence, tmp_path,
+                                                                  fitted):
+    decision = router.route(evidence(input_distance=None, p_calibrated=0.001))
+    assert decision.route is Route.REVIEW
+    assert decision.rule_ids == ("input-shift", "routine")
     assert decision.reasons[0] == "input statistics unknown"
+    text = DEFAULT_RULES.read_text()
+    assert text.count("review_unknown: true") == 2
+    text = text.replace("review_unknown: true", "review_unknown: false")
+    (tmp_path / "r.yaml").write_text(text)
+    lax = Router.from_yaml(tmp_path / "r.yaml", fitted, ["acme"])
+    assert "input-shift" not in lax.route(evidence(input_distance=None)).rule_ids
+    unmeasured = evidence(matrix=None, intensity_std=None, body_fraction=None)
+    assert "qc-degenerate" not in lax.route(unmeasured).rule_ids
 
 
 def test_no_thresholds_means_review_and_no_rule_means_review(evidence, tmp_path):
@@ -138,7 +156,7 @@ def test_no_thresholds_means_review_and_no_rule_means_review(evidence, tmp_path)
 def test_thresholds_fitted_under_other_settings_are_refused(make_calibration):
     other = fit_thresholds(*make_calibration({"acme": 1000}), ThresholdConfig(alpha=0.05))
     with pytest.raises(ConfigError, match=r"certified with ThresholdConfig\(alpha=0.05.*rules "
-                                          r"default@1\+[0-9a-f]{12} states .*refit"):
+                                          r"default@2\+[0-9a-f]{12} states .*refit"):
         Router.from_yaml(DEFAULT_RULES, other.to_dict(), ["acme"])
     with pytest.raises(ConfigError, match="not a thresholds record"):
         Router.from_yaml(DEFAULT_RULES, {"groups": {}}, ["acme"])
@@ -201,17 +219,17 @@ def test_missing_file_is_a_config_error(tmp_path):
 def test_version_tracks_the_content_not_the_layout(tmp_path):
     text = DEFAULT_RULES.read_text()
     base = load_rules(_write(tmp_path, text, "a.yaml"))
-    assert base.full_version == f"default@1+{base.digest[:12]}"
+    assert base.full_version == f"default@2+{base.digest[:12]}"
     flow = text.replace("  - id: urgent\n    kind: urgent-threshold",
                         "  - {kind: urgent-threshold, id: urgent}  # flow style")
     relaid = load_rules(_write(tmp_path, "# a new comment\n" + flow, "b.yaml"))
     assert relaid.full_version == base.full_version
     changed = load_rules(_write(tmp_path, text.replace("min_slices: 16", "min_slices: 20"),
                                 "c.yaml"))
-    assert changed.full_version != base.full_version and changed.version == "1"
-    bumped = load_rules(_write(tmp_path, text.replace('version: "1"', 'version: "2"'),
+    assert changed.full_version != base.full_version and changed.version == "2"
+    bumped = load_rules(_write(tmp_path, text.replace('version: "2"', 'version: "3"'),
                                "d.yaml"))
-    assert bumped.full_version.startswith("default@2+")
+    assert bumped.full_version.startswith("default@3+")
     assert Router(base, {}, []).version == base.full_version
 
 

@@ -80,7 +80,7 @@ def test_every_study_found_gets_exactly_one_row(baseline, run_case):
         assert row.route in {"urgent", "routine", "review", "failed"}
         assert row.reasons and row.rule_ids, row.study_uid
         assert (row.model_name, row.model_version) == ("tiny", "7")
-        assert row.rules_version.startswith("test-run@1+")
+        assert row.rules_version.startswith("test-run@2+")
         assert row.temperature and row.processed_at.endswith("+00:00")
 
 
@@ -209,8 +209,8 @@ def test_a_rerun_reuses_the_journal_and_refuses_other_rules(baseline, run_case, 
     assert (again.resumed, again.processed) == (7, 0)
     assert again.rows == baseline.result.rows
     other = tmp_path / "other.yaml"
-    other.write_text(rules_path.read_text(encoding="utf-8").replace("version: '1'",
-                                                                    "version: '2'"))
+    other.write_text(rules_path.read_text(encoding="utf-8").replace("version: '2'",
+                                                                    "version: '3'"))
     changed = Router.from_yaml(other, routing_for(other), bundle.train_devices)
     with pytest.raises(JournalError, match="rules_version"):
         run_export(run_case.export_dir, out, bundle=bundle, router=changed, workers=1)

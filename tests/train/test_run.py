@@ -97,7 +97,7 @@ def test_mlflow_records_config_metrics_dataset_figures_and_model(trained):
         assert run.data.params[key] == str(value), key
     assert run.data.params["data.n_held-out"] == "12"
     assert "perturbation.p_transfer" in run.data.params
-    assert run.data.tags["triage.rules_version"].startswith("default@1+")
+    assert run.data.tags["triage.rules_version"].startswith("default@2+")
     metrics = run.data.metrics
     for key in ("held-out.cal.all.auroc", "test.cal.acme.ece", "calibration.temperature",
                 "train.loss", "val.auroc"):

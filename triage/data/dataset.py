@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from triage.errors import TriageError
+from triage.ingest.report import REPORT_COLUMNS, read_report
 from triage.preprocess.cache import VolumeCache
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,8 @@ def resolve_samples(manifest: pd.DataFrame, ingest_dir: Path | str) -> ResolvedS
     if not report_path.is_file():
         raise DatasetError(f"{ingest_dir} has no {REPORT_NAME}: run `triage ingest EXPORT "
                            f"--out {ingest_dir}` first.")
-    report = pd.read_csv(report_path, dtype=str, keep_default_na=False)
+    # read_report undoes the quote that keeps a text cell from being a spreadsheet formula
+    report = pd.DataFrame(read_report(report_path), columns=REPORT_COLUMNS, dtype=str)
     by_uid = {row.study_uid: row for row in report.itertuples(index=False)}
     samples: list[Sample] = []
     excluded: list[tuple[str, str]] = []

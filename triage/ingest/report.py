@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from triage.csv_cells import restore_row, safe_row
 from triage.dicom.device import UNKNOWN_DEVICE
 from triage.io import atomic_open
 
@@ -81,14 +82,14 @@ def write_report(rows: Iterable[StudyReport], path: Path | str) -> Path:
             values = dataclasses.asdict(row)
             values["status"] = row.status.value
             values["cache_hit"] = "true" if row.cache_hit else "false"
-            writer.writerow(values)
+            writer.writerow(safe_row(values))  # text cells: no spreadsheet formulas
     return path
 
 
 def read_report(path: Path | str) -> list[dict[str, str]]:
-    """The rows of a report CSV as dicts of strings."""
+    """The rows of a report CSV as dicts of strings (text cells restored)."""
     with open(path, encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
+        return [restore_row(row) for row in csv.DictReader(fh)]
 
 
 def summarize(rows: Iterable[StudyReport]) -> dict[str, dict[str, int]]:

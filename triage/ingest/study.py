@@ -30,6 +30,7 @@ from triage.errors import (
 )
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus, StudyReport
+from triage.ingest.volume_qc import measure_volume
 from triage.io import atomic_write_text
 from triage.preprocess.cache import VolumeCache
 from triage.preprocess.pipeline import preprocess
@@ -37,6 +38,7 @@ from triage.preprocess.stats import DeviceStatsAccumulator
 
 LOGGER = logging.getLogger(__name__)
 STATS_DIR = "device_stats"
+QC_DIR = "volume_qc"
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,14 @@ class StudyOutcome:
     ``array`` is the prepared volume as cached (float32), sent back only when the caller
     asked for it (``keep_array``) and the study was loaded now rather than found in the
     cache: `triage run` scores it without reading back what the worker just wrote.
+    ``volume_qc`` is `triage.ingest.volume_qc.VolumeQC.to_dict()` of the native volume
+    (None when no volume was loaded, or a cache entry predates it).
     """
 
     report: StudyReport
     device_stats: dict[str, Any] | None = None
     array: np.ndarray | None = None
+    volume_qc: dict[str, Any] | None = None
 
 
 def source_fingerprint(series: SeriesRef) -> str:
@@ -86,6 +91,10 @@ def _base_report(study: StudyGroup, selection: SeriesSelection) -> StudyReport:
 
 def _stats_path(cache: VolumeCache, key: str) -> Path:
     return cache.root / STATS_DIR / f"{key}.json"
+
+
+def _qc_path(cache: VolumeCache, key: str) -> Path:
+    return cache.root / QC_DIR / f"{key}.json"
 
 
 def ingest_study(study: StudyGroup, config: IngestConfig, cache_root: Path | str,
@@ -174,7 +183,8 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
         return StudyOutcome(replace(
             report, status=IngestStatus.OK, verdict=sidecar.get("verdict", ""),
             cache_key=key, cache_hit=True,
-            warnings=_join(report.warnings, *sidecar.get("warnings", []))), stats)
+            warnings=_join(report.warnings, *sidecar.get("warnings", []))), stats,
+            volume_qc=_read_json(_qc_path(cache, key)))
     with capture_pydicom() as notes:  # pydicom's warnings: report warnings, not stderr
         try:
             volume = load_series([r.path for r in series.instances], options=config.load,
@@ -199,6 +209,8 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
     except TriageError as err:
         return StudyOutcome(replace(report, stage="preprocess", verdict=volume.verdict.value,
                                     reasons=_join(report.reasons, str(err))))
+    qc = measure_volume(volume).to_dict()
+    atomic_write_text(_qc_path(cache, key), json.dumps(qc), durable=False)
     stats = None
     if volume.modality == "CT":
         acc = DeviceStatsAccumulator()
@@ -211,7 +223,7 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
         report, status=IngestStatus.OK, verdict=volume.verdict.value, cache_key=key,
         modality=volume.modality, n_slices=int(volume.shape[2]),
         warnings=_join(report.warnings, *prepared.warnings)), stats,
-        np.ascontiguousarray(prepared.array, dtype=np.float32) if keep_array else None)
+        np.ascontiguousarray(prepared.array, dtype=np.float32) if keep_array else None, qc)
 
 
 def _pydicom_warnings(notes: list[str], limit: int = 3) -> list[str]:

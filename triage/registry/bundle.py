@@ -11,6 +11,11 @@ A bundle is a directory::
 It is what MLflow stores (`triage.registry.pyfunc.log_bundle`) and what `triage run` loads.
 It holds no patient identifiers: configs, per-device-group statistics and aggregate metrics
 only (docs/mlflow.md).
+
+`bundle.json` decides routing (thresholds, rules), so the weights checksum inside it is not
+enough: `bundle_digest` hashes every file of the folder, MLflow records it outside the
+bundle when the model is logged, and `load_bundle(..., expected_digest=)` refuses a bundle
+that no longer matches (`BundleDigestError`).
 """
 
 from __future__ import annotations
@@ -59,6 +64,49 @@ class BundleError(TriageError):
         self.path = Path(path) if path is not None else None
         where = f"Model bundle {self.path}" if self.path is not None else "Model bundle"
         super().__init__(f"{where}: {message}")
+
+
+class BundleDigestError(BundleError):
+    """A bundle's files differ from the digest recorded when it was logged (or none was
+    recorded): someone edited or replaced them, and the routing they decide is not the
+    one that was validated.
+
+    Attributes:
+        expected: the recorded digest (None when none was recorded).
+        actual: the digest of the files found.
+    """
+
+    def __init__(self, path: Path | str | None, expected: str | None, actual: str) -> None:
+        self.expected, self.actual = expected, actual
+        if expected is None:
+            message = ("has no recorded digest, so its files cannot be checked; log it "
+                       "again with triage.registry.pyfunc.log_bundle.")
+        else:
+            message = (f"its files do not match the digest recorded when it was logged "
+                       f"(sha256 {expected[:12]}..., found {actual[:12]}...); a file was "
+                       f"edited, added or removed since. Load a trusted copy or log it again.")
+        super().__init__(path, message)
+
+
+def bundle_digest(directory: Path | str) -> str:
+    """SHA-256 over every file of a bundle folder: relative path and content of each.
+
+    Any edited, added, removed or renamed file changes it; so does a file reached through
+    a symbolic link (its content is read).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "bundle.json").write_text("{}")
+        >>> bundle_digest(d)[:12]
+        'f0da3e98ba0d'
+    """
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if not p.is_dir()):
+        digest.update(path.relative_to(directory).as_posix().encode("utf-8") + b"\0")
+        digest.update(_sha256(path).encode("ascii") + b"\n")
+    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
@@ -313,13 +361,35 @@ def save_bundle(bundle: ModelBundle, directory: Path | str) -> Path:
     return directory
 
 
-def load_bundle(directory: Path | str) -> ModelBundle:
+def _weights_path(directory: Path, name: Any) -> Path:
+    """The weights file `name` names, refused unless it is a plain file name in the bundle
+    folder (an absolute path or ``..`` would load weights nobody validated)."""
+    if not isinstance(name, str) or not name or name in (".", "..") \
+            or Path(name).name != name or "\\" in name:
+        raise BundleError(directory, f"{BUNDLE_JSON} names weights {name!r} outside the bundle "
+                                     f"folder; a bundle names its weights file by a plain "
+                                     f"file name inside it (e.g. {WEIGHTS_FILE!r}).")
+    path = directory / name
+    if not path.resolve().is_relative_to(directory.resolve()):
+        raise BundleError(directory, f"the weights file {name} links outside the bundle "
+                                     f"folder; copy the weights into it.")
+    return path
+
+
+def load_bundle(directory: Path | str, *, expected_digest: str | None = None) -> ModelBundle:
     """Read a bundle written by `save_bundle`.
 
+    Args:
+        directory: the bundle folder.
+        expected_digest: the `bundle_digest` recorded when the bundle was logged; when
+            given, a folder whose files no longer match it is refused.
+
     Raises:
+        BundleDigestError: the files do not match `expected_digest`.
         BundleError: the directory or a file is missing, bundle.json is not valid JSON or
-            lacks a field, the weights do not match their checksum or cannot be read, or
-            the bundle was written by a newer triage (format > `BUNDLE_FORMAT`).
+            lacks a field, the weights file is named outside the folder, the weights do
+            not match their checksum or cannot be read, or the bundle was written by a
+            newer triage (format > `BUNDLE_FORMAT`).
     """
     import torch
 
@@ -328,6 +398,10 @@ def load_bundle(directory: Path | str) -> ModelBundle:
     if not directory.is_dir():
         raise BundleError(directory, "is not a directory; pass the folder that holds "
                                      f"{BUNDLE_JSON} and {WEIGHTS_FILE}.")
+    if expected_digest is not None:
+        actual = bundle_digest(directory)
+        if actual != expected_digest:
+            raise BundleDigestError(directory, expected_digest, actual)
     if not meta_path.is_file():
         raise BundleError(directory, f"{BUNDLE_JSON} is missing; this is not a model bundle.")
     try:
@@ -347,7 +421,7 @@ def load_bundle(directory: Path | str) -> ModelBundle:
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise BundleError(directory, f"{BUNDLE_JSON} lacks field(s) {', '.join(missing)}.")
-    weights = directory / str(meta.get("weights", WEIGHTS_FILE))
+    weights = _weights_path(directory, meta.get("weights", WEIGHTS_FILE))
     if not weights.is_file():
         raise BundleError(directory, f"the weights file {weights.name} is missing.")
     expected = meta.get("weights_sha256")

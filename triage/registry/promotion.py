@@ -83,6 +83,7 @@ def register_version(run_id: str, name: str, *, tracking_uri: str | None = None)
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from triage.registry.pyfunc import DIGEST_TAG
     from triage.registry.tracking import _scoped_uri
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -109,6 +110,7 @@ def register_version(run_id: str, name: str, *, tracking_uri: str | None = None)
         "calibration.calib_ece": metrics.get("calib.cal.all.ece", float("nan")),
         "rules_version": run.data.tags.get("triage.rules_version", ""),
         "source_run_id": run_id,
+        "bundle.sha256": models[0].tags.get(DIGEST_TAG, ""),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, str(value))

@@ -2,18 +2,29 @@
 
 `log_bundle` logs a bundle directory into the active run as a "models from code" pyfunc
 (`triage/registry/pyfunc_entry.py` defines the model; no pickled Python object is stored),
-with a tensor signature and a short, pinned requirements list so that MLflow never infers
-or resolves requirements over the network. The pyfunc needs `triage` importable where it is
-loaded; it is not listed in the requirements (it is not on PyPI under that name).
+with a tensor signature and pinned requirements so that MLflow never infers or resolves
+requirements over the network. The `triage` package itself travels with the model as code
+(MLflow's ``code_paths``: ``code/triage/``, put on ``sys.path`` when the model is loaded),
+because a package of that name on PyPI is not this project; the requirements are triage's
+own runtime dependencies, pinned at the installed versions. ``MLmodel`` records no local
+path of the machine that logged it (the entry point and the bundle are named relative to
+the model folder).
 
 `load_bundle_from_uri` needs no pyfunc machinery: it downloads the model's artifacts and
 reads the bundle directory inside them.
+
+Whoever can edit a bundle's files controls routing (``bundle.json`` holds the thresholds and
+the rules), so `log_bundle` records the `bundle_digest` of every file as a tag of the
+LoggedModel (in the tracking store, not beside the files), and `load_bundle_from_uri`
+refuses a model whose files no longer match it, or that has none (`BundleDigestError`).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
+import tomllib
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from triage.registry.bundle import BUNDLE_JSON, BundleError, ModelBundle, load_bundle
+import triage
+from triage.registry.bundle import (
+    BUNDLE_JSON,
+    BundleDigestError,
+    BundleError,
+    ModelBundle,
+    bundle_digest,
+    load_bundle,
+)
 from triage.registry.tracking import (
     TrackingError,
     _scoped_uri,
@@ -37,6 +56,12 @@ except ImportError:  # pragma: no cover
 BUNDLE_ARTIFACT = "bundle"
 ENTRY_POINT = Path(__file__).with_name("pyfunc_entry.py")
 _PINNED = ("mlflow", "torch", "monai", "numpy")
+DIGEST_TAG = "triage.bundle_sha256"
+"""LoggedModel tag holding the `bundle_digest` of the logged bundle."""
+DIGEST_KEY = "bundle_sha256"  # the same digest in MLmodel's model_config and metadata
+_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
+_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+_MODEL_ID = re.compile(r"^models:/(?P<id>[^/@]+)$")
 
 
 class TriageModel(PythonModel):
@@ -51,8 +76,11 @@ class TriageModel(PythonModel):
         self.bundle: ModelBundle | None = None
 
     def load_context(self, context: Any) -> None:
-        """Load the bundle from the model's ``bundle`` artifact."""
-        self.bundle = load_bundle(context.artifacts[BUNDLE_ARTIFACT])
+        """Load the bundle from the model's ``bundle`` artifact, checked against the digest
+        recorded in the model's config (when it has one)."""
+        config = getattr(context, "model_config", None) or {}
+        self.bundle = load_bundle(context.artifacts[BUNDLE_ARTIFACT],
+                                  expected_digest=config.get(DIGEST_KEY))
 
     def predict(self, context: Any, model_input: np.ndarray,
                 params: dict[str, Any] | None = None) -> np.ndarray:
@@ -68,9 +96,33 @@ def _requirement(dist: str) -> str:
     return f"{dist}=={version}"
 
 
+def _triage_dependencies() -> list[str]:
+    """Names of triage's runtime dependencies (installed metadata, else pyproject.toml)."""
+    from packaging.requirements import Requirement
+
+    try:
+        declared = metadata.requires("triage") or []
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        pyproject = Path(triage.__file__).resolve().parents[1] / "pyproject.toml"
+        declared = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"][
+            "dependencies"] if pyproject.is_file() else []
+    names = [Requirement(r).name for r in declared if "extra" not in str(
+        Requirement(r).marker or "")]
+    return list(dict.fromkeys([*_PINNED, *names]))
+
+
 def pip_requirements() -> list[str]:
-    """The pinned requirements logged with the model: mlflow, torch, monai, numpy."""
-    return [_requirement(d) for d in _PINNED]
+    """The pinned requirements logged with the model: triage's runtime dependencies
+    (mlflow, torch, monai, numpy first) at the installed versions."""
+    return [_requirement(d) for d in _triage_dependencies()]
+
+
+def _stage_code(tmp: Path) -> Path:
+    """A clean copy of the `triage` package (no caches) to log as the model's code."""
+    target = tmp / "code" / "triage"
+    shutil.copytree(Path(triage.__file__).resolve().parent, target,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
 
 
 def log_bundle(bundle_dir: Path | str, *, name: str = "model",
@@ -109,6 +161,7 @@ def log_bundle(bundle_dir: Path | str, *, name: str = "model",
         # and the caller's path may name a site, a study or an export.
         staged = Path(tmp) / BUNDLE_ARTIFACT
         shutil.copytree(bundle_dir, staged)
+        digest = bundle_digest(staged)
         with warnings.catch_warnings():
             # MLflow nags about a missing input example; it is optional by design here.
             warnings.filterwarnings("ignore", message=".*input example was not provided")
@@ -118,18 +171,47 @@ def log_bundle(bundle_dir: Path | str, *, name: str = "model",
                           "code_version": bundle.code_version,
                           "in_shape": list(bundle.in_shape),
                           "temperature": bundle.temperature,
-                          "train_devices": list(bundle.train_devices)})
+                          "train_devices": list(bundle.train_devices),
+                          DIGEST_KEY: digest},
+                digest=digest)
     return info.model_uri
 
 
 def _log_model(name: str, staged: Path, signature: Any, example: np.ndarray | None,
-               metadata: dict[str, Any]) -> Any:
+               metadata: dict[str, Any], digest: str) -> Any:
     import mlflow
 
-    return mlflow.pyfunc.log_model(
+    info = mlflow.pyfunc.log_model(
         name=name, python_model=str(ENTRY_POINT), artifacts={BUNDLE_ARTIFACT: str(staged)},
-        signature=signature, input_example=example, pip_requirements=pip_requirements(),
-        metadata=metadata)
+        code_paths=[str(_stage_code(staged.parent))], signature=signature,
+        input_example=example, pip_requirements=pip_requirements(), metadata=metadata,
+        model_config={DIGEST_KEY: digest}, tags={DIGEST_TAG: digest})
+    _relative_mlmodel(info.model_id, staged.parent / "mlmodel")
+    return info
+
+
+def _relative_mlmodel(model_id: str, workdir: Path) -> None:
+    """Rewrite the logged ``MLmodel`` without the local paths MLflow records (the entry
+    point's path in this checkout, the staging folder of the bundle): both are read back
+    relative to the model folder, so only their names are kept."""
+    import mlflow
+    import yaml
+
+    client = mlflow.MlflowClient()
+    location = client.get_logged_model(model_id).artifact_location
+    workdir.mkdir()
+    path = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/MLmodel",
+                                                    dst_path=str(workdir)))
+    conf = yaml.safe_load(path.read_text(encoding="utf-8"))
+    flavor = conf["flavors"]["python_function"]
+    if flavor.get("model_code_path"):
+        flavor["model_code_path"] = Path(flavor["model_code_path"]).name
+    for entry in (flavor.get("artifacts") or {}).values():
+        if isinstance(entry, dict) and "uri" in entry:
+            entry["uri"] = entry["path"]
+    path.write_text(yaml.safe_dump(conf, default_flow_style=False, sort_keys=True),
+                    encoding="utf-8")
+    client.log_model_artifacts(model_id, str(workdir))
 
 
 def _bundle_format(directory: Path) -> int:
@@ -158,8 +240,52 @@ def _find_bundle(model_dir: Path) -> Path:
     return found[0].parent
 
 
+def _mlmodel(model_dir: Path) -> dict[str, Any]:
+    import yaml
+
+    path = model_dir / "MLmodel"
+    if not path.is_file():
+        return {}
+    conf = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return conf if isinstance(conf, dict) else {}
+
+
+def _recorded_digest(uri: str, model_dir: Path, tracking_uri: str) -> str | None:
+    """The digest the tracking store recorded for the model `uri` names (None if none).
+
+    The model id comes from the registry for ``models:/NAME@alias`` and ``models:/NAME/N``,
+    from the URI for ``models:/<id>``, else from the downloaded ``MLmodel``.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        version = None
+        if match := _ALIAS.match(uri):
+            version = client.get_model_version_by_alias(match["name"], match["alias"])
+        elif match := _VERSION.match(uri):
+            version = client.get_model_version(match["name"], match["version"])
+        if version is not None:
+            source = _MODEL_ID.match(version.source or "")
+            model_id = version.model_id or (source["id"] if source else None)
+        elif match := _MODEL_ID.match(uri):
+            model_id = match["id"]
+        else:
+            model_id = _mlmodel(model_dir).get("model_id")
+        if not model_id:
+            return None
+        return client.get_logged_model(model_id).tags.get(DIGEST_TAG)
+    except MlflowException:
+        return None
+
+
 def load_bundle_from_uri(uri: str, *, tracking_uri: str | None = None) -> ModelBundle:
     """Load the bundle of a logged or registered model, or a local bundle directory.
+
+    A logged model's files must match the digest recorded in the tracking store when it
+    was logged; a downloaded pyfunc folder is checked against the digest in its
+    ``MLmodel``; a bare bundle folder is read as it is.
 
     Args:
         uri: ``models:/NAME@alias``, ``models:/NAME/3``, ``models:/<model_id>``,
@@ -168,13 +294,16 @@ def load_bundle_from_uri(uri: str, *, tracking_uri: str | None = None) -> ModelB
         tracking_uri: tracking (and registry) URI; see `resolve_tracking_uri`.
 
     Raises:
+        BundleDigestError: the files do not match the recorded digest, or a logged model
+            has no recorded digest.
         BundleError: the artifacts hold no valid bundle.
         TrackingError: the URI cannot be resolved or downloaded (the MLflow error is
             chained).
     """
     local = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
     if "://" not in uri and ":/" not in uri and local.is_dir():
-        return load_bundle(_find_bundle(local))
+        config = _mlmodel(local).get("model_config") or {}
+        return load_bundle(_find_bundle(local), expected_digest=config.get(DIGEST_KEY))
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -189,4 +318,11 @@ def load_bundle_from_uri(uri: str, *, tracking_uri: str | None = None) -> ModelB
         except MlflowException as err:
             raise TrackingError(f"Cannot download model '{uri}' from {resolved}: "
                                 f"{err.message}") from err
-        return load_bundle(_find_bundle(Path(path)))
+        directory = _find_bundle(Path(path))
+        expected = _recorded_digest(uri, Path(path), resolved)
+        if expected is None:
+            raise BundleDigestError(uri, None, bundle_digest(directory))
+        try:
+            return load_bundle(directory, expected_digest=expected)
+        except BundleDigestError as err:
+            raise BundleDigestError(uri, err.expected, err.actual) from None

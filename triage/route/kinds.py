@@ -163,6 +163,66 @@ class InputDistance(Rule):
                 f"(bound {self.max_distance:g})")
 
 
+def _number(value: object, option: str, low: float, high: float | None = None) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, int | float) \
+        and math.isfinite(value) and value >= low and (high is None or value <= high)
+    if not ok:
+        span = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
+        raise ValueError(f"{option} must be a number {span}, got {value!r}.")
+
+
+@register_rule("degenerate-volume")
+@dataclass(frozen=True)
+class DegenerateVolume(Rule):
+    """Review: the volume is no usable image (near-constant, a tiny matrix, or mostly air).
+
+    Its probability is a number the model produced from nothing: never let it clear a
+    study. A volume whose measurements are missing fires with `review_unknown`.
+    """
+
+    route = Route.REVIEW
+    stage = Stage.QC
+    min_intensity_std: float = 5.0
+    min_matrix: int = 32
+    min_body_fraction: float = 0.05
+    review_unknown: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _number(self.min_intensity_std, "min_intensity_std", 0.0)
+        if isinstance(self.min_matrix, bool) or not isinstance(self.min_matrix, int) \
+                or self.min_matrix < 1:
+            raise ValueError(f"min_matrix must be an integer >= 1, got {self.min_matrix!r}.")
+        _number(self.min_body_fraction, "min_body_fraction", 0.0, 1.0)
+        if not isinstance(self.review_unknown, bool):
+            raise ValueError(f"review_unknown must be true or false, got "
+                             f"{self.review_unknown!r}.")
+
+    def check(self, evidence: StudyEvidence, context: RuleContext) -> str | None:
+        if not evidence.ingest_ok:
+            return None
+        if evidence.matrix is None and evidence.intensity_std is None:
+            return ("degenerate-volume measurements are missing (volume not checked)"
+                    if self.review_unknown else None)
+        found = []
+        if evidence.matrix is not None and min(evidence.matrix[:2]) < self.min_matrix:
+            cols, rows = evidence.matrix[:2]
+            found.append(f"a {cols} x {rows} matrix (fewer than {self.min_matrix} columns or "
+                         f"rows)")
+        std = evidence.intensity_std
+        if std is not None and not (std >= self.min_intensity_std):  # NaN included
+            shown = f"{std:.3g} HU" if math.isfinite(std) else "not measurable"
+            found.append(f"a blank or near-constant image (intensity spread {shown}, below "
+                         f"{self.min_intensity_std:g})")
+        body = evidence.body_fraction
+        if body is not None and body < self.min_body_fraction:
+            found.append(f"mostly outside the body ({body:.1%} of voxels above -500 HU, below "
+                         f"{self.min_body_fraction:.0%})")
+        if not found:
+            return None
+        return "degenerate volume: " + ", and ".join(found)
+
+
 def _group(evidence: StudyEvidence, context: RuleContext) -> GroupThresholds | None:
     return context.thresholds.get(evidence.device_group)
 

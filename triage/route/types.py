@@ -55,6 +55,11 @@ class StudyEvidence:
         inference_error: why inference failed; empty when it did not.
         input_distance: how far the study's input intensity statistics are from the
             training devices' (computed elsewhere); None when unknown.
+        matrix: the native volume's shape (columns, rows, slices); None when unknown.
+        intensity_std: standard deviation of the volume's intensity (HU for CT); None
+            when unknown, NaN when it could not be measured.
+        body_fraction: fraction of voxels above -500 HU (inside the body); None when
+            unknown or not CT.
 
     Raises:
         ValueError: `p_calibrated` is a number outside [0, 1] (NaN is accepted and treated
@@ -72,9 +77,14 @@ class StudyEvidence:
     p_calibrated: float | None = None
     inference_error: str = ""
     input_distance: float | None = None
+    matrix: tuple[int, ...] | None = None
+    intensity_std: float | None = None
+    body_fraction: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "warnings", tuple(str(w) for w in self.warnings))
+        if self.matrix is not None:
+            object.__setattr__(self, "matrix", tuple(int(n) for n in self.matrix))
         p = self.p_calibrated
         if p is not None:
             p = float(p)

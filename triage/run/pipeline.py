@@ -47,6 +47,7 @@ from triage.ingest.report import IngestStatus, StudyReport
 from triage.ingest.schedule import studies_largest_first
 from triage.ingest.stream import stream_ingest
 from triage.ingest.study import StudyOutcome, ingest_study
+from triage.ingest.volume_qc import VolumeQC
 from triage.io import atomic_write_text
 from triage.preprocess.cache import VolumeCache
 from triage.run.distance import input_distance
@@ -233,7 +234,8 @@ class _Triage:
         try:
             if report.status is IngestStatus.OK:
                 distance = input_distance(outcome.device_stats, self.bundle.device_stats)
-            decision = self.router.route(self._evidence(report, p, inference_error, distance))
+            decision = self.router.route(self._evidence(report, p, inference_error, distance,
+                                                        outcome.volume_qc))
         except Exception as err:  # noqa: BLE001 - the study fails, the batch goes on
             if is_environmental(err):
                 raise
@@ -256,15 +258,19 @@ class _Triage:
 
     @staticmethod
     def _evidence(report: StudyReport, p: float | None, inference_error: str,
-                  distance: float | None) -> StudyEvidence:
+                  distance: float | None, volume_qc: dict[str, Any] | None = None
+                  ) -> StudyEvidence:
         from triage.route.types import StudyEvidence
 
+        qc = VolumeQC.from_dict(volume_qc)
         return StudyEvidence(
             study_uid=report.study_uid, device_group=report.device_group,
             modality=report.modality, ingest_ok=report.status is IngestStatus.OK,
             ingest_reasons=report.reasons, verdict=report.verdict,
             warnings=_split(report.warnings), n_slices=report.n_slices, p_calibrated=p,
-            inference_error=inference_error, input_distance=distance)
+            inference_error=inference_error, input_distance=distance,
+            matrix=qc.matrix if qc else None, intensity_std=qc.intensity_std if qc else None,
+            body_fraction=qc.body_fraction if qc else None)
 
     def _failed_decision(self, report: StudyReport, reason: str) -> RouteDecision:
         """The router's own ``failed`` decision for `reason`, or a plain one if it fails."""

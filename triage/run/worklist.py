@@ -3,7 +3,8 @@
 ``worklist.csv`` holds exactly one row per study found in the export (unreadable files as
 ``unreadable:<path>`` pseudo-studies included), sorted by study UID; ``review_worklist.csv``
 holds the ``review`` and ``failed`` rows in reading order (`review_order`). Both are UTF-8,
-RFC 4180 (``csv`` module, minimal quoting, CRLF line ends) and written atomically. The
+RFC 4180 (``csv`` module, minimal quoting, CRLF line ends) and written atomically; a text
+cell a spreadsheet would run as a formula gets a leading quote (`triage.csv_cells`). The
 columns are `WORKLIST_COLUMNS`, documented in docs/worklist.md; they only ever grow at the
 end.
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from triage.csv_cells import restore_row, safe_row
 from triage.dicom.grouping import StudyGroup
 from triage.io import atomic_open
 
@@ -96,6 +98,9 @@ class WorklistRow:
 
 WORKLIST_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(WorklistRow))
 """The worklist columns, in order (stable: new columns are only appended)."""
+NUMERIC_COLUMNS = frozenset({"priority", "p_calibrated", "input_distance", "temperature"})
+"""Columns holding numbers; every other cell is text, neutralized against spreadsheet
+formulas (`triage.csv_cells`)."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ def _write_csv(rows: Iterable[WorklistRow], path: Path) -> None:
                                 lineterminator="\r\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow(row.to_dict())
+            writer.writerow(safe_row(row.to_dict(), NUMERIC_COLUMNS))
 
 
 def write_worklists(rows: Iterable[WorklistRow], out_dir: Path | str,
@@ -189,6 +194,7 @@ def write_worklists(rows: Iterable[WorklistRow], out_dir: Path | str,
 
 
 def read_worklist(path: Path | str) -> list[WorklistRow]:
-    """The rows of a worklist CSV written by `write_worklists`."""
+    """The rows of a worklist CSV written by `write_worklists` (text cells restored)."""
     with open(path, encoding="utf-8", newline="") as fh:
-        return [WorklistRow.from_dict(row) for row in csv.DictReader(fh)]
+        return [WorklistRow.from_dict(restore_row(row, NUMERIC_COLUMNS))
+                for row in csv.DictReader(fh)]

@@ -1,0 +1,79 @@
+"""Is a loaded series an image at all? Contrast, matrix and body fraction of the native volume.
+
+A blank export (RescaleSlope 0: every voxel -1024 HU), a one-column image or a scan that is
+almost all air gives the model nothing to judge, yet it still returns a probability, which
+may fall below a certified routine threshold. Ingest measures these numbers on the native
+volume (before resampling hides a tiny matrix) and the ``degenerate-volume`` rule
+(`triage.route.kinds`) sends such studies to review.
+
+The measurements use the same evenly spaced slices (up to 16) as the device statistics
+(`triage.preprocess.stats`), so they cost a fraction of a millisecond per slice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from triage.dicom.volume import Volume
+from triage.preprocess.stats import BODY_THRESHOLD_HU, _slices
+
+
+@dataclass(frozen=True)
+class VolumeQC:
+    """What the ``degenerate-volume`` rule reads about one loaded series.
+
+    Attributes:
+        matrix: the native volume's shape (columns, rows, slices).
+        intensity_std: standard deviation of the stored intensity (HU for CT) over the
+            sampled slices; NaN when the array holds a non-finite value.
+        body_fraction: fraction of the sampled voxels above -500 HU (inside the body), for
+            CT only; None for other modalities (no absolute scale).
+    """
+
+    matrix: tuple[int, int, int]
+    intensity_std: float
+    body_fraction: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (NaN as None)."""
+        std = self.intensity_std if math.isfinite(self.intensity_std) else None
+        return {"matrix": list(self.matrix), "intensity_std": std,
+                "body_fraction": self.body_fraction}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> VolumeQC | None:
+        """The measurements of `to_dict` output; None when `data` is missing or malformed."""
+        try:
+            matrix = tuple(int(n) for n in data["matrix"])
+            std = data["intensity_std"]
+            body = data["body_fraction"]
+            if len(matrix) != 3:
+                return None
+            return cls(matrix, float("nan") if std is None else float(std),
+                       None if body is None else float(body))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def measure_volume(volume: Volume) -> VolumeQC:
+    """Measure matrix, intensity spread and body fraction of a loaded series.
+
+    Example:
+        >>> import numpy as np
+        >>> blank = Volume(np.full((32, 32, 8), -1024, np.float32), np.eye(4), "CT")
+        >>> qc = measure_volume(blank)
+        >>> qc.matrix, qc.intensity_std, qc.body_fraction
+        ((32, 32, 8), 0.0, 0.0)
+    """
+    sample = _slices(volume.array)
+    if sample.size == 0:
+        return VolumeQC(volume.shape, float("nan"), None)
+    std = float(sample.std(dtype=np.float64))
+    body = None
+    if volume.modality == "CT":
+        body = float(np.count_nonzero(sample > BODY_THRESHOLD_HU) / sample.size)
+    return VolumeQC(volume.shape, std, body)
