@@ -127,7 +127,7 @@ def shift_pvalue(device_scores: Any, other_scores: Any, *, lower: bool) -> float
 
     Example:
         >>> round(shift_pvalue([0.1, 0.2, 0.15], np.linspace(0.5, 0.9, 20), lower=True), 4)
-        0.0007
+        0.0006
     """
     from scipy.stats import mannwhitneyu
 
