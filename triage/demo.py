@@ -32,6 +32,8 @@ MODEL_NAME = "triage-demo"
 # The documented default difficulty of the synthetic task (docs/synthetic_data.md).
 SYNTH_FLAGS: list[str] = ["--matrix", "128", "--slices", "40", "--lesion-size", "14,24",
                           "--lesion-contrast", "-90"]
+# Render studies in two processes (the output does not depend on it): the demo's 2 cores.
+SYNTH_WORKERS: list[str] = ["--workers", "2"]
 # A larger calibration split than the default 15 %, so that the demo's devices have enough
 # calibration positives and negatives to certify (docs/calibration.md, "Guarantee modes").
 TRAIN_SPLITS = "train=0.5,val=0.1,calib=0.3,test=0.1"
@@ -64,10 +66,10 @@ def run(out: Path, studies: int, incoming: int, seed: int, epochs: int | None = 
     manifest = train_export / "manifest.csv"
     _step("synthetic training export", ["synth", str(train_export), "--studies", str(studies),
                                         "--seed", str(seed), "--splits", TRAIN_SPLITS,
-                                        *SYNTH_FLAGS])
+                                        *SYNTH_FLAGS, *SYNTH_WORKERS])
     _step("synthetic incoming export", ["synth", str(incoming_export), "--studies",
                                         str(incoming), "--seed", str(seed + 1000),
-                                        *SYNTH_FLAGS])
+                                        *SYNTH_FLAGS, *SYNTH_WORKERS])
     _step("validate manifest", ["manifest", "validate", str(manifest)])
     _step("ingest training export", ["ingest", str(train_export), "--out",
                                      str(out / "ingest"), "--config", str(INGEST_CONFIG)])

@@ -164,8 +164,8 @@ def test_a_record_from_before_guarantee_modes_reads_as_pac_device(fitted):
 def test_suspected_positives_come_first_even_on_an_uncertified_device(router, evidence):
     suspected = router.route(evidence(device_group="tiny", p_calibrated=0.8))
     assert suspected.route is Route.REVIEW and suspected.priority == Priority.SUSPECTED == 2
-    assert suspected.priority_reason == ("suspected finding: p=0.8 >= 0.5, not certified "
-                                         "('uncertified-device'); read before other reviews")
+    assert suspected.priority_reason == ("suspected finding: p=0.8 >= 0.5, in review by "
+                                         "'uncertified-device'; read before other reviews")
     calm = router.route(evidence(device_group="tiny", p_calibrated=0.2))
     assert calm.priority == Priority.REVIEW == 4
     assert calm.priority_reason == ("needs a reader ('uncertified-device'); no suspected "

@@ -86,8 +86,8 @@ def prioritize(route: Route, fired: Sequence[tuple[str, Route]], evidence: Study
                                     f"urgent threshold, but '{decider}' sent it to review")
     cut = settings.suspect_p
     if p is not None and cut is not None and not math.isnan(p) and p >= cut:
-        return Priority.SUSPECTED, (f"suspected finding: {shown} >= {cut:g}, not certified "
-                                    f"('{decider}'); read before other reviews")
+        return Priority.SUSPECTED, (f"suspected finding: {shown} >= {cut:g}, in review by "
+                                    f"'{decider}'; read before other reviews")
     if p is None:
         return Priority.REVIEW, f"needs a reader ('{decider}'); no usable probability"
     below = f" < {cut:g}" if cut is not None else ""

@@ -7,16 +7,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from triage.route.guarantee import Guarantee
+from triage.route.guarantee import SOURCE_DEVICE, Guarantee, label_parts
 from triage.route.thresholds import FittedThresholds, GroupThresholds
 
 
 def _row(group: GroupThresholds, fitted: FittedThresholds) -> dict[str, Any]:
     cfg = fitted.config
-    need_own = cfg.required_positives
-    more = 0 if group.t_low is not None else max(need_own - group.n_pos, 0)
-    if group.t_low is not None:
+    own = group.t_low is not None and label_parts(group.low_guarantee)[1] == SOURCE_DEVICE
+    more = 0 if own else max(cfg.required_positives - group.n_pos, 0)
+    if own:
         todo = ""
+    elif group.t_low is not None:  # lent the pooled threshold
+        todo = (f"{more} more reviewed positives for a device-level routine threshold "
+                f"({cfg.guarantee}/device)") if more else ""
     elif more:
         todo = (f"{more} more reviewed positives to certify a routine threshold "
                 f"({cfg.guarantee}/device)")
