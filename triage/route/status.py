@@ -7,13 +7,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from triage.route.guarantee import SOURCE_DEVICE, Guarantee, label_parts
+from triage.route.fit import POOLED_NAME
+from triage.route.guarantee import SOURCE_DEVICE, SOURCE_POOLED, Guarantee, label_parts
 from triage.route.thresholds import FittedThresholds, GroupThresholds
 
 
 def _row(group: GroupThresholds, fitted: FittedThresholds) -> dict[str, Any]:
     cfg = fitted.config
-    own = group.t_low is not None and label_parts(group.low_guarantee)[1] == SOURCE_DEVICE
+    source = SOURCE_POOLED if group.group == POOLED_NAME else SOURCE_DEVICE
+    own = group.t_low is not None and label_parts(group.low_guarantee)[1] == source
     more = 0 if own else max(cfg.required_positives - group.n_pos, 0)
     if own:
         todo = ""
@@ -22,7 +24,7 @@ def _row(group: GroupThresholds, fitted: FittedThresholds) -> dict[str, Any]:
                 f"({cfg.guarantee}/device)") if more else ""
     elif more:
         todo = (f"{more} more reviewed positives to certify a routine threshold "
-                f"({cfg.guarantee}/device)")
+                f"({cfg.guarantee}/{source})")
     else:
         todo = group.low_reason
     return {
