@@ -19,6 +19,8 @@ def test_demo_runs_end_to_end_with_one_worklist_row_per_incoming_study(tmp_path,
     out = capsys.readouterr().out
     assert "| calibration | ece | all |" in out  # the gate report is printed
     assert "mlflow ui --backend-store-uri" in out
+    assert "Certification of the model's routing thresholds:" in out
+    assert "guarantee marginal, stratify auto, alpha 0.1" in out  # the demo rules
     with open(tmp_path / "demo" / "run" / "worklist.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     export = tmp_path / "demo" / "incoming_export"

@@ -149,8 +149,8 @@ def test_to_dict_from_dict_round_trip(fitted):
 
     data = json.loads(json.dumps(fitted.to_dict()))
     assert FittedThresholds.from_dict(data) == fitted
-    assert data["format"] == 1 and sorted(data["groups"]) == ["acme", "tiny"]
-    with pytest.raises(ConfigError, match="not a thresholds record of format 1"):
+    assert data["format"] == 2 and sorted(data["groups"]) == ["acme", "tiny"]
+    with pytest.raises(ConfigError, match="not a thresholds record of format 1 or 2"):
         FittedThresholds.from_dict({"format": 9})
     data["groups"]["acme"]["t_lo"] = 0.1
     with pytest.raises(ConfigError, match="Unknown group field 't_lo'.*Did you mean 't_low'"):

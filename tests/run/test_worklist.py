@@ -23,7 +23,8 @@ from triage.run.worklist import (
 DOCUMENTED = ("study_uid", "accession_number", "patient_id", "study_date", "modality",
               "device_group", "series_uid", "route", "priority", "p_calibrated", "reasons",
               "rule_ids", "ingest_status", "verdict", "warnings", "input_distance",
-              "model_name", "model_version", "temperature", "rules_version", "processed_at")
+              "model_name", "model_version", "temperature", "rules_version", "processed_at",
+              "guarantee", "priority_reason")
 
 
 def _row(uid: str, route: str = "routine", priority: int = 5, p: str = "0.100000",

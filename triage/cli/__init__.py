@@ -65,9 +65,11 @@ def _register() -> None:
     from triage.cli import registry as _registry
     from triage.cli import run as _run
     from triage.cli import synth as _synth
+    from triage.cli import thresholds as _thresholds
     from triage.cli import train as _train
 
-    for module in (_synth, _manifest, _ingest, _train, _registry, _run, _feedback):
+    for module in (_synth, _manifest, _ingest, _train, _registry, _run, _thresholds,
+                   _feedback):
         module.register(app)
 
 

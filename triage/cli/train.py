@@ -39,6 +39,10 @@ def train(
     device: str = typer.Option(None, "--device",
                                help="Override runtime.device: auto, cpu, cuda, mps."),
     json_summary: bool = JSON,
+    rules: Path = typer.Option(None, "--rules", "-r",
+                               help="Rules YAML whose thresholds section certifies the routing "
+                                    "thresholds (default triage/configs/rules/default.yaml); "
+                                    "recorded with the model."),
 ) -> None:
     """Train, calibrate and evaluate a classifier; log everything to MLflow.
 
@@ -53,7 +57,7 @@ def train(
     cfg = _config(config, seed, epochs, device)
     outcome = train_model(manifest_path=manifest, ingest_dir=ingest, config=cfg, out_dir=out,
                           holdout_device=holdout_device, run_name=run_name,
-                          progress=not json_summary)
+                          progress=not json_summary, rules_path=rules)
     summary = {"run_id": outcome.run_id, "model_uri": outcome.model_uri,
                "bundle": str(outcome.bundle_dir), "temperature": outcome.temperature,
                "excluded_studies": outcome.excluded, "seconds": round(outcome.seconds, 1),

@@ -3,6 +3,8 @@
 See docs/rules.md (the rules file language) and docs/calibration.md ("Routing thresholds").
 """
 
+from triage.route.fit import POOLED_NAME, fit_thresholds
+from triage.route.guarantee import Guarantee, Stratify
 from triage.route.router import NO_RULE_ID, Router
 from triage.route.rules import (
     Rule,
@@ -20,14 +22,14 @@ from triage.route.thresholds import (
     ThresholdConfig,
     cp_lower,
     cp_upper,
-    fit_thresholds,
     min_positives_needed,
 )
 from triage.route.types import Priority, Route, RouteDecision, StudyEvidence
 
 __all__ = [
-    "NO_RULE_ID", "FittedThresholds", "GroupThresholds", "Priority", "Route", "RouteDecision",
-    "Router", "Rule", "RuleContext", "RuleSet", "Stage", "StudyEvidence", "ThresholdConfig",
+    "NO_RULE_ID", "POOLED_NAME", "FittedThresholds", "Guarantee", "GroupThresholds", "Priority",
+    "Route", "RouteDecision", "Router", "Rule", "RuleContext", "RuleSet", "Stage", "Stratify",
+    "StudyEvidence", "ThresholdConfig",
     "cp_lower", "cp_upper", "create_rule", "fit_thresholds", "list_rules", "load_rules",
     "min_positives_needed", "register_rule",
 ]

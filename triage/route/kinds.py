@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from triage.dicom.volume import GeometryVerdict
+from triage.route.guarantee import high_statement, label_parts, low_statement
 from triage.route.rules import Rule, RuleContext, Stage, register_rule
 from triage.route.thresholds import GroupThresholds
 from triage.route.types import Route, StudyEvidence
@@ -262,9 +263,11 @@ class UrgentThreshold(Rule):
         if evidence.p_calibrated < group.t_high:
             return None
         cfg = context.thresholds.config
+        promise = high_statement(*label_parts(group.high_guarantee, cfg.guarantee),
+                                 ppv_target=cfg.ppv_target, delta=cfg.delta,
+                                 urgent_fpr=cfg.urgent_fpr)
         return (f"p={evidence.p_calibrated:.4g} >= urgent threshold {group.t_high:.4g} for "
-                f"device {group.group} (PPV >= {cfg.ppv_target:g} with confidence "
-                f"{1 - cfg.delta:g})")
+                f"device {group.group} ({promise})")
 
 
 @register_rule("routine-threshold")
@@ -282,9 +285,10 @@ class RoutineThreshold(Rule):
         if evidence.p_calibrated >= group.t_low:
             return None
         cfg = context.thresholds.config
+        promise = low_statement(*label_parts(group.low_guarantee, cfg.guarantee), cfg.alpha,
+                                cfg.delta)
         return (f"p={evidence.p_calibrated:.4g} < routine threshold {group.t_low:.4g} for "
-                f"device {group.group} (miss rate <= {cfg.alpha:g} with confidence "
-                f"{1 - cfg.delta:g})")
+                f"device {group.group} ({promise})")
 
 
 @register_rule("low-confidence")

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from triage.errors import ConfigError
+from triage.route.priority import prioritize
 from triage.route.rules import RuleContext, RuleSet, Stage, load_rules
 from triage.route.thresholds import FittedThresholds
-from triage.route.types import Priority, Route, RouteDecision, StudyEvidence
+from triage.route.types import Route, RouteDecision, StudyEvidence
 
 #: Rule id recorded when no rule fired (a rules file without a catch-all score rule).
 NO_RULE_ID = "no-rule-fired"
@@ -22,8 +23,9 @@ class Router:
     A `FAILURE` rule that fires ends evaluation; otherwise every later rule is still
     evaluated, and all fired rule ids and reasons are recorded (so a QC-flagged study
     whose probability is above the urgent threshold records both, and gets priority
-    `Priority.URGENT_REVIEW`). Because QC rules precede score rules (enforced when the
-    file is loaded), a QC warning always forces review, even for an urgent-looking study.
+    `Priority.SUSPECTED`, as does any review with ``p >= priority.suspect_p``). Because QC
+    rules precede score rules (enforced when the file is loaded), a QC warning always
+    forces review, even for an urgent-looking study.
     When nothing fires the study goes to review with rule id `NO_RULE_ID`.
 
     Example:
@@ -89,16 +91,21 @@ class Router:
             if rule.stage is Stage.FAILURE:
                 break
         if not fired:
-            return RouteDecision(Route.REVIEW, int(Priority.REVIEW), (NO_RULE_ID,),
-                                 ("no rule decided this study",))
+            priority, why = prioritize(Route.REVIEW, [(NO_RULE_ID, Route.REVIEW)], evidence,
+                                       self.ruleset.priority)
+            return RouteDecision(Route.REVIEW, int(priority), (NO_RULE_ID,),
+                                 ("no rule decided this study",), priority_reason=why)
         route = fired[0][0].route
-        return RouteDecision(route, int(_priority(route, [r for r, _ in fired])),
-                             tuple(r.id for r, _ in fired), tuple(m for _, m in fired))
+        priority, why = prioritize(route, [(r.id, r.route) for r, _ in fired], evidence,
+                                   self.ruleset.priority)
+        return RouteDecision(route, int(priority), tuple(r.id for r, _ in fired),
+                             tuple(m for _, m in fired), guarantee=self._guarantee(route,
+                                                                                   evidence),
+                             priority_reason=why)
 
-
-def _priority(route: Route, fired: list) -> Priority:
-    if route is Route.REVIEW:
-        urgent_score = any(rule.route is Route.URGENT for rule in fired)
-        return Priority.URGENT_REVIEW if urgent_score else Priority.REVIEW
-    return {Route.URGENT: Priority.URGENT, Route.FAILED: Priority.FAILED,
-            Route.ROUTINE: Priority.ROUTINE}[route]
+    def _guarantee(self, route: Route, evidence: StudyEvidence) -> str:
+        """The label of the certificate behind an urgent or routine route."""
+        group = self.thresholds.get(evidence.device_group)
+        if group is None or route not in (Route.URGENT, Route.ROUTINE):
+            return ""
+        return group.high_guarantee if route is Route.URGENT else group.low_guarantee

@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from triage.errors import ConfigError
+from triage.route.priority import PrioritySettings
 from triage.route.thresholds import FittedThresholds, ThresholdConfig
 from triage.route.types import Route, StudyEvidence
 from triage.settings import check_keys, dataclass_from_mapping, load_yaml
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_TOP_KEYS = ["name", "version", "description", "thresholds", "rules"]
+_TOP_KEYS = ["name", "version", "description", "thresholds", "priority", "rules"]
 
 
 class Stage(IntEnum):
@@ -177,6 +178,7 @@ class RuleSet:
         rules: the rules in evaluation order.
         digest: sha256 of the file's canonical content (JSON of the parsed YAML with
             sorted keys), so comments and layout do not change it but any value does.
+        priority: how review studies are ordered (``priority:``; `PrioritySettings`).
     """
 
     name: str
@@ -184,6 +186,7 @@ class RuleSet:
     thresholds: ThresholdConfig
     rules: tuple[Rule, ...]
     digest: str
+    priority: PrioritySettings = PrioritySettings()
 
     @property
     def full_version(self) -> str:
@@ -234,10 +237,12 @@ class RuleSet:
             rules.append(rule)
         thresholds = ThresholdConfig.from_dict(data.get("thresholds"),
                                                source=f"{source} (thresholds)")
+        priority = PrioritySettings.from_dict(data.get("priority"),
+                                              source=f"{source} (priority)")
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                                default=str)
         digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-        return cls(name, version.strip(), thresholds, tuple(rules), digest)
+        return cls(name, version.strip(), thresholds, tuple(rules), digest, priority)
 
 
 def load_rules(path: Path | str) -> RuleSet:

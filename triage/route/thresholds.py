@@ -1,6 +1,8 @@
-"""Certified routing thresholds: Clopper–Pearson bounds with fixed-sequence testing, per device.
+"""Certified routing thresholds: settings, records, and the PAC certificate (Clopper–Pearson
+bounds with fixed-sequence testing).
 
-`fit_thresholds` chooses, for each device group from that group's calibration studies,
+Under ``guarantee: pac`` (the default) `triage.route.fit.fit_thresholds` chooses, for each
+device group (or stratum, see `ThresholdConfig.stratify`),
 
 - a **routine** threshold ``t_low`` (``p < t_low`` → routine) such that, with probability at
   least ``1 − delta`` over the calibration draw, the fraction of positives routed routine
@@ -8,25 +10,30 @@
 - an **urgent** threshold ``t_high`` (``p >= t_high`` → urgent) such that, with probability
   at least ``1 − delta``, the PPV of the urgent route is at least ``ppv_target``.
 
+Under ``guarantee: marginal`` the thresholds are split-conformal (`triage.route.conformal`).
 The math, and why the scans stop at the first failure, is in docs/calibration.md
-("Routing thresholds").
+("Routing thresholds", "Guarantee modes").
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from scipy.stats import beta as beta_dist
 
-from triage.calibrate.inputs import CalibrationInputError, as_numpy, check_pair
 from triage.errors import ConfigError
+from triage.route.conformal import marginal_needed
+from triage.route.guarantee import SOURCE_DEVICE, Guarantee, Stratify, high_label, low_label
 from triage.settings import dataclass_from_mapping
 
-THRESHOLDS_FORMAT = 1
+#: Format 2 added the guarantee mode, strata and per-threshold labels; format 1 records
+#: (no ``guarantee``) are read as ``pac``/``device``.
+THRESHOLDS_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 #: The candidate grid spans logits [-LOGIT_SPAN, LOGIT_SPAN] (p from 4.5e-5 to 0.99995).
 LOGIT_SPAN = 10.0
 
@@ -104,6 +111,17 @@ class ThresholdConfig:
             end the scan). Valid when a higher score never means a lower chance of a
             finding (docs/calibration.md).
         grid_points: size of the candidate grid (see `candidate_thresholds`).
+        guarantee: ``pac`` (P(miss rate > alpha) <= delta) or ``marginal`` (E[miss rate]
+            <= alpha, split conformal); see `Guarantee`.
+        stratify: ``device``, ``pooled`` or ``auto``; see `Stratify`.
+        urgent_fpr: ``marginal`` only: largest tolerated expected share of negatives routed
+            urgent (the urgent side's guarantee; ``pac`` certifies PPV instead).
+        shift_level: ``auto`` only: a device without enough calibration data of its own
+            gets the pooled threshold unless a one-sided Mann–Whitney test rejects "its
+            positives do not score lower than the other devices'" (negatives: "not higher")
+            at this level.
+        shift_min_count: ``auto`` only: the device needs at least this many calibration
+            positives (negatives for the urgent side) for the test; fewer: review.
 
     Raises:
         ValueError: a value is out of range.
@@ -116,9 +134,20 @@ class ThresholdConfig:
     min_negatives: int = 100
     min_urgent_count: int = 100
     grid_points: int = 2001
+    guarantee: str = "pac"
+    stratify: str = "device"
+    urgent_fpr: float = 0.05
+    shift_level: float = 0.05
+    shift_min_count: int = 5
 
     def __post_init__(self) -> None:
-        for name in ("alpha", "delta", "ppv_target"):
+        for name, enum in (("guarantee", Guarantee), ("stratify", Stratify)):
+            value = getattr(self, name)
+            if value not in {e.value for e in enum}:
+                raise ValueError(f"thresholds.{name} must be one of "
+                                 f"{', '.join(e.value for e in enum)}, got {value!r}.")
+            object.__setattr__(self, name, str(enum(value).value))
+        for name in ("alpha", "delta", "ppv_target", "urgent_fpr", "shift_level"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not 0.0 < value < 1.0:
@@ -126,7 +155,7 @@ class ThresholdConfig:
                                  f"got {value!r}.")
             object.__setattr__(self, name, float(value))
         for name, low in (("min_positives", 1), ("min_negatives", 0), ("min_urgent_count", 1),
-                          ("grid_points", 2)):
+                          ("grid_points", 2), ("shift_min_count", 1)):
             value = getattr(self, name)
             if value is None and name == "min_positives":
                 continue
@@ -136,10 +165,30 @@ class ThresholdConfig:
 
     @property
     def required_positives(self) -> int:
-        """`min_positives`, or the minimum the math allows when it is None."""
+        """`min_positives`, or the minimum the configured mode allows when it is None."""
         if self.min_positives is not None:
             return self.min_positives
-        return min_positives_needed(self.alpha, self.delta)
+        return self.positives_needed(self.guarantee)
+
+    @property
+    def required_negatives(self) -> int:
+        """Calibration negatives a stratum needs for an urgent threshold in this mode."""
+        return self.negatives_needed(self.guarantee)
+
+    def positives_needed(self, guarantee: str) -> int:
+        """Fewest calibration positives for a routine threshold under `guarantee`
+        (299 for ``pac`` and 99 for ``marginal`` at alpha 0.01, delta 0.05)."""
+        if guarantee == Guarantee.PAC:
+            return min_positives_needed(self.alpha, self.delta)
+        return marginal_needed(self.alpha)
+
+    def negatives_needed(self, guarantee: str) -> int:
+        """Calibration negatives for an urgent threshold under `guarantee`: the
+        `min_negatives` policy for ``pac`` (PPV), ``ceil(1/urgent_fpr - 1)`` for
+        ``marginal``."""
+        if guarantee == Guarantee.PAC:
+            return self.min_negatives
+        return marginal_needed(self.urgent_fpr)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, *,
@@ -169,6 +218,17 @@ class GroupThresholds:
         ppv_bound: Clopper–Pearson lower bound on the PPV at `t_high`.
         low_reason: why `t_low` is None (empty when certified).
         high_reason: why `t_high` is None (empty when certified).
+        fpr_bound: ``marginal``: the bound on the expected share of negatives at or above
+            `t_high`.
+        low_guarantee: what covers `t_low`, e.g. ``pac/device a=0.01 d=0.05`` (empty when
+            not certified); the worklist's ``guarantee`` column of a routine row.
+        high_guarantee: what covers `t_high`, e.g. ``marginal/pooled fpr=0.05``.
+        low_check: ``auto``: the shift check behind a pooled `t_low` (or its refusal).
+        high_check: ``auto``: the same for `t_high`.
+
+    For ``marginal``, `miss_bound` is the bound ``k / (n + 1)`` on the expected miss rate.
+    For a pooled threshold, the counts and bounds are the pool's; `n_pos`, `n_neg` stay
+    the device's.
     """
 
     group: str
@@ -183,6 +243,11 @@ class GroupThresholds:
     ppv_bound: float | None = None
     low_reason: str = ""
     high_reason: str = ""
+    fpr_bound: float | None = None
+    low_guarantee: str = ""
+    high_guarantee: str = ""
+    low_check: str = ""
+    high_check: str = ""
 
     @property
     def certified(self) -> bool:
@@ -197,10 +262,13 @@ class FittedThresholds:
     Attributes:
         config: the `ThresholdConfig` they were certified under.
         groups: device group → `GroupThresholds`.
+        pooled: the thresholds fitted on every calibration study together (``pooled`` and
+            ``auto``; None for ``device``), under the group name ``(pooled)``.
     """
 
     config: ThresholdConfig
     groups: dict[str, GroupThresholds] = field(default_factory=dict)
+    pooled: GroupThresholds | None = None
 
     def get(self, group: str) -> GroupThresholds | None:
         """The thresholds of `group`, or None when it had no calibration studies."""
@@ -209,32 +277,52 @@ class FittedThresholds:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``ModelBundle.routing`` holds)."""
         return {"format": THRESHOLDS_FORMAT, "config": asdict(self.config),
-                "groups": {name: asdict(g) for name, g in sorted(self.groups.items())}}
+                "groups": {name: asdict(g) for name, g in sorted(self.groups.items())},
+                "pooled": asdict(self.pooled) if self.pooled is not None else None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *,
                   source: str = "routing thresholds") -> FittedThresholds:
         """Inverse of `to_dict`.
 
+        Format 1 records (before guarantee modes) hold ``pac``/``device`` thresholds; their
+        labels are filled in.
+
         Raises:
             ConfigError: the mapping is not a thresholds record this version reads.
         """
-        if not isinstance(data, Mapping) or data.get("format") != THRESHOLDS_FORMAT:
+        if not isinstance(data, Mapping) or data.get("format") not in READABLE_FORMATS:
             got = data.get("format") if isinstance(data, Mapping) else type(data).__name__
             raise ConfigError(f"{source} is not a thresholds record of format "
-                              f"{THRESHOLDS_FORMAT} (got format {got!r}); refit the thresholds "
-                              f"with triage.route.fit_thresholds.")
+                              f"{' or '.join(map(str, READABLE_FORMATS))} (got format {got!r}); "
+                              f"refit the thresholds with triage.route.fit_thresholds.")
         config = ThresholdConfig.from_dict(data.get("config"), source=source)
         groups = {}
         for name, raw in (data.get("groups") or {}).items():
             group = dataclass_from_mapping(GroupThresholds, raw, what="group field",
                                            source=f"{source} (group {name})")
+            if data["format"] == 1:
+                group = _label_format1(group, config)
             groups[str(name)] = group
-        return cls(config, groups)
+        pooled = data.get("pooled")
+        if pooled is not None:
+            pooled = dataclass_from_mapping(GroupThresholds, pooled, what="group field",
+                                            source=f"{source} (pooled)")
+        return cls(config, groups, pooled)
 
 
-def _fit_low(scores_pos: np.ndarray, grid: np.ndarray, cfg: ThresholdConfig,
-             ) -> tuple[int, np.ndarray, np.ndarray]:
+def _label_format1(group: GroupThresholds, cfg: ThresholdConfig) -> GroupThresholds:
+    """A format-1 group with the labels of the pac/device thresholds it holds."""
+    low = (low_label(Guarantee.PAC, SOURCE_DEVICE, cfg.alpha, cfg.delta)
+           if group.t_low is not None else "")
+    high = (high_label(Guarantee.PAC, SOURCE_DEVICE, ppv_target=cfg.ppv_target,
+                       delta=cfg.delta, urgent_fpr=cfg.urgent_fpr)
+            if group.t_high is not None else "")
+    return replace(group, low_guarantee=low, high_guarantee=high)
+
+
+def pac_low_scan(scores_pos: np.ndarray, grid: np.ndarray, cfg: ThresholdConfig,
+                 ) -> tuple[int, np.ndarray, np.ndarray]:
     """Index one past the last certified candidate of the ascending scan, counts, bounds."""
     n = scores_pos.size
     misses = np.searchsorted(np.sort(scores_pos), grid, side="left")  # positives with p < t
@@ -244,8 +332,8 @@ def _fit_low(scores_pos: np.ndarray, grid: np.ndarray, cfg: ThresholdConfig,
     return stop, misses, bounds
 
 
-def _fit_high(scores: np.ndarray, labels: np.ndarray, grid: np.ndarray, cfg: ThresholdConfig,
-              ) -> tuple[int | None, np.ndarray, np.ndarray, np.ndarray]:
+def pac_high_scan(scores: np.ndarray, labels: np.ndarray, grid: np.ndarray,
+                  cfg: ThresholdConfig) -> tuple[int | None, np.ndarray, np.ndarray, np.ndarray]:
     """Index of the last certified candidate of the descending scan (None: none), counts."""
     order = np.argsort(scores, kind="stable")
     sorted_scores = scores[order]
@@ -268,78 +356,3 @@ def _fit_high(scores: np.ndarray, labels: np.ndarray, grid: np.ndarray, cfg: Thr
             break
         last = j
     return last, count, positives, bounds
-
-
-def _fit_group(name: str, scores: np.ndarray, labels: np.ndarray, grid: np.ndarray,
-               cfg: ThresholdConfig) -> GroupThresholds:
-    n_pos, n_neg = int(labels.sum()), int(labels.size - labels.sum())
-    base = {"group": name, "n_pos": n_pos, "n_neg": n_neg}
-    need = cfg.required_positives
-    if n_pos < need:
-        reason = (f"too few calibration positives for device {name} ({n_pos} < {need}) to "
-                  f"certify a threshold")
-        return GroupThresholds(**base, low_reason=reason, high_reason=reason)
-    low: dict[str, Any] = {}
-    stop, misses, miss_bounds = _fit_low(scores[labels == 1], grid, cfg)
-    if stop == 0:
-        low["low_reason"] = (f"no routine threshold for device {name} keeps the miss rate "
-                             f"<= {cfg.alpha:g} with confidence {1 - cfg.delta:g}")
-    else:
-        j = stop - 1
-        low.update(t_low=float(grid[j]), miss_count=int(misses[j]),
-                   miss_bound=float(miss_bounds[j]))
-    high: dict[str, Any] = {}
-    if n_neg < cfg.min_negatives:
-        high["high_reason"] = (f"too few calibration negatives for device {name} "
-                               f"({n_neg} < {cfg.min_negatives}) to certify an urgent threshold")
-    else:
-        last, count, positives, ppv_bounds = _fit_high(scores, labels, grid, cfg)
-        if last is None:
-            high["high_reason"] = (f"no urgent threshold for device {name} reaches PPV >= "
-                                   f"{cfg.ppv_target:g} with confidence {1 - cfg.delta:g}")
-        else:
-            high.update(t_high=float(grid[last]), urgent_count=int(count[last]),
-                        urgent_positives=int(positives[last]),
-                        ppv_bound=float(ppv_bounds[last]))
-    return GroupThresholds(**base, **low, **high)
-
-
-def fit_thresholds(p: Any, labels: Any, groups: Any,
-                   config: ThresholdConfig | None = None) -> FittedThresholds:
-    """Certify routine and urgent thresholds per device group (Mondrian).
-
-    Each group is fitted from its own calibration studies only; there is no pooled
-    fallback (a group without enough data gets None thresholds and its studies go to
-    review). See docs/calibration.md, "Routing thresholds".
-
-    Args:
-        p: calibrated positive-class probabilities of the calibration split, shape (N,).
-        labels: their 0/1 labels, shape (N,).
-        groups: their device groups, shape (N,) (converted to text).
-        config: certification settings; defaults to `ThresholdConfig()`.
-
-    Returns:
-        The thresholds of every group present in `groups`.
-
-    Raises:
-        CalibrationInputError: bad probabilities or labels, or `groups` of another length.
-
-    Example:
-        >>> rng = np.random.default_rng(0)
-        >>> p = rng.uniform(size=4000); y = (rng.uniform(size=4000) < p).astype(int)
-        >>> fitted = fit_thresholds(p, y, ["acme"] * 4000)
-        >>> g = fitted.get("acme"); 0 < g.t_low < 0.1 and 0.8 < g.t_high < 1
-        True
-    """
-    config = config or ThresholdConfig()
-    scores, y = check_pair(p, labels)
-    names = as_numpy(groups).astype(str)
-    if names.shape != scores.shape:
-        raise CalibrationInputError(f"Arguments 'p' and 'groups' must have the same length; "
-                                    f"got {scores.size} probabilities and {names.size} groups.")
-    grid = candidate_thresholds(config.grid_points)
-    fitted = {}
-    for name in sorted(set(names.tolist())):
-        mask = names == name
-        fitted[name] = _fit_group(name, scores[mask], y[mask], grid, config)
-    return FittedThresholds(config, fitted)

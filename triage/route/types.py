@@ -23,8 +23,11 @@ class Priority(IntEnum):
     (then by calibrated probability, highest first, unknown last). The scale:
 
     1. `URGENT`: routed urgent (a certified confident finding).
-    2. `URGENT_REVIEW`: routed review by a QC or shift rule although its probability is at or
-       above the device's certified urgent threshold: probably a finding, read first.
+    2. `SUSPECTED`: routed review, but a suspected positive: its probability is at least the
+       rules file's ``priority.suspect_p`` (default 0.5), even on an uncertified device, or
+       at or above the device's certified urgent threshold while a QC or shift rule sent it
+       to review. Read first among reviews (CADt-style prioritization: the order changes,
+       the route does not). `URGENT_REVIEW` is the old name of this value.
     3. `FAILED`: no usable model output (ingest or inference failed): unknown content that
        must be read without help, and often a re-export is needed, so it comes early.
     4. `REVIEW`: every other review (low confidence, QC, unseen device, uncertified device).
@@ -32,7 +35,8 @@ class Priority(IntEnum):
     """
 
     URGENT = 1
-    URGENT_REVIEW = 2
+    SUSPECTED = 2
+    URGENT_REVIEW = 2  # alias of SUSPECTED (its name before suspect_p)
     FAILED = 3
     REVIEW = 4
     ROUTINE = 5
@@ -111,12 +115,17 @@ class RouteDecision:
         priority: reading priority, lower = sooner (see `Priority`).
         rule_ids: ids of every rule that fired, in evaluation order; the first decided.
         reasons: one sentence per fired rule, aligned with `rule_ids`.
+        guarantee: the guarantee that covers an `urgent` or `routine` route, e.g.
+            ``pac/device a=0.01 d=0.05``; empty for review and failed.
+        priority_reason: the priority in plain words.
     """
 
     route: Route
     priority: int
     rule_ids: tuple[str, ...]
     reasons: tuple[str, ...]
+    guarantee: str = ""
+    priority_reason: str = ""
 
     @property
     def reason_text(self) -> str:

@@ -254,7 +254,8 @@ class _Triage:
             ingest_status=report.status.value, verdict=report.verdict,
             warnings=report.warnings,
             input_distance="" if distance is None else f"{distance:.4f}",
-            processed_at=_now(), **self.provenance)
+            processed_at=_now(), guarantee=decision.guarantee,
+            priority_reason=decision.priority_reason, **self.provenance)
 
     @staticmethod
     def _evidence(report: StudyReport, p: float | None, inference_error: str,
@@ -300,6 +301,13 @@ def _summary(rows: list[WorklistRow], **extra: Any) -> dict[str, Any]:
     return {"studies": len(rows), "route": dict(sorted(Counter(r.route for r in rows).items())),
             "device_group": {g: dict(sorted(c.items())) for g, c in sorted(by_device.items())},
             **extra}
+
+
+def _certification(router: Router, bundle: ModelBundle) -> dict[str, Any]:
+    """The thresholds' certification status per device group (no identifiers)."""
+    from triage.route.status import certification_status
+
+    return certification_status(router.thresholds, bundle.train_devices)
 
 
 def _torch_threads() -> int | None:
@@ -454,6 +462,7 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
                        non_dicom_ignored=n_non_dicom, seconds=round(seconds, 3),
                        studies_per_minute=round(60 * len(todo) / seconds, 2) if seconds else None,
                        workers=workers, inference_threads=_torch_threads(),
-                       stage_seconds=clock.rounded(), **provenance)
+                       stage_seconds=clock.rounded(),
+                       certification=_certification(router, bundle), **provenance)
     atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=1))
     return RunResult(out_dir, rows, resumed, len(todo), seconds, summary)

@@ -60,6 +60,9 @@ class WorklistRow:
         temperature: calibration temperature of the model.
         rules_version: version of the rules file that routed the study.
         processed_at: UTC time the row was produced, ISO 8601 to the second.
+        guarantee: the certificate behind an urgent or routine route, e.g.
+            ``pac/device a=0.01 d=0.05`` or ``marginal/pooled a=0.01``; empty otherwise.
+        priority_reason: the priority in plain words (e.g. why a review is read early).
     """
 
     study_uid: str
@@ -83,6 +86,8 @@ class WorklistRow:
     temperature: str = ""
     rules_version: str = ""
     processed_at: str = ""
+    guarantee: str = ""
+    priority_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The row as a plain dict (JSON-ready, column order)."""
