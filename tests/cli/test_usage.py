@@ -93,9 +93,9 @@ def test_bad_value(path, param, capsys):
 
 
 def test_most_commands_have_a_checked_value():
-    # register and rollback take only free-form names.
+    # register, rollback and thresholds status take only free-form names (a model URI).
     checked = {path for path, _ in BAD_VALUES}
-    assert set(COMMANDS) - checked <= {("register",), ("rollback",)}
+    assert set(COMMANDS) - checked <= {("register",), ("rollback",), ("thresholds", "status")}
 
 
 def test_renamed_option_still_works_with_a_warning(tmp_path, capsys):

@@ -72,7 +72,9 @@ def route_studies(n: int, *, fraction: float, seed: int, rng_seed: int = 0,
         evidence = StudyEvidence(uid, device, "CT", ingest_ok=ok,
                                  ingest_reasons="" if ok else "no usable series",
                                  verdict="tilt" if i % qc_every == 3 else "ok", n_slices=64,
-                                 p_calibrated=p if ok else None, input_distance=0.05)
+                                 p_calibrated=p if ok else None, input_distance=0.05,
+                                 matrix=(64, 64, 64), intensity_std=300.0,
+                                 body_fraction=0.4)
         decision = router.route(evidence)
         rows.append(WorklistRow(
             study_uid=uid, accession_number=f"ACCQ{i:05d}", patient_id=f"PIDQ{i:05d}",

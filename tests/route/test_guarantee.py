@@ -24,6 +24,8 @@ from triage.route.status import certification_status, status_lines
 from .conftest import DEFAULT_RULES
 
 MARGINAL = {"guarantee": "marginal", "alpha": 0.01, "urgent_fpr": 0.05}
+# A real CT volume's measurements, so the degenerate-volume rule stays quiet.
+MEASURED = {"matrix": (512, 512, 40), "intensity_std": 300.0, "body_fraction": 0.4}
 
 
 def _scores(rng, n, pos_shift=0.0):
@@ -118,11 +120,12 @@ def test_auto_own_where_enough_pooled_where_the_check_allows_review_where_shifte
     from triage.route import StudyEvidence
 
     low = router.route(StudyEvidence("1.2", "cygnus", "CT", ingest_ok=True, verdict="ok",
-                                     n_slices=40, p_calibrated=1e-4, input_distance=0.1))
+                                     n_slices=40, p_calibrated=1e-4, input_distance=0.1,
+                                     **MEASURED))
     assert low.route is Route.REVIEW and low.guarantee == ""
     pooled = router.route(StudyEvidence("1.3", "borealis", "CT", ingest_ok=True,
                                         verdict="ok", n_slices=40, p_calibrated=1e-6,
-                                        input_distance=0.1))
+                                        input_distance=0.1, **MEASURED))
     assert pooled.route is Route.ROUTINE and pooled.guarantee == "marginal/pooled a=0.01"
     assert "expected miss rate <= 0.01, pooled over the calibration devices" \
         in pooled.reasons[0]
@@ -155,7 +158,7 @@ def test_a_record_from_before_guarantee_modes_reads_as_pac_device(fitted):
 
     decision = router.route(StudyEvidence("1.2", "acme", "CT", ingest_ok=True, verdict="ok",
                                           n_slices=40, p_calibrated=1e-4,
-                                          input_distance=0.1))
+                                          input_distance=0.1, **MEASURED))
     assert decision.route is Route.ROUTINE
     assert decision.guarantee == "pac/device a=0.01 d=0.05"
     assert "(miss rate <= 0.01 with confidence 0.95)" in decision.reasons[0]

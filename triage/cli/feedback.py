@@ -7,20 +7,23 @@ from pathlib import Path
 
 import typer
 
+from triage.cli.options import JSON
+
 feedback_app = typer.Typer(help="Readers' decisions back into the label store.",
                            no_args_is_help=True)
 
 
 @feedback_app.command("import")
 def import_cmd(
-    reviewed: Path = typer.Argument(..., help="Reviewed worklist CSV: study_uid and finding "
-                                              "(positive/negative), optional reader, "
-                                              "read_date."),
-    run: Path = typer.Option(..., "--run", help="The `triage run` --out folder that "
-                                                "produced the worklist."),
+    reviewed: Path = typer.Argument(
+        ..., exists=True, dir_okay=False,
+        help="Reviewed worklist CSV: study_uid and finding (positive/negative), optional "
+             "reader, read_date."),
+    run: Path = typer.Option(..., "--run", exists=True, file_okay=False,
+                             help="The `triage run` --out folder that produced the worklist."),
     store: Path = typer.Option(..., "--store", help="Label store (SQLite; created if "
                                                     "missing)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_out: bool = JSON,
 ) -> None:
     """Store the readers' decisions, joined with the run's journal, in the label store.
 
@@ -55,9 +58,9 @@ def _finding(value: int) -> str:
 def recalibrate_cmd(
     model: str = typer.Option(..., "--model", "-m",
                               help="Registered model URI, e.g. models:/NAME@champion."),
-    labels: Path = typer.Option(..., "--labels", help="Label store of `triage feedback "
-                                                      "import`."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    labels: Path = typer.Option(..., "--labels", exists=True, dir_okay=False,
+                                help="Label store of `triage feedback import`."),
+    json_out: bool = JSON,
 ) -> None:
     """Register a recalibrated version: same weights, refitted temperature and thresholds.
 

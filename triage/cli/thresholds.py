@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import typer
 
+from triage.cli.options import JSON, MODEL_HELP
+
 thresholds_app = typer.Typer(help="Routing thresholds: certification status.",
                              no_args_is_help=True)
 
 
 @thresholds_app.command("status")
 def status(
-    model: str = typer.Option(..., "--model", "-m",
-                              help="Model URI (models:/NAME@champion, models:/NAME/3, "
-                                   "runs:/...) or a local bundle folder."),
-    json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    json_out: bool = JSON,
 ) -> None:
     """Show per device group the calibration positives/negatives, what each guarantee mode
     needs, which one certifies the group, and how many more positives it lacks."""
