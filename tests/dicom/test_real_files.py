@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import re
+import shutil
 import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -244,11 +246,16 @@ def test_corpus_summary() -> None:
 
 
 def _corpus_export(root: Path) -> Path:
-    """The corpus as one export: a symbolic link per file, folders as in the packages."""
+    """The corpus as one export: a hard link (or a copy) per file, folders as in the packages.
+
+    Not symbolic links: the scan does not follow links that leave the export."""
     for path in FILES:
         link = root / _label(path)
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(path)
+        try:
+            os.link(path, link)
+        except OSError:  # another file system
+            shutil.copyfile(path, link)
     return root
 
 

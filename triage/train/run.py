@@ -126,17 +126,13 @@ def _preprocess_config(samples: Sequence[Sample], cache_root: Path) -> dict[str,
 
 def _ingest_config(ingest_dir: Path, preprocess: dict[str, Any]) -> dict[str, Any]:
     """The ingest config recorded by ``triage ingest`` (or the default with `preprocess`)."""
-    import dataclasses
-
     from triage.ingest.config import IngestConfig
 
     recorded = ingest_dir / "ingest_config.json"
     if recorded.is_file():
         data = json.loads(recorded.read_text(encoding="utf-8"))
     else:
-        default = IngestConfig()
-        data = {"selection": dataclasses.asdict(default.selection),
-                "load": dataclasses.asdict(default.load)}
+        data = IngestConfig().to_dict()
     data["preprocess"] = preprocess
     return json.loads(json.dumps(data))
 
