@@ -14,8 +14,11 @@ import numpy as np
 from scipy import stats
 
 #: CUSUM allowance and decision interval, in reference standard deviations (docs/monitoring.md).
+#: The allowance grows by `REFERENCE_SE` standard errors of the reference mean
+#: (`cusum_allowance`): a reference of n studies is itself off by about 1/sqrt(n) SD.
 CUSUM_K = 0.5
-CUSUM_H = 8.0
+CUSUM_H = 10.0
+REFERENCE_SE = 3.0
 #: PSI above this is reported as a shifted score distribution (the usual "major shift" bound).
 PSI_SHIFT = 0.25
 #: The labelled-performance rule: a drop of more than this (absolute) ...
@@ -77,6 +80,16 @@ class CusumResult:
     peak: float
     upper: float
     lower: float
+
+
+def cusum_allowance(n_reference: int) -> float:
+    """CUSUM allowance k for a reference of `n_reference` values: ``0.5 + 3 / sqrt(n)``.
+
+    Example:
+        >>> round(cusum_allowance(400), 3)
+        0.65
+    """
+    return CUSUM_K + REFERENCE_SE / math.sqrt(max(n_reference, 1))
 
 
 def cusum(z: Iterable[float], *, k: float = CUSUM_K, h: float = CUSUM_H) -> CusumResult:

@@ -94,6 +94,8 @@ class RunRecord:
         stage_seconds: where the run's wall time went (``run_summary.json``).
         alarms: the alarms that were active for this run (the stop-rule; names only).
         run_id: the MLflow run id, once logged.
+        reference: the bundle's calibration score reference for the run's device groups
+            (`triage.monitor.reference`; empty for a bundle without one).
     """
 
     finished_utc: str
@@ -106,6 +108,7 @@ class RunRecord:
     seconds: float = 0.0
     alarms: list[str] = field(default_factory=list)
     run_id: str = ""
+    reference: dict[str, Any] = field(default_factory=dict)
 
     @property
     def studies(self) -> int:
@@ -125,7 +128,7 @@ class RunRecord:
                 "score_bins": list(SCORE_BINS),
                 "device_group": {g: r.to_dict() for g, r in sorted(self.groups.items())},
                 "stage_seconds": self.stage_seconds, "seconds": self.seconds,
-                "alarms": self.alarms, "run_id": self.run_id}
+                "alarms": self.alarms, "run_id": self.run_id, "reference": self.reference}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
@@ -138,7 +141,8 @@ class RunRecord:
                            for g, r in data.get("device_group", {}).items()},
                    stage_seconds=dict(data.get("stage_seconds", {})),
                    seconds=float(data.get("seconds") or 0.0),
-                   alarms=list(data.get("alarms", [])), run_id=str(data.get("run_id", "")))
+                   alarms=list(data.get("alarms", [])), run_id=str(data.get("run_id", "")),
+                   reference=dict(data.get("reference", {})))
 
     def write(self, out_dir: Path | str) -> Path:
         """Write ``run_record.json`` into `out_dir` (atomically); return its path."""
@@ -156,7 +160,8 @@ def _number(text: str) -> float | None:
 
 
 def build_record(rows: Iterable[Any], summary: dict[str, Any], *,
-                 alarms: Iterable[str] = ()) -> RunRecord:
+                 alarms: Iterable[str] = (), reference: dict[str, Any] | None = None
+                 ) -> RunRecord:
     """The record of a run from its worklist rows and ``run_summary.json`` dict.
 
     Rows are taken in processing order (``processed_at``, then UID: the UID only breaks
@@ -174,7 +179,11 @@ def build_record(rows: Iterable[Any], summary: dict[str, Any], *,
         if (d := _number(row.input_distance)) is not None:
             group.distances.append(round(d, 4))
     finished = max((r.processed_at for r in ordered), default="")
-    return RunRecord(finished_utc=finished, model_name=str(summary.get("model_name", "")),
+    from triage.monitor.reference import reference_for
+
+    kept = {g: e for g in [*groups, "all"] if (e := reference_for(reference, g)) is not None}
+    return RunRecord(reference=kept, finished_utc=finished,
+                     model_name=str(summary.get("model_name", "")),
                      model_version=str(summary.get("model_version", "")),
                      rules_version=str(summary.get("rules_version", "")),
                      temperature=str(summary.get("temperature", "")), groups=groups,

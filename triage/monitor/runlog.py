@@ -118,7 +118,7 @@ def finish_run(out_dir: Path | str, rows: list[Any], summary: Mapping[str, Any],
     from triage.report.run_report import render_run_report, write_run_report
 
     out_dir = Path(out_dir)
-    record = build_record(rows, dict(summary), alarms=alarms)
+    record = build_record(rows, dict(summary), alarms=alarms, reference=dict(reference or {}))
     record_path = record.write(out_dir)
     report_path = write_run_report(out_dir, record, rows, reference=reference)
     if track:

@@ -61,7 +61,8 @@ def _score_section(record: RunRecord, reference: Mapping[str, Any] | None) -> st
     for name, group in sorted(record.groups.items()):
         if not group.scores:
             continue
-        ref = reference_for(dict(reference) if reference else None, name)
+        ref = (reference_for(dict(reference), name) if reference
+               else record.reference.get(name))
         counts = group.to_dict()["score_hist"]
         ref_hist = ref["hist"] if ref else None
         charts.append(svg.histogram(SCORE_BINS, counts, ref_hist,
