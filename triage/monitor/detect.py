@@ -99,7 +99,7 @@ def cusum(z: Iterable[float], *, k: float = CUSUM_K, h: float = CUSUM_H) -> Cusu
 
     Example:
         >>> cusum([0.0] * 50).index is None, cusum([0.0] * 5 + [3.0] * 10).index
-        (True, 8)
+        (True, 9)
     """
     upper = lower = peak = 0.0
     for i, value in enumerate(z):

@@ -48,14 +48,14 @@ def records_from_mlflow(experiment: str, since: str = "", uri: str | None = None
     if found is None:
         raise ConfigError(f"MLflow experiment '{experiment}' does not exist at {resolved}; "
                           f"give the --experiment `triage run` recorded into.")
-    query = f"tags.`{RUN_KIND_TAG}` = 'run'"
-    if since:
-        query += f" and tags.`triage.finished_utc` >= '{since}'"
+    query = f"tags.`{RUN_KIND_TAG}` = 'run'"  # MLflow compares tags by equality only
     runs = client.search_runs([found.experiment_id], filter_string=query,
                               max_results=50000)
     records = []
     with tempfile.TemporaryDirectory(prefix="triage-monitor-") as tmp:
         for run in runs:
+            if run.data.tags.get("triage.finished_utc", "") < since:
+                continue
             local = client.download_artifacts(run.info.run_id, RECORD_ARTIFACT, tmp)
             records.append(RunRecord.from_dict(json.loads(Path(local).read_text("utf-8"))))
     return sorted(records, key=lambda r: r.finished_utc)
