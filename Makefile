@@ -32,13 +32,21 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# Optional reference tool for geometry tests and benchmarks (Debian package); best effort.
+# Optional tools (Debian packages), best effort: dcm2niix for geometry tests and benchmarks,
+# chromium for the report tests (in CI, CI=true makes those fail without it).
 tools:
 	@command -v dcm2niix >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && apt-get install -y -qq dcm2niix >/dev/null) \
 	      || echo "note: dcm2niix could not be installed; tests comparing against it will skip"; \
 	  else echo "note: dcm2niix not installed; tests comparing against it will skip"; fi; }
+	@# Headless Chromium renders the HTML reports in tests (they skip without it, except
+	@# in CI, where CI=true makes them fail).
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	      || echo "note: chromium could not be installed; the report browser tests will skip"; \
+	  else echo "note: chromium not installed; the report browser tests will skip"; fi; }
 
 demo: install
 	$(PY) -m triage.demo

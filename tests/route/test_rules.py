@@ -32,8 +32,9 @@ def test_default_file_loads_with_the_documented_settings():
     assert rules.thresholds == ThresholdConfig(alpha=0.01, delta=0.05, ppv_target=0.9,
                                                min_positives=299, min_negatives=100)
     assert [r.id for r in rules.rules] == [
-        "ingest-failed", "inference-failed", "qc-geometry", "qc-slices", "qc-modality",
-        "qc-degenerate", "unseen-device", "input-shift", "uncertified-device", "urgent", "routine",
+        "ingest-failed", "inference-failed", "drift-alarm", "qc-geometry", "qc-slices",
+        "qc-modality", "qc-degenerate", "unseen-device", "input-shift", "uncertified-device",
+        "urgent", "routine",
         "low-confidence"]
     assert {r.kind for r in rules.rules} == set(list_rules())  # every kind is used
 

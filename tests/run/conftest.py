@@ -22,6 +22,18 @@ TRAIN = {"model": {"name": "cnn-small", "options": {"channels": [4, 8]}},
 DEVICES = "acme,borealis"
 
 
+@pytest.fixture(scope="session")
+def run_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the MLflow runs `triage run` records in these tests."""
+    return f"sqlite:///{tmp_path_factory.mktemp('run-tracking') / 'mlflow.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _run_tracking(run_tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`triage run` records every run in MLflow: never into the working directory."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", run_tracking_uri)
+
+
 @dataclass(frozen=True)
 class TinyModel:
     """The trained bundle and where it lives."""

@@ -62,6 +62,7 @@ def _register() -> None:
     from triage.cli import feedback as _feedback
     from triage.cli import ingest as _ingest
     from triage.cli import manifest as _manifest
+    from triage.cli import monitor as _monitor
     from triage.cli import registry as _registry
     from triage.cli import run as _run
     from triage.cli import synth as _synth
@@ -69,7 +70,7 @@ def _register() -> None:
     from triage.cli import train as _train
 
     for module in (_synth, _manifest, _ingest, _train, _registry, _run, _thresholds,
-                   _feedback):
+                   _feedback, _monitor):
         module.register(app)
 
 

@@ -31,6 +31,15 @@ def _rules_file(rules: Path | None, bundle: Any, out: Path) -> Path:
     return DEFAULT_RULES
 
 
+def _active_alarms(path: Path | None) -> dict[str, tuple[str, ...]]:
+    """Device group -> active alarm descriptions of the alarm file (none without one)."""
+    if path is None:
+        return {}
+    from triage.monitor.alarms import AlarmState
+
+    return AlarmState.load(path).active_by_group()
+
+
 def _table(title: str, counts: dict[str, Any], routes: list[str]):
     from rich.table import Table
 
@@ -64,6 +73,12 @@ def run(
                                               "studies routed urgent or routine to review "
                                               "(rule id 'audit'; docs/calibration.md)."),
     audit_seed: int = typer.Option(0, "--audit-seed", help="Seed of the audit draw."),
+    experiment: str = typer.Option("triage-runs", "--experiment",
+                                   help="MLflow experiment the run is recorded in (tracking "
+                                        "URI: MLFLOW_TRACKING_URI, else ./mlflow.db)."),
+    alarms: Path = typer.Option(None, "--alarms", envvar="TRIAGE_ALARMS", dir_okay=False,
+                                help="Alarm file of `triage monitor`: device groups with an "
+                                     "active drift alarm go to review (docs/monitoring.md)."),
 ) -> None:
     """Triage every study of EXPORT_DIR into worklist.csv and review_worklist.csv.
 
@@ -78,6 +93,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from triage.errors import ConfigError
+    from triage.monitor.runlog import finish_run
     from triage.route import Router
     from triage.route.audit import check_fraction, with_audit
     from triage.run.model import load_model
@@ -99,6 +115,9 @@ def run(
     # No fitted thresholds (a bundle from before routing): every scored study is reviewed.
     thresholds = getattr(loaded.bundle, "routing", None) or {}
     router = Router.from_yaml(rules_path, thresholds, loaded.bundle.train_devices)
+    active = _active_alarms(alarms)
+    if active:
+        router = router.with_alarms(active)
     router = with_audit(router, audit_fraction, audit_seed)
 
     console = Console(stderr=True)
@@ -115,7 +134,14 @@ def run(
                             model_name=loaded.name, model_version=loaded.version,
                             device=device)
 
+    # The worklists are written: a tracking failure from here on loses none of them.
+    finished = finish_run(out, result.rows, result.summary,
+                          reference=getattr(loaded.bundle, "score_reference", None),
+                          alarms=tuple(a for v in active.values() for a in v),
+                          experiment=experiment)
     summary = result.summary | {"worklist": str(result.worklist_path),
+                                "report": str(finished.report_path),
+                                "mlflow_run_id": finished.record.run_id,
                                 "review_worklist": str(result.review_path),
                                 "rules": str(rules_path)}
     if json_summary:
@@ -130,6 +156,11 @@ def run(
                    f"{len(result.rows)} studies ({result.resumed} from an earlier run) in "
                    f"{result.seconds:.1f} s; model {loaded.name} {loaded.version}, rules "
                    f"{router.version}")
+        typer.echo(f"report: {finished.report_path}\nMLflow run: {finished.record.run_id} "
+                   f"(experiment {experiment})")
+        if active:
+            typer.secho(f"drift alarms active: {', '.join(sorted(active))} sent to review "
+                        f"(clear with `triage monitor clear`)", fg=typer.colors.YELLOW, err=True)
     if result.all_failed:
         typer.secho("No study could be triaged." if result.rows else
                     "No DICOM study found in the export.", fg=typer.colors.RED, err=True)

@@ -168,6 +168,9 @@ class ModelBundle:
             (bundles written before this field load with an empty dict).
         rules: the parsed rules file the thresholds were certified under (what
             ``triage run`` uses unless given ``--rules``); empty when none.
+        score_reference: the calibration split's calibrated scores per device group, as
+            histograms and logit moments (`triage.monitor.reference.score_reference`), the
+            reference of score-drift monitoring; empty in bundles made before it existed.
         code_version: triage version (+ git commit when built from a checkout).
         created_utc: ISO-8601 creation time.
     """
@@ -186,6 +189,7 @@ class ModelBundle:
     metrics: dict[str, Any] = field(default_factory=dict)
     routing: dict[str, Any] = field(default_factory=dict)
     rules: dict[str, Any] = field(default_factory=dict)
+    score_reference: dict[str, Any] = field(default_factory=dict)
     code_version: str = field(default_factory=code_version)
     created_utc: str = field(default_factory=_utc_now)
     _model: Any = field(default=None, init=False, repr=False)

@@ -75,6 +75,31 @@ class Router:
         """``name@version+sha12`` of the rules file (recorded in every worklist row)."""
         return self.ruleset.full_version
 
+    def with_alarms(self, alarms: Mapping[str, Iterable[str]]) -> Router:
+        """A router whose ``drift-alarm`` rules see `alarms` (device group -> active alarm
+        descriptions; docs/monitoring.md).
+
+        A rules file without a ``drift-alarm`` rule (older files, rules recorded with an
+        older model) gets one, id ``drift-alarm``, as its first QC rule whenever an alarm
+        is active: an active alarm always stops automatic routing of its device group.
+        """
+        import copy
+        import dataclasses
+
+        from triage.route.rules import create_rule
+
+        active = {str(g): tuple(str(a) for a in v) for g, v in alarms.items() if v}
+        ruleset = self.ruleset
+        if active and not any(r.kind == "drift-alarm" for r in ruleset.rules):
+            rules = list(ruleset.rules)
+            at = next((i for i, r in enumerate(rules) if r.stage >= Stage.QC), len(rules))
+            rules.insert(at, create_rule("drift-alarm", id="drift-alarm"))
+            ruleset = dataclasses.replace(ruleset, rules=tuple(rules))
+        routed = copy.copy(self)
+        routed.ruleset = ruleset
+        routed.context = dataclasses.replace(self.context, alarms=active)
+        return routed
+
     @property
     def thresholds(self) -> FittedThresholds:
         """The certified thresholds in use."""

@@ -54,10 +54,12 @@ class Stage(IntEnum):
 
 @dataclass(frozen=True)
 class RuleContext:
-    """What rules may consult besides the study: certified thresholds, training devices."""
+    """What rules may consult besides the study: certified thresholds, training devices,
+    and the monitoring alarms active per device group (descriptions; docs/monitoring.md)."""
 
     thresholds: FittedThresholds
     train_devices: frozenset[str]
+    alarms: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ def register_rule(kind: str) -> Callable[[R], R]:
 
 
 def _load_builtin() -> None:
+    import triage.route.drift_alarm  # noqa: F401  (registers the monitoring stop-rule)
     import triage.route.kinds  # noqa: F401  (registers the built-in kinds)
 
 

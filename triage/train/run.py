@@ -321,6 +321,7 @@ def _fit_routing(bundle: Any, calib_logits: np.ndarray, calib: list[Sample],
     import yaml
 
     from triage.calibrate import probabilities
+    from triage.monitor.reference import score_reference
     from triage.route import fit_thresholds, load_rules
 
     ruleset = load_rules(rules_path)
@@ -328,7 +329,9 @@ def _fit_routing(bundle: Any, calib_logits: np.ndarray, calib: list[Sample],
     fitted = fit_thresholds(p, np.array([s.label for s in calib], dtype=int),
                             [s.device_group for s in calib], ruleset.thresholds)
     rules = yaml.safe_load(Path(rules_path).read_text(encoding="utf-8"))
-    bundle = dataclasses.replace(bundle, routing=fitted.to_dict(), rules=rules)
+    reference = score_reference(p, [s.device_group for s in calib])
+    bundle = dataclasses.replace(bundle, routing=fitted.to_dict(), rules=rules,
+                                 score_reference=reference)
     return bundle, ruleset.full_version
 
 

@@ -1,0 +1,2 @@
+"""Monitoring in production: run records, drift statistics, alarms and the stop-rule state
+(docs/monitoring.md)."""

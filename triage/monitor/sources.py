@@ -1,0 +1,96 @@
+"""Where `triage monitor` finds its runs (run folders, or an MLflow experiment) and labels
+(a labels CSV, or the feedback label store)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from triage.errors import ConfigError
+from triage.monitor.record import RunRecord, read_record
+from triage.monitor.runlog import RECORD_ARTIFACT, RUN_KIND_TAG
+from triage.monitor.window import Outcome
+
+
+def records_from_folders(folders: Sequence[Path | str], since: str = ""
+                         ) -> tuple[list[RunRecord], list[list[Any]]]:
+    """The records of run folders (finished at or after `since`) and their worklist rows."""
+    from triage.run.worklist import WORKLIST_NAME, read_worklist
+
+    pairs = []
+    for folder in folders:
+        record = read_record(folder)
+        if record.finished_utc >= since:
+            worklist = Path(folder) / WORKLIST_NAME
+            pairs.append((record, read_worklist(worklist) if worklist.is_file() else []))
+    pairs.sort(key=lambda p: p[0].finished_utc)
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def records_from_mlflow(experiment: str, since: str = "", uri: str | None = None
+                        ) -> list[RunRecord]:
+    """The records the `triage run`s of MLflow `experiment` logged (finished at or after
+    `since`), oldest first.
+
+    Raises:
+        ConfigError: no such experiment.
+    """
+    from triage.registry.tracking import client_for, ensure_reachable, resolve_tracking_uri
+
+    resolved = resolve_tracking_uri(uri)
+    ensure_reachable(resolved)
+    client = client_for(resolved)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise ConfigError(f"MLflow experiment '{experiment}' does not exist at {resolved}; "
+                          f"give the --experiment `triage run` recorded into.")
+    query = f"tags.`{RUN_KIND_TAG}` = 'run'"  # MLflow compares tags by equality only
+    runs = client.search_runs([found.experiment_id], filter_string=query,
+                              max_results=50000)
+    records = []
+    with tempfile.TemporaryDirectory(prefix="triage-monitor-") as tmp:
+        for run in runs:
+            if run.data.tags.get("triage.finished_utc", "") < since:
+                continue
+            local = client.download_artifacts(run.info.run_id, RECORD_ARTIFACT, tmp)
+            records.append(RunRecord.from_dict(json.loads(Path(local).read_text("utf-8"))))
+    return sorted(records, key=lambda r: r.finished_utc)
+
+
+def read_labels_csv(path: Path | str) -> dict[str, int]:
+    """Study UID -> finding from a CSV with columns ``study_uid`` and ``label`` (0/1).
+
+    Raises:
+        ConfigError: missing columns or a label that is not 0 or 1.
+    """
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"study_uid", "label"} <= set(reader.fieldnames):
+            raise ConfigError(f"Labels file {path} needs columns study_uid and label; it has "
+                              f"{', '.join(reader.fieldnames or [])}.")
+        out = {}
+        for n, row in enumerate(reader, start=2):
+            if row["label"].strip() not in ("0", "1"):
+                raise ConfigError(f"Labels file {path} line {n}: label must be 0 or 1, got "
+                                  f"{row['label']!r}.")
+            out[row["study_uid"].strip()] = int(row["label"])
+    return out
+
+
+def outcomes_from_store(path: Path | str, records: Sequence[RunRecord]) -> list[Outcome]:
+    """Labelled outcomes from the feedback label store (docs/feedback.md), each assigned
+    to the first run of the window that finished at or after the study was processed."""
+    from triage.feedback.store import LabelStore
+
+    finished = [r.finished_utc for r in records]
+    out = []
+    with LabelStore(path) as store:
+        for label in store.labels():
+            run = next((i for i, f in enumerate(finished) if f >= label.processed_at), None)
+            if run is not None:
+                out.append(Outcome(run, label.device_group, label.route, int(label.finding)))
+    return out
