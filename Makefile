@@ -32,13 +32,22 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# Optional reference tool for geometry tests and benchmarks (Debian package); best effort.
+# Debian tools the tests use: dcm2niix (geometry reference, best effort: those tests skip
+# without it), and Orthanc with its DICOMweb plugin plus dicom3tools (dciodvfy) for the PACS
+# tests, which fail rather than skip in CI (CI=true) when these are missing.
+TOOL_PKGS := dcm2niix orthanc orthanc-dicomweb dicom3tools
 tools:
-	@command -v dcm2niix >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v dcm2niix >/dev/null 2>&1 || missing="$$missing dcm2niix"; \
+	command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || missing="$$missing orthanc"; \
+	[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing="$$missing orthanc-dicomweb"; \
+	command -v dciodvfy >/dev/null 2>&1 || missing="$$missing dicom3tools"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && apt-get install -y -qq dcm2niix >/dev/null) \
-	      || echo "note: dcm2niix could not be installed; tests comparing against it will skip"; \
-	  else echo "note: dcm2niix not installed; tests comparing against it will skip"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "note: could not install:$$missing (PACS tests fail in CI without them)"; \
+	  else echo "note: not installed:$$missing (run 'make tools' as root; PACS tests skip locally)"; fi; \
+	fi
 
 demo: install
 	$(PY) -m triage.demo
