@@ -45,7 +45,10 @@ def _table(title: str, counts: dict[str, Any], routes: list[str]):
 
 
 def run(
-    export_dir: Path = typer.Argument(..., help="PACS export folder (DICOMDIR optional)."),
+    export_dir: str = typer.Argument(..., metavar="SOURCE",
+                                     help="PACS export folder (DICOMDIR optional), or a "
+                                          "DICOMweb base URL http(s)://HOST:PORT/dicom-web "
+                                          "(docs/pacs.md)."),
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     out: Path = typer.Option(..., "--out", "-o",
                              help="Output: worklist.csv, review_worklist.csv, journal.jsonl, "
@@ -64,6 +67,18 @@ def run(
                                               "studies routed urgent or routine to review "
                                               "(rule id 'audit'; docs/calibration.md)."),
     audit_seed: int = typer.Option(0, "--audit-seed", help="Seed of the audit draw."),
+    study_date: str = typer.Option("", "--study-date",
+                                   help="DICOMweb source: studies of this date range, "
+                                        "YYYYMMDD-YYYYMMDD."),
+    modality: str = typer.Option("", "--modality",
+                                 help="DICOMweb source: studies containing this modality."),
+    study_uid: list[str] = typer.Option(None, "--study-uid",
+                                        help="DICOMweb source: only this study (repeatable)."),
+    limit: int = typer.Option(None, "--limit", help="DICOMweb source: at most N studies."),
+    report_to: str = typer.Option("", "--report-to",
+                                  help="Send one DICOM SR per study to this PACS: "
+                                       "http(s)://HOST:PORT/dicom-web (STOW-RS) or "
+                                       "dicom://AET@HOST:PORT (C-STORE)."),
 ) -> None:
     """Triage every study of EXPORT_DIR into worklist.csv and review_worklist.csv.
 
@@ -78,6 +93,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from triage.errors import ConfigError
+    from triage.pacs.dicomweb import StudyFilter, is_dicomweb_url
     from triage.route import Router
     from triage.route.audit import check_fraction, with_audit
     from triage.run.model import load_model
@@ -85,8 +101,18 @@ def run(
     from triage.run.threads import prefer_passive_openmp
 
     prefer_passive_openmp()  # before the model loads torch
-    if not export_dir.is_dir():
+    remote = is_dicomweb_url(export_dir)
+    filters = StudyFilter(study_date, modality.upper(), tuple(study_uid or ()), limit)
+    if not remote and filters != StudyFilter():
+        raise ConfigError("--study-date, --modality, --study-uid and --limit select studies "
+                          "of a DICOMweb source; SOURCE is a folder.")
+    if not remote and not Path(export_dir).is_dir():
         raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
+    sink = None
+    if report_to:
+        from triage.pacs.report import create_sink
+
+        sink = create_sink(report_to)  # a bad destination is a usage error, before any work
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
     check_fraction(audit_fraction)
@@ -110,10 +136,25 @@ def run(
         def on_study(done: int, total: int, _row) -> None:
             bar.update(task, description="triaging", completed=done, total=total)
 
-        result = run_export(export_dir, out, bundle=loaded.bundle, router=router,
-                            workers=workers or None, batch_size=batch_size, progress=on_study,
-                            model_name=loaded.name, model_version=loaded.version,
-                            device=device)
+        if remote:
+            from triage.pacs.dicomweb import DicomwebSource
+            from triage.pacs.pull import run_source
+
+            result = run_source(DicomwebSource(export_dir, filters), out,
+                                bundle=loaded.bundle, router=router, batch_size=batch_size,
+                                progress=on_study, model_name=loaded.name,
+                                model_version=loaded.version, device=device)
+        else:
+            result = run_export(Path(export_dir), out, bundle=loaded.bundle, router=router,
+                                workers=workers or None, batch_size=batch_size,
+                                progress=on_study, model_name=loaded.name,
+                                model_version=loaded.version, device=device)
+        if sink is not None:
+            bar.update(task, description="reporting")
+            from triage.pacs.report import send_reports
+
+            result.summary["reports"] = send_reports(
+                result.rows, out, sink, export_dir=None if remote else Path(export_dir))
 
     summary = result.summary | {"worklist": str(result.worklist_path),
                                 "review_worklist": str(result.review_path),

@@ -1,0 +1,101 @@
+"""`triage run http://.../dicom-web`: pull from a real Orthanc, report back as SRs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pydicom
+
+from tests.pacs.conftest import study_uids
+from triage.cli import main
+from triage.pacs.sr import read_sr
+
+
+def _worklist(out: Path) -> list[dict]:
+    with open(out / "worklist.csv", encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _run(source: str, out: Path, model: str, rules: Path, *extra: str) -> int:
+    return main(["run", source, "--model", model, "--out", str(out), "--rules", str(rules),
+                 "--device", "cpu", "--json", *extra])
+
+
+def test_pull_and_report_back_by_stow(orthanc, pacs_export, tiny_model, rules_path,
+                                      tmp_path, dciodvfy, capsys):
+    orthanc.upload_export(pacs_export)
+    uids = study_uids(pacs_export)
+    out = tmp_path / "out"
+    code = _run(orthanc.dicomweb, out, str(tiny_model.bundle_dir), rules_path,
+                "--modality", "CT", "--report-to", orthanc.dicomweb)
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    rows = _worklist(out)
+    assert [r["study_uid"] for r in rows] == uids
+    assert summary["reports"] == {"sent": len(uids), "rejected": 0, "skipped": 0}
+    assert not any((out / "staging").iterdir()) if (out / "staging").exists() else True
+    srs = [pydicom.dcmread(__import__("io").BytesIO(b)) for b in
+           orthanc.instances_of_modality("SR")]
+    assert sorted(ds.StudyInstanceUID for ds in srs) == uids  # one SR per study
+    by_study = {r["study_uid"]: r for r in rows}
+    for ds in srs:
+        parsed = read_sr(ds)
+        row = by_study[ds.StudyInstanceUID]
+        assert parsed["route"] == row["route"]
+        if row["p_calibrated"]:
+            assert abs(parsed["p-calibrated"] - float(row["p_calibrated"])) < 1e-6
+        assert parsed["rule-ids"] == row["rule_ids"]
+    path = tmp_path / "sr.dcm"
+    srs[0].save_as(path)
+    check = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True)
+    assert "Error" not in check.stdout + check.stderr, check.stderr
+
+    # a rerun resumes from the journal and stores the same SRs again: no duplicate
+    assert _run(orthanc.dicomweb, out, str(tiny_model.bundle_dir), rules_path,
+                "--report-to", orthanc.dicomweb) == 0
+    assert json.loads(capsys.readouterr().out)["resumed"] == len(uids)
+    assert len(orthanc.instances_of_modality("SR")) == len(uids)
+
+
+def test_filters_and_a_study_whose_files_are_lost(orthanc, pacs_export, tiny_model,
+                                                  rules_path, tmp_path, capsys):
+    orthanc.upload_export(pacs_export)
+    uids = study_uids(pacs_export)
+    # Lose the stored files of one study: Orthanc still lists it, retrieval fails.
+    lost = uids[0]
+    sid = next(s for s in orthanc.rest("/studies")
+               if orthanc.rest(f"/studies/{s}")["MainDicomTags"]["StudyInstanceUID"] == lost)
+    for iid in orthanc.rest(f"/studies/{sid}/instances"):
+        uuid = iid["ID"]
+        attachment = orthanc.rest(f"/instances/{uuid}/attachments/dicom/info")
+        for path in (orthanc.root / "storage").rglob(attachment["Uuid"]):
+            path.unlink()
+    out = tmp_path / "out"
+    code = _run(orthanc.dicomweb, out, str(tiny_model.bundle_dir), rules_path,
+                "--study-uid", lost, "--study-uid", uids[1], "--limit", "5")
+    capsys.readouterr()
+    assert code == 0
+    rows = {r["study_uid"]: r for r in _worklist(out)}
+    assert sorted(rows) == sorted([lost, uids[1]])
+    assert rows[lost]["route"] == "failed"
+    assert "HTTP" in rows[lost]["reasons"], rows[lost]["reasons"]
+    assert rows[uids[1]]["route"] != "failed"
+    shutil.rmtree(out)
+    assert _run(orthanc.dicomweb, out, str(tiny_model.bundle_dir), rules_path,
+                "--study-date", "19000101-19000102") == 1  # nothing in that range
+    capsys.readouterr()
+
+
+def test_filters_of_a_folder_are_usage_errors(pacs_export, tiny_model, rules_path,
+                                               tmp_path, capsys):
+    assert _run(str(pacs_export), tmp_path / "o", str(tiny_model.bundle_dir), rules_path,
+                "--modality", "CT") == 2
+    assert "DICOMweb" in capsys.readouterr().err
+    assert _run("http://127.0.0.1:9/dicom-web", tmp_path / "o", str(tiny_model.bundle_dir),
+                rules_path, "--study-date", "2020") == 2
+    assert _run("http://127.0.0.1:9/dicom-web", tmp_path / "o", str(tiny_model.bundle_dir),
+                rules_path, "--report-to", "ftp://x") == 2
