@@ -51,11 +51,12 @@ class OrthancServer:
 
     def __init__(self, root: Path, binary: str, plugin: str, *, aet: str = "ORTHANC",
                  modalities: dict[str, tuple[str, int]] | None = None,
-                 dicom: bool = False) -> None:
+                 dicom: bool = False, refuse_studies: tuple[str, ...] = ()) -> None:
         self.root, self.binary, self.plugin, self.aet = Path(root), binary, plugin, aet
         self.http_port, self.dicom_port = free_port(), free_port()
         self.modalities = dict(modalities or {})
         self.dicom = dicom  # the DICOM port listens on every interface: only when needed
+        self.refuse_studies = tuple(refuse_studies)  # WADO-RS of these answers HTTP 403
         self.process: subprocess.Popen | None = None
 
     @property
@@ -80,10 +81,24 @@ class OrthancServer:
             "Plugins": [self.plugin], "HttpTimeout": 60, "StableAge": 1,
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True,
                          "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
-            "StorageCompression": False, "SaveJobs": False,
+            "StorageCompression": False, "SaveJobs": False, "MaximumStorageCacheSize": 0,
+            "LuaScripts": [str(self._lua())],
         }
         path = self.root / "orthanc.json"
         path.write_text(json.dumps(config, indent=1), encoding="utf-8")
+        return path
+
+    def _lua(self) -> Path:
+        # A fault a real PACS shows: it lists a study but refuses to send it.
+        refused = ", ".join(f'["{uid}"] = true' for uid in self.refuse_studies)
+        path = self.root / "filter.lua"
+        path.write_text(
+            "local refused = {" + refused + "}\n"
+            "function IncomingHttpRequestFilter(method, uri, ip, username, headers)\n"
+            "  local uid = string.match(uri, '^/dicom%-web/studies/([0-9.]+)$')\n"
+            "  if method == 'GET' and uid ~= nil and refused[uid] then return false end\n"
+            "  return true\n"
+            "end\n", encoding="utf-8")
         return path
 
     def start(self, timeout: float = 30.0) -> OrthancServer:

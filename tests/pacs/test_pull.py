@@ -61,19 +61,12 @@ def test_pull_and_report_back_by_stow(orthanc, pacs_export, tiny_model, rules_pa
     assert len(orthanc.instances_of_modality("SR")) == len(uids)
 
 
-def test_filters_and_a_study_whose_files_are_lost(orthanc, pacs_export, tiny_model,
-                                                  rules_path, tmp_path, capsys):
-    orthanc.upload_export(pacs_export)
+def test_filters_and_a_study_the_pacs_refuses(make_orthanc, pacs_export, tiny_model,
+                                               rules_path, tmp_path, capsys):
     uids = study_uids(pacs_export)
-    # Lose the stored files of one study: Orthanc still lists it, retrieval fails.
     lost = uids[0]
-    sid = next(s for s in orthanc.rest("/studies")
-               if orthanc.rest(f"/studies/{s}")["MainDicomTags"]["StudyInstanceUID"] == lost)
-    for iid in orthanc.rest(f"/studies/{sid}/instances"):
-        uuid = iid["ID"]
-        attachment = orthanc.rest(f"/instances/{uuid}/attachments/dicom/info")
-        for path in (orthanc.root / "storage").rglob(attachment["Uuid"]):
-            path.unlink()
+    orthanc = make_orthanc(refuse_studies=(lost,))  # lists it, answers 403 to WADO-RS
+    orthanc.upload_export(pacs_export)
     out = tmp_path / "out"
     code = _run(orthanc.dicomweb, out, str(tiny_model.bundle_dir), rules_path,
                 "--study-uid", lost, "--study-uid", uids[1], "--limit", "5")
@@ -82,7 +75,7 @@ def test_filters_and_a_study_whose_files_are_lost(orthanc, pacs_export, tiny_mod
     rows = {r["study_uid"]: r for r in _worklist(out)}
     assert sorted(rows) == sorted([lost, uids[1]])
     assert rows[lost]["route"] == "failed"
-    assert "HTTP" in rows[lost]["reasons"], rows[lost]["reasons"]
+    assert "HTTP 403" in rows[lost]["reasons"], rows[lost]["reasons"]
     assert rows[uids[1]]["route"] != "failed"
     shutil.rmtree(out)
     assert _run(orthanc.dicomweb, out, str(tiny_model.bundle_dir), rules_path,
