@@ -61,13 +61,14 @@ def _register() -> None:
     # Each module exposes `register(app)`; keep imports light at module level.
     from triage.cli import feedback as _feedback
     from triage.cli import ingest as _ingest
+    from triage.cli import listen as _listen
     from triage.cli import manifest as _manifest
     from triage.cli import registry as _registry
     from triage.cli import run as _run
     from triage.cli import synth as _synth
     from triage.cli import train as _train
 
-    for module in (_synth, _manifest, _ingest, _train, _registry, _run, _feedback):
+    for module in (_synth, _manifest, _ingest, _train, _registry, _run, _listen, _feedback):
         module.register(app)
 
 
