@@ -92,3 +92,53 @@ def test_filters_of_a_folder_are_usage_errors(pacs_export, tiny_model, rules_pat
                 rules_path, "--study-date", "2020") == 2
     assert _run("http://127.0.0.1:9/dicom-web", tmp_path / "o", str(tiny_model.bundle_dir),
                 rules_path, "--report-to", "ftp://x") == 2
+
+
+def test_report_by_c_store(make_orthanc, pacs_export, tiny_model, rules_path, tmp_path,
+                           capsys):
+    orthanc = make_orthanc(dicom=True)
+    orthanc.upload_export(pacs_export)
+    out = tmp_path / "out"
+    target = f"dicom://{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"
+    assert _run(orthanc.dicomweb, out, str(tiny_model.bundle_dir), rules_path, "--limit", "2",
+                "--report-to", target) == 0
+    assert json.loads(capsys.readouterr().out)["reports"]["sent"] == 2
+    srs = orthanc.instances_of_modality("SR")
+    assert len(srs) == 2
+    assert {r["study_uid"] for r in _worklist(out)} == {
+        pydicom.dcmread(__import__("io").BytesIO(b)).StudyInstanceUID for b in srs}
+
+
+def test_pacs_killed_mid_run_then_resumed(orthanc, pacs_export, tiny_model, rules_path,
+                                          tmp_path, capsys, monkeypatch):
+    """The PACS dies after the first study: the run stops (exit 3) without failing any
+    study; once it is back, the same command resumes and finishes."""
+    from triage.pacs import dicomweb
+    from triage.pacs.retry import Backoff
+
+    orthanc.upload_export(pacs_export)
+    uids = study_uids(pacs_export)
+    monkeypatch.setattr(dicomweb, "Backoff", lambda: Backoff(attempts=2, first_wait=0.1))
+    real_stage = dicomweb.DicomwebSource.stage
+    calls = []
+
+    def stage_then_die(self, study, folder):
+        calls.append(study.study_uid)
+        if len(calls) == 2:
+            orthanc.stop()
+        return real_stage(self, study, folder)
+
+    monkeypatch.setattr(dicomweb.DicomwebSource, "stage", stage_then_die)
+    out = tmp_path / "out"
+    assert _run(orthanc.dicomweb, out, str(tiny_model.bundle_dir), rules_path) == 3
+    assert "rerun" in capsys.readouterr().err
+    from triage.run.journal import read_journal
+
+    _, journaled = read_journal(out / "journal.jsonl")
+    assert list(journaled) == uids[:1]
+    assert all(r.route != "failed" for r in journaled.values())
+    monkeypatch.setattr(dicomweb.DicomwebSource, "stage", real_stage)
+    orthanc.start()
+    assert _run(orthanc.dicomweb, out, str(tiny_model.bundle_dir), rules_path) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["resumed"] == 1 and summary["studies"] == len(uids)

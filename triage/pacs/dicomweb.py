@@ -101,6 +101,7 @@ class DicomwebSource:
         self.filters = filters or StudyFilter()
         self.backoff = backoff or Backoff()
         self.client = DICOMwebClient(self.url)
+        self.client.set_http_retry_params(retry=False)  # ours: `backoff`
         self.timeout = timeout
         self.description = f"DICOMweb {self.url}"
 

@@ -177,6 +177,7 @@ def _run(source: Source, out_dir: Path, *, bundle: ModelBundle, router: Router,
             clock.seconds["retrieve"] = clock.seconds.get("retrieve", 0.0) + item.seconds
             if item.error is not None:
                 if not isinstance(item.error, RetrievalError):
+                    triage.flush()  # journal what is ingested before the run stops
                     raise item.error
                 retrieval_failed += 1
                 LOGGER.error("Study %s: %s.", item.ref.study_uid, item.error)

@@ -51,6 +51,7 @@ class StowSink:
         from dicomweb_client.api import DICOMwebClient
 
         self.client = DICOMwebClient(self.url.rstrip("/"))
+        self.client.set_http_retry_params(retry=False)  # ours: `send_reports`
         self.description = f"STOW-RS {self.url}"
 
     def send(self, dataset) -> None:
