@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from triage.cli.options import MODEL_HELP
+from triage.cli.options import DEVICE, JSON, MODEL_HELP, echo_json
 
 
 def listen(
@@ -28,7 +28,8 @@ def listen(
                                   help="Send each study's SR: http(s)://HOST:PORT/dicom-web "
                                        "or dicom://AET@HOST:PORT."),
     rules: Path = typer.Option(None, "--rules", "-r", help="Rules YAML (as for triage run)."),
-    device: str = typer.Option("auto", "--device", help="Inference device."),
+    device: str = DEVICE,
+    json_summary: bool = JSON,
 ) -> None:
     """Listen for C-STORE; triage each study once no instance arrived for --stable-seconds.
 
@@ -72,6 +73,12 @@ def listen(
         listener.run()
     except KeyboardInterrupt:
         listener.stop()
+    if json_summary:  # what the listener triaged, over every run of this --out
+        from collections import Counter
+
+        rows = list(listener.journal.rows.values())
+        echo_json({"studies": len(rows), "route": dict(Counter(r.route for r in rows)),
+                   "worklist": str(out / "worklist.csv")})
 
 
 def register(app: typer.Typer) -> None:

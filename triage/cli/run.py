@@ -45,7 +45,7 @@ def _table(title: str, counts: dict[str, Any], routes: list[str]):
 
 
 def run(
-    export_dir: str = typer.Argument(..., metavar="SOURCE",
+    source: str = typer.Argument(...,
                                      help="PACS export folder (DICOMDIR optional), or a "
                                           "DICOMweb base URL http(s)://HOST:PORT/dicom-web "
                                           "(docs/pacs.md)."),
@@ -80,7 +80,7 @@ def run(
                                        "http(s)://HOST:PORT/dicom-web (STOW-RS) or "
                                        "dicom://AET@HOST:PORT (C-STORE)."),
 ) -> None:
-    """Triage every study of EXPORT_DIR into worklist.csv and review_worklist.csv.
+    """Triage every study of SOURCE (a folder or a DICOMweb URL) into the worklists.
 
     One row per study, unreadable files included; rerun with the same --out to resume.
 
@@ -101,13 +101,13 @@ def run(
     from triage.run.threads import prefer_passive_openmp
 
     prefer_passive_openmp()  # before the model loads torch
-    remote = is_dicomweb_url(export_dir)
+    remote = is_dicomweb_url(source)
     filters = StudyFilter(study_date, modality.upper(), tuple(study_uid or ()), limit)
     if not remote and filters != StudyFilter():
         raise ConfigError("--study-date, --modality, --study-uid and --limit select studies "
                           "of a DICOMweb source; SOURCE is a folder.")
-    if not remote and not Path(export_dir).is_dir():
-        raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
+    if not remote and not Path(source).is_dir():
+        raise ConfigError(f"Export folder {source} does not exist or is not a folder.")
     sink = None
     if report_to:
         from triage.pacs.report import create_sink
@@ -140,12 +140,12 @@ def run(
             from triage.pacs.dicomweb import DicomwebSource
             from triage.pacs.pull import run_source
 
-            result = run_source(DicomwebSource(export_dir, filters), out,
+            result = run_source(DicomwebSource(source, filters), out,
                                 bundle=loaded.bundle, router=router, batch_size=batch_size,
                                 progress=on_study, model_name=loaded.name,
                                 model_version=loaded.version, device=device)
         else:
-            result = run_export(Path(export_dir), out, bundle=loaded.bundle, router=router,
+            result = run_export(Path(source), out, bundle=loaded.bundle, router=router,
                                 workers=workers or None, batch_size=batch_size,
                                 progress=on_study, model_name=loaded.name,
                                 model_version=loaded.version, device=device)
@@ -154,7 +154,7 @@ def run(
             from triage.pacs.report import send_reports
 
             result.summary["reports"] = send_reports(
-                result.rows, out, sink, export_dir=None if remote else Path(export_dir))
+                result.rows, out, sink, export_dir=None if remote else Path(source))
 
     summary = result.summary | {"worklist": str(result.worklist_path),
                                 "review_worklist": str(result.review_path),
