@@ -32,21 +32,23 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# Optional tools (Debian packages), best effort: dcm2niix for geometry tests and benchmarks,
-# chromium for the report tests (in CI, CI=true makes those fail without it).
+# Debian tools the tests use: dcm2niix (geometry reference, best effort: those tests skip
+# without it); Orthanc with its DICOMweb plugin plus dicom3tools (dciodvfy) for the PACS
+# tests and chromium for the HTML report tests, which fail rather than skip in CI (CI=true)
+# when these are missing.
 tools:
-	@command -v dcm2niix >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v dcm2niix >/dev/null 2>&1 || missing="$$missing dcm2niix"; \
+	command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || missing="$$missing orthanc"; \
+	[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing="$$missing orthanc-dicomweb"; \
+	command -v dciodvfy >/dev/null 2>&1 || missing="$$missing dicom3tools"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && apt-get install -y -qq dcm2niix >/dev/null) \
-	      || echo "note: dcm2niix could not be installed; tests comparing against it will skip"; \
-	  else echo "note: dcm2niix not installed; tests comparing against it will skip"; fi; }
-	@# Headless Chromium renders the HTML reports in tests (they skip without it, except
-	@# in CI, where CI=true makes them fail).
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
-	      || echo "note: chromium could not be installed; the report browser tests will skip"; \
-	  else echo "note: chromium not installed; the report browser tests will skip"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "note: could not install:$$missing (their tests fail in CI without them)"; \
+	  else echo "note: not installed:$$missing (run 'make tools' as root; their tests skip locally)"; fi; \
+	fi
 
 demo: install
 	$(PY) -m triage.demo

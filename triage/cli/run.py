@@ -54,7 +54,10 @@ def _table(title: str, counts: dict[str, Any], routes: list[str]):
 
 
 def run(
-    export_dir: Path = typer.Argument(..., help="PACS export folder (DICOMDIR optional)."),
+    source: str = typer.Argument(...,
+                                     help="PACS export folder (DICOMDIR optional), or a "
+                                          "DICOMweb base URL http(s)://HOST:PORT/dicom-web "
+                                          "(docs/pacs.md)."),
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     out: Path = typer.Option(..., "--out", "-o",
                              help="Output: worklist.csv, review_worklist.csv, journal.jsonl, "
@@ -79,8 +82,20 @@ def run(
     alarms: Path = typer.Option(None, "--alarms", envvar="TRIAGE_ALARMS", dir_okay=False,
                                 help="Alarm file of `triage monitor`: device groups with an "
                                      "active drift alarm go to review (docs/monitoring.md)."),
+    study_date: str = typer.Option("", "--study-date",
+                                   help="DICOMweb source: studies of this date range, "
+                                        "YYYYMMDD-YYYYMMDD."),
+    modality: str = typer.Option("", "--modality",
+                                 help="DICOMweb source: studies containing this modality."),
+    study_uid: list[str] = typer.Option(None, "--study-uid",
+                                        help="DICOMweb source: only this study (repeatable)."),
+    limit: int = typer.Option(None, "--limit", help="DICOMweb source: at most N studies."),
+    report_to: str = typer.Option("", "--report-to",
+                                  help="Send one DICOM SR per study to this PACS: "
+                                       "http(s)://HOST:PORT/dicom-web (STOW-RS) or "
+                                       "dicom://AET@HOST:PORT (C-STORE)."),
 ) -> None:
-    """Triage every study of EXPORT_DIR into worklist.csv and review_worklist.csv.
+    """Triage every study of SOURCE (a folder or a DICOMweb URL) into the worklists.
 
     One row per study, unreadable files included; rerun with the same --out to resume.
 
@@ -94,6 +109,7 @@ def run(
 
     from triage.errors import ConfigError
     from triage.monitor.runlog import finish_run
+    from triage.pacs.dicomweb import StudyFilter, is_dicomweb_url
     from triage.route import Router
     from triage.route.audit import check_fraction, with_audit
     from triage.run.model import load_model
@@ -101,8 +117,18 @@ def run(
     from triage.run.threads import prefer_passive_openmp
 
     prefer_passive_openmp()  # before the model loads torch
-    if not export_dir.is_dir():
-        raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
+    remote = is_dicomweb_url(source)
+    filters = StudyFilter(study_date, modality.upper(), tuple(study_uid or ()), limit)
+    if not remote and filters != StudyFilter():
+        raise ConfigError("--study-date, --modality, --study-uid and --limit select studies "
+                          "of a DICOMweb source; SOURCE is a folder.")
+    if not remote and not Path(source).is_dir():
+        raise ConfigError(f"Export folder {source} does not exist or is not a folder.")
+    sink = None
+    if report_to:
+        from triage.pacs.report import create_sink
+
+        sink = create_sink(report_to)  # a bad destination is a usage error, before any work
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
     check_fraction(audit_fraction)
@@ -129,10 +155,25 @@ def run(
         def on_study(done: int, total: int, _row) -> None:
             bar.update(task, description="triaging", completed=done, total=total)
 
-        result = run_export(export_dir, out, bundle=loaded.bundle, router=router,
-                            workers=workers or None, batch_size=batch_size, progress=on_study,
-                            model_name=loaded.name, model_version=loaded.version,
-                            device=device)
+        if remote:
+            from triage.pacs.dicomweb import DicomwebSource
+            from triage.pacs.pull import run_source
+
+            result = run_source(DicomwebSource(source, filters), out,
+                                bundle=loaded.bundle, router=router, batch_size=batch_size,
+                                progress=on_study, model_name=loaded.name,
+                                model_version=loaded.version, device=device)
+        else:
+            result = run_export(Path(source), out, bundle=loaded.bundle, router=router,
+                                workers=workers or None, batch_size=batch_size,
+                                progress=on_study, model_name=loaded.name,
+                                model_version=loaded.version, device=device)
+        if sink is not None:
+            bar.update(task, description="reporting")
+            from triage.pacs.report import send_reports
+
+            result.summary["reports"] = send_reports(
+                result.rows, out, sink, export_dir=None if remote else Path(source))
 
     # The worklists are written: a tracking failure from here on loses none of them.
     finished = finish_run(out, result.rows, result.summary,

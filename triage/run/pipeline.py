@@ -405,14 +405,21 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         raise
 
 
+def open_journal(out_dir: Path, bundle: ModelBundle, provenance: dict[str, str],
+                 config: IngestConfig) -> Journal:
+    """The run journal of `out_dir`, identified by the model, rules and preprocessing (the
+    one identity every source of studies shares: `triage.pacs.pull` too)."""
+    return Journal(out_dir / JOURNAL_NAME, identity={
+        "model_created_utc": bundle.created_utc, "code_version": bundle.code_version,
+        "temperature": provenance["temperature"], "rules_version": provenance["rules_version"],
+        "preprocess": config.preprocess.fingerprint()})
+
+
 def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router,
          workers: int, batch_size: int, progress: Progress | None, device: str,
          config: IngestConfig, provenance: dict[str, str], start: float, clock: Stopwatch
          ) -> RunResult:
-    journal = Journal(out_dir / JOURNAL_NAME, identity={
-        "model_created_utc": bundle.created_utc, "code_version": bundle.code_version,
-        "temperature": provenance["temperature"], "rules_version": provenance["rules_version"],
-        "preprocess": config.preprocess.fingerprint()})
+    journal = open_journal(out_dir, bundle, provenance, config)
     resumed_before = len(journal)
 
     with clock("scan"):
