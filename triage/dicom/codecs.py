@@ -114,12 +114,12 @@ def _decode_j2k(frame: bytes, info: ImageInfo) -> np.ndarray | None:
         return None  # pydicom's container and sign corrections apply: let it decode
     # reshape=False: the shape and type are known, and reshaping would parse the
     # codestream header again.
+    rows, columns, bits = info.rows or 0, info.columns or 0, info.bits_allocated or 0
     arr = openjpeg.decode(BytesIO(frame), 0, reshape=False)
-    dtype = np.dtype(f"<{'i' if info.signed else 'u'}{info.bits_allocated // 8}")
-    arr = arr.view(dtype)
-    if arr.size != info.rows * info.columns:
+    arr = arr.view(np.dtype(f"<{'i' if info.signed else 'u'}{bits // 8}"))
+    if arr.size != rows * columns:
         return None  # not one greyscale frame of the header's size: pydicom decides
-    return arr.reshape(info.rows, info.columns)
+    return arr.reshape(rows, columns)
 
 
 def _decode_rle(frame: bytes, info: ImageInfo) -> np.ndarray | None:
@@ -128,9 +128,10 @@ def _decode_rle(frame: bytes, info: ImageInfo) -> np.ndarray | None:
     bits = info.bits_allocated or 0
     if bits not in (8, 16):
         return None
-    data = decode_frame(frame, info.rows * info.columns, bits, "<")
+    rows, columns = info.rows or 0, info.columns or 0
+    data = decode_frame(frame, rows * columns, bits, "<")
     dtype = np.dtype(f"<{'i' if info.signed else 'u'}{bits // 8}")
-    arr = np.frombuffer(data, dtype=dtype).reshape(info.rows, info.columns)
+    arr = np.frombuffer(data, dtype=dtype).reshape(rows, columns)
     stored = info.bits_stored or bits
     if stored < bits:  # pydicom ignores the unused high bits of RLE data
         shift = bits - stored

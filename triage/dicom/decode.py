@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -170,12 +170,13 @@ def _pydicom(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarray:
     from pydicom.pixels import get_decoder
     from pydicom.uid import UID
 
-    decoded = get_decoder(UID(info.transfer_syntax)).as_array(
-        buffer[offset:], rows=info.rows, columns=info.columns,
-        samples_per_pixel=info.samples_per_pixel, bits_allocated=info.bits_allocated,
-        bits_stored=info.bits_stored, pixel_representation=int(info.signed),
+    options: dict[str, Any] = dict(
+        rows=info.rows, columns=info.columns, samples_per_pixel=info.samples_per_pixel,
+        bits_allocated=info.bits_allocated, bits_stored=info.bits_stored,
+        pixel_representation=int(info.signed),
         photometric_interpretation=info.photometric or "MONOCHROME2",
         number_of_frames=info.n_frames)
+    decoded = get_decoder(UID(info.transfer_syntax)).as_array(buffer[offset:], **options)
     arr = decoded[0] if isinstance(decoded, tuple) else decoded
     return arr[np.newaxis] if arr.ndim == 2 else arr
 

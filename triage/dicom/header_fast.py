@@ -70,8 +70,8 @@ def _record(fh: BinaryIO, path: Path, size: int, header: RawHeader) -> InstanceR
                            for term in charset.decode("ascii").strip(" \x00").split("\\")):
         raise Unsupported
     for tag in tags.TEXT_TAGS:
-        raw = values.get(tag)
-        if raw and (not raw.isascii() or b"\x1b" in raw):
+        text = values.get(tag)
+        if text and (not text.isascii() or b"\x1b" in text):
             raise Unsupported
     raw = RawValues(values, header.meta)
     present = _pixel_data_present(fh, size, header, raw)

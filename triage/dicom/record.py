@@ -94,7 +94,8 @@ def record_from_dataset(
         path=path,
         file_size=size,
         sop_class_uid=(raw_text(ds, tags.SOP_CLASS)
-                       or raw_text(ds.file_meta, tags.MEDIA_STORAGE_SOP_CLASS)),
+                       or (raw_text(ds.file_meta, tags.MEDIA_STORAGE_SOP_CLASS)
+                           if ds.file_meta is not None else None)),
         sop_instance_uid=raw_text(ds, tags.SOP_INSTANCE),
         study_uid=raw_text(ds, tags.STUDY_UID),
         series_uid=raw_text(ds, tags.SERIES_UID),

@@ -47,7 +47,7 @@ def check_dropped(notes: list[str], path: Path) -> None:
         if isinstance(note, Dropped) and note.keyword not in _PROVENANCE_ONLY:
             shown = note.text if len(note.text) <= 120 else note.text[:117] + "..."
             kind = "an integer" if note.keyword == "NumberOfFrames" else (
-                f"{note.count} decimal number(s)")
+                f"{note.expected} decimal number(s)")
             raise GeometryError(
                 f"{note.keyword} is {shown!r}, which is not {kind} ({note.split(': ', 1)[-1]})."
                 " Fix or re-export the series; the loader will not guess a geometry.",

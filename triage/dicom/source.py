@@ -64,6 +64,7 @@ class SourceFile:
             DicomError: decoding failed or the decoded shape disagrees with the header.
         """
         if self._stored is None:
+            arr: np.ndarray | None
             if self.fast is not None and self.fast.encapsulated:
                 arr = decode.encapsulated_stored(self.fast.data, self.fast.pixel_offset,
                                                  self.info)

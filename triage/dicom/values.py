@@ -82,21 +82,21 @@ class Dropped(str):
     """A note saying that a value was present but unusable, so it reads as absent.
 
     Equal to its text (records keep notes as strings); the loader, which must not guess
-    a geometry, raises on one. Attributes: `keyword`, `text` (the raw value), `count`
-    (the values expected).
+    a geometry, raises on one. Attributes: `keyword`, `text` (the raw value), `expected`
+    (the number of values expected).
     """
 
     keyword: str
     text: str
-    count: int
+    expected: int
 
-    def __new__(cls, message: str, keyword: str, text: str, count: int) -> Dropped:
+    def __new__(cls, message: str, keyword: str, text: str, expected: int) -> Dropped:
         note = super().__new__(cls, message)
-        note.keyword, note.text, note.count = keyword, text, count
+        note.keyword, note.text, note.expected = keyword, text, expected
         return note
 
     def __reduce__(self) -> tuple:
-        return Dropped, (str(self), self.keyword, self.text, self.count)
+        return Dropped, (str(self), self.keyword, self.text, self.expected)
 
 
 def raw_text(ds: Dataset | RawValues, tag: int) -> str | None:
