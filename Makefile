@@ -6,11 +6,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools demo test test-all bench bench-quality bench-triage bench-run lint clean
+.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run lint clean
 
 help:
 	@echo "make demo      create the venv, install, run the pipeline end to end on a synthetic export"
-	@echo "make test      create the venv, install, run the fast test suite"
+	@echo "make test      create the venv, install, mypy, the fast test suite and the doctests"
 	@echo "make test-all  the full suite, slow tests included"
 	@echo "make bench     ingest benchmark vs dcm2niix / SimpleITK / MONAI (writes docs/benchmarks.md)"
 	@echo "make bench-quality  leave-one-device-out quality benchmark (long; writes docs/benchmarks.md)"
@@ -53,11 +53,16 @@ tools:
 demo: install
 	$(PY) -m triage.demo
 
-test: install tools
-	$(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
+# mypy first (incremental: seconds after the first run), then tests/ and every `>>>`
+# example under triage/ (--doctest-modules).
+test: install tools typecheck
+	$(PY) -m pytest -m "not slow" -n 2 --doctest-modules tests triage $(PYTEST_ARGS)
 
-test-all: install tools
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+typecheck: install
+	$(PY) -m mypy
+
+test-all: install tools typecheck
+	$(PY) -m pytest -n 2 --doctest-modules tests triage $(PYTEST_ARGS)
 
 bench: install tools
 	$(PY) -m benchmarks.ingest.run

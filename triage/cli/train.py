@@ -51,7 +51,7 @@ def train(
     """
     import json
 
-    from triage.train.evaluate import TABLE_METRICS, markdown_table
+    from triage.registry.evaluate import TABLE_METRICS, markdown_table
     from triage.train.run import train_model
 
     cfg = _config(config, seed, epochs, device)
@@ -94,7 +94,7 @@ def evaluate(
 ) -> None:
     """Per-device metrics of a model (--model), or the leave-one-device-out table (--lodo)."""
     from triage.errors import ConfigError
-    from triage.train.evaluate import TABLE_METRICS, markdown_table
+    from triage.registry.evaluate import TABLE_METRICS, markdown_table
 
     if lodo == (model is not None):
         raise ConfigError("Give exactly one of --model URI (score a trained model) or "
@@ -119,8 +119,8 @@ def evaluate(
 
     from triage.data.dataset import resolve_samples
     from triage.data.manifest import read_manifest
+    from triage.registry.evaluate import evaluate_bundle
     from triage.registry.pyfunc import load_bundle_from_uri
-    from triage.train.evaluate import evaluate_bundle
 
     bundle = load_bundle_from_uri(model)
     samples = resolve_samples(read_manifest(manifest), ingest).split(*split)

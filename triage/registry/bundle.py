@@ -221,7 +221,7 @@ class ModelBundle:
             BundleError: the weights do not fit the network the config describes.
         """
         from triage.model import create_model
-        from triage.train.config import ModelConfig
+        from triage.model.config import ModelConfig
 
         model = create_model(ModelConfig(**self.model_config), self.in_shape)
         try:

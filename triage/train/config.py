@@ -16,6 +16,7 @@ from typing import Any
 
 from triage.configs import config_path
 from triage.errors import ConfigError
+from triage.model.config import ModelConfig
 from triage.settings import check_keys, dataclass_from_mapping, load_yaml, require_finite
 
 DEFAULT_CONFIG = config_path("train")
@@ -26,25 +27,6 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 def _require(ok: bool, section: str, name: str, value: Any, expected: str) -> None:
     if not ok:
         raise ConfigError(f"Train option '{section}.{name}' is {value!r}; expected {expected}.")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The network (`triage.model.create_model`).
-
-    Attributes:
-        name: a registered network name (``triage.model.list_models()``).
-        options: keyword arguments for that network's builder (e.g. widths).
-    """
-
-    name: str = "densenet-small"
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _require(isinstance(self.name, str) and bool(self.name), "model", "name", self.name,
-                 "a registered network name")
-        _require(isinstance(self.options, dict), "model", "options", self.options,
-                 "a mapping of builder arguments")
 
 
 @dataclass(frozen=True)
