@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from triage.dicom.grouping import group_studies
 from triage.dicom.scan import scan_export
@@ -143,7 +143,7 @@ class Listener:
                               device=device, batch_size=1, on_row=self._on_row,
                               clock=Stopwatch())
         self.stopping = threading.Event()
-        self.server = None
+        self.server: Any = None
         self.rows: list[WorklistRow] = []
 
     # the SCP ---------------------------------------------------------------------------
@@ -163,7 +163,7 @@ class Listener:
     def start(self) -> None:
         """Start the SCP (C-ECHO and every storage SOP class) in a background thread."""
         from pynetdicom import AE, AllStoragePresentationContexts, evt
-        from pynetdicom.sop_class import Verification
+        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
         ae = AE(ae_title=self.config.ae_title)
         ae.supported_contexts = AllStoragePresentationContexts

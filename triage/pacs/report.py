@@ -10,6 +10,7 @@ no duplicate. Logs name studies by UID only.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections import Counter
@@ -161,8 +162,8 @@ def send_reports(rows: Iterable[WorklistRow], out_dir: Path | str, sink: Sink, *
             counts["skipped"] += 1
             continue
         try:
-            backoff.call(lambda sr=sr: sink.send(sr), f"{sink.description} of the SR of "
-                                                      f"study {row.study_uid}")
+            backoff.call(functools.partial(sink.send, sr),
+                         f"{sink.description} of the SR of study {row.study_uid}")
             counts["sent"] += 1
         except RejectedError as err:
             LOGGER.error("%s refused the SR of study %s (%s).", sink.description,

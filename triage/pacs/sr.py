@@ -185,7 +185,7 @@ def read_sr(data) -> dict[str, Any]:
 
     ds = data if isinstance(data, pydicom.Dataset) else pydicom.dcmread(io.BytesIO(data))
     sr = hd.sr.Comprehensive3DSR.from_dataset(ds)
-    groups = sr.content.get_image_measurement_groups()
+    groups = sr.content.get_image_measurement_groups()  # type: ignore[attr-defined]
     result: dict[str, Any] = {"study_uid": ds.StudyInstanceUID, "sop_uid": ds.SOPInstanceUID,
                               "series_uid": ds.SeriesInstanceUID}
     for item in _walk(ds.ContentSequence):
