@@ -8,9 +8,7 @@ from typing import Any
 import typer
 
 from triage.cli.options import JSON, MODEL_HELP
-from triage.configs import config_path
 
-DEFAULT_RULES = config_path("rules")
 RECORDED_RULES = "rules.yaml"
 
 
@@ -28,6 +26,8 @@ def _rules_file(rules: Path | None, bundle: Any, out: Path) -> Path:
         path = out / RECORDED_RULES
         atomic_write_text(path, yaml.safe_dump(recorded, sort_keys=False))
         return path
+    from triage.route.rules import DEFAULT_RULES
+
     return DEFAULT_RULES
 
 
@@ -132,7 +132,7 @@ def run(
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
     check_fraction(audit_fraction)
-    from triage.train.device import select_device  # imports torch: after the OpenMP hint
+    from triage.model.device import select_device  # imports torch: after the OpenMP hint
 
     select_device(device, option="--device")  # before the model download and any ingest
     prepare_out_dir(out)

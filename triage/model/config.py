@@ -12,6 +12,9 @@ from typing import Any
 
 from triage.errors import ConfigError
 
+#: The device names `triage.model.device.select_device` accepts besides ``cuda:N``.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
 
 @dataclass(frozen=True)
 class ModelConfig:

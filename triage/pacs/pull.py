@@ -112,7 +112,7 @@ def run_source(source: Source, out_dir: Path | str, *, bundle: ModelBundle, rout
         EnvironmentalError: the server stayed unreachable, or the machine failed; the run
             stopped and a rerun resumes.
     """
-    from triage.train.device import select_device
+    from triage.model.device import select_device
 
     start = time.perf_counter()
     if batch_size < 1 or prefetch < 1:

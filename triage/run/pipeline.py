@@ -378,7 +378,7 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         EnvironmentalError: the machine failed (disk full or read-only, device, out of
             memory): the run stopped, no study was failed for it, and a rerun resumes.
     """
-    from triage.train.device import select_device
+    from triage.model.device import select_device
 
     start = time.perf_counter()
     clock = Stopwatch()

@@ -16,12 +16,11 @@ from typing import Any
 
 from triage.configs import config_path
 from triage.errors import ConfigError
-from triage.model.config import ModelConfig
+from triage.model.config import DEVICES, ModelConfig
 from triage.settings import check_keys, dataclass_from_mapping, load_yaml, require_finite
 
 DEFAULT_CONFIG = config_path("train")
 LOSSES = ("focal", "ce")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _require(ok: bool, section: str, name: str, value: Any, expected: str) -> None:

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from triage.errors import ConfigError
+from triage.model.device import select_device
 from triage.train.checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
@@ -36,7 +37,6 @@ from triage.train.checkpoint import (
     save_checkpoint,
 )
 from triage.train.config import TrainConfig
-from triage.train.device import select_device
 from triage.train.losses import create_loss, effective_class_counts
 from triage.train.sampling import make_sampler
 from triage.train.schedule import create_scheduler

@@ -30,14 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from triage.configs import config_path
 from triage.data.dataset import CACHE_DIR, CachedVolumeDataset, ResolvedSamples, Sample
 from triage.errors import ConfigError, TriageError
 from triage.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RULES = config_path("rules")
 IN_DOMAIN = "test"
 HELD_OUT = "held-out"
 
@@ -207,12 +205,12 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
     from triage.data.dataset import resolve_samples
     from triage.data.manifest import read_manifest
     from triage.model import create_model
+    from triage.model.device import select_device
     from triage.registry.bundle import ModelBundle, save_bundle
     from triage.registry.pyfunc import log_bundle
     from triage.registry.tracking import start_run
     from triage.train.appearance import estimate_appearances
     from triage.train.augment import Augmentation, compose
-    from triage.train.device import select_device
     from triage.train.loop import fit
     from triage.train.perturb import DevicePerturbation
 
@@ -291,8 +289,10 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
         else:
             log.warning("No calibration split with both classes: temperature left at 1.0.")
         bundle = bundle.with_temperature(temperature)
+        from triage.route.rules import DEFAULT_RULES as default_rules
+
         bundle, rules_version = _fit_routing(bundle, logits["calib"], sets["calib"],
-                                             temperature, rules_path or DEFAULT_RULES)
+                                             temperature, rules_path or default_rules)
         run.set_tags({"triage.rules_version": rules_version})
         metrics = evaluate_sets(logits, sets, temperature, config)
         bundle.metrics.update(_metric_dict(metrics[metrics["group"] == "all"]))

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from triage.io import atomic_write_text
+from triage.monitor import svg
 from triage.monitor.detect import ks_binned, psi
+from triage.monitor.html import Raw, page, para, section, table
 from triage.monitor.record import ROUTES, SCORE_BINS, RunRecord
 from triage.monitor.reference import reference_for
-from triage.report import svg
-from triage.report.html import Raw, page, para, section, table
 
 LOGGER = logging.getLogger(__name__)
 REPORT_NAME = "report.html"
