@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run lint clean
+.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency lint clean
 
 help:
 	@echo "make demo      create the venv, install, run the pipeline end to end on a synthetic export"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench-quality  leave-one-device-out quality benchmark (long; writes docs/benchmarks.md)"
 	@echo "make bench-triage  routes and calibration over 200 calibration redraws (long; writes docs/benchmarks.md)"
 	@echo "make bench-run  triage run throughput vs forward-only, memory at 100 vs 400 studies"
+	@echo "make bench-efficiency  model variants (fp32, ONNX, int8, distilled) and a MONAI peer pipeline"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +76,9 @@ bench-triage: install
 
 bench-run: install
 	$(PY) -m benchmarks.run.run
+
+bench-efficiency: install
+	$(PY) -m benchmarks.efficiency.run
 
 lint: install
 	$(VENV)/bin/ruff check triage tests benchmarks

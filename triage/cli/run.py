@@ -70,6 +70,11 @@ def run(
     batch_size: int = typer.Option(4, "--batch-size", help="Volumes per forward pass."),
     device: str = typer.Option("auto", "--device",
                                help="Inference device: auto, cpu, cuda, cuda:1, mps."),
+    runtime: str = typer.Option(None, "--runtime",
+                                help="Inference engine: torch, or onnx (ONNX Runtime on the "
+                                     "graph `triage export` added; CUDA where present). "
+                                     "Default: the one the model's thresholds were fitted "
+                                     "with."),
     json_summary: bool = JSON,
     audit_fraction: float = typer.Option(0.0, "--audit-fraction",
                                          help="Send this seeded random fraction (0-1) of the "
@@ -137,6 +142,7 @@ def run(
     select_device(device, option="--device")  # before the model download and any ingest
     prepare_out_dir(out)
     loaded = load_model(model)
+    loaded.bundle.check_runtime(runtime)  # before any ingest
     rules_path = _rules_file(rules, loaded.bundle, out)
     # No fitted thresholds (a bundle from before routing): every scored study is reviewed.
     thresholds = getattr(loaded.bundle, "routing", None) or {}
@@ -162,12 +168,14 @@ def run(
             result = run_source(DicomwebSource(source, filters), out,
                                 bundle=loaded.bundle, router=router, batch_size=batch_size,
                                 progress=on_study, model_name=loaded.name,
-                                model_version=loaded.version, device=device)
+                                model_version=loaded.version, device=device,
+                                runtime=runtime)
         else:
             result = run_export(Path(source), out, bundle=loaded.bundle, router=router,
                                 workers=workers or None, batch_size=batch_size,
                                 progress=on_study, model_name=loaded.name,
-                                model_version=loaded.version, device=device)
+                                model_version=loaded.version, device=device,
+                                runtime=runtime)
         if sink is not None:
             bar.update(task, description="reporting")
             from triage.pacs.report import send_reports

@@ -43,6 +43,10 @@ def train(
                                help="Rules YAML whose thresholds section certifies the routing "
                                     "thresholds (default triage/configs/rules/default.yaml); "
                                     "recorded with the model."),
+    teacher: str = typer.Option(None, "--teacher",
+                                help="Distil from this model (URI or bundle folder): loss "
+                                     "alpha*T^2*KL + (1-alpha)*focal, alpha and T from the "
+                                     "config's distill section (defaults 0.7 and 4)."),
 ) -> None:
     """Train, calibrate and evaluate a classifier; log everything to MLflow.
 
@@ -55,6 +59,8 @@ def train(
     from triage.train.run import train_model
 
     cfg = _config(config, seed, epochs, device)
+    if teacher:
+        cfg = cfg.replace(distill={"teacher": teacher})
     outcome = train_model(manifest_path=manifest, ingest_dir=ingest, config=cfg, out_dir=out,
                           holdout_device=holdout_device, run_name=run_name,
                           progress=not json_summary, rules_path=rules)

@@ -93,15 +93,15 @@ def _belongs(uid: str, ref: StudyRef) -> bool:
 def run_source(source: Source, out_dir: Path | str, *, bundle: ModelBundle, router: Router,
                batch_size: int = 4, prefetch: int = 2, progress: Progress | None = None,
                model_name: str = "", model_version: str = "",
-               device: str = "auto") -> RunResult:
+               device: str = "auto", runtime: str | None = None) -> RunResult:
     """Triage every study `source` finds into ``worklist.csv`` and ``review_worklist.csv``.
 
     Args:
         source: where the studies come from (`triage.pacs.dicomweb.DicomwebSource`).
         out_dir: output folder, as for `triage.run.pipeline.run_export`, plus
             ``headers/`` (what the SRs need) and ``staging/`` (emptied as it goes).
-        bundle, router, batch_size, progress, model_name, model_version, device: as for
-            `run_export`.
+        bundle, router, batch_size, progress, model_name, model_version, device, runtime: as
+            for `run_export`.
         prefetch: studies staged ahead of the one being ingested (disk bound).
 
     Returns:
@@ -119,6 +119,7 @@ def run_source(source: Source, out_dir: Path | str, *, bundle: ModelBundle, rout
         raise ConfigError(f"batch_size and prefetch must be at least 1, got {batch_size} "
                           f"and {prefetch}.")
     device = str(select_device(device, option="device"))
+    runtime = bundle.check_runtime(runtime)
     config = IngestConfig.from_dict(bundle.ingest_config,
                                     source="the model bundle's ingest_config")
     provenance = _provenance(bundle, router, model_name, model_version)
@@ -126,7 +127,7 @@ def run_source(source: Source, out_dir: Path | str, *, bundle: ModelBundle, rout
     try:
         return _run(source, out_dir, bundle=bundle, router=router, batch_size=batch_size,
                     prefetch=prefetch, progress=progress, device=device, config=config,
-                    provenance=provenance, start=start)
+                    provenance=provenance, start=start, runtime=runtime)
     except EnvironmentalError as err:
         raise _stopped(err, out_dir / JOURNAL_NAME) from err
     except Exception as err:
@@ -137,7 +138,8 @@ def run_source(source: Source, out_dir: Path | str, *, bundle: ModelBundle, rout
 
 def _run(source: Source, out_dir: Path, *, bundle: ModelBundle, router: Router,
          batch_size: int, prefetch: int, progress: Progress | None, device: str,
-         config: IngestConfig, provenance: dict[str, str], start: float) -> RunResult:
+         config: IngestConfig, provenance: dict[str, str], start: float,
+         runtime: str) -> RunResult:
     clock = Stopwatch()
     journal = open_journal(out_dir, bundle, provenance, config)
     headers = HeaderStore(out_dir)
@@ -163,7 +165,7 @@ def _run(source: Source, out_dir: Path, *, bundle: ModelBundle, router: Router,
     triage = _Triage(bundle=bundle, router=router, journal=journal,
                      cache=VolumeCache(cache_root), config=config, identifiers=identifiers,
                      provenance=provenance, device=device, batch_size=batch_size,
-                     on_row=on_row, clock=clock)
+                     on_row=on_row, clock=clock, runtime=runtime)
     staging = out_dir / STAGING_DIR
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left half-fetched
     staged: queue.Queue = queue.Queue(maxsize=prefetch)

@@ -258,3 +258,11 @@ def load_rules(path: Path | str) -> RuleSet:
         ConfigError: the file cannot be read, is not YAML, or is not a valid rules file.
     """
     return RuleSet.from_dict(load_yaml(path, "rules file"), source=str(path))
+
+
+def recorded_rules(recorded: Mapping[str, Any] | None) -> RuleSet:
+    """The rules a model was certified with (``ModelBundle.rules``, the parsed YAML), or the
+    shipped default rules for a model that recorded none."""
+    if recorded:
+        return RuleSet.from_dict(dict(recorded), source="the model's recorded rules")
+    return load_rules(DEFAULT_RULES)

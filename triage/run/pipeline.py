@@ -131,12 +131,13 @@ class _Triage:
                  cache: VolumeCache, config: IngestConfig,
                  identifiers: dict[str, StudyIdentifiers],
                  provenance: dict[str, str], device: str, batch_size: int,
-                 on_row: Callable[[WorklistRow], None], clock: Stopwatch) -> None:
+                 on_row: Callable[[WorklistRow], None], clock: Stopwatch,
+                 runtime: str | None = None) -> None:
         self.bundle, self.router, self.journal, self.cache = bundle, router, journal, cache
         self.config = config
         self.identifiers, self.provenance = identifiers, provenance
         self.device, self.batch_size, self.on_row = device, batch_size, on_row
-        self.clock = clock
+        self.clock, self.runtime = clock, runtime
         self.batch: list[_Pending] = []
 
     def add(self, study: StudyGroup, outcome: StudyOutcome) -> None:
@@ -215,7 +216,8 @@ class _Triage:
         arrays = arrays + [arrays[-1]] * (self.batch_size - n)
         with self.clock("inference"):
             probs = self.bundle.predict_proba(np.stack(arrays), device=self.device,
-                                              batch_size=self.batch_size)[:n]
+                                              batch_size=self.batch_size,
+                                              runtime=self.runtime)[:n]
         if not np.all(np.isfinite(probs)):
             raise FloatingPointError("the model returned a non-finite probability")
         return probs
@@ -346,7 +348,8 @@ def _stopped(err: BaseException, journal_path: Path) -> EnvironmentalError:
 def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBundle,
                router: Router, workers: int | None = None, batch_size: int = 4,
                progress: Progress | None = None, model_name: str = "",
-               model_version: str = "", device: str = "auto") -> RunResult:
+               model_version: str = "", device: str = "auto",
+               runtime: str | None = None) -> RunResult:
     """Triage every study of `export_dir` into ``worklist.csv`` and ``review_worklist.csv``.
 
     Args:
@@ -367,6 +370,8 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         model_version: model version recorded in every row (default: the bundle's
             creation time).
         device: torch device for inference (``auto``: CUDA, then MPS, then CPU).
+        runtime: ``torch`` or ``onnx`` (ONNX Runtime on the bundle's ONNX graph); None:
+            the bundle's own runtime, the one its thresholds were fitted with.
 
     Returns:
         The result; ``rows`` has exactly one row per study found.
@@ -374,6 +379,7 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
     Raises:
         ConfigError: `export_dir` is not a folder, `out_dir` cannot be written, a bad
             `batch_size`, `device` or ingest config.
+        BundleError: the bundle cannot run on `runtime` (`ModelBundle.check_runtime`).
         JournalError: `out_dir` holds the journal of another model or rules version.
         EnvironmentalError: the machine failed (disk full or read-only, device, out of
             memory): the run stopped, no study was failed for it, and a rerun resumes.
@@ -388,6 +394,7 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
     device = str(select_device(device, option="device"))  # before any ingest
+    runtime = bundle.check_runtime(runtime)
     workers = max(1, workers or available_cpus())
     config = IngestConfig.from_dict(bundle.ingest_config,
                                     source="the model bundle's ingest_config")
@@ -396,7 +403,8 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
     try:
         return _run(export_dir, out_dir, bundle=bundle, router=router, workers=workers,
                     batch_size=batch_size, progress=progress, device=device,
-                    config=config, provenance=provenance, start=start, clock=clock)
+                    config=config, provenance=provenance, start=start, clock=clock,
+                    runtime=runtime)
     except EnvironmentalError as err:
         raise _stopped(err, out_dir / JOURNAL_NAME) from err
     except Exception as err:
@@ -417,8 +425,8 @@ def open_journal(out_dir: Path, bundle: ModelBundle, provenance: dict[str, str],
 
 def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router,
          workers: int, batch_size: int, progress: Progress | None, device: str,
-         config: IngestConfig, provenance: dict[str, str], start: float, clock: Stopwatch
-         ) -> RunResult:
+         config: IngestConfig, provenance: dict[str, str], start: float, clock: Stopwatch,
+         runtime: str) -> RunResult:
     journal = open_journal(out_dir, bundle, provenance, config)
     resumed_before = len(journal)
 
@@ -446,7 +454,7 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
                      cache=VolumeCache(out_dir / CACHE_DIR), config=config,
                      identifiers=identifiers,
                      provenance=provenance, device=device, batch_size=batch_size,
-                     on_row=on_row, clock=clock)
+                     on_row=on_row, clock=clock, runtime=runtime)
     # Largest first bounds the tail of the pool (`triage.ingest.schedule`); rows are
     # sorted when the worklists are written, so the order does not show.
     order = studies_largest_first(todo) if workers > 1 else todo
@@ -468,7 +476,7 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
     summary = _summary(rows, resumed=resumed, processed=len(todo), files=n_files,
                        non_dicom_ignored=n_non_dicom, seconds=round(seconds, 3),
                        studies_per_minute=round(60 * len(todo) / seconds, 2) if seconds else None,
-                       workers=workers, inference_threads=_torch_threads(),
+                       workers=workers, inference_threads=_torch_threads(), runtime=runtime,
                        stage_seconds=clock.rounded(),
                        certification=_certification(router, bundle), **provenance)
     atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=1))

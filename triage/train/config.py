@@ -267,11 +267,35 @@ class RuntimeConfig:
                  "runtime", "checkpoint_every", self.checkpoint_every, "a positive integer")
 
 
+@dataclass(frozen=True)
+class DistillConfig:
+    """The ``distill`` section of the train config.
+
+    Attributes:
+        teacher: model URI or bundle folder of the teacher (``triage train --teacher``);
+            empty: no distillation.
+        alpha: weight of the soft (teacher) term, in [0, 1].
+        temperature: softening temperature T > 0 of both distributions.
+    """
+
+    teacher: str = ""
+    alpha: float = 0.7
+    temperature: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.alpha) <= 1.0:
+            raise ConfigError(f"distill.alpha must lie in [0, 1], got {self.alpha}.")
+        if not float(self.temperature) > 0:
+            raise ConfigError(f"distill.temperature must be positive, got "
+                              f"{self.temperature}.")
+
+
 SECTIONS: dict[str, type] = {
     "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig,
     "sampling": SamplingConfig, "perturb": PerturbConfig, "augment": AugmentConfig,
     "eval": EvalConfig,
     "runtime": RuntimeConfig,
+    "distill": DistillConfig,
 }
 
 
@@ -287,6 +311,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         for section in dataclasses.fields(self):

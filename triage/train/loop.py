@@ -97,7 +97,7 @@ class FitResult:
 def fit(model: nn.Module, train_ds: Any, val_ds: Any | None, config: TrainConfig,
         out_dir: Path | str, *, class_counts: Sequence[int],
         on_epoch: Callable[[EpochLog], None] | None = None,
-        progress: bool = True) -> FitResult:
+        progress: bool = True, teacher: nn.Module | None = None) -> FitResult:
     """Train `model` on `train_ds` for ``config.optim.epochs`` epochs, or resume.
 
     Args:
@@ -113,6 +113,8 @@ def fit(model: nn.Module, train_ds: Any, val_ds: Any | None, config: TrainConfig
             ``loss.alpha: prevalence``; balanced first when sampling is class-aware).
         on_epoch: called with each new `EpochLog`, after that epoch's checkpoint.
         progress: show a rich progress bar (only on a terminal).
+        teacher: a trained network to distil from (`triage.train.distill`, weights and
+            temperature from ``config.distill``); None: the configured loss alone.
 
     Returns:
         A `FitResult`.
@@ -139,6 +141,10 @@ def fit(model: nn.Module, train_ds: Any, val_ds: Any | None, config: TrainConfig
     groups = list(train_ds.device_groups())
     counts = effective_class_counts(class_counts, config.sampling.class_aware)
     criterion = create_loss(config.loss, counts).to(device)
+    if teacher is not None:
+        from triage.train.distill import DistillationLoss
+
+        criterion = DistillationLoss(teacher, criterion, config.distill).to(device)
     nll = nn.CrossEntropyLoss().to(device)
 
     model.to(device)
@@ -263,7 +269,10 @@ def _train_step(model: nn.Module, batch: dict[str, Any], criterion: nn.Module,
         kl = symmetric_kl(logits, logits_clean)
     else:
         logits = model(image)
-    loss = criterion(logits, target)
+    if getattr(criterion, "takes_inputs", False):  # distillation: the teacher sees `image`
+        loss = criterion(logits, target, inputs=image)
+    else:
+        loss = criterion(logits, target)
     total = loss + consistency * kl if consistency > 0 else loss
     optimizer.zero_grad(set_to_none=True)
     total.backward()

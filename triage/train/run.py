@@ -267,8 +267,15 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
             run.log_metrics(metrics, step=entry.epoch)
 
         model = create_model(config.model, in_shape, seed=config.runtime.seed)
+        teacher = None
+        if config.distill.teacher:
+            from triage.train.distill import load_teacher
+
+            teacher = load_teacher(config.distill.teacher, in_shape)
+            run.set_tags({"triage.teacher": config.distill.teacher})
         result = fit(model, train_ds, val_ds, config, out_dir / "train",
-                     class_counts=class_counts, on_epoch=on_epoch, progress=progress)
+                     class_counts=class_counts, on_epoch=on_epoch, progress=progress,
+                     teacher=teacher)
 
         bundle = ModelBundle(
             model_config={"name": config.model.name, "options": dict(config.model.options)},
