@@ -140,3 +140,11 @@ def test_init_refuses_weights_changed_after_logging(tmp_path):
     weights.write_bytes(weights.read_bytes() + b"\0")
     with pytest.raises(BundleDigestError):
         load_bundle(folder, expected_digest=digest)
+
+
+def test_cli_init_sets_finetune_init():
+    from triage.cli.train import _config
+
+    config = _config(None, None, None, None, "models:/triage@champion")
+    assert config.finetune.init == "models:/triage@champion"
+    assert _config(None, None, None, None).finetune.init is None
