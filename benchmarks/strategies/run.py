@@ -294,13 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=TRAIN_CONFIG)
     parser.add_argument("--epochs", type=int, default=0, help="override optim.epochs")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke: 1 seed, 1 fold, 1 epoch, 60 studies at matrix 64")
+                        help="smoke: 1 seed, 1 fold, 1 epoch, 60 studies at matrix 64 "
+                             "(site: 150 studies, 10 labelled)")
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.matrix = "0", args.epochs or 1, 64
         args.studies = args.studies or (150 if args.mode == "site" else 60)
-        args.sizes = "20" if args.mode == "site" else args.sizes
+        args.sizes = "10" if args.mode == "site" else args.sizes
         args.folds = "cygnus" if args.folds == "all" else args.folds
     args.studies = args.studies or (1500 if args.mode == "site" else 500)
     args.seed_list = [int(s) for s in args.seeds.split(",")]
