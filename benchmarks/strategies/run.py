@@ -216,13 +216,15 @@ def run_lodo(args: argparse.Namespace) -> tuple[list[dict], str]:
 
 def site_manifest(manifest: Path, device: str, n: int, seed: int, out: Path) -> Path:
     """The new device's studies only: `n` labelled ones (whole patients, both classes)
-    as ``train``, the rest as ``test``."""
+    as ``train``, one labelled patient in five per class as ``calib`` (training fits the
+    temperature and routing thresholds there), the rest as ``test``."""
     import pandas as pd
 
     frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
     frame = frame[frame["device_group"] == device].copy()
     rng = np.random.default_rng(seed)
     chosen: list[str] = []
+    calib: list[str] = []
     for label in ("0", "1"):  # half of each class, whole patients
         patients = sorted(set(frame.loc[frame["label"] == label, "patient_key"]))
         rng.shuffle(patients)
@@ -230,9 +232,10 @@ def site_manifest(manifest: Path, device: str, n: int, seed: int, out: Path) -> 
         for patient in patients:
             if count >= n // 2:
                 break
-            chosen.append(patient)
+            (calib if len(chosen) % 5 == 4 else chosen).append(patient)
             count += int((frame["patient_key"] == patient).sum())
-    frame["split"] = np.where(frame["patient_key"].isin(chosen), "train", "test")
+    frame["split"] = np.where(frame["patient_key"].isin(chosen), "train",
+                              np.where(frame["patient_key"].isin(calib), "calib", "test"))
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
     return out

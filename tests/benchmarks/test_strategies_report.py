@@ -85,6 +85,8 @@ def test_site_manifest_labels_whole_patients_of_the_new_device(tmp_path):
                       dtype=str)
     assert set(out["device_group"]) == {"new"} and len(out) == 30
     train = out[out["split"] == "train"]
-    assert len(train) == 12  # 3 patients of 2 studies per class (>= 5 each)
+    labelled = out[out["split"].isin(["train", "calib"])]
+    assert len(labelled) == 12  # 3 patients of 2 studies per class (>= 5 each)
     assert set(train["label"]) == {"0", "1"}
+    assert (out["split"] == "calib").any()
     assert not set(train["patient_key"]) & set(out.loc[out["split"] == "test", "patient_key"])
