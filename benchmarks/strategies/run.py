@@ -216,8 +216,8 @@ def run_lodo(args: argparse.Namespace) -> tuple[list[dict], str]:
 
 def site_manifest(manifest: Path, device: str, n: int, seed: int, out: Path) -> Path:
     """The new device's studies only: `n` labelled ones (whole patients, both classes)
-    as ``train``, one labelled patient in five per class as ``calib`` (training fits the
-    temperature and routing thresholds there), the rest as ``test``."""
+    as ``train``, one labelled patient in five per class (the 2nd, 7th, ...) as ``calib``
+    (training fits the temperature and routing thresholds there), the rest as ``test``."""
     import pandas as pd
 
     frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
@@ -229,10 +229,10 @@ def site_manifest(manifest: Path, device: str, n: int, seed: int, out: Path) -> 
         patients = sorted(set(frame.loc[frame["label"] == label, "patient_key"]))
         rng.shuffle(patients)
         count = 0
-        for patient in patients:
+        for i, patient in enumerate(patients):
             if count >= n // 2:
                 break
-            (calib if len(chosen) % 5 == 4 else chosen).append(patient)
+            (calib if i % 5 == 1 else chosen).append(patient)
             count += int((frame["patient_key"] == patient).sum())
     frame["split"] = np.where(frame["patient_key"].isin(chosen), "train",
                               np.where(frame["patient_key"].isin(calib), "calib", "test"))

@@ -88,5 +88,5 @@ def test_site_manifest_labels_whole_patients_of_the_new_device(tmp_path):
     labelled = out[out["split"].isin(["train", "calib"])]
     assert len(labelled) == 12  # 3 patients of 2 studies per class (>= 5 each)
     assert set(train["label"]) == {"0", "1"}
-    assert (out["split"] == "calib").any()
+    assert set(out.loc[out["split"] == "calib", "label"]) == {"0", "1"}
     assert not set(train["patient_key"]) & set(out.loc[out["split"] == "test", "patient_key"])
