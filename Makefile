@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency lint clean
+.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency bench-table1 bench-lodo bench-site bench-strategies-smoke lint clean
 
 help:
 	@echo "make demo      create the venv, install, run the pipeline end to end on a synthetic export"
@@ -17,6 +17,10 @@ help:
 	@echo "make bench-triage  routes and calibration over 200 calibration redraws (long; writes docs/benchmarks.md)"
 	@echo "make bench-run  triage run throughput vs forward-only, memory at 100 vs 400 studies"
 	@echo "make bench-efficiency  model variants (fp32, ONNX, int8, distilled) and a MONAI peer pipeline"
+	@echo "make bench-table1  training strategies, the seed study's Table 1 (3 seeds; long)"
+	@echo "make bench-lodo  leave-one-device-out over every device x 3 shifts (3 seeds; long)"
+	@echo "make bench-site  site adaptation with 50 / 100 labelled studies (long)"
+	@echo "make bench-strategies-smoke  the three above, 1 seed, 1 fold, 1 epoch (not written to docs)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +83,19 @@ bench-run: install
 
 bench-efficiency: install
 	$(PY) -m benchmarks.efficiency.run
+bench-table1: install
+	$(PY) -m benchmarks.strategies.run --mode table1
+
+bench-lodo: install
+	$(PY) -m benchmarks.strategies.run --mode lodo
+
+bench-site: install
+	$(PY) -m benchmarks.strategies.run --mode site
+
+bench-strategies-smoke: install
+	for mode in table1 lodo site; do \
+	  $(PY) -m benchmarks.strategies.run --mode $$mode --quick --doc bench_output/strategies/smoke.md \
+	    || exit 1; done
 
 lint: install
 	$(VENV)/bin/ruff check triage tests benchmarks

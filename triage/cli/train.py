@@ -12,10 +12,13 @@ CONFIG = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
                       help="Train config YAML (default triage/configs/train/default.yaml).")
 
 
-def _config(path: Path | None, seed: int | None, epochs: int | None, device: str | None):
+def _config(path: Path | None, seed: int | None, epochs: int | None, device: str | None,
+            init: str | None = None):
     from triage.train.config import TrainConfig
 
     config = TrainConfig.from_yaml(path)
+    if init is not None:
+        config = config.replace(finetune={"init": init})
     if seed is not None:
         config = config.replace(runtime={"seed": seed})
     if device is not None:
@@ -35,6 +38,11 @@ def train(
                                        help="Leave this device group out of training."),
     seed: int = typer.Option(None, "--seed", help="Override runtime.seed."),
     epochs: int = typer.Option(None, "--epochs", help="Override optim.epochs."),
+    init: str = typer.Option(None, "--init",
+                             help="Fine-tune: start from this model's weights (models:/NAME@"
+                                  "alias, models:/<id>, runs:/<run_id>/model or a bundle "
+                                  "folder); sets finetune.init. The config's finetune."
+                                  "freeze / head / lr_scale shape the fine-tuning."),
     run_name: str = typer.Option(None, "--run-name", help="MLflow run name."),
     device: str = typer.Option(None, "--device",
                                help="Override runtime.device: auto, cpu, cuda, mps."),
@@ -58,7 +66,7 @@ def train(
     from triage.registry.evaluate import TABLE_METRICS, markdown_table
     from triage.train.run import train_model
 
-    cfg = _config(config, seed, epochs, device)
+    cfg = _config(config, seed, epochs, device, init)
     if teacher:
         cfg = cfg.replace(distill={"teacher": teacher})
     outcome = train_model(manifest_path=manifest, ingest_dir=ingest, config=cfg, out_dir=out,

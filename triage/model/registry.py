@@ -179,4 +179,4 @@ def _check_output(model: torch.nn.Module, name: str, in_shape: tuple[int, ...],
 
 def _load_builtin() -> None:
     # The MONAI builders register on import; import lazily so `triage --help` stays fast.
-    from triage.model import nets  # noqa: F401
+    from triage.model import fusion, nets  # noqa: F401

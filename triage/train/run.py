@@ -211,6 +211,8 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
     from triage.registry.tracking import start_run
     from triage.train.appearance import estimate_appearances
     from triage.train.augment import Augmentation, compose
+    from triage.train.finetune import load_init
+    from triage.train.layered import LayeredAugmentation
     from triage.train.loop import fit
     from triage.train.perturb import DevicePerturbation
 
@@ -235,12 +237,20 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
         device: [train_ds.array(i) for i, s in enumerate(sets["train"])
                  if s.device_group == device] for device in train_devices})
     perturbation = DevicePerturbation(config.perturb, appearances)
-    # Device perturbation first (it maps intensity landmarks), then generic augmentation.
+    layered = LayeredAugmentation(config.layered)
+    # Device perturbation first (it maps intensity landmarks), then generic augmentation,
+    # then the layered tiers.
     train_ds.transform = compose(perturbation if config.perturb.enabled else None,
                                  Augmentation(config.augment) if config.augment.enabled
-                                 else None)
-    if config.perturb.enabled:
-        train_ds.return_clean = config.perturb.consistency_weight > 0
+                                 else None,
+                                 layered if config.layered.enabled else None)
+    if config.consistency.weight > 0:
+        if train_ds.transform is None:
+            raise ConfigError("consistency.weight > 0 compares two views of a sample, but "
+                              "no training transform is on; enable perturb, augment or "
+                              "layered.")
+        train_ds.return_clean = config.consistency.views == "clean"
+        train_ds.second_view = config.consistency.views == "augmented"
     val_ds = dataset("val") if sets["val"] else None
     class_counts = np.bincount(train_ds.labels(), minlength=2).tolist()
 
@@ -251,6 +261,7 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
                    uri=tracking_uri) as run:
         run.log_params(config.flat())
         run.log_params(perturbation.describe())  # keys start with "perturbation."
+        run.log_params(layered.describe())  # keys start with "augmentation."
         run.log_params({"data.preprocess_fingerprint": _fingerprint(preprocess),
                         "data.in_shape": "x".join(map(str, in_shape)),
                         "data.excluded_studies": len(resolved.excluded),
@@ -264,9 +275,18 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
                 metrics["train.consistency"] = entry.train_consistency
             metrics |= {f"val.{k}": v for k, v in entry.val.items()}
             metrics |= {f"rendered_as.{k}": v for k, v in entry.rendered.items()}
+            metrics |= {f"train.term.{k}": v for k, v in entry.terms.items()}
+            metrics |= {f"augment.{k}": v for k, v in entry.augment.items()}
+            metrics |= {f"model.{k}": v for k, v in entry.model.items()}
+            metrics["train.frozen_modules"] = len(entry.frozen)
             run.log_metrics(metrics, step=entry.epoch)
 
         model = create_model(config.model, in_shape, seed=config.runtime.seed)
+        if config.finetune.init:
+            run.log_params(load_init(model, config.finetune.init,
+                                     model_config={"name": config.model.name,
+                                                   "options": dict(config.model.options)},
+                                     in_shape=in_shape))
         teacher = None
         if config.distill.teacher:
             from triage.train.distill import load_teacher
