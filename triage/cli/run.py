@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from triage.cli.options import JSON, MODEL_HELP
+from triage.cli.options import ENGINE, JSON, MODEL_HELP, RAY_ADDRESS
 from triage.configs import config_path
 
 DEFAULT_RULES = config_path("rules")
@@ -79,6 +79,8 @@ def run(
     alarms: Path = typer.Option(None, "--alarms", envvar="TRIAGE_ALARMS", dir_okay=False,
                                 help="Alarm file of `triage monitor`: device groups with an "
                                      "active drift alarm go to review (docs/monitoring.md)."),
+    engine: str = ENGINE,
+    ray_address: str = RAY_ADDRESS,
 ) -> None:
     """Triage every study of EXPORT_DIR into worklist.csv and review_worklist.csv.
 
@@ -92,6 +94,7 @@ def run(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from triage.engines import create_engine
     from triage.errors import ConfigError
     from triage.monitor.runlog import finish_run
     from triage.route import Router
@@ -106,6 +109,7 @@ def run(
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
     check_fraction(audit_fraction)
+    runner = create_engine(engine, workers=workers or None, ray_address=ray_address)
     from triage.train.device import select_device  # imports torch: after the OpenMP hint
 
     select_device(device, option="--device")  # before the model download and any ingest
@@ -129,10 +133,11 @@ def run(
         def on_study(done: int, total: int, _row) -> None:
             bar.update(task, description="triaging", completed=done, total=total)
 
-        result = run_export(export_dir, out, bundle=loaded.bundle, router=router,
-                            workers=workers or None, batch_size=batch_size, progress=on_study,
-                            model_name=loaded.name, model_version=loaded.version,
-                            device=device)
+        with runner:
+            result = run_export(export_dir, out, bundle=loaded.bundle, router=router,
+                                batch_size=batch_size, progress=on_study,
+                                model_name=loaded.name, model_version=loaded.version,
+                                device=device, engine=runner)
 
     # The worklists are written: a tracking failure from here on loses none of them.
     finished = finish_run(out, result.rows, result.summary,

@@ -1,14 +1,13 @@
 """`run_export`: a PACS export in, per-study worklists out (ingest → inference → rules).
 
-Worker processes ingest studies (`triage.ingest.stream`) and send each new volume back
-with its report (it is cached too, for a resumed run), while the main process scores the
-finished ones in batches with the model bundle and routes them with the rules; each routed
-study is journaled at once (`triage.run.journal`), so a killed run resumes where it
-stopped, and the worklists are written from the journal at the end. Memory stays flat:
-at most ``2 * workers`` studies are being ingested and ``batch_size`` volumes wait for the
-model; arrays are dropped as soon as they are scored. The workers run at the lowest CPU
-priority and inference with torch's full thread pool: the model has the cores whenever it
-is ready, the workers fill the rest (`triage.run.threads`).
+The driver scans the export and lists its studies; an engine (`triage.engines`) ingests
+and scores them: by default this machine's worker processes ingest (`triage.ingest.
+stream`) while the main process scores the finished ones in batches with the model bundle
+(`triage.engines.local`), or a Ray cluster does both (`triage.engines.ray`). The driver
+routes each scored study with the rules and journals it at once (`triage.run.journal`),
+so a killed run resumes where it stopped, and the worklists are written from the journal
+at the end. Memory stays flat: an engine holds a bounded window of studies, and arrays are
+dropped as soon as they are scored.
 
 A cache entry that fails to read back (damaged since its worker found it) is made again in
 the main process. Any failure of one study (ingest, inference, routing) becomes that
@@ -26,16 +25,16 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from triage.dicom.device import UNKNOWN_DEVICE
 from triage.dicom.grouping import StudyGroup, group_studies
 from triage.dicom.scan import scan_export
+from triage.engines import Engine, Scored, TriageJob
+from triage.engines.local import LocalEngine
 from triage.errors import (
     ConfigError,
     EnvironmentalError,
@@ -45,15 +44,12 @@ from triage.errors import (
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus, StudyReport
 from triage.ingest.schedule import studies_largest_first
-from triage.ingest.stream import stream_ingest
-from triage.ingest.study import StudyOutcome, ingest_study
+from triage.ingest.study import StudyOutcome
 from triage.ingest.volume_qc import VolumeQC
 from triage.io import atomic_write_text
-from triage.preprocess.cache import VolumeCache
 from triage.run.distance import input_distance
 from triage.run.journal import JOURNAL_NAME, Journal
 from triage.run.stopwatch import Stopwatch
-from triage.run.threads import available_cpus
 from triage.run.worklist import (
     REVIEW_NAME,
     WORKLIST_NAME,
@@ -110,12 +106,6 @@ class RunResult:
         return all(r.route == "failed" for r in self.rows)
 
 
-@dataclass(frozen=True)
-class _Pending:
-    study: StudyGroup
-    outcome: StudyOutcome  # with its volume (``outcome.array``)
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -125,100 +115,18 @@ def _split(text: str) -> tuple[str, ...]:
 
 
 class _Triage:
-    """Scores, routes and journals finished studies (the consumer side of the pipeline)."""
+    """Routes and journals scored studies (the driver side, whatever engine scored them)."""
 
     def __init__(self, *, bundle: ModelBundle, router: Router, journal: Journal,
-                 cache: VolumeCache, config: IngestConfig,
-                 identifiers: dict[str, StudyIdentifiers],
-                 provenance: dict[str, str], device: str, batch_size: int,
+                 identifiers: dict[str, StudyIdentifiers], provenance: dict[str, str],
                  on_row: Callable[[WorklistRow], None], clock: Stopwatch) -> None:
-        self.bundle, self.router, self.journal, self.cache = bundle, router, journal, cache
-        self.config = config
+        self.bundle, self.router, self.journal = bundle, router, journal
         self.identifiers, self.provenance = identifiers, provenance
-        self.device, self.batch_size, self.on_row = device, batch_size, on_row
-        self.clock = clock
-        self.batch: list[_Pending] = []
+        self.on_row, self.clock = on_row, clock
 
-    def add(self, study: StudyGroup, outcome: StudyOutcome) -> None:
-        """Take one ingested study: queue it for the model, or route it now."""
-        report = outcome.report
-        if report.status is not IngestStatus.OK:
-            self._finish([(study, outcome, None, "")])
-            return
-        if outcome.array is None:  # the worker found the volume cached: read it back
-            outcome = self._from_cache(study, outcome)
-        if outcome.array is None:
-            self._finish([(study, outcome, None, "" if outcome.report.status
-                           is not IngestStatus.OK else "the cached volume could not be "
-                                                       "read back, nor made again")])
-            return
-        self.batch.append(_Pending(study, outcome))
-        if len(self.batch) >= self.batch_size:
-            self.flush()
-
-    def _from_cache(self, study: StudyGroup, outcome: StudyOutcome) -> StudyOutcome:
-        """`outcome` with its cached volume, or the study ingested again here if the entry
-        no longer reads back (damaged since the worker found it)."""
-        key = outcome.report.cache_key
-        try:
-            with self.clock("read_cache"):
-                prepared = self.cache.get(key) if key else None
-        except Exception as err:  # noqa: BLE001 - a damaged entry is remade below
-            if is_environmental(err):
-                raise
-            LOGGER.error("Reading the cached volume of study %s raised %s.", study.study_uid,
-                         type(err).__name__)
-            prepared = None
-        if prepared is not None:
-            return replace(outcome, array=prepared.array)
-        LOGGER.warning("The cached volume of study %s is missing or damaged; ingesting the "
-                       "study again.", study.study_uid)
-        if key:
-            self.cache.discard(key)
-        with self.clock("ingest_again"):
-            return ingest_study(study, self.config, self.cache.root, keep_array=True)
-
-    def flush(self) -> None:
-        """Score the queued volumes in one batch, route them and journal them."""
-        batch, self.batch = self.batch, []
-        if not batch:
-            return
-        try:
-            probs = [float(p) for p in self._predict([b.outcome.array for b in batch])]
-            errors = [""] * len(batch)
-        except Exception as err:  # noqa: BLE001 - find the study that breaks the batch
-            LOGGER.warning("Inference failed on a batch of %d (%s); scoring one at a time.",
-                           len(batch), type(err).__name__)
-            probs, errors = [], []
-            for item in batch:
-                try:
-                    probs.append(float(self._predict([item.outcome.array])[0]))
-                    errors.append("")
-                except Exception as one:  # noqa: BLE001
-                    if is_environmental(one):  # the device failed, not the study
-                        raise EnvironmentalError(
-                            f"Inference on {self.device} failed: "
-                            f"{describe_environmental(one)}.") from one
-                    LOGGER.error("Inference failed for study %s (%s).", item.study.study_uid,
-                                 type(one).__name__)
-                    probs.append(None)
-                    errors.append(f"inference error ({type(one).__name__}): {one}")
-        self._finish([(b.study, b.outcome, p, e) for b, p, e in zip(batch, probs, errors,
-                                                                    strict=True)])
-
-    def _predict(self, arrays: list[np.ndarray]) -> np.ndarray:
-        # Every forward pass has the same shape (a short batch is padded with copies of
-        # its last volume): a study's score then does not depend on which batch it fell
-        # in, and a resumed run reproduces an uninterrupted run's scores bit for bit (a
-        # batch of one gave scores 2e-7 apart from a batch of two on CPU).
-        n = len(arrays)
-        arrays = arrays + [arrays[-1]] * (self.batch_size - n)
-        with self.clock("inference"):
-            probs = self.bundle.predict_proba(np.stack(arrays), device=self.device,
-                                              batch_size=self.batch_size)[:n]
-        if not np.all(np.isfinite(probs)):
-            raise FloatingPointError("the model returned a non-finite probability")
-        return probs
+    def finish(self, scored: list[Scored]) -> None:
+        """Route `scored` studies and journal their rows together."""
+        self._finish([(s.study, s.outcome, s.p, s.error) for s in scored])
 
     def _finish(self, items: list[tuple[StudyGroup, StudyOutcome, float | None, str]]) -> None:
         with self.clock("route_and_journal"):
@@ -346,7 +254,8 @@ def _stopped(err: BaseException, journal_path: Path) -> EnvironmentalError:
 def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBundle,
                router: Router, workers: int | None = None, batch_size: int = 4,
                progress: Progress | None = None, model_name: str = "",
-               model_version: str = "", device: str = "auto") -> RunResult:
+               model_version: str = "", device: str = "auto",
+               engine: Engine | None = None) -> RunResult:
     """Triage every study of `export_dir` into ``worklist.csv`` and ``review_worklist.csv``.
 
     Args:
@@ -367,6 +276,8 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         model_version: model version recorded in every row (default: the bundle's
             creation time).
         device: torch device for inference (``auto``: CUDA, then MPS, then CPU).
+        engine: what ingests and scores the studies (default: the local engine with
+            `workers`); the caller opens and closes it.
 
     Returns:
         The result; ``rows`` has exactly one row per study found.
@@ -388,13 +299,13 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
     device = str(select_device(device, option="device"))  # before any ingest
-    workers = max(1, workers or available_cpus())
+    engine = engine or LocalEngine(workers)
     config = IngestConfig.from_dict(bundle.ingest_config,
                                     source="the model bundle's ingest_config")
     provenance = _provenance(bundle, router, model_name, model_version)
     prepare_out_dir(out_dir)
     try:
-        return _run(export_dir, out_dir, bundle=bundle, router=router, workers=workers,
+        return _run(export_dir, out_dir, bundle=bundle, router=router, engine=engine,
                     batch_size=batch_size, progress=progress, device=device,
                     config=config, provenance=provenance, start=start, clock=clock)
     except EnvironmentalError as err:
@@ -406,7 +317,7 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
 
 
 def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router,
-         workers: int, batch_size: int, progress: Progress | None, device: str,
+         engine: Engine, batch_size: int, progress: Progress | None, device: str,
          config: IngestConfig, provenance: dict[str, str], start: float, clock: Stopwatch
          ) -> RunResult:
     journal = Journal(out_dir / JOURNAL_NAME, identity={
@@ -416,7 +327,7 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
     resumed_before = len(journal)
 
     with clock("scan"):
-        scan = scan_export(export_dir, workers=workers, limits=config.limits)
+        scan = scan_export(export_dir, workers=engine.scan_workers, limits=config.limits)
         studies = group_studies(scan)
         n_files, n_non_dicom = len(scan.records), len(scan.non_dicom)
         del scan
@@ -436,18 +347,15 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
             progress(done, len(studies), row)
 
     triage = _Triage(bundle=bundle, router=router, journal=journal,
-                     cache=VolumeCache(out_dir / CACHE_DIR), config=config,
-                     identifiers=identifiers,
-                     provenance=provenance, device=device, batch_size=batch_size,
-                     on_row=on_row, clock=clock)
+                     identifiers=identifiers, provenance=provenance, on_row=on_row,
+                     clock=clock)
     # Largest first bounds the tail of the pool (`triage.ingest.schedule`); rows are
     # sorted when the worklists are written, so the order does not show.
-    order = studies_largest_first(todo) if workers > 1 else todo
-    ingested = stream_ingest(order, config, out_dir / CACHE_DIR, workers=workers,
-                             background=True, keep_arrays=True)
-    for study, outcome in clock.timed(ingested, "ingest_wait"):
-        triage.add(study, outcome)
-    triage.flush()
+    order = studies_largest_first(todo) if engine.parallel else todo
+    job = TriageJob(config=config, cache_root=out_dir / CACHE_DIR, bundle=bundle,
+                    device=device, batch_size=batch_size, clock=clock)
+    for scored in engine.triage(order, job):
+        triage.finish(scored)
 
     rows = [journal.rows[s.study_uid] for s in studies]
     stale = resumed_before - resumed
@@ -461,7 +369,7 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
     summary = _summary(rows, resumed=resumed, processed=len(todo), files=n_files,
                        non_dicom_ignored=n_non_dicom, seconds=round(seconds, 3),
                        studies_per_minute=round(60 * len(todo) / seconds, 2) if seconds else None,
-                       workers=workers, inference_threads=_torch_threads(),
+                       **engine.describe(), inference_threads=_torch_threads(),
                        stage_seconds=clock.rounded(),
                        certification=_certification(router, bundle), **provenance)
     atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=1))
