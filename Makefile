@@ -27,7 +27,7 @@ PIPQ := 2>&1 | { grep -v "^WARNING: Location" || true; }
 $(STAMP): pyproject.toml | $(PY)
 	set -o pipefail; $(PY) -m pip install --quiet --upgrade pip $(PIPQ)
 	set -o pipefail; $(PY) -m pip install --quiet "torch==2.13.0" $(PIPQ)
-	set -o pipefail; $(PY) -m pip install --quiet -e ".[dev]" $(PIPQ)
+	set -o pipefail; $(PY) -m pip install --quiet -e ".[dev,ray]" $(PIPQ)
 	touch $(STAMP)
 
 install: $(STAMP)
