@@ -73,3 +73,33 @@ def test_a_study_that_kills_every_try_is_failed_with_the_reason(ray_local, armed
     # every other study, its batch partner included, is as the local engine has it
     expected = {r["study_uid"]: r for r in local_rows}
     assert rows == {uid: expected[uid] for uid in rows}
+
+
+def test_ray_ingest_gives_the_local_report_and_device_stats(ray_local, run_case, tmp_path):
+    from tests.run.conftest import INGEST
+    from triage.ingest.config import IngestConfig
+    from triage.ingest.runner import ingest_export
+
+    config = IngestConfig.from_dict(INGEST)
+    local = ingest_export(run_case.export_dir, tmp_path / "local", config, workers=2)
+    with RayEngine() as engine:
+        ray = ingest_export(run_case.export_dir, tmp_path / "ray", config, engine=engine)
+    assert sorted(ray.reports, key=lambda r: r.study_uid) == sorted(
+        local.reports, key=lambda r: r.study_uid)
+    assert len(ray.reports) == 7
+    # merged in completion order on both engines: the same groups, sums equal to rounding
+    assert ray.device_stats.to_dict().keys() == local.device_stats.to_dict().keys()
+    assert ray.summary["engine"] == "ray" and local.summary["engine"] == "local"
+
+
+def test_triage_ingest_engine_ray_on_the_command_line(ray_local, run_case, tmp_path, capsys):
+    import json
+
+    from triage.cli import main
+
+    code = main(["ingest", str(run_case.export_dir), "--out", str(tmp_path / "out"),
+                 "--engine", "ray", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["engine"] == "ray" and summary["studies"] == 7
+    assert ray_local.is_initialized()  # a Ray the caller started is left running

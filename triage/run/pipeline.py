@@ -266,9 +266,10 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         bundle: the model; its ingest config decides selection and preprocessing, so
             volumes are made exactly as for training.
         router: the rules (`triage.route.Router`).
-        workers: ingest processes (default: one per available core; 1 = inline, no
-            overlap). With more than one they run at the lowest CPU priority beside
-            inference (`triage.run.threads`).
+        workers: ingest processes of the default local engine (default: one per
+            available core; 1 = inline, no overlap). With more than one they run at the
+            lowest CPU priority beside inference (`triage.run.threads`). Ignored when
+            `engine` is given.
         batch_size: volumes per forward pass.
         progress: called as ``progress(done, total, row)`` after each study (and once
             with ``row=None`` before the first).
