@@ -27,6 +27,7 @@ from pathlib import Path
 
 from benchmarks.common import env_with_repo, run_measured, write_marked_section
 from benchmarks.run.data import NETWORKS, OUT, REPO, prepare_export, prepare_model, triage_cmd
+from benchmarks.run.measure import LoadSampler
 
 BEGIN, END = "<!-- ray:begin -->", "<!-- ray:end -->"
 ENGINES = ("local", "ray")
@@ -41,6 +42,7 @@ def _measure(cmd: list[str], stem: Path, timeout: float) -> dict:
         raise SystemExit(f"{' '.join(cmd[2:4])} failed ({run.exit_code}); see {stem}.err")
     text = stem.with_suffix(".out").read_text(errors="replace")
     return {"wall_s": run.wall_s, "tree_mib": run.tree_mib, "maxrss_mib": run.maxrss_mib,
+            "cpu_s": run.cpu_s,
             "summary": json.loads(text[text.index("{"):])}
 
 
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     bundle = prepare_model(NETWORKS[args.network], 80, args.matrix, 1)
     logs = OUT / "ray" / "logs"
     load_start = os.getloadavg()
+    sampler = LoadSampler()
+    sampler.start()
     ingest_dir = OUT / "ray" / "ingest-1"
     shutil.rmtree(ingest_dir, ignore_errors=True)
     ingest = _measure(triage_cmd("ingest", str(export), "--out", str(ingest_dir), "--workers",
@@ -84,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             runs[engine].append(got)
             print(f"round {round_no + 1} {engine}: {got['wall_s']:.1f} s, "
                   f"{got['tree_mib']:.0f} MiB", flush=True)
+    load = sampler.stop()
     same = all(r["rows"] == runs["local"][0]["rows"] for e in ENGINES for r in runs[e])
-    text = section(args, runs, ingest, same, load_start, time.perf_counter() - started)
+    text = section(args, runs, ingest, same, load_start, load, time.perf_counter() - started)
     write_marked_section(args.doc, BEGIN, END, text)
     print(text)
     return 0
@@ -96,7 +101,8 @@ def _med(values: list[float]) -> float:
 
 
 def section(args, runs: dict[str, list[dict]], ingest: dict, same: bool,
-            load_start: tuple[float, float, float], seconds: float) -> str:
+            load_start: tuple[float, float, float], load: tuple[float, float],
+            seconds: float) -> str:
     n = args.studies
     wall = {e: _med([r["wall_s"] for r in runs[e]]) for e in ENGINES}
     tree = {e: max(r["tree_mib"] for r in runs[e]) for e in ENGINES}
@@ -106,7 +112,8 @@ def section(args, runs: dict[str, list[dict]], ingest: dict, same: bool,
     local = runs["local"][0]["summary"]
     stages = local["stage_seconds"]
     scored = sum(1 for r in runs["local"][0]["rows"] if r["p_calibrated"])
-    ingest_s = ingest["summary"]["seconds"]
+    ingest_cpu = ingest["cpu_s"]
+    files = local.get("files") or 1
     ray_summary = runs["ray"][0]["summary"]
     lines = [
         "## `triage run` on Ray vs the local engine", "",
@@ -116,8 +123,11 @@ def section(args, runs: dict[str, list[dict]], ingest: dict, same: bool,
         f"{args.matrix}`), {n} studies (not 400: this keeps `make bench-ray` to a few "
         f"minutes on 2 shared cores), network **{args.network}**, `--batch-size "
         f"{args.batch_size}`; {os.cpu_count()} CPU cores, inference on CPU; load average at "
-        f"the start {' / '.join(f'{v:.2f}' for v in load_start)} (the cores are shared with "
-        f"other work: absolute figures move from run to run). Each engine ran "
+        f"the start {' / '.join(f'{v:.2f}' for v in load_start)}; sampled every 5 s while "
+        f"the runs went: mean {load[0]:.1f}, max {load[1]:.1f} on {os.cpu_count()} cores "
+        f"(the cores are shared with other work, and both engines run ingest at the "
+        f"lowest priority: absolute figures move from run to run, most on a loaded "
+        f"machine). Each engine ran "
         f"{args.repeats} time(s), alternating; medians. `--engine ray` starts a local Ray "
         f"instance with the machine's cores ({ray_summary.get('cluster_cpus')} CPUs, "
         f"{ray_summary.get('inference_actors')} inference actor on "
@@ -139,9 +149,10 @@ def section(args, runs: dict[str, list[dict]], ingest: dict, same: bool,
         "| stage | measured | per study |", "| --- | --- | ---: |",
         f"| scan + group (local run, {local.get('workers')} processes) | "
         f"{stages.get('scan', 0):.2f} s for {n} studies | {1000 * stages.get('scan', 0) / n:.0f} "
-        f"ms wall |",
-        f"| ingest (`triage ingest --workers 1`: one process, scan included) | "
-        f"{ingest_s:.1f} s for {n} studies | {1000 * ingest_s / n:.0f} ms CPU |",
+        f"ms wall ({1000 * stages.get('scan', 0) / files:.1f} ms per file, {files} files) |",
+        f"| ingest (`triage ingest --workers 1`: one process, start-up and scan "
+        f"included) | {ingest_cpu:.1f} CPU-s ({ingest['wall_s']:.1f} s wall) for {n} "
+        f"studies | {1000 * ingest_cpu / n:.0f} ms CPU |",
         f"| forward pass on CPU (local run, {local.get('inference_threads')} threads, "
         f"beside the ingest workers) | {stages.get('inference', 0):.1f} s for {scored} "
         f"volumes | {1000 * stages.get('inference', 0) / max(1, scored):.0f} ms wall |",

@@ -95,11 +95,17 @@ def test_ray_ingest_gives_the_local_report_and_device_stats(ray_local, run_case,
 def test_triage_ingest_engine_ray_on_the_command_line(ray_local, run_case, tmp_path, capsys):
     import json
 
+    import yaml
+
+    from tests.run.conftest import INGEST
     from triage.cli import main
 
+    config = tmp_path / "ingest.yaml"
+    config.write_text(yaml.safe_dump(INGEST), encoding="utf-8")
     code = main(["ingest", str(run_case.export_dir), "--out", str(tmp_path / "out"),
-                 "--engine", "ray", "--json"])
+                 "--config", str(config), "--engine", "ray", "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["engine"] == "ray" and summary["studies"] == 7
+    assert summary["status"] == {"ok": 5, "failed": 2}
     assert ray_local.is_initialized()  # a Ray the caller started is left running
