@@ -229,7 +229,8 @@ class RayEngine(Engine):
         return ray.remote(_Scorer).options(**options), device, count
 
     def triage(self, studies: Sequence[StudyGroup], job: TriageJob) -> Iterator[list[Scored]]:
-        self._connect()
+        with job.clock("ray_start"):  # joining the cluster, or starting a local instance
+            self._connect()
         prepare = self._task(_prepare, num_cpus=1, num_returns=2)
         actor_class, device, count = self._actors(job)
         self._device, self._actor_count = device, count
@@ -276,13 +277,14 @@ class RayEngine(Engine):
                 actor, batch = scoring.pop(ref)
                 try:
                     scores = ray.get(ref)
-                except RayActorError as err:  # died max_retries + 1 times on this batch
-                    idle.append(new_actor())
-                    yield from self._actor_died(batch, waiting, err)
-                    continue
-                except RayError as err:
+                except RayTaskError as err:  # score_batch itself raised
                     idle.append(actor)
                     yield self._batch_failed(batch, err)
+                    continue
+                except RayError as err:  # the actor died max_retries + 1 times on this
+                    # batch, or one of its volumes was lost and could not be made again
+                    idle.append(new_actor() if isinstance(err, RayActorError) else actor)
+                    yield from self._batch_lost(batch, waiting, err)
                     continue
                 idle.append(actor)
                 yield [Scored(w.study, w.outcome, p, e)
@@ -291,25 +293,26 @@ class RayEngine(Engine):
             _cancel(ingesting)
             _cancel(scoring)
 
-    def _actor_died(self, batch: list[_Waiting], waiting: deque[_Waiting],
-                    err: RayActorError) -> Iterator[list[Scored]]:
+    def _batch_lost(self, batch: list[_Waiting], waiting: deque[_Waiting],
+                    err: RayError) -> Iterator[list[Scored]]:
+        """A batch Ray could not score: each study again alone, then failed alone."""
+        if isinstance(err, RayActorError):
+            what = (f"the inference actor died {self.max_retries + 1} times while scoring "
+                    f"this study")
+        else:
+            what = "Ray could not score this study"
         if len(batch) > 1:
-            LOGGER.warning("An inference actor died %d times on a batch of %d studies "
-                           "(%s); scoring each alone.", self.max_retries + 1, len(batch),
-                           type(err).__name__)
+            LOGGER.warning("Scoring a batch of %d studies failed on Ray (%s); scoring each "
+                           "alone.", len(batch), type(err).__name__)
             waiting.extendleft(replace(w, alone=True) for w in reversed(batch))
             return
         (item,) = batch
-        LOGGER.error("The inference actor died %d times scoring study %s (%s).",
-                     self.max_retries + 1, item.study.study_uid, type(err).__name__)
-        yield [Scored(item.study, item.outcome, None,
-                      f"the inference actor died {self.max_retries + 1} times while "
-                      f"scoring this study ({type(err).__name__})")]
+        LOGGER.error("Scoring study %s failed on Ray (%s).", item.study.study_uid,
+                     type(err).__name__)
+        yield [Scored(item.study, item.outcome, None, f"{what} ({type(err).__name__})")]
 
-    def _batch_failed(self, batch: list[_Waiting], err: RayError) -> list[Scored]:
-        cause = err.cause if isinstance(err, RayTaskError) else err
-        if not isinstance(cause, BaseException):
-            cause = err
+    def _batch_failed(self, batch: list[_Waiting], err: RayTaskError) -> list[Scored]:
+        cause = err.cause if isinstance(err.cause, BaseException) else err
         if is_environmental(cause):  # the device failed: stop, fail no study
             raise EnvironmentalError(describe_environmental(cause)) from err
         LOGGER.error("Scoring a batch of %d failed on Ray (%s).", len(batch),
