@@ -223,9 +223,9 @@ class RayEngine(Engine):
                                    "max_task_retries": self.max_retries}
         if gpus:
             options |= {"num_gpus": 1, "num_cpus": 1}
-        else:  # beside the ingest tasks, which run at the lowest priority
-            options |= {"num_cpus": 0,
-                        "runtime_env": {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}}
+        else:  # beside the ingest tasks, which run at the lowest priority (a local Ray
+            # instance inherits the driver's OMP_WAIT_POLICY=PASSIVE: triage.run.threads)
+            options |= {"num_cpus": 0}
         return ray.remote(_Scorer).options(**options), device, count
 
     def triage(self, studies: Sequence[StudyGroup], job: TriageJob) -> Iterator[list[Scored]]:
