@@ -6,16 +6,21 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools demo test test-all bench bench-quality bench-triage bench-run bench-ray lint clean
+.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency bench-table1 bench-lodo bench-site bench-strategies-smoke bench-ray lint clean
 
 help:
 	@echo "make demo      create the venv, install, run the pipeline end to end on a synthetic export"
-	@echo "make test      create the venv, install, run the fast test suite"
+	@echo "make test      create the venv, install, mypy, the fast test suite and the doctests"
 	@echo "make test-all  the full suite, slow tests included"
 	@echo "make bench     ingest benchmark vs dcm2niix / SimpleITK / MONAI (writes docs/benchmarks.md)"
 	@echo "make bench-quality  leave-one-device-out quality benchmark (long; writes docs/benchmarks.md)"
 	@echo "make bench-triage  routes and calibration over 200 calibration redraws (long; writes docs/benchmarks.md)"
 	@echo "make bench-run  triage run throughput vs forward-only, memory at 100 vs 400 studies"
+	@echo "make bench-efficiency  model variants (fp32, ONNX, int8, distilled) and a MONAI peer pipeline"
+	@echo "make bench-table1  training strategies, the seed study's Table 1 (3 seeds; long)"
+	@echo "make bench-lodo  leave-one-device-out over every device x 3 shifts (3 seeds; long)"
+	@echo "make bench-site  site adaptation with 50 / 100 labelled studies (long)"
+	@echo "make bench-strategies-smoke  the three above, 1 seed, 1 fold, 1 epoch (not written to docs)"
 	@echo "make bench-ray  triage run --engine local vs ray on this machine (writes docs/benchmarks.md)"
 
 $(PY):
@@ -33,30 +38,37 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# Optional tools (Debian packages), best effort: dcm2niix for geometry tests and benchmarks,
-# chromium for the report tests (in CI, CI=true makes those fail without it).
+# Debian tools the tests use: dcm2niix (geometry reference, best effort: those tests skip
+# without it); Orthanc with its DICOMweb plugin plus dicom3tools (dciodvfy) for the PACS
+# tests and chromium for the HTML report tests, which fail rather than skip in CI (CI=true)
+# when these are missing.
 tools:
-	@command -v dcm2niix >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v dcm2niix >/dev/null 2>&1 || missing="$$missing dcm2niix"; \
+	command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || missing="$$missing orthanc"; \
+	[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing="$$missing orthanc-dicomweb"; \
+	command -v dciodvfy >/dev/null 2>&1 || missing="$$missing dicom3tools"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && apt-get install -y -qq dcm2niix >/dev/null) \
-	      || echo "note: dcm2niix could not be installed; tests comparing against it will skip"; \
-	  else echo "note: dcm2niix not installed; tests comparing against it will skip"; fi; }
-	@# Headless Chromium renders the HTML reports in tests (they skip without it, except
-	@# in CI, where CI=true makes them fail).
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
-	      || echo "note: chromium could not be installed; the report browser tests will skip"; \
-	  else echo "note: chromium not installed; the report browser tests will skip"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "note: could not install:$$missing (their tests fail in CI without them)"; \
+	  else echo "note: not installed:$$missing (run 'make tools' as root; their tests skip locally)"; fi; \
+	fi
 
 demo: install
 	$(PY) -m triage.demo
 
-test: install tools
-	$(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
+# mypy first (incremental: seconds after the first run), then tests/ and every `>>>`
+# example under triage/ (--doctest-modules).
+test: install tools typecheck
+	$(PY) -m pytest -m "not slow" -n 2 --doctest-modules tests triage $(PYTEST_ARGS)
 
-test-all: install tools
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+typecheck: install
+	$(PY) -m mypy
+
+test-all: install tools typecheck
+	$(PY) -m pytest -n 2 --doctest-modules tests triage $(PYTEST_ARGS)
 
 bench: install tools
 	$(PY) -m benchmarks.ingest.run
@@ -72,6 +84,22 @@ bench-run: install
 
 bench-ray: install
 	$(PY) -m benchmarks.run.ray_compare
+
+bench-efficiency: install
+	$(PY) -m benchmarks.efficiency.run
+bench-table1: install
+	$(PY) -m benchmarks.strategies.run --mode table1
+
+bench-lodo: install
+	$(PY) -m benchmarks.strategies.run --mode lodo
+
+bench-site: install
+	$(PY) -m benchmarks.strategies.run --mode site
+
+bench-strategies-smoke: install
+	for mode in table1 lodo site; do \
+	  $(PY) -m benchmarks.strategies.run --mode $$mode --quick --doc bench_output/strategies/smoke.md \
+	    || exit 1; done
 
 lint: install
 	$(VENV)/bin/ruff check triage tests benchmarks

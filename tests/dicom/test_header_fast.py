@@ -6,19 +6,17 @@ import os
 from pathlib import Path
 from unittest import mock
 
-import numpy as np
 import pydicom
 import pytest
 from pydicom import config
 
 from tests.dicom.factories import ACME, build_export, study_header, write_ct_series
 from triage.data.synth.devices import DEVICE_PROFILES
-from triage.dicom import fast_reader, header, header_hints
-from triage.dicom.fast_reader import _parse as parse
+from triage.dicom import header, slice_header, values
 from triage.dicom.header_fast import fast_record
-from triage.dicom.loader import load_series
 from triage.dicom.raw_header import NeedMoreBytes, Unsupported, walk_header
-from triage.dicom.scan import scan_export
+from triage.dicom.source import read_source
+from triage.errors import GeometryError
 
 
 def _files(*roots: Path) -> list[Path]:
@@ -96,25 +94,52 @@ def test_walk_declines_what_pydicom_would_read_differently(tmp_path):
         walk_header(data[132:], len(data) - 132, wanted)
 
 
-def test_loader_reuses_the_scan_walk_only_for_unchanged_files(make_synth_export, monkeypatch):
-    export = make_synth_export(studies=4, slices=5, devices="acme,borealis,cygnus,ember")
-    series = sorted({p.parent for p in _files(export.out_dir) if p.suffix == ".dcm"})
-    header_hints.forget()
-    walked = {folder: load_series(sorted(folder.glob("*.dcm"))) for folder in series}
-    scan_export(export.out_dir, workers=1)  # leaves hints for every slice
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-reader", "pydicom"])
+def test_scan_and_loader_read_the_same_values_through_one_parser(make_synth_export,
+                                                                 monkeypatch, fast):
+    """Each file's plane geometry is parsed once by the scan and once by the loader, both
+    times by `values.frame_geometry`, and the two give the same values and identities."""
+    export = make_synth_export(studies=4, slices=4, extras=False,
+                               devices="acme,borealis,cygnus,ember")
     calls = []
-    monkeypatch.setattr(fast_reader, "_parse", lambda data: calls.append(1) or parse(data))
-    changed = sorted(series[0].glob("*.dcm"))[0]
-    changed.write_bytes(changed.read_bytes())  # same bytes: the hint still holds
-    hinted = {folder: load_series(sorted(folder.glob("*.dcm"))) for folder in series}
-    assert calls == []
-    for folder in series:
-        np.testing.assert_array_equal(walked[folder].array, hinted[folder].array)
-        np.testing.assert_array_equal(walked[folder].affine, hinted[folder].affine)
-        assert walked[folder].provenance == hinted[folder].provenance
-    scan_export(export.out_dir, workers=1)
-    other = sorted(series[1].glob("*.dcm"))[0]
-    other.write_bytes(other.read_bytes() + b"\0\0")  # a different length: walked again
-    load_series(sorted(series[1].glob("*.dcm")))
-    assert len(calls) == 1
-    header_hints.forget()
+    parse = values.frame_geometry
+
+    def spy(ds, notes):
+        calls.append(parse(ds, notes))
+        return calls[-1]
+
+    monkeypatch.setattr(values, "frame_geometry", spy)
+    monkeypatch.setattr(slice_header, "frame_geometry", spy)
+    checked = 0
+    for path in _files(export.out_dir):
+        calls.clear()
+        record = header.read_instance(path)
+        if record is None or not record.ok or not record.has_pixel_data:
+            continue
+        source = read_source(path, 0, fast=fast)
+        assert source.reader == ("fast" if fast else "pydicom")
+        assert len(calls) == 2 and calls[0] == calls[1], path  # scan, then loader
+        (frame,) = source.frames
+        assert record.image_position == tuple(frame.position)
+        assert record.image_orientation == tuple(frame.orientation)
+        assert record.pixel_spacing == frame.pixel_spacing
+        info = source.info
+        assert (record.rows, record.columns, record.modality, record.manufacturer,
+                record.model_name, record.image_type, record.sop_instance_uid,
+                record.series_uid, record.study_uid, record.slice_thickness) == (
+            info.rows, info.columns, info.modality, info.manufacturer, info.model_name,
+            info.image_type, info.sop_instance_uid, info.series_uid, info.study_uid,
+            info.slice_thickness)
+        checked += 1
+    assert checked >= 4 * 4
+
+
+@pytest.mark.parametrize("text", ["1_0", "0x10", " 1e400"])
+def test_one_decimal_parser_rejects_what_python_float_accepts(text):
+    """'1_0' is 10.0 to float() but not a DICOM decimal string: scan and loader drop it."""
+    notes: list[str] = []
+    raw = values.RawValues({0x00281053: text.encode()})
+    assert values.decimals(raw, 0x00281053, "RescaleSlope", 1, notes) is None
+    assert isinstance(notes[0], values.Dropped)
+    with pytest.raises(GeometryError, match="RescaleSlope is"):
+        slice_header.decimal(raw, 0x00281053, "RescaleSlope", Path("x.dcm"), 1.0)

@@ -31,7 +31,7 @@ import pytest
 from triage.dicom import decode
 from triage.dicom.fast_reader import read_fast
 from triage.dicom.loader import load_series
-from triage.dicom.slice_header import DatasetTags, read_image_info
+from triage.dicom.slice_header import read_image_info
 from triage.errors import DicomError, GeometryError
 
 _NOT_DICOM = {".txt", ".json", ".dump", ".icc", ".gz"}
@@ -210,7 +210,7 @@ def _decode(path: Path, fast: bool) -> np.ndarray:
         return stored
     ds = pydicom.dcmread(path, force=True)
     syntax = str(ds.file_meta.TransferSyntaxUID)
-    return decode.dataset_stored(ds, read_image_info(DatasetTags(ds), path, syntax))
+    return decode.dataset_stored(ds, read_image_info(ds, path, syntax))
 
 
 @pytest.mark.parametrize(("path", "fast"), _decode_cases(FILES))

@@ -135,7 +135,12 @@ def test_bad_reviewed_files_fail_with_one_line_naming_file_row_and_column(
 
 def test_a_run_folder_without_journal_is_refused(tmp_path, capsys):
     path = _csv(tmp_path / "r.csv", "study_uid,finding\r\n1.2.3,yes\r\n")
-    code = main(["feedback", "import", str(path), "--run", str(tmp_path / "nowhere"),
+    (tmp_path / "empty").mkdir()
+    code = main(["feedback", "import", str(path), "--run", str(tmp_path / "empty"),
                  "--store", str(tmp_path / "s.sqlite")])
     assert code == 2
     assert "journal.jsonl: does not exist" in capsys.readouterr().err
+    code = main(["feedback", "import", str(path), "--run", str(tmp_path / "nowhere"),
+                 "--store", str(tmp_path / "s.sqlite")])
+    assert code == 2
+    assert "'--run'" in capsys.readouterr().err

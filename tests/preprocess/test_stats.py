@@ -13,6 +13,7 @@ from triage.preprocess.normalize import UnsupportedModalityError
 from triage.preprocess.stats import (
     EDGE_WIDTH_PER_SIGMA,
     LANDMARK_PERCENTILES,
+    NOISE_SLICES,
     DeviceStatsAccumulator,
     estimate_edge_width_mm,
     estimate_noise_hu,
@@ -103,8 +104,11 @@ def test_estimators_on_pure_noise_and_on_air():
 
 
 def _noise_reference(array: np.ndarray) -> float | None:
-    """The estimator written plainly (9 shifted views, a sum, a stacked min/max)."""
-    s = array[:, :, :16].astype(np.float32)
+    """The estimator written plainly (9 shifted views, a sum, a stacked min/max) on the
+    `NOISE_SLICES` evenly spaced slices it measures."""
+    n = array.shape[2]
+    picked = np.unique(np.linspace(0, n - 1, min(n, NOISE_SLICES)).round().astype(int))
+    s = array[:, :, picked].astype(np.float32)
     views = [s[i:s.shape[0] - 2 + i, j:s.shape[1] - 2 + j] for i in range(3) for j in range(3)]
     residual = sum(w * v for w, v in zip((1, -2, 1, -2, 4, -2, 1, -2, 1), views, strict=True))
     low, high = np.min(views, axis=0), np.max(views, axis=0)

@@ -124,7 +124,7 @@ def registry(tiny_training_set, tmp_path_factory):
             bad_run = run.run_id
     from triage.data.dataset import resolve_samples
     from triage.data.manifest import read_manifest
-    from triage.train.evaluate import evaluate_bundle
+    from triage.registry.evaluate import evaluate_bundle
 
     samples = resolve_samples(read_manifest(tiny_training_set.manifest_path),
                               tiny_training_set.ingest_dir).samples

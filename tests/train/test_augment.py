@@ -44,15 +44,22 @@ def test_shift_moves_without_wrapping_and_fills():
     assert (out[0] == -1).all() and (out[:, -2:] == -1).all()
 
 
-def test_compose_keeps_the_last_info_and_applies_in_order():
+def test_compose_merges_the_infos_and_applies_in_order():
+    from types import SimpleNamespace
+
     def first(a, s, rng):
-        return a + 1, "perturbed"
+        return a + 1, SimpleNamespace(target_device="cygnus")
 
     def second(a, s, rng):
         return a * 2, None
 
-    out, info = compose(first, None, second)(np.zeros(3, np.float32), None, None)
-    assert info == "perturbed"
+    def third(a, s, rng):
+        return a, SimpleNamespace(operators=np.array([1, 0]))
+
+    out, info = compose(first, None, second, third, third)(np.zeros(3, np.float32), None,
+                                                           None)
+    assert info.target_device == "cygnus"
+    np.testing.assert_array_equal(info.operators, [2, 0])
     np.testing.assert_array_equal(out, [2, 2, 2])
     assert compose(None, None) is None
 

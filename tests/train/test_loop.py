@@ -13,7 +13,8 @@ from tests.train.factories import fake_perturbation, tiny_config
 from triage.errors import ConfigError
 from triage.model import create_model
 from triage.train.checkpoint import load_checkpoint
-from triage.train.loop import EpochLog, fit, predict_logits, symmetric_kl
+from triage.train.loop import EpochLog, fit, predict_logits
+from triage.train.objective import symmetric_kl
 
 SHAPE = (24, 24, 12)
 
@@ -67,7 +68,7 @@ def test_two_runs_with_one_seed_give_identical_weights(make_dataset, tmp_path):
 
 
 def test_resume_after_an_interruption_is_bit_identical(make_dataset, tmp_path):
-    config = tiny_config(optim={"epochs": 3}, perturb={"consistency_weight": 0.5},
+    config = tiny_config(optim={"epochs": 3}, consistency={"weight": 0.5},
                          model={"options": {"channels": [4, 8], "strides": [2, 2],
                                             "dropout": 0.2}})
 
@@ -119,7 +120,7 @@ def test_checkpoint_contents(make_dataset, tmp_path):
 
 
 def test_rendered_counts_and_consistency_are_logged(make_dataset, tmp_path):
-    config = tiny_config(optim={"epochs": 1}, perturb={"consistency_weight": 1.0})
+    config = tiny_config(optim={"epochs": 1}, consistency={"weight": 1.0})
     train_ds = make_dataset("train", transform=fake_perturbation, return_clean=True)
     _, result = train(config, train_ds, None, tmp_path)
     entry = result.history[0]
@@ -132,7 +133,7 @@ def test_rendered_counts_and_consistency_are_logged(make_dataset, tmp_path):
 
 
 def test_consistency_without_clean_volumes_is_a_config_error(make_dataset, tmp_path):
-    config = tiny_config(perturb={"consistency_weight": 1.0})
+    config = tiny_config(consistency={"weight": 1.0})
     with pytest.raises(ConfigError, match="return_clean=True"):
         train(config, make_dataset("train"), None, tmp_path)
 

@@ -59,8 +59,10 @@ def _root(
 
 def _register() -> None:
     # Each module exposes `register(app)`; keep imports light at module level.
+    from triage.cli import export as _export
     from triage.cli import feedback as _feedback
     from triage.cli import ingest as _ingest
+    from triage.cli import listen as _listen
     from triage.cli import manifest as _manifest
     from triage.cli import monitor as _monitor
     from triage.cli import registry as _registry
@@ -69,7 +71,8 @@ def _register() -> None:
     from triage.cli import thresholds as _thresholds
     from triage.cli import train as _train
 
-    for module in (_synth, _manifest, _ingest, _train, _registry, _run, _thresholds,
+    for module in (_synth, _manifest, _ingest, _train, _registry, _export, _run, _listen,
+                   _thresholds,
                    _feedback, _monitor):
         module.register(app)
 

@@ -72,6 +72,7 @@ def _check(runs, experiment, since, labels, label_store, alarms, report, recent_
     from triage.errors import ConfigError
     from triage.io import atomic_write_text
     from triage.monitor.alarms import AlarmState
+    from triage.monitor.monitor_report import render_monitor_report
     from triage.monitor.sources import (
         outcomes_from_store,
         read_labels_csv,
@@ -79,7 +80,6 @@ def _check(runs, experiment, since, labels, label_store, alarms, report, recent_
         records_from_mlflow,
     )
     from triage.monitor.window import analyze, outcomes_from_labels
-    from triage.report.monitor_report import render_monitor_report
 
     if runs:
         records, run_rows = records_from_folders(runs, since)

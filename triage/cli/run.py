@@ -8,9 +8,7 @@ from typing import Any
 import typer
 
 from triage.cli.options import ENGINE, JSON, MODEL_HELP, RAY_ADDRESS
-from triage.configs import config_path
 
-DEFAULT_RULES = config_path("rules")
 RECORDED_RULES = "rules.yaml"
 
 
@@ -28,6 +26,8 @@ def _rules_file(rules: Path | None, bundle: Any, out: Path) -> Path:
         path = out / RECORDED_RULES
         atomic_write_text(path, yaml.safe_dump(recorded, sort_keys=False))
         return path
+    from triage.route.rules import DEFAULT_RULES
+
     return DEFAULT_RULES
 
 
@@ -54,7 +54,10 @@ def _table(title: str, counts: dict[str, Any], routes: list[str]):
 
 
 def run(
-    export_dir: Path = typer.Argument(..., help="PACS export folder (DICOMDIR optional)."),
+    source: str = typer.Argument(...,
+                                     help="PACS export folder (DICOMDIR optional), or a "
+                                          "DICOMweb base URL http(s)://HOST:PORT/dicom-web "
+                                          "(docs/pacs.md)."),
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     out: Path = typer.Option(..., "--out", "-o",
                              help="Output: worklist.csv, review_worklist.csv, journal.jsonl, "
@@ -67,6 +70,11 @@ def run(
     batch_size: int = typer.Option(4, "--batch-size", help="Volumes per forward pass."),
     device: str = typer.Option("auto", "--device",
                                help="Inference device: auto, cpu, cuda, cuda:1, mps."),
+    runtime: str = typer.Option(None, "--runtime",
+                                help="Inference engine: torch, or onnx (ONNX Runtime on the "
+                                     "graph `triage export` added; CUDA where present). "
+                                     "Default: the one the model's thresholds were fitted "
+                                     "with."),
     json_summary: bool = JSON,
     audit_fraction: float = typer.Option(0.0, "--audit-fraction",
                                          help="Send this seeded random fraction (0-1) of the "
@@ -79,10 +87,22 @@ def run(
     alarms: Path = typer.Option(None, "--alarms", envvar="TRIAGE_ALARMS", dir_okay=False,
                                 help="Alarm file of `triage monitor`: device groups with an "
                                      "active drift alarm go to review (docs/monitoring.md)."),
+    study_date: str = typer.Option("", "--study-date",
+                                   help="DICOMweb source: studies of this date range, "
+                                        "YYYYMMDD-YYYYMMDD."),
+    modality: str = typer.Option("", "--modality",
+                                 help="DICOMweb source: studies containing this modality."),
+    study_uid: list[str] = typer.Option(None, "--study-uid",
+                                        help="DICOMweb source: only this study (repeatable)."),
+    limit: int = typer.Option(None, "--limit", help="DICOMweb source: at most N studies."),
+    report_to: str = typer.Option("", "--report-to",
+                                  help="Send one DICOM SR per study to this PACS: "
+                                       "http(s)://HOST:PORT/dicom-web (STOW-RS) or "
+                                       "dicom://AET@HOST:PORT (C-STORE)."),
     engine: str = ENGINE,
     ray_address: str = RAY_ADDRESS,
 ) -> None:
-    """Triage every study of EXPORT_DIR into worklist.csv and review_worklist.csv.
+    """Triage every study of SOURCE (a folder or a DICOMweb URL) into the worklists.
 
     One row per study, unreadable files included; rerun with the same --out to resume.
 
@@ -97,6 +117,7 @@ def run(
     from triage.engines import create_engine
     from triage.errors import ConfigError
     from triage.monitor.runlog import finish_run
+    from triage.pacs.dicomweb import StudyFilter, is_dicomweb_url
     from triage.route import Router
     from triage.route.audit import check_fraction, with_audit
     from triage.run.model import load_model
@@ -104,17 +125,31 @@ def run(
     from triage.run.threads import prefer_passive_openmp
 
     prefer_passive_openmp()  # before the model loads torch
-    if not export_dir.is_dir():
-        raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
+    remote = is_dicomweb_url(source)
+    filters = StudyFilter(study_date, modality.upper(), tuple(study_uid or ()), limit)
+    if not remote and filters != StudyFilter():
+        raise ConfigError("--study-date, --modality, --study-uid and --limit select studies "
+                          "of a DICOMweb source; SOURCE is a folder.")
+    if not remote and not Path(source).is_dir():
+        raise ConfigError(f"Export folder {source} does not exist or is not a folder.")
+    sink = None
+    if report_to:
+        from triage.pacs.report import create_sink
+
+        sink = create_sink(report_to)  # a bad destination is a usage error, before any work
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
     check_fraction(audit_fraction)
+    if remote and engine != "local":
+        raise ConfigError(f"--engine {engine} runs folder exports; a DICOMweb source is "
+                          f"pulled and triaged on this machine (--engine local).")
     runner = create_engine(engine, workers=workers or None, ray_address=ray_address)
-    from triage.train.device import select_device  # imports torch: after the OpenMP hint
+    from triage.model.device import select_device  # imports torch: after the OpenMP hint
 
     select_device(device, option="--device")  # before the model download and any ingest
     prepare_out_dir(out)
     loaded = load_model(model)
+    loaded.bundle.check_runtime(runtime)  # before any ingest
     rules_path = _rules_file(rules, loaded.bundle, out)
     # No fitted thresholds (a bundle from before routing): every scored study is reviewed.
     thresholds = getattr(loaded.bundle, "routing", None) or {}
@@ -133,11 +168,27 @@ def run(
         def on_study(done: int, total: int, _row) -> None:
             bar.update(task, description="triaging", completed=done, total=total)
 
-        with runner:
-            result = run_export(export_dir, out, bundle=loaded.bundle, router=router,
-                                batch_size=batch_size, progress=on_study,
-                                model_name=loaded.name, model_version=loaded.version,
-                                device=device, engine=runner)
+        if remote:
+            from triage.pacs.dicomweb import DicomwebSource
+            from triage.pacs.pull import run_source
+
+            result = run_source(DicomwebSource(source, filters), out,
+                                bundle=loaded.bundle, router=router, batch_size=batch_size,
+                                progress=on_study, model_name=loaded.name,
+                                model_version=loaded.version, device=device,
+                                runtime=runtime)
+        else:
+            with runner:
+                result = run_export(Path(source), out, bundle=loaded.bundle, router=router,
+                                    batch_size=batch_size, progress=on_study,
+                                    model_name=loaded.name, model_version=loaded.version,
+                                    device=device, runtime=runtime, engine=runner)
+        if sink is not None:
+            bar.update(task, description="reporting")
+            from triage.pacs.report import send_reports
+
+            result.summary["reports"] = send_reports(
+                result.rows, out, sink, export_dir=None if remote else Path(source))
 
     # The worklists are written: a tracking failure from here on loses none of them.
     finished = finish_run(out, result.rows, result.summary,

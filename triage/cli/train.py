@@ -12,10 +12,13 @@ CONFIG = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
                       help="Train config YAML (default triage/configs/train/default.yaml).")
 
 
-def _config(path: Path | None, seed: int | None, epochs: int | None, device: str | None):
+def _config(path: Path | None, seed: int | None, epochs: int | None, device: str | None,
+            init: str | None = None):
     from triage.train.config import TrainConfig
 
     config = TrainConfig.from_yaml(path)
+    if init is not None:
+        config = config.replace(finetune={"init": init})
     if seed is not None:
         config = config.replace(runtime={"seed": seed})
     if device is not None:
@@ -35,6 +38,11 @@ def train(
                                        help="Leave this device group out of training."),
     seed: int = typer.Option(None, "--seed", help="Override runtime.seed."),
     epochs: int = typer.Option(None, "--epochs", help="Override optim.epochs."),
+    init: str = typer.Option(None, "--init",
+                             help="Fine-tune: start from this model's weights (models:/NAME@"
+                                  "alias, models:/<id>, runs:/<run_id>/model or a bundle "
+                                  "folder); sets finetune.init. The config's finetune."
+                                  "freeze / head / lr_scale shape the fine-tuning."),
     run_name: str = typer.Option(None, "--run-name", help="MLflow run name."),
     device: str = typer.Option(None, "--device",
                                help="Override runtime.device: auto, cpu, cuda, mps."),
@@ -43,6 +51,10 @@ def train(
                                help="Rules YAML whose thresholds section certifies the routing "
                                     "thresholds (default triage/configs/rules/default.yaml); "
                                     "recorded with the model."),
+    teacher: str = typer.Option(None, "--teacher",
+                                help="Distil from this model (URI or bundle folder): loss "
+                                     "alpha*T^2*KL + (1-alpha)*focal, alpha and T from the "
+                                     "config's distill section (defaults 0.7 and 4)."),
 ) -> None:
     """Train, calibrate and evaluate a classifier; log everything to MLflow.
 
@@ -51,10 +63,12 @@ def train(
     """
     import json
 
-    from triage.train.evaluate import TABLE_METRICS, markdown_table
+    from triage.registry.evaluate import TABLE_METRICS, markdown_table
     from triage.train.run import train_model
 
-    cfg = _config(config, seed, epochs, device)
+    cfg = _config(config, seed, epochs, device, init)
+    if teacher:
+        cfg = cfg.replace(distill={"teacher": teacher})
     outcome = train_model(manifest_path=manifest, ingest_dir=ingest, config=cfg, out_dir=out,
                           holdout_device=holdout_device, run_name=run_name,
                           progress=not json_summary, rules_path=rules)
@@ -94,7 +108,7 @@ def evaluate(
 ) -> None:
     """Per-device metrics of a model (--model), or the leave-one-device-out table (--lodo)."""
     from triage.errors import ConfigError
-    from triage.train.evaluate import TABLE_METRICS, markdown_table
+    from triage.registry.evaluate import TABLE_METRICS, markdown_table
 
     if lodo == (model is not None):
         raise ConfigError("Give exactly one of --model URI (score a trained model) or "
@@ -119,8 +133,8 @@ def evaluate(
 
     from triage.data.dataset import resolve_samples
     from triage.data.manifest import read_manifest
+    from triage.registry.evaluate import evaluate_bundle
     from triage.registry.pyfunc import load_bundle_from_uri
-    from triage.train.evaluate import evaluate_bundle
 
     bundle = load_bundle_from_uri(model)
     samples = resolve_samples(read_manifest(manifest), ingest).split(*split)

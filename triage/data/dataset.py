@@ -125,18 +125,22 @@ class CachedVolumeDataset:
         transform: optional ``transform(array, sample, rng) -> (array, info)`` applied
             to a copy of the volume (training only).
         return_clean: also return the untransformed volume as ``item["clean"]``.
+        second_view: also return a second, independent draw of `transform` as
+            ``item["view2"]`` (two augmented views for a consistency term).
         preload: read every volume once and keep it in memory.
         seed: seed of the per-item random generators.
     """
 
     def __init__(self, samples: Sequence[Sample], cache_root: Path | str, *,
                  devices: Sequence[str] = (), transform: Transform | None = None,
-                 return_clean: bool = False, preload: bool = True, seed: int = 0) -> None:
+                 return_clean: bool = False, second_view: bool = False, preload: bool = True,
+                 seed: int = 0) -> None:
         self.samples = list(samples)
         self.cache = VolumeCache(cache_root)
         self.devices = list(devices)
         self.transform = transform
         self.return_clean = return_clean
+        self.second_view = second_view
         self.seed = seed
         self.epoch = 0
         self._arrays: dict[int, np.ndarray] = {}
@@ -181,8 +185,19 @@ class CachedVolumeDataset:
         }
         if self.return_clean:
             item["clean"] = torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float32))[None]
+        operators = getattr(info, "operators", None)
+        if self.second_view and self.transform is not None:
+            # Its own stream: the first view is the same with or without the second.
+            rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+            view, info2 = self.transform(clean.copy(), sample, rng)
+            item["view2"] = torch.from_numpy(np.ascontiguousarray(view, dtype=np.float32))[None]
+            more = getattr(info2, "operators", None)
+            if more is not None:
+                operators = more if operators is None else operators + more
         if self.transform is not None:
             item["rendered_as"] = _rendered_index(info, self.devices)
+        if operators is not None:
+            item["operators"] = torch.as_tensor(np.asarray(operators, dtype=np.int64))
         return item
 
 

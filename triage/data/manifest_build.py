@@ -39,11 +39,10 @@ from triage.data.splitting import (
     patient_strata,
 )
 from triage.dicom.device import UNKNOWN_DEVICE
-from triage.dicom.grouping import StudyGroup, group_studies
+from triage.dicom.grouping import StudyGroup, group_studies, study_identifiers
 from triage.dicom.scan import scan_export
 from triage.dicom.selection import SelectionRules, select_series
 from triage.errors import LabelsError
-from triage.run.worklist import study_identifiers
 
 log = logging.getLogger(__name__)
 

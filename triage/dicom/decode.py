@@ -5,7 +5,9 @@ for unused high bits exactly as pydicom does (shift left, then arithmetic or log
 shift right, which sign-extends signed values and masks unsigned ones). Single greyscale
 JPEG 2000 and RLE frames go straight to their plugin (`triage.dicom.codecs`); everything
 else - other compressed syntaxes, big endian, 1-bit, float pixel data - goes through
-pydicom's decoder plugins (pydicom is imported only then).
+pydicom's decoder plugins (pydicom is imported only then). Encapsulated data is decoded
+by the first of `BACKENDS` (an ordered table, as pydicom's own decoder backends) that
+accepts it.
 
 Decoding compressed frames in a thread pool was measured and rejected: on this machine
 two threads were 10-25 % slower than one for JPEG 2000 and JPEG-LS (256^2 and 512^2
@@ -15,28 +17,20 @@ frames), because the plugins hold the GIL; parallelism belongs at the series lev
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from triage.dicom import codecs
-from triage.dicom.fast_reader import NATIVE_SYNTAXES
 from triage.dicom.slice_header import ImageInfo
+from triage.dicom.tags import JPEG2000_SYNTAXES, NATIVE_SYNTAXES, RLE_SYNTAX, SYNTAX_NAMES
 from triage.errors import DicomError, UnsupportedTransferSyntaxError
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
-
-#: `pydicom.uid.UID(uid).name` of the syntaxes met most, so that naming them needs no
-#: pydicom import (a test checks them against pydicom).
-SYNTAX_NAMES = {
-    "1.2.840.10008.1.2": "Implicit VR Little Endian",
-    "1.2.840.10008.1.2.1": "Explicit VR Little Endian",
-    "1.2.840.10008.1.2.5": "RLE Lossless",
-    "1.2.840.10008.1.2.4.90": "JPEG 2000 Image Compression (Lossless Only)",
-    "1.2.840.10008.1.2.4.91": "JPEG 2000 Image Compression",
-}
 
 _NATIVE_DTYPES = {(8, False): np.uint8, (8, True): np.int8, (16, False): np.uint16,
                   (16, True): np.int16, (32, False): np.uint32, (32, True): np.int32}
@@ -74,7 +68,8 @@ def ensure_decodable(transfer_syntax: str, path: Path) -> None:
         UnsupportedTransferSyntaxError: naming the syntax, the file and what to install,
             or that no Python decoder exists and the series must be converted first.
     """
-    if transfer_syntax in NATIVE_SYNTAXES or codecs.direct_available(transfer_syntax):
+    if transfer_syntax in NATIVE_SYNTAXES or any(
+            b.applies(transfer_syntax) for b in BACKENDS if b.name != "pydicom"):
         return
     ensure_pydicom_decodable(transfer_syntax, path)
 
@@ -137,39 +132,88 @@ def native_stored(buffer: bytes, offset: int, length: int, info: ImageInfo) -> n
     return _correct_unused_bits(arr, info)
 
 
+@dataclass(frozen=True)
+class Backend:
+    """One way to decode encapsulated pixel data; `BACKENDS` are tried in order.
+
+    Attributes:
+        name: shown in provenance and errors.
+        syntaxes: the transfer syntaxes it may decode; None for any.
+        is_available: whether its plugin is installed, for a syntax.
+        decode: (file bytes, offset of the items, pixel description) -> stored values
+            (frames, rows, columns), or None to decline the file (the next backend
+            tries); raises on data the plugin cannot decode.
+    """
+
+    name: str
+    syntaxes: frozenset[str] | None
+    is_available: Callable[[str], bool]
+    decode: Callable[[bytes, int, ImageInfo], np.ndarray | None]
+
+    def applies(self, transfer_syntax: str) -> bool:
+        """The backend handles `transfer_syntax` and its plugin is installed."""
+        return ((self.syntaxes is None or transfer_syntax in self.syntaxes)
+                and self.is_available(transfer_syntax))
+
+
+def _direct(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarray | None:
+    frame = codecs.decode_single_frame(buffer, offset, info)
+    return None if frame is None else frame[np.newaxis]
+
+
+def _pydicom_available(transfer_syntax: str) -> bool:
+    return True  # `ensure_pydicom_decodable` raises with what to install when not
+
+
+def _pydicom(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarray:
+    ensure_pydicom_decodable(info.transfer_syntax, info.path)
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import UID
+
+    options: dict[str, Any] = dict(
+        rows=info.rows, columns=info.columns, samples_per_pixel=info.samples_per_pixel,
+        bits_allocated=info.bits_allocated, bits_stored=info.bits_stored,
+        pixel_representation=int(info.signed),
+        photometric_interpretation=info.photometric or "MONOCHROME2",
+        number_of_frames=info.n_frames)
+    decoded = get_decoder(UID(info.transfer_syntax)).as_array(buffer[offset:], **options)
+    arr = decoded[0] if isinstance(decoded, tuple) else decoded
+    return arr[np.newaxis] if arr.ndim == 2 else arr
+
+
+#: Decoders of encapsulated pixel data, in the order they are tried: the plugins called
+#: directly for one greyscale frame (`triage.dicom.codecs`), then pydicom's decoders.
+BACKENDS: tuple[Backend, ...] = (
+    Backend("openjpeg", JPEG2000_SYNTAXES, codecs.direct_available, _direct),
+    Backend("pylibjpeg-rle", frozenset({RLE_SYNTAX}), codecs.direct_available, _direct),
+    Backend("pydicom", None, _pydicom_available, _pydicom),
+)
+
+
 def encapsulated_stored(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarray:
     """Decode the frames of encapsulated pixel data starting at `offset`.
 
-    The pixel description comes from `info`, so no pydicom data set is needed. A single
-    greyscale JPEG 2000 or RLE frame is decoded by calling the plugin directly
-    (`triage.dicom.codecs`); anything else by pydicom's decoder for the syntax, with the
-    same plugins and corrections as ``Dataset.pixel_array``.
+    The pixel description comes from `info`, so no pydicom data set is needed. Each of
+    `BACKENDS` that handles the syntax is tried in turn until one accepts the file.
 
     Raises:
         UnsupportedTransferSyntaxError: when no plugin can decode the syntax.
         DicomError: when decoding fails.
     """
-    try:
-        direct = codecs.decode_single_frame(buffer, offset, info)
-    except Exception as err:  # the plugins raise RuntimeError, ValueError and others
-        raise _decode_failed(info, err) from err
-    if direct is not None:
-        return direct[np.newaxis]
+    for backend in BACKENDS:
+        if not backend.applies(info.transfer_syntax):
+            continue
+        try:
+            arr = backend.decode(buffer, offset, info)
+        except UnsupportedTransferSyntaxError:
+            raise
+        except Exception as err:  # the plugins raise RuntimeError, ValueError and others
+            raise _decode_failed(info, err) from err
+        if arr is not None:
+            return arr
     ensure_pydicom_decodable(info.transfer_syntax, info.path)
-    from pydicom.pixels import get_decoder
-    from pydicom.uid import UID
-
-    try:
-        decoded = get_decoder(UID(info.transfer_syntax)).as_array(
-            buffer[offset:], rows=info.rows, columns=info.columns,
-            samples_per_pixel=info.samples_per_pixel, bits_allocated=info.bits_allocated,
-            bits_stored=info.bits_stored, pixel_representation=int(info.signed),
-            photometric_interpretation=info.photometric or "MONOCHROME2",
-            number_of_frames=info.n_frames)
-    except Exception as err:  # pydicom and its plugins raise many exception types
-        raise _decode_failed(info, err) from err
-    arr = decoded[0] if isinstance(decoded, tuple) else decoded
-    return arr[np.newaxis] if arr.ndim == 2 else arr
+    raise DicomError(f"No decoder accepted the {syntax_name(info.transfer_syntax)} pixel "
+                     "data.", info.path)
 
 
 def _decode_failed(info: ImageInfo, err: Exception) -> DicomError:

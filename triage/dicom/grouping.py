@@ -122,3 +122,30 @@ def _group(key: str, records: list[InstanceRecord], conflict: str | None = None
         device_groups=tuple(sorted({r.device_group for r in records if r.ok})),
         conflict=conflict,
     )
+
+
+@dataclass(frozen=True)
+class StudyIdentifiers:
+    """The identifiers of one study, for the worklist only."""
+
+    patient_id: str = ""
+    accession_number: str = ""
+    study_date: str = ""
+
+
+def study_identifiers(study: StudyGroup) -> StudyIdentifiers:
+    """Patient ID, accession number and study date of `study`, read from its file headers.
+
+    Files of one study normally agree; where they do not, the value most files carry wins
+    (ties: the smallest value, so that the choice does not depend on file order).
+    Pseudo-studies of unreadable files have none.
+    """
+    records = [r for rs in study.series.values() for r in rs] + list(study.errors)
+
+    def vote(field: str) -> str:
+        counts = Counter(v.strip() for r in records if (v := getattr(r, field)) and v.strip())
+        if not counts:
+            return ""
+        return min(counts, key=lambda v: (-counts[v], v))
+
+    return StudyIdentifiers(vote("patient_id"), vote("accession_number"), vote("study_date"))

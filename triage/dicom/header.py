@@ -19,11 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from triage.dicom import tags
 from triage.dicom.header_fast import fast_record
 from triage.dicom.index import InstanceRecord, ScanErrorCode, failed_record
 from triage.dicom.limits import ResourceLimitError, ResourceLimits, check_deflated_file
 from triage.dicom.pydicom_notes import capture_pydicom
-from triage.dicom.raw_header import PIXEL_TAGS
 from triage.dicom.record import (
     MEDIA_STORAGE_DIRECTORY,
     PixelCheck,
@@ -40,8 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["MEDIA_STORAGE_DIRECTORY", "os_error_record", "read_instance",
            "record_from_dataset"]
 
-_UNDEFINED = 0xFFFFFFFF
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"UT", b"UC", b"UR", b"SQ"}
+_UNDEFINED = tags.UNDEFINED
 
 
 def read_instance(path: Path | str, max_inflated_bytes: int | None = None
@@ -134,7 +133,7 @@ def _read_open_file(fh: BinaryIO, path: Path, size: int, max_inflated_bytes: int
     header_cut = _check_header_complete(ds)
     if syntax == DeflatedExplicitVRLittleEndian:
         fh.seek(0)  # the body was inflated in memory, so offsets mean nothing: read it all
-        present = bool(PIXEL_TAGS & set(pydicom.dcmread(fh, force=True).keys()))
+        present = bool(tags.PIXEL_TAGS & set(pydicom.dcmread(fh, force=True).keys()))
         pixels = header_cut or PixelCheck(present)
     else:
         pixels = header_cut or _check_pixel_data(fh, ds, size, syntax)
@@ -161,7 +160,7 @@ def _read_open_file(fh: BinaryIO, path: Path, size: int, max_inflated_bytes: int
 def _transfer_syntax(ds: Dataset) -> UID | None:
     from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-    text = raw_text(ds.file_meta, 0x00020010)
+    text = raw_text(ds.file_meta, tags.TRANSFER_SYNTAX)
     if text:
         return UID(text)
     implicit, little = ds.original_encoding
@@ -208,12 +207,12 @@ def _check_pixel_data(fh: BinaryIO, ds: Dataset, size: int, syntax: UID | None) 
                               "truncated: the file ends inside a data element header")
         return PixelCheck(False)
     group, element = struct.unpack(f"{endian}HH", head[:4])
-    if (group << 16 | element) not in PIXEL_TAGS:
+    if (group << 16 | element) not in tags.PIXEL_TAGS:
         return PixelCheck(False)
     # pydicom reads an element without a VR in an explicit-VR file as implicit VR (with a
     # warning) when the two bytes after the tag are not upper-case letters: so do we.
     explicit = ds.original_encoding[0] is False and all(0x40 < b < 0x5B for b in head[4:6])
-    if explicit and head[4:6] in _LONG_VRS:
+    if explicit and head[4:6] in tags.LONG_VRS:
         extra = fh.read(4)
         length = struct.unpack(f"{endian}L", extra)[0] if len(extra) == 4 else 0
     elif explicit:
@@ -228,7 +227,7 @@ def _check_pixel_data(fh: BinaryIO, ds: Dataset, size: int, syntax: UID | None) 
                           f"truncated: pixel data needs {length} bytes but only {remaining} remain")
     native = syntax is not None and not syntax.is_encapsulated
     expected = expected_native_length(ds) if native else None
-    if expected is not None and length < expected and group << 16 | element == 0x7FE00010:
+    if expected is not None and length < expected and group << 16 | element == tags.PIXEL_DATA:
         return PixelCheck(True, ScanErrorCode.CORRUPT,
                           f"corrupt: pixel data has {length} bytes but Rows, Columns, frames, "
                           f"samples and BitsAllocated need {expected}")

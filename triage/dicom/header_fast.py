@@ -18,40 +18,15 @@ import struct
 from pathlib import Path
 from typing import BinaryIO
 
-from triage.dicom import header_hints
+from triage.dicom import tags
 from triage.dicom.index import InstanceRecord
-from triage.dicom.raw_header import (
-    UNDEFINED,
-    NeedMoreBytes,
-    RawHeader,
-    Unsupported,
-    walk_header,
-)
-from triage.dicom.record import (
-    MEDIA_STORAGE_DIRECTORY,
-    check_fragments,
-    expected_native_length,
-    record_from_dataset,
-)
-from triage.dicom.slice_header import TAGS
+from triage.dicom.raw_header import NeedMoreBytes, RawHeader, Unsupported, walk_header
+from triage.dicom.record import check_fragments, expected_native_length, record_from_dataset
 from triage.dicom.values import RawValues
 
 #: Bytes read first; a header that does not fit is read whole (rare).
 HEAD_BYTES = 16 * 1024
 
-_CHARSET = 0x00080005
-#: Decoded with the character set by the pydicom path: ASCII only on the fast path.
-_TEXT_TAGS = (0x00080070, 0x00081090, 0x00081010, 0x0008103E, 0x00100020, 0x00080050)
-_FUNCTIONAL_GROUPS = (0x52009229, 0x52009230)
-#: Data set tags `record_from_dataset` and `expected_native_length` read, and those the
-#: loader reads (`slice_header.TAGS`), for `header_hints`.
-SCAN_TAGS = frozenset({*TAGS.values(),
-    _CHARSET, *_TEXT_TAGS, *_FUNCTIONAL_GROUPS,
-    0x00080008, 0x00080016, 0x00080018, 0x00080020, 0x00080060, 0x00180015, 0x00180050,
-    0x0020000D, 0x0020000E, 0x00200011, 0x00200012, 0x00200013, 0x00200032, 0x00200037,
-    0x00200052, 0x00280002, 0x00280004, 0x00280008, 0x00280010, 0x00280011, 0x00280030,
-    0x00280100,
-})
 #: Defined terms of Specific Character Set (PS3.3 C.12.1.1.2) that pydicom knows.
 _CHARSETS = frozenset({
     "", "ISO_IR 6", "ISO_IR 100", "ISO_IR 101", "ISO_IR 109", "ISO_IR 110", "ISO_IR 144",
@@ -62,8 +37,6 @@ _CHARSETS = frozenset({
     "ISO 2022 IR 203", "ISO 2022 IR 13", "ISO 2022 IR 166", "ISO 2022 IR 87",
     "ISO 2022 IR 159", "ISO 2022 IR 149", "ISO 2022 IR 58",
 })
-#: Pixel data VRs whose 4-byte length the pydicom path's own check reads the same way.
-_PIXEL_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN"})
 
 
 def fast_record(fh: BinaryIO, path: Path, size: int) -> InstanceRecord | None:
@@ -77,34 +50,33 @@ def fast_record(fh: BinaryIO, path: Path, size: int) -> InstanceRecord | None:
     data = fh.read(min(size, HEAD_BYTES))
     try:
         try:
-            header = walk_header(data, size, SCAN_TAGS)
+            header = walk_header(data, size, tags.SCAN_TAGS)
         except NeedMoreBytes:
             data += fh.read()
-            header = walk_header(data, size, SCAN_TAGS)
+            header = walk_header(data, size, tags.SCAN_TAGS)
         record = _record(fh, path, size, header)
     except (Unsupported, NeedMoreBytes, struct.error, UnicodeDecodeError, ValueError,
             IndexError):
         return None
-    header_hints.remember(path, header, data, size)
     return record
 
 
 def _record(fh: BinaryIO, path: Path, size: int, header: RawHeader) -> InstanceRecord:
     values = header.values
-    if any(tag in values for tag in _FUNCTIONAL_GROUPS):
+    if any(tag in values for tag in tags.FUNCTIONAL_GROUPS):
         raise Unsupported  # enhanced multi-frame geometry: pydicom reads the sequences
-    charset = values.get(_CHARSET)
+    charset = values.get(tags.SPECIFIC_CHARACTER_SET)
     if charset and not all(term.strip(" ") in _CHARSETS
                            for term in charset.decode("ascii").strip(" \x00").split("\\")):
         raise Unsupported
-    for tag in _TEXT_TAGS:
-        raw = values.get(tag)
-        if raw and (not raw.isascii() or b"\x1b" in raw):
+    for tag in tags.TEXT_TAGS:
+        text = values.get(tag)
+        if text and (not text.isascii() or b"\x1b" in text):
             raise Unsupported
     raw = RawValues(values, header.meta)
     present = _pixel_data_present(fh, size, header, raw)
     record = record_from_dataset(path, size, raw, header.transfer_syntax, present)
-    if (record.sop_class_uid == MEDIA_STORAGE_DIRECTORY or not record.study_uid
+    if (record.sop_class_uid == tags.MEDIA_STORAGE_DIRECTORY or not record.study_uid
             or not record.series_uid or not record.sop_instance_uid):
         raise Unsupported  # a DICOMDIR or an error to report: the pydicom path does it
     return record
@@ -114,9 +86,9 @@ def _pixel_data_present(fh: BinaryIO, size: int, header: RawHeader, raw: RawValu
     """True when sound pixel data follows the header; Unsupported when it is not sound."""
     if header.pixel_tag is None:
         return False  # the walk ended exactly at the end of the file
-    if header.explicit and header.pixel_vr not in _PIXEL_VRS:
+    if header.explicit and header.pixel_vr not in tags.PIXEL_VRS:
         raise Unsupported
-    if header.pixel_length == UNDEFINED:
+    if header.pixel_length == tags.UNDEFINED:
         if not header.encapsulated:
             raise Unsupported
         fh.seek(header.pixel_offset)
@@ -126,6 +98,7 @@ def _pixel_data_present(fh: BinaryIO, size: int, header: RawHeader, raw: RawValu
     if header.encapsulated or header.pixel_length > size - header.pixel_offset:
         raise Unsupported
     expected = expected_native_length(raw)
-    if expected is not None and header.pixel_length < expected and header.pixel_tag == 0x7FE00010:
+    if (expected is not None and header.pixel_length < expected
+            and header.pixel_tag == tags.PIXEL_DATA):
         raise Unsupported
     return True

@@ -14,47 +14,32 @@ Anything else is rejected: the loader never invents positions.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from triage.dicom import tags
 from triage.dicom.slice_header import (
-    DatasetTags,
     FrameHeader,
     ImageInfo,
-    parse_decimal,
-    parse_decimals,
+    check_dropped,
+    decimal,
+    frame_header,
     read_frame_header,
 )
+from triage.dicom.values import decimals, first_item, macro_geometry
 from triage.dicom.volume import GeometryVerdict
 from triage.errors import DicomError, GeometryError
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-_MEMBER_TAGS = {
-    "ImagePositionPatient": 0x00200032,
-    "ImageOrientationPatient": 0x00200037,
-    "PixelSpacing": 0x00280030,
-    "RescaleSlope": 0x00281053,
-    "RescaleIntercept": 0x00281052,
-    "GridFrameOffsetVector": 0x3004000C,
-    "DoseGridScaling": 0x3004000E,
-}
-_MACROS = {
-    "ImagePositionPatient": "PlanePositionSequence",
-    "ImageOrientationPatient": "PlaneOrientationSequence",
-    "PixelSpacing": "PixelMeasuresSequence",
-    "RescaleSlope": "PixelValueTransformationSequence",
-    "RescaleIntercept": "PixelValueTransformationSequence",
-}
 _AXIAL = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
 
 
 def is_enhanced(ds: Dataset) -> bool:
     """True when `ds` carries per-frame functional groups."""
-    return "PerFrameFunctionalGroupsSequence" in ds
+    return tags.PER_FRAME_FUNCTIONAL_GROUPS in ds
 
 
 def frame_headers(ds: Dataset, info: ImageInfo, file_index: int) -> list[FrameHeader]:
@@ -68,8 +53,8 @@ def frame_headers(ds: Dataset, info: ImageInfo, file_index: int) -> list[FrameHe
     if is_enhanced(ds):
         return _enhanced(ds, info, file_index)
     if info.n_frames == 1:
-        return [read_frame_header(DatasetTags(ds), info.path, file_index)]
-    if "GridFrameOffsetVector" in ds:
+        return [read_frame_header(ds, info.path, file_index)]
+    if tags.GRID_FRAME_OFFSET_VECTOR in ds:
         return _grid_offsets(ds, info, file_index)
     raise GeometryError(
         f"This is a classic multi-frame image ({info.n_frames} frames) with no per-frame "
@@ -78,23 +63,20 @@ def frame_headers(ds: Dataset, info: ImageInfo, file_index: int) -> list[FrameHe
         info.path, verdict=GeometryVerdict.MISSING_POSITIONS)
 
 
-def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
-    if ds is None:
-        return None
-    seq = ds.get(keyword)
-    return seq[0] if seq else None
-
-
-def _member(
-    groups: list[Dataset | None], keyword: str, count: int, path: Path
-) -> np.ndarray | None:
-    """The first `groups` entry (per-frame, then shared) whose macro has `keyword`."""
-    for group in groups:
-        item = _first_item(group, _MACROS[keyword])
-        if item is not None and _MEMBER_TAGS[keyword] in item:
-            return parse_decimals(DatasetTags(item), keyword, count, path,
-                                  tag=_MEMBER_TAGS[keyword])
-    return None
+def _rescale(groups: list[Dataset | None], ds: Dataset, info: ImageInfo
+             ) -> tuple[float, float]:
+    """RescaleSlope/Intercept from PixelValueTransformationSequence, else the top level."""
+    found: list[float] = []
+    for tag, keyword, default in ((tags.RESCALE_SLOPE, "RescaleSlope", 1.0),
+                                  (tags.RESCALE_INTERCEPT, "RescaleIntercept", 0.0)):
+        for group in groups:
+            item = first_item(group, tags.PIXEL_VALUE_TRANSFORMATION_SEQUENCE)
+            if item is not None and tag in item:
+                found.append(decimal(item, tag, keyword, info.path, default))
+                break
+        else:
+            found.append(decimal(ds, tag, keyword, info.path, default))
+    return found[0], found[1]
 
 
 def _enhanced(ds: Dataset, info: ImageInfo, file_index: int) -> list[FrameHeader]:
@@ -103,39 +85,32 @@ def _enhanced(ds: Dataset, info: ImageInfo, file_index: int) -> list[FrameHeader
         raise DicomError(
             f"PerFrameFunctionalGroupsSequence has {len(per_frame)} items but "
             f"NumberOfFrames is {info.n_frames}; the file is inconsistent.", info.path)
-    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
-    top = DatasetTags(ds)
+    shared = first_item(ds, tags.SHARED_FUNCTIONAL_GROUPS)
     headers = []
     for index, frame in enumerate(per_frame):
         groups = [frame, shared]
-        spacing = _member(groups, "PixelSpacing", 2, info.path)
-        slope = _member(groups, "RescaleSlope", 1, info.path)
-        intercept = _member(groups, "RescaleIntercept", 1, info.path)
-        headers.append(FrameHeader(
-            file_index=file_index,
-            frame_index=index,
-            position=_member(groups, "ImagePositionPatient", 3, info.path),
-            orientation=_member(groups, "ImageOrientationPatient", 6, info.path),
-            pixel_spacing=None if spacing is None else (float(spacing[0]), float(spacing[1])),
-            slope=float(slope[0]) if slope is not None else parse_decimal(
-                top, "RescaleSlope", info.path, 1.0),
-            intercept=float(intercept[0]) if intercept is not None else parse_decimal(
-                top, "RescaleIntercept", info.path, 0.0),
-        ))
+        notes: list[str] = []
+        geometry = macro_geometry(groups, notes)
+        check_dropped(notes, info.path)
+        slope, intercept = _rescale(groups, ds, info)
+        headers.append(frame_header(file_index, index, geometry.position,
+                                    geometry.orientation, geometry.spacing, slope, intercept))
     return headers
 
 
 def _grid_offsets(ds: Dataset, info: ImageInfo, file_index: int) -> list[FrameHeader]:
     """RT Dose style: one position, frames offset along the normal by GridFrameOffsetVector."""
-    tags = DatasetTags(ds)
-    base = read_frame_header(tags, info.path, file_index)
-    offsets = parse_decimals(tags, "GridFrameOffsetVector", info.n_frames, info.path,
-                             tag=_MEMBER_TAGS["GridFrameOffsetVector"])
-    if base.position is None or base.orientation is None or offsets is None:
+    base = read_frame_header(ds, info.path, file_index)
+    notes: list[str] = []
+    values = decimals(ds, tags.GRID_FRAME_OFFSET_VECTOR, "GridFrameOffsetVector",
+                      info.n_frames, notes)
+    check_dropped(notes, info.path)
+    if base.position is None or base.orientation is None or values is None:
         raise GeometryError(
             "This multi-frame image lacks ImagePositionPatient or ImageOrientationPatient, "
             "so GridFrameOffsetVector cannot place its frames.", info.path,
             verdict=GeometryVerdict.MISSING_POSITIONS)
+    offsets = np.asarray(values, dtype=np.float64)
     if offsets[0] != 0.0:
         # Absolute z coordinates: allowed by the standard for axial grids only.
         if np.max(np.abs(base.orientation - _AXIAL)) > 1e-4:
@@ -146,8 +121,7 @@ def _grid_offsets(ds: Dataset, info: ImageInfo, file_index: int) -> list[FrameHe
                 verdict=GeometryVerdict.MALFORMED)
         offsets = offsets - offsets[0]
     normal = np.cross(base.orientation[:3], base.orientation[3:])
-    scaling = parse_decimal(tags, "DoseGridScaling", info.path, 1.0,
-                            tag=_MEMBER_TAGS["DoseGridScaling"])
+    scaling = decimal(ds, tags.DOSE_GRID_SCALING, "DoseGridScaling", info.path, 1.0)
     return [
         FrameHeader(file_index, k, base.position + offset * normal, base.orientation,
                     base.pixel_spacing, base.slope * scaling, base.intercept)

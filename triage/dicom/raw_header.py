@@ -2,8 +2,9 @@
 
 `walk_header` collects the raw bytes of the tags asked for and finds where the pixel data
 element starts, in about a tenth of the time of ``pydicom.dcmread(stop_before_pixels=True)``
-(which builds a `Dataset` of every element). It is the fast path of both the export scan
-(`triage.dicom.header_fast`) and the loader (`triage.dicom.fast_reader`).
+(which builds a `Dataset` of every element). It is the one fast path over DICOM headers: the export
+scan (`triage.dicom.header_fast`) and the loader (`triage.dicom.fast_reader`) both use it,
+with pydicom as their fallback.
 
 It accepts only files that pydicom reads the same way without any guessing, and raises
 `Unsupported` for anything else, so that the caller falls back to pydicom and the result
@@ -22,25 +23,27 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-NATIVE_SYNTAXES = frozenset({EXPLICIT_VR_LE, IMPLICIT_VR_LE})
-#: Little-endian encapsulated syntaxes (the data set is Explicit VR Little Endian): JPEG
-#: baseline/extended/lossless, JPEG-LS, JPEG 2000, HTJ2K, RLE. Others go through pydicom.
-ENCAPSULATED_SYNTAXES = frozenset(
-    [f"1.2.840.10008.1.2.4.{n}" for n in (50, 51, 57, 70, 80, 81, 90, 91, 201, 202, 203)]
-    + ["1.2.840.10008.1.2.5"])
+from triage.dicom.tags import (
+    ENCAPSULATED_SYNTAXES,
+    IMPLICIT_VR_LE,
+    ITEM,
+    ITEM_END,
+    LONG_VRS,
+    NATIVE_SYNTAXES,
+    PIXEL_TAGS,
+    SEQUENCE_END,
+    TRANSFER_SYNTAX,
+    UNDEFINED,
+    VRS,
+)
 
-PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
-UNDEFINED = 0xFFFFFFFF
-_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-_TRANSFER_SYNTAX = 0x00020010
-_VRS = frozenset(vr.encode() for vr in (
-    "AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL "
-    "UN UR US UT UV").split())
-_LONG_VRS = frozenset(vr.encode() for vr in "OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+__all__ = ["PIXEL_TAGS", "UNDEFINED", "NeedMoreBytes", "RawHeader", "Unsupported",
+           "walk_header"]
 
-_TAG = struct.Struct("<HH")
+_TRANSFER_SYNTAX = TRANSFER_SYNTAX
+_ITEM, _ITEM_END, _SEQUENCE_END = ITEM, ITEM_END, SEQUENCE_END
+_VRS, _LONG_VRS = VRS, LONG_VRS
+
 _EXPLICIT = struct.Struct("<HH2sH")
 _IMPLICIT = struct.Struct("<HHI")
 _U32 = struct.Struct("<I")

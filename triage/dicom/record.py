@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from triage.dicom import tags
 from triage.dicom.device import device_group
 from triage.dicom.index import InstanceRecord, ScanErrorCode
 from triage.dicom.values import (
@@ -28,8 +29,7 @@ from triage.dicom.values import (
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
-_ITEM, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
+MEDIA_STORAGE_DIRECTORY = tags.MEDIA_STORAGE_DIRECTORY
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,9 @@ def check_fragments(fh: BinaryIO, size: int) -> PixelCheck:
                               "without a sequence delimiter")
         group, element, length = struct.unpack("<HHL", head)
         tag = group << 16 | element
-        if tag == _SEQUENCE_END:
+        if tag == tags.SEQUENCE_END:
             return PixelCheck(True)
-        if tag != _ITEM:
+        if tag != tags.ITEM:
             return PixelCheck(True, ScanErrorCode.CORRUPT,
                               f"corrupt: unexpected tag ({group:04X},{element:04X}) in "
                               "encapsulated pixel data")
@@ -69,14 +69,14 @@ def check_fragments(fh: BinaryIO, size: int) -> PixelCheck:
 
 def expected_native_length(ds: Dataset | RawValues) -> int | None:
     """Bytes that native pixel data needs by Rows, Columns, frames, samples and bits."""
-    rows, columns = unsigned_short(ds, 0x00280010), unsigned_short(ds, 0x00280011)
-    bits = unsigned_short(ds, 0x00280100)
+    rows, columns = unsigned_short(ds, tags.ROWS), unsigned_short(ds, tags.COLUMNS)
+    bits = unsigned_short(ds, tags.BITS_ALLOCATED)
     if not rows or not columns or not bits:
         return None
-    samples = unsigned_short(ds, 0x00280002) or 1
-    frames = integer(ds, 0x00280008, "NumberOfFrames", []) or 1
+    samples = unsigned_short(ds, tags.SAMPLES_PER_PIXEL) or 1
+    frames = integer(ds, tags.NUMBER_OF_FRAMES, "NumberOfFrames", []) or 1
     pixels = rows * columns * frames * samples
-    if (raw_text(ds, 0x00280004) or "").startswith("YBR_FULL_422"):
+    if (raw_text(ds, tags.PHOTOMETRIC) or "").startswith("YBR_FULL_422"):
         pixels = pixels * 2 // 3
     return (pixels * bits + 7) // 8
 
@@ -88,37 +88,40 @@ def record_from_dataset(
     """Build the record from a header read with ``stop_before_pixels=True`` (or walked raw)."""
     notes: list[str] = []
     geometry = plane_geometry(ds, notes)
-    manufacturer, model_name = decoded_text(ds, 0x00080070), decoded_text(ds, 0x00081090)
+    manufacturer = decoded_text(ds, tags.MANUFACTURER)
+    model_name = decoded_text(ds, tags.MODEL_NAME)
     return InstanceRecord(
         path=path,
         file_size=size,
-        sop_class_uid=raw_text(ds, 0x00080016) or raw_text(ds.file_meta, 0x00020002),
-        sop_instance_uid=raw_text(ds, 0x00080018),
-        study_uid=raw_text(ds, 0x0020000D),
-        series_uid=raw_text(ds, 0x0020000E),
-        frame_of_reference_uid=raw_text(ds, 0x00200052),
-        modality=raw_text(ds, 0x00080060),
+        sop_class_uid=(raw_text(ds, tags.SOP_CLASS)
+                       or (raw_text(ds.file_meta, tags.MEDIA_STORAGE_SOP_CLASS)
+                           if ds.file_meta is not None else None)),
+        sop_instance_uid=raw_text(ds, tags.SOP_INSTANCE),
+        study_uid=raw_text(ds, tags.STUDY_UID),
+        series_uid=raw_text(ds, tags.SERIES_UID),
+        frame_of_reference_uid=raw_text(ds, tags.FRAME_OF_REFERENCE),
+        modality=raw_text(ds, tags.MODALITY),
         manufacturer=manufacturer,
         model_name=model_name,
-        station_name=decoded_text(ds, 0x00081010),
+        station_name=decoded_text(ds, tags.STATION_NAME),
         device_group=device_group(manufacturer, model_name),
-        image_type=multi_text(ds, 0x00080008),
-        rows=unsigned_short(ds, 0x00280010),
-        columns=unsigned_short(ds, 0x00280011),
-        number_of_frames=integer(ds, 0x00280008, "NumberOfFrames", notes),
+        image_type=multi_text(ds, tags.IMAGE_TYPE),
+        rows=unsigned_short(ds, tags.ROWS),
+        columns=unsigned_short(ds, tags.COLUMNS),
+        number_of_frames=integer(ds, tags.NUMBER_OF_FRAMES, "NumberOfFrames", notes),
         image_position=geometry.position,
         image_orientation=geometry.orientation,
         pixel_spacing=geometry.spacing,
         slice_thickness=geometry.thickness,
-        instance_number=integer(ds, 0x00200013, "InstanceNumber", notes),
-        acquisition_number=integer(ds, 0x00200012, "AcquisitionNumber", notes),
+        instance_number=integer(ds, tags.INSTANCE_NUMBER, "InstanceNumber", notes),
+        acquisition_number=integer(ds, tags.ACQUISITION_NUMBER, "AcquisitionNumber", notes),
         transfer_syntax=str(syntax) if syntax else None,
         has_pixel_data=has_pixel_data,
-        series_description=decoded_text(ds, 0x0008103E),
-        body_part=raw_text(ds, 0x00180015),
-        series_number=integer(ds, 0x00200011, "SeriesNumber", notes),
+        series_description=decoded_text(ds, tags.SERIES_DESCRIPTION),
+        body_part=raw_text(ds, tags.BODY_PART),
+        series_number=integer(ds, tags.SERIES_NUMBER, "SeriesNumber", notes),
         malformed=tuple(dict.fromkeys(notes)),
-        patient_id=decoded_text(ds, 0x00100020),
-        accession_number=decoded_text(ds, 0x00080050),
-        study_date=raw_text(ds, 0x00080020),
+        patient_id=decoded_text(ds, tags.PATIENT_ID),
+        accession_number=decoded_text(ds, tags.ACCESSION_NUMBER),
+        study_date=raw_text(ds, tags.STUDY_DATE),
     )

@@ -114,8 +114,7 @@ def _key(info: os.stat_result) -> tuple[int, int]:
 #: Files per scan worker below which a worker is not worth starting. Measured on the
 #: benchmark export (1,536 CT slices, 2 workers): the pool costs about 70 % more CPU than
 #: reading inline - forking, the records pickled back (~40 us per file) - and was no
-#: faster; reading inline also leaves the header walks in this process, where loaders
-#: forked later reuse them (`triage.dicom.header_hints`).
+#: faster.
 MIN_FILES_PER_WORKER = 1024
 
 

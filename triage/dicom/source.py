@@ -18,13 +18,8 @@ from triage.dicom import decode, multiframe
 from triage.dicom.fast_reader import FastFile, read_fast
 from triage.dicom.limits import ResourceLimitError, ResourceLimits, check_deflated_file
 from triage.dicom.pydicom_notes import capture_pydicom
-from triage.dicom.slice_header import (
-    DatasetTags,
-    FrameHeader,
-    ImageInfo,
-    read_frame_header,
-    read_image_info,
-)
+from triage.dicom.slice_header import FrameHeader, ImageInfo, read_frame_header, read_image_info
+from triage.dicom.tags import SEGMENTATION_STORAGE
 from triage.errors import DicomError
 
 if TYPE_CHECKING:
@@ -32,7 +27,6 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 _GREYSCALE = {"MONOCHROME1", "MONOCHROME2"}
-_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
@@ -70,6 +64,7 @@ class SourceFile:
             DicomError: decoding failed or the decoded shape disagrees with the header.
         """
         if self._stored is None:
+            arr: np.ndarray | None
             if self.fast is not None and self.fast.encapsulated:
                 arr = decode.encapsulated_stored(self.fast.data, self.fast.pixel_offset,
                                                  self.info)
@@ -143,7 +138,7 @@ def read_source(path: Path, index: int, *, fast: bool = True,
                 return SourceFile(info, [read_frame_header(quick.tags, path, index)],
                                   fast=quick, reader="fast")
     ds = _dcmread(path, limits.max_inflated_bytes)
-    info = read_image_info(DatasetTags(ds), path, _transfer_syntax(ds))
+    info = read_image_info(ds, path, _transfer_syntax(ds))
     limits.check_instance(info.rows, info.columns, info.n_frames, path)
     meta = getattr(ds, "file_meta", None)
     if not info.sop_class_uid and meta is not None:  # e.g. a DICOMDIR
@@ -213,7 +208,7 @@ def _transfer_syntax(ds: Dataset) -> str:
 
 
 def _check_image(info: ImageInfo, *, has_pixels: bool) -> None:
-    if info.sop_class_uid == _SEGMENTATION_STORAGE:
+    if info.sop_class_uid == SEGMENTATION_STORAGE:
         raise DicomError(
             "The file is a Segmentation (SEG): a label map with one frame per segment and "
             "slice, not an image. Load the image series it references instead.", info.path)

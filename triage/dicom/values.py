@@ -1,10 +1,29 @@
-"""Header values parsed from raw bytes, robust to malformed decimal strings.
+r"""The one parser of header values (scan and loader alike), robust to malformed strings.
 
 Numeric header values are parsed from the raw bytes, not through pydicom's converters:
 pydicom (``reading_validation_mode`` WARN, the default) silently returns an over-long DS
 such as ``'-125.000000000000000000'`` as a float but a junk one such as ``'abc'`` as a
 *string*, and under RAISE both raise. Here every value that is a number is read as one
 (as dcm2niix does), anything else becomes None, and each repair is noted in ``malformed``.
+
+The scan (`triage.dicom.record`) and the loader (`triage.dicom.slice_header`,
+`triage.dicom.multiframe`) read every value through these functions, whichever reader
+(`RawValues` from the raw walk, or a pydicom `Dataset`) holds the header. A slice's plane
+geometry - ImagePositionPatient, ImageOrientationPatient, PixelSpacing, SliceThickness -
+is read in one place, `frame_geometry`; enhanced multi-frame macros go through
+`macro_geometry`, which calls it. The loader turns a value dropped here (a `Dropped`
+note) into a `GeometryError`; the scan keeps the note in the record.
+
+Example:
+    >>> notes = []
+    >>> decimals(RawValues({0x00200032: b"1\\2.5\\-125.000000000000000000"}), 0x00200032,
+    ...          "ImagePositionPatient", 3, notes)
+    (1.0, 2.5, -125.0)
+    >>> notes
+    ["ImagePositionPatient: DS value longer than 16 characters ('-125.000000000000000000')"]
+    >>> decimals(RawValues({0x00180050: b"1_0"}), 0x00180050, "SliceThickness", 1, notes)
+    >>> notes[-1], notes[-1].keyword
+    ("SliceThickness: not a number ('1_0')", 'SliceThickness')
 """
 
 from __future__ import annotations
@@ -13,6 +32,19 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from triage.dicom.tags import (
+    FUNCTIONAL_GROUPS,
+    IMAGE_ORIENTATION,
+    IMAGE_POSITION,
+    PER_FRAME_FUNCTIONAL_GROUPS,
+    PIXEL_MEASURES_SEQUENCE,
+    PIXEL_SPACING,
+    PLANE_ORIENTATION_SEQUENCE,
+    PLANE_POSITION_SEQUENCE,
+    SHARED_FUNCTIONAL_GROUPS,
+    SLICE_THICKNESS,
+)
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -42,6 +74,29 @@ class RawValues:
         """No sequence is read from raw values (the fast path rejects functional groups)."""
         return None
 
+    def __contains__(self, tag: object) -> bool:
+        return tag in self.values
+
+
+class Dropped(str):
+    """A note saying that a value was present but unusable, so it reads as absent.
+
+    Equal to its text (records keep notes as strings); the loader, which must not guess
+    a geometry, raises on one. Attributes: `keyword`, `text` (the raw value), `expected`
+    (the number of values expected).
+    """
+
+    keyword: str
+    text: str
+    expected: int
+
+    def __new__(cls, message: str, keyword: str, text: str, expected: int) -> Dropped:
+        note = super().__new__(cls, message)
+        note.keyword, note.text, note.expected = keyword, text, expected
+        return note
+
+    def __reduce__(self) -> tuple:
+        return Dropped, (str(self), self.keyword, self.text, self.expected)
 
 
 def raw_text(ds: Dataset | RawValues, tag: int) -> str | None:
@@ -58,11 +113,17 @@ def raw_text(ds: Dataset | RawValues, tag: int) -> str | None:
     elif isinstance(value, str):
         text = value
     elif isinstance(value, Sequence):
-        text = "\\".join(str(v) for v in value)
+        text = "\\".join(_original(v) for v in value)
     else:
-        text = str(value)
+        text = _original(value)
     text = text.strip("\0 ")
     return text or None
+
+
+def _original(value: object) -> str:
+    """The text a converted DS/IS value came from, else its str()."""
+    original = getattr(value, "original_string", None)
+    return str(original) if original is not None else str(value)
 
 
 def decoded_text(ds: Dataset | RawValues, tag: int) -> str | None:
@@ -105,7 +166,13 @@ def unsigned_short(ds: Dataset | RawValues, tag: int) -> int | None:
             return None
         little = elem.is_little_endian
         return int.from_bytes(elem.value[:2], "little" if little else "big")
-    return int(elem.value)
+    value = elem.value
+    if isinstance(value, bytes):  # an element read as UN
+        return int.from_bytes(value[:2], "little") if len(value) >= 2 else None
+    try:
+        return int(value) if value != "" else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _show(text: str) -> str:
@@ -121,20 +188,24 @@ def decimals(
         return None
     parts = [p.strip() for p in text.split("\\")]
     if len(parts) != count:
-        notes.append(f"{keyword}: expected {count} value(s), got {len(parts)}")
+        notes.append(Dropped(f"{keyword}: expected {count} value(s), got {len(parts)}",
+                             keyword, text, count))
         return None
     values = []
     for part in parts:
         if not part or not set(part) <= _DS_CHARACTERS:
-            notes.append(f"{keyword}: not a number ({_show(part)})")
+            notes.append(Dropped(f"{keyword}: not a number ({_show(part)})", keyword, text,
+                                 count))
             return None
         try:
             value = float(part)
         except ValueError:
-            notes.append(f"{keyword}: not a number ({_show(part)})")
+            notes.append(Dropped(f"{keyword}: not a number ({_show(part)})", keyword, text,
+                                 count))
             return None
         if not math.isfinite(value):
-            notes.append(f"{keyword}: not finite ({_show(part)})")
+            notes.append(Dropped(f"{keyword}: not finite ({_show(part)})", keyword, text,
+                                 count))
             return None
         values.append(value)
     overlong = [p for p in parts if len(p) > 16]
@@ -160,7 +231,7 @@ def integer(ds: Dataset | RawValues, tag: int, keyword: str, notes: list[str]) -
     if math.isfinite(value) and value == int(value):
         notes.append(f"{keyword}: IS value written as a decimal ({_show(text)})")
         return int(value)
-    notes.append(f"{keyword}: not an integer ({_show(text)})")
+    notes.append(Dropped(f"{keyword}: not an integer ({_show(text)})", keyword, text, 1))
     return None
 
 
@@ -177,36 +248,63 @@ class Geometry:
 def plane_geometry(ds: Dataset | RawValues, notes: list[str]) -> Geometry:
     """Geometry from the top-level tags, else from enhanced multi-frame functional groups.
 
-    For enhanced objects the shared functional groups are read first, then the first
-    frame's; the position is therefore the first frame's.
+    For enhanced objects the first frame's macros are read (per-frame before shared, as
+    the loader reads every frame); the position is therefore the first frame's.
     """
-    geometry = _geometry_from(ds, notes)
-    if geometry.orientation is not None:
+    geometry = frame_geometry(ds, notes)
+    if geometry.orientation is not None or not any(tag in ds for tag in FUNCTIONAL_GROUPS):
         return geometry
-    for groups_tag in (0x52009229, 0x52009230):  # Shared, then PerFrame FunctionalGroups
-        groups = ds.get(groups_tag)
-        if groups is None or not groups.value:
-            continue
-        # PlanePositionSequence, PlaneOrientationSequence, PixelMeasuresSequence
-        for macro_tag in (0x00209113, 0x00209116, 0x00289110):
-            macro = groups.value[0].get(macro_tag)
-            if macro is None or not macro.value:
-                continue
-            part = _geometry_from(macro.value[0], notes)
-            geometry = Geometry(
-                geometry.position or part.position,
-                geometry.orientation or part.orientation,
-                geometry.spacing or part.spacing,
-                geometry.thickness if geometry.thickness is not None else part.thickness,
-            )
-    return geometry
-
-
-def _geometry_from(ds: Dataset | RawValues, notes: list[str]) -> Geometry:
-    thickness = decimals(ds, 0x00180050, "SliceThickness", 1, notes)
+    part = macro_geometry([first_item(ds, PER_FRAME_FUNCTIONAL_GROUPS),
+                           first_item(ds, SHARED_FUNCTIONAL_GROUPS)], notes)
     return Geometry(
-        decimals(ds, 0x00200032, "ImagePositionPatient", 3, notes),
-        decimals(ds, 0x00200037, "ImageOrientationPatient", 6, notes),
-        decimals(ds, 0x00280030, "PixelSpacing", 2, notes),
+        geometry.position or part.position,
+        geometry.orientation or part.orientation,
+        geometry.spacing or part.spacing,
+        geometry.thickness if geometry.thickness is not None else part.thickness,
+    )
+
+
+def first_item(ds: Dataset | RawValues | None, tag: int) -> Dataset | None:
+    """The first item of the sequence `tag` in `ds`, or None (raw values hold none)."""
+    if ds is None:
+        return None
+    elem = ds.get(tag)
+    if elem is None or not elem.value:
+        return None
+    return elem.value[0]
+
+
+#: The functional group macros holding plane geometry (PS3.3 C.7.6.16.2).
+_GEOMETRY_MACROS = (PLANE_POSITION_SEQUENCE, PLANE_ORIENTATION_SEQUENCE, PIXEL_MEASURES_SEQUENCE)
+
+
+def macro_geometry(groups: Sequence[Dataset | None], notes: list[str]) -> Geometry:
+    """One frame's geometry from functional group items, the first group having each value.
+
+    Args:
+        groups: the frame's PerFrameFunctionalGroupsSequence item, then the
+            SharedFunctionalGroupsSequence item (either may be None).
+        notes: repairs and dropped values are appended here.
+    """
+    found: dict[str, object] = {}
+    for group in groups:
+        for macro_tag in _GEOMETRY_MACROS:
+            item = first_item(group, macro_tag)
+            if item is None:
+                continue
+            part = frame_geometry(item, notes)
+            for name in ("position", "orientation", "spacing", "thickness"):
+                if name not in found and getattr(part, name) is not None:
+                    found[name] = getattr(part, name)
+    return Geometry(**found)  # type: ignore[arg-type]
+
+
+def frame_geometry(ds: Dataset | RawValues, notes: list[str]) -> Geometry:
+    """The plane geometry one data set (or macro item) states: the one place it is read."""
+    thickness = decimals(ds, SLICE_THICKNESS, "SliceThickness", 1, notes)
+    return Geometry(
+        decimals(ds, IMAGE_POSITION, "ImagePositionPatient", 3, notes),
+        decimals(ds, IMAGE_ORIENTATION, "ImageOrientationPatient", 6, notes),
+        decimals(ds, PIXEL_SPACING, "PixelSpacing", 2, notes),
         thickness[0] if thickness else None,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
 
 from triage.engines.base import Engine, Scored, TriageJob
 from triage.errors import ConfigError
@@ -53,7 +54,7 @@ def create_engine(name: str = "local", *, workers: int | None = None,
         ConfigError: an unknown name, a missing package, a bad address, or an address for
             an engine other than ``ray``.
     """
-    cls = _engine_class(name)
+    cls: Callable[..., Engine] = _engine_class(name)
     if name == "ray":
         return cls(workers=workers, address=ray_address)
     if ray_address:

@@ -40,6 +40,7 @@ class TriageJob:
             accelerators of its own may use those instead).
         batch_size: volumes per forward pass.
         clock: where the caller's wall time goes, stage by stage.
+        runtime: ``torch`` or ``onnx``; None: the bundle's own.
     """
 
     config: IngestConfig
@@ -48,6 +49,7 @@ class TriageJob:
     device: str
     batch_size: int
     clock: Stopwatch = field(default_factory=Stopwatch)
+    runtime: str | None = None
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,9 @@ class LocalEngine(Engine):
 
 
 def _scored(batch: list[tuple[StudyGroup, StudyOutcome]], job: TriageJob) -> list[Scored]:
-    scores = score_batch(job.bundle, [o.array for _, o in batch], device=job.device,
+    arrays = [o.array for _, o in batch if o.array is not None]  # all have one
+    scores = score_batch(job.bundle, arrays, device=job.device,
                          batch_size=job.batch_size, uids=[s.study_uid for s, _ in batch],
-                         clock=job.clock)
+                         clock=job.clock, runtime=job.runtime)
     return [Scored(study, replace(outcome, array=None), p, error)
             for (study, outcome), (p, error) in zip(batch, scores, strict=True)]

@@ -94,16 +94,18 @@ def _prepare(study: StudyGroup, config: IngestConfig, cache_root: Path
 class _Scorer:
     """An inference actor: the model on its device, scoring one batch per call."""
 
-    def __init__(self, bundle: Any, device: str, batch_size: int) -> None:
+    def __init__(self, bundle: Any, device: str, batch_size: int,
+                 runtime: str | None = None) -> None:
         if device == "cpu":  # Ray gives actors one OpenMP thread; take the node's cores
             import torch
 
             torch.set_num_threads(available_cpus())
         self.bundle, self.device, self.batch_size = bundle, device, batch_size
+        self.runtime = runtime
 
     def score(self, uids: list[str], *arrays: np.ndarray) -> list[tuple[float | None, str]]:
         return score_batch(self.bundle, arrays, device=self.device,
-                           batch_size=self.batch_size, uids=uids)
+                           batch_size=self.batch_size, uids=uids, runtime=self.runtime)
 
 
 @dataclass
@@ -237,7 +239,7 @@ class RayEngine(Engine):
         bundle = ray.put(job.bundle)
 
         def new_actor():
-            return actor_class.remote(bundle, device, job.batch_size)
+            return actor_class.remote(bundle, device, job.batch_size, job.runtime)
 
         idle = [new_actor() for _ in range(count)]
         pending = deque(studies)

@@ -125,12 +125,9 @@ def _family(client: Any, name: str, parent: str, versions: set[str]) -> set[str]
 
 
 def _rules(bundle: Any) -> Any:
-    from triage.route.rules import RuleSet, load_rules
-    from triage.train.run import DEFAULT_RULES
+    from triage.route.rules import recorded_rules
 
-    if bundle.rules:
-        return RuleSet.from_dict(bundle.rules, source="the model's recorded rules")
-    return load_rules(DEFAULT_RULES)
+    return recorded_rules(bundle.rules)
 
 
 def choose_sample(store: LabelStore, *, name: str, versions: set[str], ruleset: Any

@@ -19,7 +19,7 @@ from triage.settings import check_keys
 if TYPE_CHECKING:
     import torch
 
-    from triage.train.config import ModelConfig
+    from triage.model.config import ModelConfig
 
 Builder = Callable[..., "torch.nn.Module"]
 NUM_CLASSES = 2
@@ -123,7 +123,7 @@ def create_model(config: ModelConfig, in_shape: tuple[int, int, int], *,
             value the network rejects.
 
     Example:
-        >>> from triage.train.config import ModelConfig
+        >>> from triage.model.config import ModelConfig
         >>> net = create_model(ModelConfig("cnn-small"), (24, 24, 12))
         >>> import torch
         >>> tuple(net(torch.zeros(2, 1, 24, 24, 12)).shape)
@@ -179,4 +179,4 @@ def _check_output(model: torch.nn.Module, name: str, in_shape: tuple[int, ...],
 
 def _load_builtin() -> None:
     # The MONAI builders register on import; import lazily so `triage --help` stays fast.
-    from triage.model import nets  # noqa: F401
+    from triage.model import fusion, nets  # noqa: F401

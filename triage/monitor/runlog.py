@@ -114,8 +114,8 @@ def finish_run(out_dir: Path | str, rows: list[Any], summary: Mapping[str, Any],
             message says the worklists are written.
         TrackingError: MLflow refused the run for another reason.
     """
+    from triage.monitor.run_report import render_run_report, write_run_report
     from triage.registry.tracking import TrackingError
-    from triage.report.run_report import render_run_report, write_run_report
 
     out_dir = Path(out_dir)
     record = build_record(rows, dict(summary), alarms=alarms, reference=dict(reference or {}))

@@ -202,9 +202,10 @@ def analyze(records: Sequence[RunRecord], *, outcomes: Iterable[Outcome] = (),
             "volume": [r.groups[group].n if group in r.groups else 0 for r in records],
             "routes": [dict(r.groups[group].routes) if group in r.groups else {}
                        for r in records]}
-        ref = next((r.reference[group] for r in reversed(records) if group in r.reference),
-                   None)
-        ref_ok = ref is not None and (ref.get("n") or 0) >= MIN_REFERENCE
+        found = next((r.reference[group] for r in reversed(records) if group in r.reference),
+                     None)
+        ref: dict[str, Any] = found or {}
+        ref_ok = (ref.get("n") or 0) >= MIN_REFERENCE
         scores_runs, distances_runs = [], []
         for record in records:
             g = record.groups.get(group)
@@ -212,7 +213,7 @@ def analyze(records: Sequence[RunRecord], *, outcomes: Iterable[Outcome] = (),
             distances_runs.append(g.distances if g else [])
         hist_ref = ref["hist"] if ref_ok else score_histogram(
             [s for run in scores_runs for s in run][:BASELINE])
-        per_run = []
+        per_run: list[dict[str, Any]] = []
         for scores in scores_runs:
             if not scores or not sum(hist_ref):
                 per_run.append({"n": len(scores), "psi": None, "ks_d": None, "ks_p": None})

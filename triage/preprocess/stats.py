@@ -38,12 +38,14 @@ EDGE_WIDTH_PER_SIGMA = 2.44  # width between those levels of a Gaussian-blurred 
 # Statistics are measured on this many evenly spaced slices: a million voxels of a 256²
 # series pin the landmarks to well under 1 HU, at an eighth of the cost of the whole volume.
 MAX_SLICES = 16
+#: Slices (of those) the noise estimate uses; see `estimate_noise_hu`.
+NOISE_SLICES = 4
 STATS_FORMAT = 1
 
 
-def _slices(array: np.ndarray) -> np.ndarray:
-    """Up to MAX_SLICES evenly spaced slices (X, Y, S) as float32."""
-    idx = np.unique(np.linspace(0, array.shape[2] - 1, min(array.shape[2], MAX_SLICES))
+def _slices(array: np.ndarray, count: int = MAX_SLICES) -> np.ndarray:
+    """Up to `count` evenly spaced slices (X, Y, S) as float32."""
+    idx = np.unique(np.linspace(0, array.shape[2] - 1, min(array.shape[2], count))
                     .round().astype(int))
     return np.asarray(array[:, :, idx], dtype=np.float32)
 
@@ -54,26 +56,35 @@ def estimate_noise_hu(array: np.ndarray) -> float | None:
     Immerkaer's Laplacian-difference kernel cancels constant and linear intensity, so its
     response in a homogeneous patch is noise with standard deviation ``6 * sigma``; the
     median absolute deviation (x 1.4826) makes the estimate robust to the edges left in.
-    Returns None when fewer than 500 soft-tissue voxels are found.
+    Measured on `NOISE_SLICES` evenly spaced slices, each contiguous in memory: a quarter
+    of a million soft-tissue voxels of a 256² series pin a MAD to about 0.2 %, at a tenth
+    of the cost of 16 strided slices. Returns None when fewer than 500 soft-tissue voxels
+    are found.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> round(estimate_noise_hu(rng.normal(40, 10, (128, 128, 8))), 0)
+        10.0
     """
-    s = _slices(array)
-    if s.shape[0] < 3 or s.shape[1] < 3:
+    picked = _slices(array, NOISE_SLICES)
+    if picked.shape[0] < 3 or picked.shape[1] < 3:
         return None
-    nx, ny = s.shape[0] - 2, s.shape[1] - 2
-    # The 3x3 kernel, accumulated in place in the order of `sum(w * v)` (so the float32
-    # result is the same to the bit) without a temporary per term.
+    s = np.ascontiguousarray(np.moveaxis(picked, 2, 0))  # (S, X, Y): each slice contiguous
+    nx, ny = s.shape[1] - 2, s.shape[2] - 2
+    # The 3x3 kernel, accumulated in place in the order of `sum(w * v)` without a
+    # temporary per term.
     weights = (1, -2, 1, -2, 4, -2, 1, -2, 1)
-    residual = s[:nx, :ny].copy()
+    residual = s[:, :nx, :ny].copy()
     term = np.empty_like(residual)
     for k in range(1, 9):
         i, j = divmod(k, 3)
-        np.multiply(s[i:nx + i, j:ny + j], weights[k], out=term)
+        np.multiply(s[:, i:nx + i, j:ny + j], weights[k], out=term)
         residual += term
-    # 3x3 minimum and maximum, separably: along axis 0, then along axis 1 (exact).
-    low = np.minimum(np.minimum(s[:nx], s[1:nx + 1]), s[2:])
-    high = np.maximum(np.maximum(s[:nx], s[1:nx + 1]), s[2:])
-    low = np.minimum(np.minimum(low[:, :ny], low[:, 1:ny + 1]), low[:, 2:])
-    high = np.maximum(np.maximum(high[:, :ny], high[:, 1:ny + 1]), high[:, 2:])
+    # 3x3 minimum and maximum, separably: along axis 1, then along axis 2 (exact).
+    low = np.minimum(np.minimum(s[:, :nx], s[:, 1:nx + 1]), s[:, 2:])
+    high = np.maximum(np.maximum(s[:, :nx], s[:, 1:nx + 1]), s[:, 2:])
+    low = np.minimum(np.minimum(low[:, :, :ny], low[:, :, 1:ny + 1]), low[:, :, 2:])
+    high = np.maximum(np.maximum(high[:, :, :ny], high[:, :, 1:ny + 1]), high[:, :, 2:])
     values = residual[(low >= SOFT_TISSUE_HU[0]) & (high <= SOFT_TISSUE_HU[1])]
     if values.size < 500:
         return None

@@ -7,6 +7,9 @@ A bundle is a directory::
                   class names, metrics, routing thresholds, code version, creation time,
                   weights checksum
     weights.pt    the network's state_dict (torch.save; loaded with weights_only=True)
+    model.onnx    optional: the network as an ONNX graph (`triage export`), fp32 or int8
+                  (bundle.json ``onnx`` says which, with its checksum); ``runtime`` names
+                  the engine the temperature and thresholds were fitted with
 
 It is what MLflow stores (`triage.registry.pyfunc.log_bundle`) and what `triage run` loads.
 It holds no patient identifiers: configs, per-device-group statistics and aggregate metrics
@@ -49,6 +52,7 @@ log = logging.getLogger(__name__)
 BUNDLE_FORMAT = 1
 BUNDLE_JSON = "bundle.json"
 WEIGHTS_FILE = "weights.pt"
+ONNX_FILE = "model.onnx"
 _REQUIRED = ("model_config", "in_shape", "preprocess_config", "ingest_config", "train_config",
              "appearances", "device_stats", "train_devices")
 
@@ -171,6 +175,11 @@ class ModelBundle:
         score_reference: the calibration split's calibrated scores per device group, as
             histograms and logit moments (`triage.monitor.reference.score_reference`), the
             reference of score-drift monitoring; empty in bundles made before it existed.
+        runtime: the engine whose scores the temperature and thresholds were fitted on
+            (``torch`` or ``onnx``, `triage.model.runtime.Runtime`); the default runtime.
+        onnx: the ONNX graph's record (``quantization``: ``none`` or ``int8``, opset,
+            exporter versions; ``file`` and ``sha256`` once saved); empty without one.
+        onnx_model: the serialized ONNX graph (``model.onnx``), or None.
         code_version: triage version (+ git commit when built from a checkout).
         created_utc: ISO-8601 creation time.
     """
@@ -190,9 +199,13 @@ class ModelBundle:
     routing: dict[str, Any] = field(default_factory=dict)
     rules: dict[str, Any] = field(default_factory=dict)
     score_reference: dict[str, Any] = field(default_factory=dict)
+    runtime: str = "torch"
+    onnx: dict[str, Any] = field(default_factory=dict)
+    onnx_model: bytes | None = field(default=None, repr=False)
     code_version: str = field(default_factory=code_version)
     created_utc: str = field(default_factory=_utc_now)
     _model: Any = field(default=None, init=False, repr=False)
+    _sessions: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         shape = tuple(int(n) for n in self.in_shape)
@@ -213,6 +226,43 @@ class ModelBundle:
         if not isinstance(self.routing, dict):
             raise ValueError(f"ModelBundle routing must be a dict (FittedThresholds.to_dict()), "
                              f"got {type(self.routing).__name__}.")
+        from triage.model.runtime import Runtime, parse_runtime
+
+        runtime = parse_runtime(self.runtime)
+        object.__setattr__(self, "runtime", runtime.value)
+        if runtime is Runtime.ONNX and self.onnx_model is None:
+            raise ValueError("ModelBundle runtime 'onnx' needs an ONNX graph (onnx_model); "
+                             "make one with `triage export --format onnx`.")
+
+    @property
+    def quantized(self) -> bool:
+        """The ONNX graph is quantized (its scores are not the torch network's)."""
+        return self.onnx_model is not None and self.onnx.get("quantization", "none") != "none"
+
+    def check_runtime(self, runtime: str | None = None) -> str:
+        """The runtime to use for `runtime` (None: the bundle's own), checked against what
+        the bundle holds.
+
+        Raises:
+            BundleError: an unknown runtime, ``onnx`` without an ONNX graph, or ``torch``
+                for a quantized variant (its thresholds were fitted on the int8 graph).
+        """
+        from triage.model.runtime import Runtime, parse_runtime
+
+        try:
+            chosen = parse_runtime(runtime or self.runtime)
+        except ValueError as err:
+            raise BundleError(None, str(err)) from err
+        if chosen is Runtime.ONNX and self.onnx_model is None:
+            raise BundleError(None, "holds no ONNX graph, so it cannot run on the onnx "
+                                    "runtime; export one with `triage export --model URI "
+                                    "--format onnx`, or run with --runtime torch.")
+        if chosen is Runtime.TORCH and self.quantized:
+            raise BundleError(None, f"is an {self.onnx.get('quantization')} variant whose "
+                                    f"temperature and thresholds were fitted on its quantized "
+                                    f"ONNX graph; run it with --runtime onnx (or run its "
+                                    f"parent version on torch).")
+        return chosen.value
 
     def build_model(self) -> torch.nn.Module:
         """A fresh network from `model_config` with `state_dict` loaded, in eval mode.
@@ -221,7 +271,7 @@ class ModelBundle:
             BundleError: the weights do not fit the network the config describes.
         """
         from triage.model import create_model
-        from triage.train.config import ModelConfig
+        from triage.model.config import ModelConfig
 
         model = create_model(ModelConfig(**self.model_config), self.in_shape)
         try:
@@ -253,24 +303,42 @@ class ModelBundle:
                              f"preprocess_config.")
         return np.ascontiguousarray(batch, dtype=np.float32)
 
+    def _onnx_logits(self, batch: np.ndarray, *, device: str, batch_size: int) -> np.ndarray:
+        from triage.model.runtime import OnnxSession
+
+        key = str(device)
+        session = self._sessions.get(key)
+        if session is None:
+            assert self.onnx_model is not None
+            session = self._sessions[key] = OnnxSession(self.onnx_model, device=key)
+        out = [session.run(batch[start:start + batch_size])
+               for start in range(0, len(batch), batch_size)]
+        return np.concatenate(out) if out else np.empty((0, 2), np.float32)
+
     def predict_logits(self, arrays: np.ndarray | Sequence[np.ndarray], *,
-                       device: str = "auto", batch_size: int = 4) -> np.ndarray:
+                       device: str = "auto", batch_size: int = 4,
+                       runtime: str | None = None) -> np.ndarray:
         """Raw two-class logits (N, 2), before temperature.
 
         Args:
             arrays: float volumes (N, 1, X, Y, Z) or (N, X, Y, Z), or a sequence of
                 (X, Y, Z) / (1, X, Y, Z) arrays, preprocessed with `preprocess_config`.
-            device: ``auto`` (CUDA, then MPS, then CPU) or a torch device string.
+            device: ``auto`` (CUDA, then MPS, then CPU) or a torch device string; the
+                onnx runtime takes CUDA where ONNX Runtime has it, else the CPU.
             batch_size: volumes per forward pass.
+            runtime: ``torch`` or ``onnx``; None: the bundle's `runtime`.
 
         Raises:
             ValueError: the volumes do not have the bundle's `in_shape`.
+            BundleError: the runtime cannot run this bundle (`check_runtime`).
         """
         import torch
 
         batch = self._batch_array(arrays)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        if self.check_runtime(runtime) == "onnx":
+            return self._onnx_logits(batch, device=device, batch_size=batch_size)
         target = _resolve_device(device)
         model = self._network(target)
         out = []
@@ -281,9 +349,11 @@ class ModelBundle:
         return np.concatenate(out) if out else np.empty((0, 2), np.float32)
 
     def predict_proba(self, arrays: np.ndarray | Sequence[np.ndarray], *,
-                      device: str = "auto", batch_size: int = 4) -> np.ndarray:
+                      device: str = "auto", batch_size: int = 4,
+                      runtime: str | None = None) -> np.ndarray:
         """Positive-class probability (N,) = softmax(logits / temperature)[:, 1]."""
-        logits = self.predict_logits(arrays, device=device, batch_size=batch_size)
+        logits = self.predict_logits(arrays, device=device, batch_size=batch_size,
+                                     runtime=runtime)
         scaled = logits.astype(np.float64) / self.temperature
         # softmax of two classes is the sigmoid of the difference (numerically stable)
         diff = scaled[:, 1] - scaled[:, 0]
@@ -296,7 +366,7 @@ class ModelBundle:
     def metadata(self) -> dict[str, Any]:
         """Everything but the weights, JSON-ready (what bundle.json holds)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.init and f.name != "state_dict"}
+                if f.init and f.name not in ("state_dict", "onnx_model")}
         data["in_shape"] = list(self.in_shape)
         data["class_names"] = list(self.class_names)
         return json.loads(json.dumps(data, default=_json_default))
@@ -347,6 +417,12 @@ def save_bundle(bundle: ModelBundle, directory: Path | str) -> Path:
         torch.save(state, tmp / WEIGHTS_FILE)
         meta = {"format": BUNDLE_FORMAT, **bundle.metadata(), "weights": WEIGHTS_FILE,
                 "weights_sha256": _sha256(tmp / WEIGHTS_FILE)}
+        if bundle.onnx_model is not None:
+            (tmp / ONNX_FILE).write_bytes(bundle.onnx_model)
+            meta["onnx"] = {**meta["onnx"], "file": ONNX_FILE,
+                            "sha256": _sha256(tmp / ONNX_FILE)}
+        else:
+            meta["onnx"] = {}
         with open(tmp / BUNDLE_JSON, "w", encoding="utf-8") as fh:
             json.dump(meta, fh, indent=2, sort_keys=True)
             fh.write("\n")
@@ -378,6 +454,20 @@ def _weights_path(directory: Path, name: Any) -> Path:
         raise BundleError(directory, f"the weights file {name} links outside the bundle "
                                      f"folder; copy the weights into it.")
     return path
+
+
+def _read_onnx(directory: Path, record: Any) -> bytes | None:
+    """The ONNX graph bundle.json names (checked against its checksum), or None."""
+    if not isinstance(record, dict) or not record.get("file"):
+        return None
+    path = _weights_path(directory, record["file"])
+    if not path.is_file():
+        raise BundleError(directory, f"the ONNX graph {path.name} named in {BUNDLE_JSON} is "
+                                     f"missing.")
+    if record.get("sha256") and _sha256(path) != record["sha256"]:
+        raise BundleError(directory, f"{path.name} does not match its checksum in "
+                                     f"{BUNDLE_JSON}; the file is corrupt or was replaced.")
+    return path.read_bytes()
 
 
 def load_bundle(directory: Path | str, *, expected_digest: str | None = None) -> ModelBundle:
@@ -441,7 +531,8 @@ def load_bundle(directory: Path | str, *, expected_digest: str | None = None) ->
                                               for v in state.values()):
         raise BundleError(directory, f"{weights.name} is not a state_dict of tensors.")
     fields = {f.name for f in dataclasses.fields(ModelBundle) if f.init}
-    kwargs = {k: v for k, v in meta.items() if k in fields}
+    kwargs = {k: v for k, v in meta.items() if k in fields and k != "onnx_model"}
+    kwargs["onnx_model"] = _read_onnx(directory, meta.get("onnx") or {})
     try:
         return ModelBundle(state_dict=state, **kwargs)
     except (TypeError, ValueError) as err:

@@ -1,6 +1,6 @@
 """Promotion gates: may a challenger model version replace the `@champion`?
 
-Both models are scored on the same promotion manifest (`triage.train.evaluate`), after
+Both models are scored on the same promotion manifest (`triage.registry.evaluate`), after
 their own temperature scaling. Every gate is a row of the report (metric, champion,
 challenger, bound, pass/fail); the challenger is promoted only if every row passes.
 Without a champion, only the absolute gates apply (ECE bound, routing guarantee).
@@ -137,7 +137,7 @@ def gate_report(challenger: pd.DataFrame, champion: pd.DataFrame | None, config:
 
 def report_markdown(report: pd.DataFrame) -> str:
     """The gate table as Markdown (NaN as an en dash)."""
-    from triage.train.evaluate import markdown_table
+    from triage.registry.evaluate import markdown_table
 
     shown = report.assign(passed=report["passed"].map({True: "pass", False: "FAIL"}))
     return markdown_table(shown, REPORT_COLUMNS)

@@ -176,8 +176,8 @@ def promote(name: str, version: str, *, manifest_path: Path | str, ingest_dir: P
 
     from triage.data.dataset import resolve_samples
     from triage.data.manifest import read_manifest
+    from triage.registry.evaluate import evaluate_bundle
     from triage.registry.pyfunc import load_bundle_from_uri
-    from triage.train.evaluate import evaluate_bundle
 
     uri = resolve_tracking_uri(tracking_uri)
     client = client_for(uri)

@@ -56,9 +56,10 @@ def _fit_low(name: str, scores_pos: np.ndarray, grid: np.ndarray, cfg: Threshold
         j = stop - 1
         t, count, bound = float(grid[j]), int(misses[j]), float(bounds[j])
     else:
-        t, count, bound = conformal_low(scores_pos, cfg.alpha)
-        if t is None:
+        t_conformal, count, bound = conformal_low(scores_pos, cfg.alpha)
+        if t_conformal is None:
             return fail
+        t = t_conformal
     return {"t_low": t, "miss_count": count, "miss_bound": bound,
             "low_guarantee": low_label(cfg.guarantee, source, cfg.alpha, cfg.delta)}
 
@@ -89,15 +90,16 @@ def _fit_stratum(name: str, scores: np.ndarray, labels: np.ndarray, grid: np.nda
                  cfg: ThresholdConfig, source: str) -> GroupThresholds:
     """Both thresholds of one stratum (a device group or the pool) from its own studies."""
     n_pos, n_neg = int(labels.sum()), int(labels.size - labels.sum())
-    base = {"group": name, "n_pos": n_pos, "n_neg": n_neg}
+    base: dict[str, Any] = {"group": name, "n_pos": n_pos, "n_neg": n_neg}
     need = cfg.required_positives
     few_pos = (f"too few calibration positives for {_who(name)} ({n_pos} < {need}) to "
                f"certify a threshold")
     if cfg.guarantee == Guarantee.PAC and n_pos < need:  # today's policy: neither side
         return GroupThresholds(**base, low_reason=few_pos, high_reason=few_pos)
-    low = ({"low_reason": few_pos} if n_pos < need
-           else _fit_low(name, scores[labels == 1], grid, cfg, source))
+    low: dict[str, Any] = ({"low_reason": few_pos} if n_pos < need
+                           else _fit_low(name, scores[labels == 1], grid, cfg, source))
     need_neg = cfg.required_negatives
+    high: dict[str, Any]
     if n_neg < need_neg:
         high = {"high_reason": f"too few calibration negatives for {_who(name)} "
                                f"({n_neg} < {need_neg}) to certify an urgent threshold"}
@@ -107,9 +109,14 @@ def _fit_stratum(name: str, scores: np.ndarray, labels: np.ndarray, grid: np.nda
 
 
 def _lend(own: GroupThresholds, pooled: GroupThresholds, fields: tuple[str, ...],
-          **check: str) -> GroupThresholds:
+          **check: Any) -> GroupThresholds:
     """`own` with the pooled stratum's values for `fields` (one side)."""
-    return replace(own, **{f: getattr(pooled, f) for f in fields}, **check)
+    changes: dict[str, Any] = {f: getattr(pooled, f) for f in fields}
+    return replace(own, **changes, **check)
+
+
+def _changed(own: GroupThresholds, changes: dict[str, Any]) -> GroupThresholds:
+    return replace(own, **changes)
 
 
 def _auto_side(own: GroupThresholds, pooled: GroupThresholds, mine: np.ndarray,
@@ -122,20 +129,20 @@ def _auto_side(own: GroupThresholds, pooled: GroupThresholds, mine: np.ndarray,
     if mine.size < cfg.shift_min_count:
         reason = (f"{own_reason}, and too few ({mine.size} < {cfg.shift_min_count}) to check "
                   f"that the pooled threshold applies")
-        return replace(own, **{why: reason, check: ""})
+        return _changed(own, {why: reason, check: ""})
     pvalue = shift_pvalue(mine, others, lower=low)
     if not pvalue >= cfg.shift_level:  # NaN (no other device) refuses too
         shown = "no other device to compare" if np.isnan(pvalue) else (
             f"one-sided Mann–Whitney p={pvalue:.3g} < {cfg.shift_level:g}")
         text = (f"its {kind} score {direction} than the other devices' ({shown}), so the "
                 f"pooled threshold does not apply")
-        return replace(own, **{why: f"{own_reason}, and {text}", check: text})
+        return _changed(own, {why: f"{own_reason}, and {text}", check: text})
     text = (f"pooled: its {kind} are not shown to score {direction} than the other devices' "
             f"(one-sided Mann–Whitney p={pvalue:.3g} >= {cfg.shift_level:g}, "
             f"{mine.size} vs {others.size})")
     if (pooled.t_low if low else pooled.t_high) is None:
-        return replace(own, **{why: f"{own_reason}; {text}, but {getattr(pooled, why)}",
-                               check: text})
+        return _changed(own, {why: f"{own_reason}; {text}, but {getattr(pooled, why)}",
+                              check: text})
     return _lend(own, pooled, fields, **{check: text})
 
 

@@ -29,12 +29,15 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from triage.configs import config_path
 from triage.errors import ConfigError
 from triage.route.priority import PrioritySettings
 from triage.route.thresholds import FittedThresholds, ThresholdConfig
 from triage.route.types import Route, StudyEvidence
 from triage.settings import check_keys, dataclass_from_mapping, load_yaml
 
+#: The shipped default rules file (the one home of its path).
+DEFAULT_RULES = config_path("rules")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TOP_KEYS = ["name", "version", "description", "thresholds", "priority", "rules"]
 
@@ -255,3 +258,11 @@ def load_rules(path: Path | str) -> RuleSet:
         ConfigError: the file cannot be read, is not YAML, or is not a valid rules file.
     """
     return RuleSet.from_dict(load_yaml(path, "rules file"), source=str(path))
+
+
+def recorded_rules(recorded: Mapping[str, Any] | None) -> RuleSet:
+    """The rules a model was certified with (``ModelBundle.rules``, the parsed YAML), or the
+    shipped default rules for a model that recorded none."""
+    if recorded:
+        return RuleSet.from_dict(dict(recorded), source="the model's recorded rules")
+    return load_rules(DEFAULT_RULES)

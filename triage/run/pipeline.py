@@ -7,7 +7,9 @@ stream`) while the main process scores the finished ones in batches with the mod
 routes each scored study with the rules and journals it at once (`triage.run.journal`),
 so a killed run resumes where it stopped, and the worklists are written from the journal
 at the end. Memory stays flat: an engine holds a bounded window of studies, and arrays are
-dropped as soon as they are scored.
+dropped as soon as they are scored. `_Triage` is also the consumer of the other sources
+of studies (`triage.pacs`): it takes ingested studies one by one (`add`) and scores them
+with the same functions (`triage.run.scoring`).
 
 A cache entry that fails to read back (damaged since its worker found it) is made again in
 the main process. Any failure of one study (ingest, inference, routing) becomes that
@@ -47,8 +49,10 @@ from triage.ingest.schedule import studies_largest_first
 from triage.ingest.study import StudyOutcome
 from triage.ingest.volume_qc import VolumeQC
 from triage.io import atomic_write_text
+from triage.preprocess.cache import VolumeCache
 from triage.run.distance import input_distance
 from triage.run.journal import JOURNAL_NAME, Journal
+from triage.run.scoring import score_batch, volume_for
 from triage.run.stopwatch import Stopwatch
 from triage.run.worklist import (
     REVIEW_NAME,
@@ -106,6 +110,12 @@ class RunResult:
         return all(r.route == "failed" for r in self.rows)
 
 
+@dataclass(frozen=True)
+class _Pending:
+    study: StudyGroup
+    outcome: StudyOutcome  # with its volume (``outcome.array``)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -115,17 +125,57 @@ def _split(text: str) -> tuple[str, ...]:
 
 
 class _Triage:
-    """Routes and journals scored studies (the driver side, whatever engine scored them)."""
+    """Scores, routes and journals finished studies (the consumer side of the pipeline)."""
 
     def __init__(self, *, bundle: ModelBundle, router: Router, journal: Journal,
-                 identifiers: dict[str, StudyIdentifiers], provenance: dict[str, str],
-                 on_row: Callable[[WorklistRow], None], clock: Stopwatch) -> None:
-        self.bundle, self.router, self.journal = bundle, router, journal
+                 cache: VolumeCache, config: IngestConfig,
+                 identifiers: dict[str, StudyIdentifiers],
+                 provenance: dict[str, str], device: str, batch_size: int,
+                 on_row: Callable[[WorklistRow], None], clock: Stopwatch,
+                 runtime: str | None = None) -> None:
+        self.bundle, self.router, self.journal, self.cache = bundle, router, journal, cache
+        self.config = config
         self.identifiers, self.provenance = identifiers, provenance
-        self.on_row, self.clock = on_row, clock
+        self.device, self.batch_size, self.on_row = device, batch_size, on_row
+        self.clock, self.runtime = clock, runtime
+        self.batch: list[_Pending] = []
+
+    def add(self, study: StudyGroup, outcome: StudyOutcome) -> None:
+        """Take one ingested study: queue it for the model, or route it now."""
+        report = outcome.report
+        if report.status is not IngestStatus.OK:
+            self._finish([(study, outcome, None, "")])
+            return
+        if outcome.array is None:  # the worker found the volume cached: read it back
+            outcome = self._from_cache(study, outcome)
+        if outcome.array is None:
+            self._finish([(study, outcome, None, "" if outcome.report.status
+                           is not IngestStatus.OK else "the cached volume could not be "
+                                                       "read back, nor made again")])
+            return
+        self.batch.append(_Pending(study, outcome))
+        if len(self.batch) >= self.batch_size:
+            self.flush()
+
+    def _from_cache(self, study: StudyGroup, outcome: StudyOutcome) -> StudyOutcome:
+        """`outcome` with its cached volume, or the study ingested again here if the entry
+        no longer reads back (damaged since the worker found it)."""
+        return volume_for(study, outcome, self.config, self.cache, self.clock)[0]
+
+    def flush(self) -> None:
+        """Score the queued volumes in one batch, route them and journal them."""
+        batch, self.batch = self.batch, []
+        if not batch:
+            return
+        scores = score_batch(self.bundle, [b.outcome.array for b in batch],
+                             device=self.device, batch_size=self.batch_size,
+                             uids=[b.study.study_uid for b in batch], clock=self.clock,
+                             runtime=self.runtime)
+        self._finish([(b.study, b.outcome, p, e) for b, (p, e) in zip(batch, scores,
+                                                                      strict=True)])
 
     def finish(self, scored: list[Scored]) -> None:
-        """Route `scored` studies and journal their rows together."""
+        """Route studies an engine scored and journal their rows together."""
         self._finish([(s.study, s.outcome, s.p, s.error) for s in scored])
 
     def _finish(self, items: list[tuple[StudyGroup, StudyOutcome, float | None, str]]) -> None:
@@ -255,7 +305,7 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
                router: Router, workers: int | None = None, batch_size: int = 4,
                progress: Progress | None = None, model_name: str = "",
                model_version: str = "", device: str = "auto",
-               engine: Engine | None = None) -> RunResult:
+               runtime: str | None = None, engine: Engine | None = None) -> RunResult:
     """Triage every study of `export_dir` into ``worklist.csv`` and ``review_worklist.csv``.
 
     Args:
@@ -277,8 +327,10 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         model_version: model version recorded in every row (default: the bundle's
             creation time).
         device: torch device for inference (``auto``: CUDA, then MPS, then CPU).
-        engine: what ingests and scores the studies (default: the local engine with
-            `workers`); the caller opens and closes it.
+        runtime: ``torch`` or ``onnx`` (ONNX Runtime on the bundle's ONNX graph); None:
+            the bundle's own runtime, the one its thresholds were fitted with.
+        engine: what ingests and scores the studies (`triage.engines`; default: the
+            local engine with `workers`); the caller opens and closes it.
 
     Returns:
         The result; ``rows`` has exactly one row per study found.
@@ -286,11 +338,12 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
     Raises:
         ConfigError: `export_dir` is not a folder, `out_dir` cannot be written, a bad
             `batch_size`, `device` or ingest config.
+        BundleError: the bundle cannot run on `runtime` (`ModelBundle.check_runtime`).
         JournalError: `out_dir` holds the journal of another model or rules version.
         EnvironmentalError: the machine failed (disk full or read-only, device, out of
             memory): the run stopped, no study was failed for it, and a rerun resumes.
     """
-    from triage.train.device import select_device
+    from triage.model.device import select_device
 
     start = time.perf_counter()
     clock = Stopwatch()
@@ -300,6 +353,7 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
     device = str(select_device(device, option="device"))  # before any ingest
+    runtime = bundle.check_runtime(runtime)
     engine = engine or LocalEngine(workers)
     config = IngestConfig.from_dict(bundle.ingest_config,
                                     source="the model bundle's ingest_config")
@@ -308,7 +362,8 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
     try:
         return _run(export_dir, out_dir, bundle=bundle, router=router, engine=engine,
                     batch_size=batch_size, progress=progress, device=device,
-                    config=config, provenance=provenance, start=start, clock=clock)
+                    config=config, provenance=provenance, start=start, clock=clock,
+                    runtime=runtime)
     except EnvironmentalError as err:
         raise _stopped(err, out_dir / JOURNAL_NAME) from err
     except Exception as err:
@@ -317,14 +372,21 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         raise
 
 
-def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router,
-         engine: Engine, batch_size: int, progress: Progress | None, device: str,
-         config: IngestConfig, provenance: dict[str, str], start: float, clock: Stopwatch
-         ) -> RunResult:
-    journal = Journal(out_dir / JOURNAL_NAME, identity={
+def open_journal(out_dir: Path, bundle: ModelBundle, provenance: dict[str, str],
+                 config: IngestConfig) -> Journal:
+    """The run journal of `out_dir`, identified by the model, rules and preprocessing (the
+    one identity every source of studies shares: `triage.pacs.pull` too)."""
+    return Journal(out_dir / JOURNAL_NAME, identity={
         "model_created_utc": bundle.created_utc, "code_version": bundle.code_version,
         "temperature": provenance["temperature"], "rules_version": provenance["rules_version"],
         "preprocess": config.preprocess.fingerprint()})
+
+
+def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router,
+         engine: Engine, batch_size: int, progress: Progress | None, device: str,
+         config: IngestConfig, provenance: dict[str, str], start: float, clock: Stopwatch,
+         runtime: str) -> RunResult:
+    journal = open_journal(out_dir, bundle, provenance, config)
     resumed_before = len(journal)
 
     with clock("scan"):
@@ -348,13 +410,15 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
             progress(done, len(studies), row)
 
     triage = _Triage(bundle=bundle, router=router, journal=journal,
-                     identifiers=identifiers, provenance=provenance, on_row=on_row,
-                     clock=clock)
+                     cache=VolumeCache(out_dir / CACHE_DIR), config=config,
+                     identifiers=identifiers,
+                     provenance=provenance, device=device, batch_size=batch_size,
+                     on_row=on_row, clock=clock, runtime=runtime)
     # Largest first bounds the tail of the pool (`triage.ingest.schedule`); rows are
     # sorted when the worklists are written, so the order does not show.
     order = studies_largest_first(todo) if engine.parallel else todo
     job = TriageJob(config=config, cache_root=out_dir / CACHE_DIR, bundle=bundle,
-                    device=device, batch_size=batch_size, clock=clock)
+                    device=device, batch_size=batch_size, clock=clock, runtime=runtime)
     for scored in engine.triage(order, job):
         triage.finish(scored)
 
@@ -371,6 +435,7 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
                        non_dicom_ignored=n_non_dicom, seconds=round(seconds, 3),
                        studies_per_minute=round(60 * len(todo) / seconds, 2) if seconds else None,
                        **engine.describe(), inference_threads=_torch_threads(),
+                       runtime=runtime,
                        stage_seconds=clock.rounded(),
                        certification=_certification(router, bundle), **provenance)
     atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=1))

@@ -72,7 +72,7 @@ def volume_for(study: StudyGroup, outcome: StudyOutcome, config: IngestConfig,
 
 
 def _predict(bundle: ModelBundle, arrays: Sequence[np.ndarray], device: str, batch_size: int,
-             clock: Clock) -> np.ndarray:
+             clock: Clock, runtime: str | None) -> np.ndarray:
     # Every forward pass has the same shape (a short batch is padded with copies of its
     # last volume): a study's score then does not depend on which batch it fell in, and a
     # resumed run, or another engine, reproduces an uninterrupted run's scores bit for bit
@@ -81,15 +81,15 @@ def _predict(bundle: ModelBundle, arrays: Sequence[np.ndarray], device: str, bat
     arrays = list(arrays) + [arrays[-1]] * (batch_size - n)
     with clock("inference"):
         probs = bundle.predict_proba(np.stack(arrays), device=device,
-                                     batch_size=batch_size)[:n]
+                                     batch_size=batch_size, runtime=runtime)[:n]
     if not np.all(np.isfinite(probs)):
         raise FloatingPointError("the model returned a non-finite probability")
     return probs
 
 
 def score_batch(bundle: ModelBundle, arrays: Sequence[np.ndarray], *, device: str,
-                batch_size: int, uids: Sequence[str] = (), clock: Clock = _no_clock
-                ) -> list[tuple[float | None, str]]:
+                batch_size: int, uids: Sequence[str] = (), clock: Clock = _no_clock,
+                runtime: str | None = None) -> list[tuple[float | None, str]]:
     """Score `arrays` in one forward pass: ``(probability, "")`` or ``(None, reason)`` each.
 
     Args:
@@ -99,6 +99,7 @@ def score_batch(bundle: ModelBundle, arrays: Sequence[np.ndarray], *, device: st
         batch_size: the shape of every forward pass (short batches are padded).
         uids: the studies' UIDs, for log lines.
         clock: times the forward passes as ``inference``.
+        runtime: ``torch`` or ``onnx``; None: the bundle's own.
 
     Raises:
         EnvironmentalError: the device failed (out of memory, lost): no study's fault.
@@ -106,14 +107,16 @@ def score_batch(bundle: ModelBundle, arrays: Sequence[np.ndarray], *, device: st
     if not arrays:
         return []
     try:
-        return [(float(p), "") for p in _predict(bundle, arrays, device, batch_size, clock)]
+        return [(float(p), "") for p in _predict(bundle, arrays, device, batch_size, clock,
+                                                           runtime)]
     except Exception as err:  # noqa: BLE001 - find the study that breaks the batch
         LOGGER.warning("Inference failed on a batch of %d (%s); scoring one at a time.",
                        len(arrays), type(err).__name__)
     scored: list[tuple[float | None, str]] = []
     for i, array in enumerate(arrays):
         try:
-            scored.append((float(_predict(bundle, [array], device, batch_size, clock)[0]), ""))
+            scored.append((float(_predict(bundle, [array], device, batch_size, clock,
+                                                runtime)[0]), ""))
         except Exception as one:  # noqa: BLE001
             if is_environmental(one):  # the device failed, not the study
                 raise EnvironmentalError(f"Inference on {device} failed: "

@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from triage.csv_cells import restore_row, safe_row
-from triage.dicom.grouping import StudyGroup
+
+# Identifiers are read from the study's headers in `triage.dicom.grouping` (where `data`
+# needs them too, below `run`); re-exported for the worklist's callers.
+from triage.dicom.grouping import StudyIdentifiers, study_identifiers  # noqa: F401
 from triage.io import atomic_open
 
 WORKLIST_NAME = "worklist.csv"
@@ -106,33 +109,6 @@ WORKLIST_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Wor
 NUMERIC_COLUMNS = frozenset({"priority", "p_calibrated", "input_distance", "temperature"})
 """Columns holding numbers; every other cell is text, neutralized against spreadsheet
 formulas (`triage.csv_cells`)."""
-
-
-@dataclass(frozen=True)
-class StudyIdentifiers:
-    """The identifiers of one study, for the worklist only."""
-
-    patient_id: str = ""
-    accession_number: str = ""
-    study_date: str = ""
-
-
-def study_identifiers(study: StudyGroup) -> StudyIdentifiers:
-    """Patient ID, accession number and study date of `study`, read from its file headers.
-
-    Files of one study normally agree; where they do not, the value most files carry wins
-    (ties: the smallest value, so that the choice does not depend on file order).
-    Pseudo-studies of unreadable files have none.
-    """
-    records = [r for rs in study.series.values() for r in rs] + list(study.errors)
-
-    def vote(field: str) -> str:
-        counts = Counter(v.strip() for r in records if (v := getattr(r, field)) and v.strip())
-        if not counts:
-            return ""
-        return min(counts, key=lambda v: (-counts[v], v))
-
-    return StudyIdentifiers(vote("patient_id"), vote("accession_number"), vote("study_date"))
 
 
 def review_order(rows: Iterable[WorklistRow], processed: dict[str, int] | None = None

@@ -20,6 +20,7 @@ need their own random state; integer shifts and flips are exact and cheaper on C
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -64,9 +65,19 @@ def shift(array: np.ndarray, shifts: list[int], fill: float) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class ComposedInfo:
+    """The infos of composed transforms merged: the last ``target_device`` any reported
+    (the device perturbation's), and the sum of the ``operators`` counts any reported
+    (layered augmentation's), or None."""
+
+    target_device: str | None
+    operators: np.ndarray | None
+
+
 def compose(*transforms: Callable | None) -> Callable | None:
-    """Apply `transforms` in order; the info of the last one that returns any is kept
-    (the device perturbation's ``rendered_as``). None when no transform is given."""
+    """Apply `transforms` in order; their infos are merged into a `ComposedInfo`. None
+    when no transform is given."""
     active = [t for t in transforms if t is not None]
     if not active:
         return None
@@ -75,10 +86,13 @@ def compose(*transforms: Callable | None) -> Callable | None:
 
     def composed(array: np.ndarray, sample: Any, rng: np.random.Generator
                  ) -> tuple[np.ndarray, Any]:
-        info = None
+        target, operators = None, None
         for transform in active:
             array, step_info = transform(array, sample, rng)
-            info = step_info if step_info is not None else info
-        return array, info
+            target = getattr(step_info, "target_device", None) or target
+            counts = getattr(step_info, "operators", None)
+            if counts is not None:
+                operators = counts if operators is None else operators + counts
+        return array, ComposedInfo(target, operators)
 
     return composed

@@ -16,35 +16,18 @@ from typing import Any
 
 from triage.configs import config_path
 from triage.errors import ConfigError
+from triage.model.config import DEVICES, ModelConfig
 from triage.settings import check_keys, dataclass_from_mapping, load_yaml, require_finite
 
 DEFAULT_CONFIG = config_path("train")
 LOSSES = ("focal", "ce")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+# The layered-augmentation operator pool, in the order the operators run (triage.train.layered).
+OPERATORS = ("flip", "rotate", "elastic", "intensity", "bias_field", "blur", "noise")
 
 
 def _require(ok: bool, section: str, name: str, value: Any, expected: str) -> None:
     if not ok:
         raise ConfigError(f"Train option '{section}.{name}' is {value!r}; expected {expected}.")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The network (`triage.model.create_model`).
-
-    Attributes:
-        name: a registered network name (``triage.model.list_models()``).
-        options: keyword arguments for that network's builder (e.g. widths).
-    """
-
-    name: str = "densenet-small"
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _require(isinstance(self.name, str) and bool(self.name), "model", "name", self.name,
-                 "a registered network name")
-        _require(isinstance(self.options, dict), "model", "options", self.options,
-                 "a mapping of builder arguments")
 
 
 @dataclass(frozen=True)
@@ -155,8 +138,8 @@ class PerturbConfig:
         noise_std: upper bound of that noise's standard deviation (normalized units).
         p_smooth: probability of Gaussian smoothing (MONAI RandGaussianSmooth).
         smooth_sigma: (low, high) smoothing sigma in voxels.
-        consistency_weight: weight of the symmetric KL between predictions on the clean
-            and the perturbed sample (0 disables the clean forward pass).
+
+    The consistency term between two views moved to its own section, `ConsistencyConfig`.
     """
 
     enabled: bool = True
@@ -172,7 +155,6 @@ class PerturbConfig:
     noise_std: float = 0.08
     p_smooth: float = 0.1
     smooth_sigma: tuple[float, float] = (0.3, 1.0)
-    consistency_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("p_transfer", "p_bias_field", "p_gamma", "p_noise", "p_smooth"):
@@ -186,8 +168,6 @@ class PerturbConfig:
             object.__setattr__(self, name, value)
         _require(self.bias_coeff >= 0, "perturb", "bias_coeff", self.bias_coeff, ">= 0")
         _require(self.noise_std >= 0, "perturb", "noise_std", self.noise_std, ">= 0")
-        _require(self.consistency_weight >= 0, "perturb", "consistency_weight",
-                 self.consistency_weight, ">= 0")
 
 
 @dataclass(frozen=True)
@@ -233,6 +213,164 @@ class AugmentConfig:
             value = getattr(self, name)
             _require(isinstance(value, int | float) and 0 <= value < 1, "augment", name,
                      value, "a number in [0, 1)")
+
+
+@dataclass(frozen=True)
+class LayeredAugmentConfig:
+    """Layered augmentation (`triage.train.layered`): a weak and a strong tier drawn from one
+    fixed pool of MONAI operators, applied after the device perturbation and `augment`.
+
+    Every sample gets the weak tier (each operator with its own probability); with
+    probability `p_strong` it then also gets the strong tier. The pool, in the order the
+    operators run: ``flip, rotate, elastic, intensity, bias_field, blur, noise``.
+
+    Attributes:
+        enabled: apply it during training (never at validation, test or inference).
+        weak: operator -> probability in the weak tier (operators left out: 0).
+        strong: operator -> probability in the strong tier.
+        p_strong: probability that a sample also gets the strong tier.
+        strong_scale: the strong tier's magnitudes are the weak ones times this.
+        rotate_deg: largest in-plane rotation (degrees), weak tier.
+        elastic_sigma: (low, high) smoothing of the elastic displacement field (voxels).
+        elastic_magnitude: (low, high) displacement magnitude (voxels), weak tier.
+        intensity_scale: gain in ``1 ± intensity_scale`` (weak tier).
+        intensity_shift: offset in ``± intensity_shift`` (normalized units, weak tier).
+        bias_coeff: bias-field coefficient upper bound (weak tier).
+        blur_sigma: (low, high) in-plane Gaussian sigma in voxels (weak tier).
+        noise_std: Gaussian-noise standard deviation upper bound (weak tier).
+    """
+
+    enabled: bool = False
+    weak: dict[str, float] = field(default_factory=lambda: {"flip": 0.5, "intensity": 0.3})
+    strong: dict[str, float] = field(default_factory=lambda: {
+        "rotate": 0.5, "elastic": 0.3, "intensity": 0.5, "bias_field": 0.3, "blur": 0.3,
+        "noise": 0.5})
+    p_strong: float = 0.5
+    strong_scale: float = 2.0
+    rotate_deg: float = 5.0
+    elastic_sigma: tuple[float, float] = (5.0, 7.0)
+    elastic_magnitude: tuple[float, float] = (0.0, 2.0)
+    intensity_scale: float = 0.05
+    intensity_shift: float = 0.03
+    bias_coeff: float = 0.15
+    blur_sigma: tuple[float, float] = (0.2, 0.6)
+    noise_std: float = 0.03
+
+    def __post_init__(self) -> None:
+        for tier in ("weak", "strong"):
+            probs = getattr(self, tier)
+            _require(isinstance(probs, dict), "layered", tier, probs,
+                     "a mapping operator -> probability")
+            unknown = sorted(set(probs) - set(OPERATORS))
+            _require(not unknown, "layered", tier, unknown,
+                     f"operators among {', '.join(OPERATORS)}")
+            for name, p in probs.items():
+                _require(isinstance(p, int | float) and 0 <= p <= 1, "layered",
+                         f"{tier}.{name}", p, "a probability in [0, 1]")
+            object.__setattr__(self, tier, {k: float(probs[k]) for k in OPERATORS
+                                            if k in probs})
+        _require(0 <= self.p_strong <= 1, "layered", "p_strong", self.p_strong,
+                 "a probability in [0, 1]")
+        _require(self.strong_scale >= 1, "layered", "strong_scale", self.strong_scale, ">= 1")
+        for name in ("elastic_sigma", "elastic_magnitude", "blur_sigma"):
+            value = tuple(float(v) for v in getattr(self, name))
+            _require(len(value) == 2 and 0 <= value[0] <= value[1], "layered", name, value,
+                     "(low, high) with 0 <= low <= high")
+            object.__setattr__(self, name, value)
+        for name in ("rotate_deg", "intensity_scale", "intensity_shift", "bias_coeff",
+                     "noise_std"):
+            value = getattr(self, name)
+            _require(isinstance(value, int | float) and value >= 0, "layered", name, value,
+                     ">= 0")
+
+
+CONSISTENCY_KINDS = ("kl", "mse")
+CONSISTENCY_VIEWS = ("clean", "augmented")
+
+
+@dataclass(frozen=True)
+class ConsistencyConfig:
+    """A consistency term between the predictions on two views of each training sample.
+
+    Attributes:
+        weight: weight of the term in the training objective (0: off, one forward pass).
+        kind: ``kl`` (symmetric KL of the two softmax predictions) or ``mse`` (mean squared
+            difference of the two positive-class probabilities).
+        views: ``clean``: the transformed sample against the untransformed one (what the
+            device perturbation used before); ``augmented``: two independent draws of the
+            training transform (perturbation, `augment` and `layered`, whichever are on).
+    """
+
+    weight: float = 0.0
+    kind: str = "kl"
+    views: str = "clean"
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.weight, int | float) and self.weight >= 0, "consistency",
+                 "weight", self.weight, ">= 0")
+        _require(self.kind in CONSISTENCY_KINDS, "consistency", "kind", self.kind,
+                 f"one of {', '.join(CONSISTENCY_KINDS)}")
+        _require(self.views in CONSISTENCY_VIEWS, "consistency", "views", self.views,
+                 f"one of {', '.join(CONSISTENCY_VIEWS)}")
+
+
+@dataclass(frozen=True)
+class FreezeStage:
+    """Parameters under `modules` (name prefixes, e.g. ``features``) stay frozen for the
+    first `epochs` epochs of the run."""
+
+    modules: tuple[str, ...]
+    epochs: int
+
+    def __post_init__(self) -> None:
+        modules = (self.modules,) if isinstance(self.modules, str) else tuple(self.modules)
+        _require(bool(modules) and all(isinstance(m, str) and m for m in modules), "finetune",
+                 "freeze.modules", self.modules, "a non-empty list of module name prefixes")
+        _require(isinstance(self.epochs, int) and self.epochs >= 1, "finetune",
+                 "freeze.epochs", self.epochs, "a positive integer")
+        object.__setattr__(self, "modules", modules)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning from a trained model (`triage.train.finetune`).
+
+    Attributes:
+        init: the model whose weights start the run: ``models:/NAME@alias``,
+            ``models:/<id>``, ``runs:/<run_id>/model`` or a local bundle folder (loaded
+            with `load_bundle_from_uri`, which checks the recorded digest); None trains
+            from scratch. ``triage train --init URI`` sets it.
+        freeze: staged unfreezing: each stage keeps its modules frozen (no gradient, no
+            weight decay, batch-norm statistics held) for its first `epochs` epochs.
+        head: parameter-name prefixes trained at the full ``optim.lr``; every other
+            parameter (the layers kept from `init`) trains at ``optim.lr * lr_scale``.
+            Empty: every parameter at the full rate.
+        lr_scale: learning-rate factor of the kept layers (1 = no discount).
+    """
+
+    init: str | None = None
+    freeze: tuple[FreezeStage, ...] = ()
+    head: tuple[str, ...] = ()
+    lr_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        _require(self.init is None or (isinstance(self.init, str) and bool(self.init)),
+                 "finetune", "init", self.init, "a model URI or bundle folder, or null")
+        stages = []
+        for stage in self.freeze:
+            if isinstance(stage, FreezeStage):
+                stages.append(stage)
+                continue
+            _require(isinstance(stage, dict) and set(stage) == {"modules", "epochs"},
+                     "finetune", "freeze", stage, "entries {modules: [...], epochs: N}")
+            stages.append(FreezeStage(**stage))
+        object.__setattr__(self, "freeze", tuple(stages))
+        head = (self.head,) if isinstance(self.head, str) else tuple(self.head)
+        _require(all(isinstance(h, str) and h for h in head), "finetune", "head", self.head,
+                 "a list of parameter-name prefixes")
+        object.__setattr__(self, "head", head)
+        _require(isinstance(self.lr_scale, int | float) and 0 < self.lr_scale <= 1,
+                 "finetune", "lr_scale", self.lr_scale, "a number in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -286,11 +424,36 @@ class RuntimeConfig:
                  "runtime", "checkpoint_every", self.checkpoint_every, "a positive integer")
 
 
+@dataclass(frozen=True)
+class DistillConfig:
+    """The ``distill`` section of the train config.
+
+    Attributes:
+        teacher: model URI or bundle folder of the teacher (``triage train --teacher``);
+            empty: no distillation.
+        alpha: weight of the soft (teacher) term, in [0, 1].
+        temperature: softening temperature T > 0 of both distributions.
+    """
+
+    teacher: str = ""
+    alpha: float = 0.7
+    temperature: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.alpha) <= 1.0:
+            raise ConfigError(f"distill.alpha must lie in [0, 1], got {self.alpha}.")
+        if not float(self.temperature) > 0:
+            raise ConfigError(f"distill.temperature must be positive, got "
+                              f"{self.temperature}.")
+
+
 SECTIONS: dict[str, type] = {
     "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig,
     "sampling": SamplingConfig, "perturb": PerturbConfig, "augment": AugmentConfig,
-    "eval": EvalConfig,
+    "layered": LayeredAugmentConfig, "consistency": ConsistencyConfig,
+    "finetune": FinetuneConfig, "eval": EvalConfig,
     "runtime": RuntimeConfig,
+    "distill": DistillConfig,
 }
 
 
@@ -304,8 +467,12 @@ class TrainConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    layered: LayeredAugmentConfig = field(default_factory=LayeredAugmentConfig)
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         for section in dataclasses.fields(self):
@@ -320,6 +487,10 @@ class TrainConfig:
             ConfigError: unknown section or key (with a suggestion), or a bad value.
         """
         data = data or {}
+        if "consistency_weight" in (data.get("perturb") or {}):
+            raise ConfigError(f"{source}: perturb.consistency_weight moved to "
+                              f"consistency.weight (with consistency.views: clean for the "
+                              f"same clean-versus-perturbed term).")
         check_keys(data, list(SECTIONS), "section", source)
         sections = {}
         for name, section_cls in SECTIONS.items():

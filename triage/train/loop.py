@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from triage.errors import ConfigError
+from triage.model.device import select_device
 from triage.train.checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
@@ -36,8 +37,9 @@ from triage.train.checkpoint import (
     save_checkpoint,
 )
 from triage.train.config import TrainConfig
-from triage.train.device import select_device
+from triage.train.finetune import apply_freeze, check_prefixes, frozen_prefixes, parameter_groups
 from triage.train.losses import create_loss, effective_class_counts
+from triage.train.objective import LossTerm, StepOutputs, build_terms
 from triage.train.sampling import make_sampler
 from triage.train.schedule import create_scheduler
 
@@ -54,14 +56,20 @@ class EpochLog:
         epoch: 1-based epoch number.
         lr: learning rate at the epoch's last step.
         seconds: wall time of the epoch, validation included.
-        train_loss: mean training loss (the configured loss, on the perturbed samples).
-        train_consistency: mean symmetric KL between clean and perturbed predictions
-            (0.0 when ``perturb.consistency_weight`` is 0).
+        train_loss: mean training loss (the configured loss, on the transformed samples).
+        train_consistency: mean consistency term between the two views (0.0 when
+            ``consistency.weight`` is 0).
         val: validation ``loss`` (the training loss), ``nll`` (unweighted cross-entropy),
             ``auroc`` (NaN with one class) and ``accuracy`` at ``eval.threshold``; empty
             without a validation set.
         rendered: training samples per device appearance they were rendered with
             (``"none"``: not re-rendered); empty when the training set has no transform.
+        terms: mean of every loss term of the objective (`triage.train.objective`), by name.
+        augment: layered-augmentation operators applied this epoch, by ``tier.operator``
+            (both views counted); empty without layered augmentation.
+        model: figures the network reports about itself after the epoch (its modules'
+            ``tracked_metrics()``, e.g. the multi-scale fusion weights).
+        frozen: module prefixes frozen during the epoch (`finetune.freeze`).
     """
 
     epoch: int
@@ -71,6 +79,10 @@ class EpochLog:
     train_consistency: float
     val: dict[str, float] = field(default_factory=dict)
     rendered: dict[str, int] = field(default_factory=dict)
+    terms: dict[str, float] = field(default_factory=dict)
+    augment: dict[str, int] = field(default_factory=dict)
+    model: dict[str, float] = field(default_factory=dict)
+    frozen: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EpochLog:
@@ -97,14 +109,14 @@ class FitResult:
 def fit(model: nn.Module, train_ds: Any, val_ds: Any | None, config: TrainConfig,
         out_dir: Path | str, *, class_counts: Sequence[int],
         on_epoch: Callable[[EpochLog], None] | None = None,
-        progress: bool = True) -> FitResult:
+        progress: bool = True, teacher: nn.Module | None = None) -> FitResult:
     """Train `model` on `train_ds` for ``config.optim.epochs`` epochs, or resume.
 
     Args:
         model: a freshly created network (`triage.model.create_model`); trained in place
             and left on the training device in train mode.
-        train_ds: training set; set ``return_clean`` on it before calling when
-            ``perturb.consistency_weight > 0``.
+        train_ds: training set; when ``consistency.weight > 0`` set ``return_clean``
+            (``consistency.views: clean``) or ``second_view`` (``augmented``) on it.
         val_ds: validation set (no transform) or None.
         config: the resolved training config.
         out_dir: run folder; holds ``checkpoint.pt``. When a checkpoint of the same
@@ -113,13 +125,16 @@ def fit(model: nn.Module, train_ds: Any, val_ds: Any | None, config: TrainConfig
             ``loss.alpha: prevalence``; balanced first when sampling is class-aware).
         on_epoch: called with each new `EpochLog`, after that epoch's checkpoint.
         progress: show a rich progress bar (only on a terminal).
+        teacher: a trained network to distil from (`triage.train.distill`, weights and
+            temperature from ``config.distill``); None: the configured loss alone.
 
     Returns:
         A `FitResult`.
 
     Raises:
         ConfigError: a checkpoint in `out_dir` from a different config, an unavailable
-            device, a consistency weight without clean volumes, or a bad loss setting.
+            device, a consistency weight without its second view, a `finetune` prefix
+            that names no module, or a bad loss setting.
         CheckpointError: the checkpoint in `out_dir` cannot be read.
     """
     out_dir = Path(out_dir)
@@ -131,18 +146,22 @@ def fit(model: nn.Module, train_ds: Any, val_ds: Any | None, config: TrainConfig
         torch.backends.cudnn.deterministic = True
     _seed_everything(seed)
 
-    consistency = config.perturb.consistency_weight
-    if consistency > 0 and not getattr(train_ds, "return_clean", False):
-        raise ConfigError("perturb.consistency_weight > 0 needs the clean volumes: create "
-                          "the training dataset with return_clean=True.")
+    second_key = _check_second_view(config, train_ds)
     labels = np.asarray(train_ds.labels())
     groups = list(train_ds.device_groups())
     counts = effective_class_counts(class_counts, config.sampling.class_aware)
     criterion = create_loss(config.loss, counts).to(device)
+    if teacher is not None:
+        from triage.train.distill import DistillationLoss
+
+        criterion = DistillationLoss(teacher, criterion, config.distill).to(device)
+    terms = build_terms(criterion, config.consistency)
     nll = nn.CrossEntropyLoss().to(device)
 
     model.to(device)
-    optimizer = _adamw(model, config)
+    for stage in config.finetune.freeze:
+        check_prefixes(model, stage.modules, "finetune.freeze")
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.optim.lr)
     steps = _steps_per_epoch(config, len(labels))
     scheduler = create_scheduler(optimizer, config.optim, steps)
 
@@ -164,19 +183,25 @@ def fit(model: nn.Module, train_ds: Any, val_ds: Any | None, config: TrainConfig
             train_ds.set_epoch(epoch)
             loader = _train_loader(train_ds, labels, groups, config, epoch, device)
             model.train()
-            totals = {"loss": 0.0, "consistency": 0.0, "steps": 0}
+            frozen = frozen_prefixes(config.finetune, epoch)
+            apply_freeze(model, frozen)
+            totals: Counter[str] = Counter()
+            steps = 0
             rendered: Counter[int] = Counter()
+            operators = None
             for batch in loader:
-                loss, kl = _train_step(model, batch, criterion, optimizer, scheduler,
-                                       consistency, config.optim.grad_clip, device)
-                totals["loss"] += loss
-                totals["consistency"] += kl
-                totals["steps"] += 1
+                values = _train_step(model, batch, terms, optimizer, scheduler,
+                                     second_key, config.optim.grad_clip, device)
+                totals.update(values)
+                steps += 1
                 if "rendered_as" in batch:
                     rendered.update(int(r) for r in batch["rendered_as"])
-                bar.advance(f"epoch {epoch + 1}/{config.optim.epochs}  loss {loss:.4f}  "
-                            f"lr {optimizer.param_groups[0]['lr']:.2e}")
-            n_steps = max(totals["steps"], 1)
+                if "operators" in batch:
+                    counts = batch["operators"].sum(0)
+                    operators = counts if operators is None else operators + counts
+                bar.advance(f"epoch {epoch + 1}/{config.optim.epochs}  loss "
+                            f"{values['loss']:.4f}  lr {optimizer.param_groups[0]['lr']:.2e}")
+            n_steps = max(steps, 1)
             val = {}
             if val_ds is not None and len(val_ds):
                 val = evaluate(model, val_ds, criterion=criterion, nll=nll, device=device,
@@ -187,7 +212,10 @@ def fit(model: nn.Module, train_ds: Any, val_ds: Any | None, config: TrainConfig
                 seconds=time.perf_counter() - began,
                 train_loss=totals["loss"] / n_steps,
                 train_consistency=totals["consistency"] / n_steps, val=val,
-                rendered=_rendered_names(rendered, device_names) if rendered else {})
+                rendered=_rendered_names(rendered, device_names) if rendered else {},
+                terms={term.name: totals[term.name] / n_steps for term in terms},
+                augment=_operator_names(operators), model=tracked_metrics(model),
+                frozen=list(frozen))
             history.append(entry)
             epochs_run += 1
             bar.epoch_done(entry)
@@ -240,50 +268,60 @@ def evaluate(model: nn.Module, dataset: Any, *, criterion: nn.Module, nll: nn.Mo
 
 # -- one step ----------------------------------------------------------------------------
 
-def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
-    """``(KL(p_a || p_b) + KL(p_b || p_a)) / 2`` of two softmax predictions, batch mean."""
-    log_a = torch.log_softmax(logits_a, 1)
-    log_b = torch.log_softmax(logits_b, 1)
-    kl_ab = (log_a.exp() * (log_a - log_b)).sum(1)
-    kl_ba = (log_b.exp() * (log_b - log_a)).sum(1)
-    return 0.5 * (kl_ab + kl_ba).mean()
+def tracked_metrics(model: nn.Module) -> dict[str, float]:
+    """What the network's modules report about themselves (``tracked_metrics()``), e.g.
+    the learned multi-scale fusion weights; keys are prefixed with the module's name."""
+    out: dict[str, float] = {}
+    for name, module in model.named_modules():
+        report = getattr(module, "tracked_metrics", None)
+        if callable(report):
+            for key, value in report().items():
+                out[f"{name}.{key}" if name else key] = float(value)
+    return out
 
 
-def _train_step(model: nn.Module, batch: dict[str, Any], criterion: nn.Module,
-                optimizer: torch.optim.Optimizer, scheduler: Any, consistency: float,
-                grad_clip: float, device: torch.device) -> tuple[float, float]:
+def _check_second_view(config: TrainConfig, train_ds: Any) -> str | None:
+    """The batch key of the consistency term's second view, or None without the term."""
+    if config.consistency.weight <= 0:
+        return None
+    if config.consistency.views == "clean":
+        if not getattr(train_ds, "return_clean", False):
+            raise ConfigError("consistency.weight > 0 with views 'clean' needs the clean "
+                              "volumes: create the training dataset with return_clean=True.")
+        return "clean"
+    if not getattr(train_ds, "second_view", False):
+        raise ConfigError("consistency.weight > 0 with views 'augmented' needs a second "
+                          "augmented view: create the training dataset with "
+                          "second_view=True and a transform.")
+    return "view2"
+
+
+def _train_step(model: nn.Module, batch: dict[str, Any], terms: list[LossTerm],
+                optimizer: torch.optim.Optimizer, scheduler: Any, second_key: str | None,
+                grad_clip: float, device: torch.device) -> dict[str, float]:
     image = batch["image"].to(device, non_blocking=True)
     target = torch.as_tensor(batch["label"], dtype=torch.long).to(device)
-    kl = torch.zeros((), device=device)
-    if consistency > 0:
-        # One forward pass over perturbed and clean volumes together (AugMix-style), so
-        # batch-norm statistics see both.
-        clean = batch["clean"].to(device, non_blocking=True)
-        logits, logits_clean = model(torch.cat([image, clean])).chunk(2)
-        kl = symmetric_kl(logits, logits_clean)
+    second = None
+    if second_key is not None and any(t.needs_second_view for t in terms):
+        # One forward pass over both views together (AugMix-style), so batch-norm
+        # statistics see both.
+        other = batch[second_key].to(device, non_blocking=True)
+        logits, second = model(torch.cat([image, other])).chunk(2)
     else:
         logits = model(image)
-    loss = criterion(logits, target)
-    total = loss + consistency * kl if consistency > 0 else loss
+    outputs = StepOutputs(image, logits, target, second, batch)
+    values = {term.name: term(outputs) for term in terms}
+    total = sum(term.weight * values[term.name] for term in terms)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     scheduler.step()
-    return float(loss.detach()), float(kl.detach())
+    return {name: float(value.detach()) for name, value in values.items()}
 
 
 # -- set-up helpers ----------------------------------------------------------------------
-
-def _adamw(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    # No weight decay on biases and normalization scales (1-D parameters).
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config.optim.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.optim.lr)
-
 
 def _steps_per_epoch(config: TrainConfig, n_train: int) -> int:
     size = config.sampling.epoch_size or n_train
@@ -333,6 +371,14 @@ def _train_loader(train_ds: Any, labels: np.ndarray, groups: list[str],
 def _eval_loader(dataset: Any, batch_size: int) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0,
                       generator=torch.Generator().manual_seed(0))
+
+
+def _operator_names(counts: torch.Tensor | None) -> dict[str, int]:
+    from triage.train.layered import COUNT_NAMES
+
+    if counts is None:
+        return {}
+    return {name: int(n) for name, n in zip(COUNT_NAMES, counts.tolist(), strict=True)}
 
 
 def _rendered_names(counts: Counter[int], names: list[str]) -> dict[str, int]:

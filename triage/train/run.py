@@ -30,14 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from triage.configs import config_path
 from triage.data.dataset import CACHE_DIR, CachedVolumeDataset, ResolvedSamples, Sample
 from triage.errors import ConfigError, TriageError
 from triage.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RULES = config_path("rules")
 IN_DOMAIN = "test"
 HELD_OUT = "held-out"
 
@@ -207,12 +205,14 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
     from triage.data.dataset import resolve_samples
     from triage.data.manifest import read_manifest
     from triage.model import create_model
+    from triage.model.device import select_device
     from triage.registry.bundle import ModelBundle, save_bundle
     from triage.registry.pyfunc import log_bundle
     from triage.registry.tracking import start_run
     from triage.train.appearance import estimate_appearances
     from triage.train.augment import Augmentation, compose
-    from triage.train.device import select_device
+    from triage.train.finetune import load_init
+    from triage.train.layered import LayeredAugmentation
     from triage.train.loop import fit
     from triage.train.perturb import DevicePerturbation
 
@@ -237,12 +237,20 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
         device: [train_ds.array(i) for i, s in enumerate(sets["train"])
                  if s.device_group == device] for device in train_devices})
     perturbation = DevicePerturbation(config.perturb, appearances)
-    # Device perturbation first (it maps intensity landmarks), then generic augmentation.
+    layered = LayeredAugmentation(config.layered)
+    # Device perturbation first (it maps intensity landmarks), then generic augmentation,
+    # then the layered tiers.
     train_ds.transform = compose(perturbation if config.perturb.enabled else None,
                                  Augmentation(config.augment) if config.augment.enabled
-                                 else None)
-    if config.perturb.enabled:
-        train_ds.return_clean = config.perturb.consistency_weight > 0
+                                 else None,
+                                 layered if config.layered.enabled else None)
+    if config.consistency.weight > 0:
+        if train_ds.transform is None:
+            raise ConfigError("consistency.weight > 0 compares two views of a sample, but "
+                              "no training transform is on; enable perturb, augment or "
+                              "layered.")
+        train_ds.return_clean = config.consistency.views == "clean"
+        train_ds.second_view = config.consistency.views == "augmented"
     val_ds = dataset("val") if sets["val"] else None
     class_counts = np.bincount(train_ds.labels(), minlength=2).tolist()
 
@@ -253,6 +261,7 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
                    uri=tracking_uri) as run:
         run.log_params(config.flat())
         run.log_params(perturbation.describe())  # keys start with "perturbation."
+        run.log_params(layered.describe())  # keys start with "augmentation."
         run.log_params({"data.preprocess_fingerprint": _fingerprint(preprocess),
                         "data.in_shape": "x".join(map(str, in_shape)),
                         "data.excluded_studies": len(resolved.excluded),
@@ -266,11 +275,27 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
                 metrics["train.consistency"] = entry.train_consistency
             metrics |= {f"val.{k}": v for k, v in entry.val.items()}
             metrics |= {f"rendered_as.{k}": v for k, v in entry.rendered.items()}
+            metrics |= {f"train.term.{k}": v for k, v in entry.terms.items()}
+            metrics |= {f"augment.{k}": v for k, v in entry.augment.items()}
+            metrics |= {f"model.{k}": v for k, v in entry.model.items()}
+            metrics["train.frozen_modules"] = len(entry.frozen)
             run.log_metrics(metrics, step=entry.epoch)
 
         model = create_model(config.model, in_shape, seed=config.runtime.seed)
+        if config.finetune.init:
+            run.log_params(load_init(model, config.finetune.init,
+                                     model_config={"name": config.model.name,
+                                                   "options": dict(config.model.options)},
+                                     in_shape=in_shape))
+        teacher = None
+        if config.distill.teacher:
+            from triage.train.distill import load_teacher
+
+            teacher = load_teacher(config.distill.teacher, in_shape)
+            run.set_tags({"triage.teacher": config.distill.teacher})
         result = fit(model, train_ds, val_ds, config, out_dir / "train",
-                     class_counts=class_counts, on_epoch=on_epoch, progress=progress)
+                     class_counts=class_counts, on_epoch=on_epoch, progress=progress,
+                     teacher=teacher)
 
         bundle = ModelBundle(
             model_config={"name": config.model.name, "options": dict(config.model.options)},
@@ -291,8 +316,10 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
         else:
             log.warning("No calibration split with both classes: temperature left at 1.0.")
         bundle = bundle.with_temperature(temperature)
+        from triage.route.rules import DEFAULT_RULES as default_rules
+
         bundle, rules_version = _fit_routing(bundle, logits["calib"], sets["calib"],
-                                             temperature, rules_path or DEFAULT_RULES)
+                                             temperature, rules_path or default_rules)
         run.set_tags({"triage.rules_version": rules_version})
         metrics = evaluate_sets(logits, sets, temperature, config)
         bundle.metrics.update(_metric_dict(metrics[metrics["group"] == "all"]))

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from triage.io import atomic_write_text
+from triage.monitor import svg
 from triage.monitor.detect import ks_binned, psi
+from triage.monitor.html import Raw, page, para, section, table
 from triage.monitor.record import ROUTES, SCORE_BINS, RunRecord
 from triage.monitor.reference import reference_for
-from triage.report import svg
-from triage.report.html import Raw, page, para, section, table
 
 LOGGER = logging.getLogger(__name__)
 REPORT_NAME = "report.html"
@@ -67,7 +67,7 @@ def _score_section(record: RunRecord, reference: Mapping[str, Any] | None) -> st
         ref_hist = ref["hist"] if ref else None
         charts.append(svg.histogram(SCORE_BINS, counts, ref_hist,
                                     f"{name} (n={len(group.scores)})"))
-        if ref_hist:
+        if ref and ref_hist:
             d, p_value = ks_binned(ref_hist, counts)
             stats_rows.append([name, len(group.scores), ref["n"], round(psi(ref_hist, counts), 4),
                                round(d, 4), f"{p_value:.3g}"])
@@ -150,7 +150,7 @@ def thumbnails(out_dir: Path, rows: Iterable[Any]) -> dict[str, str]:
         if prepared is None or prepared.modality.upper() in NO_THUMBNAIL_MODALITIES:
             continue
         array = np.asarray(prepared.array)
-        volume = array.reshape(array.shape[-3:])
+        volume: np.ndarray = array.reshape(array.shape[-3:])
         out[study] = svg.png_data_uri(np.rot90(volume[:, :, volume.shape[2] // 2]))
     return out
 

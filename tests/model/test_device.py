@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from triage.errors import ConfigError
-from triage.train import device as device_module
-from triage.train.device import select_device
+from triage.model import device as device_module
+from triage.model.device import select_device
 
 
 def test_cpu_is_always_available():

@@ -7,7 +7,7 @@ import logging
 import torch
 
 from triage.errors import ConfigError
-from triage.train.config import DEVICES
+from triage.model.config import DEVICES
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from triage.monitor import svg
 from triage.monitor.alarms import Alarm
+from triage.monitor.html import page, para, section, table
 from triage.monitor.record import ROUTES
-from triage.report import svg
-from triage.report.html import page, para, section, table
 
 
 def _fmt(value: Any, digits: int = 3) -> Any:

@@ -71,8 +71,8 @@ def histogram(edges: Sequence[float], counts: Sequence[int],
     current = np.asarray(counts, dtype=float)
     cur = current / current.sum() if current.sum() else current
     ref = None
-    if reference is not None and sum(reference):
-        ref = np.asarray(reference, dtype=float) / float(sum(reference))
+    if reference is not None and float(np.sum(reference)):
+        ref = np.asarray(reference, dtype=float) / float(np.sum(reference))
     top_value = max(float(cur.max(initial=0)), float(ref.max()) if ref is not None else 0,
                     1e-9)
     lo, hi = float(edges[0]), float(edges[-1])

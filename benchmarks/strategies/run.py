@@ -1,0 +1,341 @@
+"""`make bench-table1`, `make bench-lodo`, `make bench-site`: the training strategies of the
+seed study on synthetic multi-device exports (docs/benchmarks.md, "strategies" sections).
+
+Modes (``--mode``):
+
+    table1  baseline / layered augmentation / transfer / consistency / combined, each
+            trained once per seed with one device held out; in-domain accuracy, macro-F1,
+            NLL, ECE (after temperature scaling) and held-out accuracy / AUROC. ``transfer``
+            starts from a model trained on a separate export (another data seed) of the
+            other devices (`--init`, staged unfreezing, discounted lr).
+    lodo    leave-one-device-out over every device (5 folds); the held-out device's studies
+            are scored clean and under 3 shifts of its cached volumes that mirror the synth
+            generator's device knobs: extra noise (``--device-noise``), an HU gain / offset
+            (a profile's ``hu_offset``), and in-plane blur (a smoother reconstruction kernel).
+    site    a new device (the held-out one) with 50 and 100 labelled studies: the model
+            trained without it (zero-shot) against it fine-tuned on those studies and a model
+            trained on them from scratch, all scored on the device's remaining studies.
+
+Every run is `triage.train.run.train_model` on `triage/configs/train/quality.yaml` with the
+variant's overrides. Results go to ``bench_output/strategies/<mode>/results.json`` and between
+the ``strategies-<mode>`` markers of docs/benchmarks.md. Not part of CI::
+
+    python -m benchmarks.strategies.run --mode table1            # 3 seeds, ~1 h on 2 cores
+    python -m benchmarks.strategies.run --mode table1 --quick    # smoke: 1 seed, 1 epoch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import write_marked_section
+from benchmarks.quality.run import INGEST_CONFIG, TRAIN_CONFIG, _device_groups, _match, prepare
+from benchmarks.strategies import report
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "bench_output" / "strategies"
+DIFFICULTY = "--slices 40 --lesion-size 14,24 --lesion-contrast -90"
+# blob-fcn (quality.yaml): features.0/1 the first 1x1x1 conv + norm, features.6 the
+# evidence conv; prior the contrast detector's weight and offset.
+FINETUNE = {"freeze": [{"modules": ["features.0", "features.1"], "epochs": 2}],
+            "head": ["features.6", "prior"], "lr_scale": 0.3}
+LAYERED = {"enabled": True}
+CONSISTENCY = {"weight": 1.0, "kind": "kl", "views": "augmented"}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "baseline": {},
+    "layered": {"layered": LAYERED},
+    "transfer": {"finetune": FINETUNE},
+    "consistency": {"consistency": CONSISTENCY},
+    "combined": {"layered": LAYERED, "consistency": CONSISTENCY, "finetune": FINETUNE},
+}
+# Shifts of the held-out device's volumes, in HU (converted with the bundle's CT window).
+SHIFT_NOISE_HU = 30.0
+SHIFT_GAIN, SHIFT_OFFSET_HU = 1.1, 25.0
+SHIFT_BLUR_SIGMA = 1.0  # voxels, in-plane
+
+
+def shift_volume(x: np.ndarray, shift: str, window: tuple[float, float],
+                 rng: np.random.Generator) -> np.ndarray:
+    """`x` (window-normalized [0, 1]) as the held-out device would render it under `shift`."""
+    from scipy import ndimage
+
+    low, high = window
+    width = high - low
+    if shift == "clean":
+        out = x
+    elif shift == "noise":
+        out = x + rng.standard_normal(x.shape).astype(np.float32) * (SHIFT_NOISE_HU / width)
+    elif shift == "gain_offset":
+        hu = low + x * width
+        out = (SHIFT_GAIN * hu + SHIFT_OFFSET_HU - low) / width
+    elif shift == "blur":
+        out = ndimage.gaussian_filter(x, sigma=(SHIFT_BLUR_SIGMA, SHIFT_BLUR_SIGMA, 0.0))
+    else:
+        raise ValueError(f"unknown shift {shift!r}; expected one of {report.SHIFTS}")
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def score(bundle_dir: Path, samples: list, cache_root: Path, shift: str = "clean",
+          seed: int = 0) -> dict[str, float]:
+    """Accuracy (at 0.5, calibrated) and AUROC of the bundle on `samples` under `shift`."""
+    from sklearn.metrics import roc_auc_score
+
+    from triage.data.dataset import CachedVolumeDataset
+    from triage.registry.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    window = tuple(bundle.preprocess_config.get("ct_window", (-200.0, 300.0)))
+    data = CachedVolumeDataset(samples, cache_root, preload=False)
+    rng = np.random.default_rng(seed)
+    arrays = [shift_volume(data.array(i), shift, window, rng) for i in range(len(data))]
+    p = bundle.predict_proba(np.stack(arrays), device="cpu")
+    y = data.labels()
+    auroc = float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else math.nan
+    return {"accuracy": float(np.mean((p >= 0.5) == (y == 1))), "auroc": auroc}
+
+
+def config_for(variant: str, seed: int, args: argparse.Namespace, init: Path | None):
+    from triage.train.config import TrainConfig
+
+    overrides = json.loads(json.dumps(VARIANTS[variant]))
+    if "finetune" in overrides:
+        if init is None:
+            raise SystemExit(f"variant {variant} needs a pretrained model")
+        overrides["finetune"]["init"] = str(init)
+    config = TrainConfig.from_yaml(args.config).replace(
+        runtime={"seed": seed, "experiment": f"strategies-{args.mode}"}, **overrides)
+    if args.epochs:
+        config = config.replace(optim={"epochs": args.epochs,
+                                       "warmup_epochs": min(1.0, args.epochs / 2)})
+    return config
+
+
+def train(config, manifest: Path, ingest: Path, out: Path, holdout: str | None, name: str):
+    from triage.train.run import train_model
+
+    shutil.rmtree(out, ignore_errors=True)  # fresh: a resumed run's time is no training time
+    return train_model(manifest_path=manifest, ingest_dir=ingest, config=config, out_dir=out,
+                       holdout_device=holdout, progress=False, run_name=name, log_model=False)
+
+
+def pretrained(args: argparse.Namespace, holdout: str, seed: int) -> Path:
+    """A model trained on a separate export (data seed + 100) of the devices other than
+    `holdout`: the transfer variants' starting point."""
+    others = [d for d in report_devices(args) if d != holdout]
+    ns = argparse.Namespace(studies=args.studies, matrix=args.matrix,
+                            data_seed=args.data_seed + 100,
+                            synth_args=f"{DIFFICULTY} --devices "
+                                       f"{','.join(d.split('-')[0] for d in others)}")
+    manifest, ingest = prepare(ns)
+    out = OUT / args.mode / "pretrain" / f"{holdout}-seed{seed}"
+    if not (out / "bundle").is_dir():
+        train(config_for("baseline", seed, args, None), manifest, ingest, out, None,
+              f"pretrain-{holdout}-seed{seed}")
+    return out / "bundle"
+
+
+def report_devices(args: argparse.Namespace) -> list[str]:
+    return _device_groups(args.manifest)
+
+
+def run_table1(args: argparse.Namespace) -> tuple[list[dict], str]:
+    from triage.train.run import HELD_OUT, IN_DOMAIN
+
+    holdout = _match(args.holdout, report_devices(args))
+    rows = []
+    for seed in args.seed_list:
+        init = None
+        for variant in args.variants:
+            if "finetune" in VARIANTS[variant] and init is None:
+                init = pretrained(args, holdout, seed)
+            out = OUT / "table1" / "runs" / f"{variant}-seed{seed}"
+            outcome = train(config_for(variant, seed, args, init), args.manifest, args.ingest,
+                            out, holdout, f"table1-{variant}-seed{seed}")
+            row = {"variant": variant, "seed": seed, "seconds": outcome.seconds}
+            for key in ("accuracy", "macro_f1", "nll", "ece"):
+                row[key] = outcome.metric(IN_DOMAIN, key)
+            row["held_out_accuracy"] = outcome.metric(HELD_OUT, "accuracy")
+            row["held_out_auroc"] = outcome.metric(HELD_OUT, "auroc")
+            rows.append(row)
+            print(f"table1 {variant} seed {seed}: {outcome.seconds:.0f} s, held-out acc "
+                  f"{row['held_out_accuracy']:.3f}", flush=True)
+    notes = [f"Held out: `{holdout}`. In-domain = the other devices' test split, after "
+             "temperature scaling; held-out = every study of the held-out device. Seed-study "
+             "figures are its accuracy / cross-domain accuracy (? = not reported)."]
+    return rows, report.section("Strategies: Table 1", args.command, args.when, notes,
+                                report.table1(rows, args.variants))
+
+
+def run_lodo(args: argparse.Namespace) -> tuple[list[dict], str]:
+    from triage.data.dataset import CACHE_DIR, resolve_samples
+    from triage.data.manifest import read_manifest
+    from triage.train.run import HELD_OUT, split_samples
+
+    devices = report_devices(args)
+    folds = devices if args.folds == "all" else [_match(d, devices)
+                                                 for d in args.folds.split(",")]
+    resolved = resolve_samples(read_manifest(args.manifest), args.ingest)
+    rows = []
+    for device in folds:
+        held = split_samples(resolved, device)[HELD_OUT]
+        for seed in args.seed_list:
+            init = None
+            for variant in args.variants:
+                if "finetune" in VARIANTS[variant] and init is None:
+                    init = pretrained(args, device, seed)
+                out = OUT / "lodo" / "runs" / device / f"{variant}-seed{seed}"
+                outcome = train(config_for(variant, seed, args, init), args.manifest,
+                                args.ingest, out, device, f"lodo-{device}-{variant}-seed{seed}")
+                row = {"variant": variant, "seed": seed, "device": device,
+                       "seconds": outcome.seconds}
+                for shift in report.SHIFTS:
+                    for key, value in score(outcome.bundle_dir, held, args.ingest / CACHE_DIR,
+                                            shift, seed).items():
+                        row[f"{shift}.{key}"] = value
+                rows.append(row)
+                print(f"lodo {device} {variant} seed {seed}: {outcome.seconds:.0f} s, clean "
+                      f"acc {row['clean.accuracy']:.3f}", flush=True)
+    notes = [f"Shifts of the held-out device's cached volumes: noise + {SHIFT_NOISE_HU:g} HU "
+             f"sd; HU gain {SHIFT_GAIN:g} and offset {SHIFT_OFFSET_HU:+g} HU; in-plane Gaussian "
+             f"blur sigma {SHIFT_BLUR_SIGMA:g} voxel. Calibrated probability, threshold 0.5."]
+    return rows, report.section("Strategies: leave-one-device-out over every device and "
+                                "shift", args.command, args.when, notes,
+                                report.lodo_table(rows, folds))
+
+
+def site_manifest(manifest: Path, device: str, n: int, seed: int, out: Path) -> Path:
+    """The new device's studies only: `n` labelled ones (whole patients, both classes)
+    as ``train``, one labelled patient in five per class (the 2nd, 7th, ...) as ``calib``
+    (training fits the temperature and routing thresholds there), the rest as ``test``."""
+    import pandas as pd
+
+    frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    frame = frame[frame["device_group"] == device].copy()
+    rng = np.random.default_rng(seed)
+    chosen: list[str] = []
+    calib: list[str] = []
+    for label in ("0", "1"):  # half of each class, whole patients
+        patients = sorted(set(frame.loc[frame["label"] == label, "patient_key"]))
+        rng.shuffle(patients)
+        count = 0
+        for i, patient in enumerate(patients):
+            if count >= n // 2:
+                break
+            (calib if i % 5 == 1 else chosen).append(patient)
+            count += int((frame["patient_key"] == patient).sum())
+    frame["split"] = np.where(frame["patient_key"].isin(chosen), "train",
+                              np.where(frame["patient_key"].isin(calib), "calib", "test"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    return out
+
+
+def run_site(args: argparse.Namespace) -> tuple[list[dict], str]:
+    from triage.data.dataset import CACHE_DIR, resolve_samples
+    from triage.data.manifest import read_manifest
+
+    device = _match(args.holdout, report_devices(args))
+    rows = []
+    for seed in args.seed_list:
+        base = OUT / "site" / "runs" / f"base-seed{seed}"
+        train(config_for("baseline", seed, args, None), args.manifest, args.ingest, base,
+              device, f"site-base-seed{seed}")
+        for n in args.sizes:
+            manifest = site_manifest(args.manifest, device, n, seed,
+                                     OUT / "site" / "manifests" / f"n{n}-seed{seed}.csv")
+            test = resolve_samples(read_manifest(manifest), args.ingest).split("test")
+            arms = {"zero-shot": base / "bundle"}
+            for arm, variant, init in (("fine-tuned", "transfer", base / "bundle"),
+                                       ("from scratch", "baseline", None)):
+                out = OUT / "site" / "runs" / f"{arm.replace(' ', '-')}-n{n}-seed{seed}"
+                train(config_for(variant, seed, args, init), manifest, args.ingest, out, None,
+                      f"site-{arm}-n{n}-seed{seed}")
+                arms[arm] = out / "bundle"
+            for arm, bundle in arms.items():
+                row = {"arm": arm, "n_labelled": n, "seed": seed,
+                       **score(bundle, test, args.ingest / CACHE_DIR)}
+                rows.append(row)
+                print(f"site {arm} n={n} seed {seed}: acc {row['accuracy']:.3f}", flush=True)
+    notes = [f"New device: `{device}`; the zero-shot model is trained without it; "
+             "fine-tuned starts from that model (staged unfreezing, lr x "
+             f"{FINETUNE['lr_scale']}); test = the device's studies not labelled."]
+    return rows, report.section("Strategies: site adaptation", args.command, args.when, notes,
+                                report.site_table(rows, args.sizes))
+
+
+MODES = {"table1": run_table1, "lodo": run_lodo, "site": run_site}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=list(MODES), required=True)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--holdout", default="cygnus", help="held-out / new device (table1, "
+                                                            "site)")
+    parser.add_argument("--folds", default="all", help="lodo: held-out devices, or 'all'")
+    parser.add_argument("--variants", default=None,
+                        help="comma-separated (table1 default: all five; lodo: baseline, "
+                             "combined)")
+    parser.add_argument("--sizes", default="50,100", help="site: labelled studies")
+    parser.add_argument("--studies", type=int, default=None,
+                        help="export size (default 500; site 1500)")
+    parser.add_argument("--matrix", type=int, default=128)
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--synth-args", default=f"{DIFFICULTY} --device-noise cygnus=50")
+    parser.add_argument("--config", type=Path, default=TRAIN_CONFIG)
+    parser.add_argument("--epochs", type=int, default=0, help="override optim.epochs")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke: 1 seed, 1 fold, 1 epoch, 60 studies at matrix 64 "
+                             "(site: 150 studies, 10 labelled)")
+    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.epochs, args.matrix = "0", args.epochs or 1, 64
+        args.studies = args.studies or (150 if args.mode == "site" else 60)
+        args.sizes = "10" if args.mode == "site" else args.sizes
+        args.folds = "cygnus" if args.folds == "all" else args.folds
+    args.studies = args.studies or (1500 if args.mode == "site" else 500)
+    args.seed_list = [int(s) for s in args.seeds.split(",")]
+    args.sizes = [int(n) for n in str(args.sizes).split(",")]
+    default_variants = {"table1": ",".join(VARIANTS), "lodo": "baseline,combined",
+                        "site": ""}[args.mode]
+    args.variants = [v for v in (args.variants or default_variants).split(",") if v]
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{OUT / 'mlflow.db'}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    args.manifest, args.ingest = prepare(args)
+    args.command = ("python -m benchmarks.strategies.run "
+                    + " ".join(argv if argv is not None else sys.argv[1:]))
+    args.when = (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.studies} studies at matrix "
+                 f"{args.matrix}, ingest `{INGEST_CONFIG.relative_to(REPO)}`, train "
+                 f"`{Path(args.config).name}`")
+    rows, text = MODES[args.mode](args)
+    seconds = time.perf_counter() - started
+    text += f"\n\n{len(rows)} result rows in {seconds / 60:.1f} min on {os.cpu_count()} CPUs."
+    folder = OUT / args.mode
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps({"seconds": seconds, "rows": rows},
+                                                    indent=1, default=float))
+    print(text)
+    begin, end = f"<!-- strategies-{args.mode}:begin -->", f"<!-- strategies-{args.mode}:end -->"
+    write_marked_section(args.doc, begin, end, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""Report formatting of the strategies benchmarks (benchmarks/strategies/report.py), the
+held-out shifts and the site-adaptation manifest."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.strategies import report
+from benchmarks.strategies.run import VARIANTS, shift_volume, site_manifest
+
+
+def test_table1_puts_the_seed_study_beside_ours():
+    rows = [{"variant": "baseline", "seed": s, "accuracy": a, "macro_f1": 0.7, "nll": 0.4,
+             "ece": 0.05, "held_out_accuracy": 0.6, "held_out_auroc": 0.8}
+            for s, a in ((0, 0.8), (1, 0.9))]
+    rows.append({"variant": "transfer", "seed": 0, "accuracy": 0.85,
+                 "held_out_auroc": math.nan})
+    text = report.table1(rows, list(VARIANTS)).splitlines()
+    assert text[0].startswith("| strategy | seeds | accuracy | macro-F1 | NLL | ECE |")
+    assert text[0].endswith("| seed study acc | seed study cross-domain acc |")
+    assert len(text) == 2 + len(VARIANTS)
+    assert text[2] == ("| baseline | 2 | 0.850 ± 0.071 | 0.700 ± 0.000 | 0.400 ± 0.000 | "
+                       "0.050 ± 0.000 | 0.600 ± 0.000 | 0.800 ± 0.000 | 0.812 | 0.701 |")
+    assert text[3] == "| layered | 0 | – | – | – | – | – | – | ? | ? |"
+    assert text[4] == "| transfer | 1 | 0.850 | – | – | – | – | – | 0.846 | 0.752 |"
+    assert text[6].endswith("| 0.867 | 0.781 |")
+
+
+def test_lodo_table_has_a_row_per_fold_and_a_mean():
+    rows = [{"variant": "combined", "seed": 0, "device": d,
+             **{f"{s}.accuracy": 0.9 for s in report.SHIFTS},
+             **{f"{s}.auroc": 0.95 for s in report.SHIFTS}} for d in ("acme", "cygnus")]
+    rows[1]["noise.accuracy"] = 0.7
+    text = report.lodo_table(rows, ["acme", "cygnus"]).splitlines()
+    assert text[0] == ("| held-out device | variant | clean acc / AUROC | noise acc / AUROC | "
+                       "gain_offset acc / AUROC | blur acc / AUROC |")
+    assert text[2].startswith("| `acme` | combined | 0.900 / 0.950 |")
+    assert text[3].split(" | ")[3] == "0.700 / 0.950"
+    assert text[4].startswith("| mean over folds | combined | 0.900 ± 0.000 / 0.950 ± 0.000 "
+                              "| 0.800 ± 0.141 / 0.950 ± 0.000 |")
+
+
+def test_site_table_arms_by_labelled_studies():
+    rows = [{"arm": arm, "n_labelled": n, "seed": 0, "accuracy": 0.5 + n / 1000,
+             "auroc": 0.6} for arm in report.SITE_ARMS for n in (50, 100)]
+    text = report.site_table(rows, [50, 100]).splitlines()
+    assert text[0] == "| arm | 50 labelled: acc / AUROC | 100 labelled: acc / AUROC |"
+    assert [line.split(" | ")[0] for line in text[2:]] == [
+        "| zero-shot", "| fine-tuned", "| from scratch"]
+    assert text[2] == "| zero-shot | 0.550 / 0.600 | 0.600 / 0.600 |"
+
+
+def test_section_names_the_command():
+    text = report.section("T", "python -m x", "today", ["a note"], "| t |")
+    assert text.splitlines() == ["## T", "", "`python -m x`, today.", "", "a note", "",
+                                 "| t |"]
+
+
+def test_shifts_stay_in_the_window_and_change_the_volume():
+    x = np.random.default_rng(0).uniform(0.2, 0.8, (16, 16, 4)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    assert np.array_equal(shift_volume(x, "clean", (-200, 300), rng), x)
+    for shift in ("noise", "gain_offset", "blur"):
+        out = shift_volume(x, shift, (-200, 300), rng)
+        assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+        assert not np.allclose(out, x)
+    # gain about 0 HU and +25 HU: 0 HU (x = 0.4) moves by 25 / 500
+    point = np.full((1, 1, 1), 0.4, np.float32)
+    assert float(shift_volume(point, "gain_offset", (-200, 300), rng)[0, 0, 0]) == \
+        np.float32(0.45)
+
+
+def test_site_manifest_labels_whole_patients_of_the_new_device(tmp_path):
+    frame = pd.DataFrame({
+        "study_uid": [f"1.{i}" for i in range(40)],
+        "patient_key": [f"pat{i // 2:03d}" for i in range(40)],
+        "label": [str((i // 2) % 2) for i in range(40)],
+        "device_group": ["new" if i < 30 else "old" for i in range(40)],
+        "split": ["train"] * 40})
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    out = pd.read_csv(site_manifest(tmp_path / "m.csv", "new", 10, 0, tmp_path / "o.csv"),
+                      dtype=str)
+    assert set(out["device_group"]) == {"new"} and len(out) == 30
+    train = out[out["split"] == "train"]
+    labelled = out[out["split"].isin(["train", "calib"])]
+    assert len(labelled) == 12  # 3 patients of 2 studies per class (>= 5 each)
+    assert set(train["label"]) == {"0", "1"}
+    assert set(out.loc[out["split"] == "calib", "label"]) == {"0", "1"}
+    assert not set(train["patient_key"]) & set(out.loc[out["split"] == "test", "patient_key"])

@@ -1,0 +1,85 @@
+"""`triage listen`: receive studies by C-STORE and triage each once it is complete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from triage.cli.options import DEVICE, JSON, MODEL_HELP, echo_json
+
+
+def listen(
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="Output: spool/, worklists, journal.jsonl, headers/, "
+                                  "cache/. Restart with the same --out to resume."),
+    ae_title: str = typer.Option("TRIAGE", "--ae-title", help="Our AE title."),
+    port: int = typer.Option(11112, "--port", help="DICOM port to listen on."),
+    host: str = typer.Option("127.0.0.1", "--host",
+                             help="Address to bind (0.0.0.0: every interface)."),
+    stable_seconds: float = typer.Option(30.0, "--stable-seconds",
+                                         help="A study is complete after this many seconds "
+                                              "without a new instance."),
+    allow_ae: str = typer.Option("", "--allow-ae",
+                                 help="Comma-separated calling AE titles to accept "
+                                      "(default: any)."),
+    report_to: str = typer.Option("", "--report-to",
+                                  help="Send each study's SR: http(s)://HOST:PORT/dicom-web "
+                                       "or dicom://AET@HOST:PORT."),
+    rules: Path = typer.Option(None, "--rules", "-r", help="Rules YAML (as for triage run)."),
+    device: str = DEVICE,
+    json_summary: bool = JSON,
+) -> None:
+    """Listen for C-STORE; triage each study once no instance arrived for --stable-seconds.
+
+    SIGTERM finishes the study in hand and exits 0; a restart resumes from the spool.
+    """
+    import signal
+
+    from triage.cli.run import _rules_file
+    from triage.errors import ConfigError
+    from triage.model.device import select_device
+    from triage.pacs.listen import ListenConfig, Listener
+    from triage.route import Router
+    from triage.run.model import load_model
+    from triage.run.pipeline import prepare_out_dir
+
+    allowed = tuple(a.strip() for a in allow_ae.split(",") if a.strip())
+    for aet in (ae_title, *allowed):
+        if not 1 <= len(aet) <= 16 or "\\" in aet or not aet.isprintable():
+            raise ConfigError(f"AE title {aet!r} must be 1-16 printable characters without a "
+                              f"backslash.")
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port must be 1-65535, got {port}.")
+    if stable_seconds < 0:
+        raise ConfigError(f"--stable-seconds must be 0 or more, got {stable_seconds}.")
+    sink = None
+    if report_to:
+        from triage.pacs.report import create_sink
+
+        sink = create_sink(report_to)
+    device = str(select_device(device, option="--device"))
+    prepare_out_dir(out)
+    loaded = load_model(model)
+    rules_path = _rules_file(rules, loaded.bundle, out)
+    router = Router.from_yaml(rules_path, getattr(loaded.bundle, "routing", None) or {},
+                              loaded.bundle.train_devices)
+    listener = Listener(out, ListenConfig(ae_title, port, host, stable_seconds, allowed),
+                        bundle=loaded.bundle, router=router, sink=sink,
+                        model_name=loaded.name, model_version=loaded.version, device=device)
+    signal.signal(signal.SIGTERM, lambda *_: listener.stop())
+    try:
+        listener.run()
+    except KeyboardInterrupt:
+        listener.stop()
+    if json_summary:  # what the listener triaged, over every run of this --out
+        from collections import Counter
+
+        rows = list(listener.journal.rows.values())
+        echo_json({"studies": len(rows), "route": dict(Counter(r.route for r in rows)),
+                   "worklist": str(out / "worklist.csv")})
+
+
+def register(app: typer.Typer) -> None:
+    app.command("listen")(listen)

@@ -1,0 +1,208 @@
+"""The DICOMweb source: QIDO-RS finds the studies, WADO-RS fetches each one's instances.
+
+Filters map to QIDO-RS query keys (``StudyDate`` ranges, ``ModalitiesInStudy``,
+``StudyInstanceUID``). Each call is retried with backoff on connection errors and
+transient statuses (`triage.pacs.retry`); a server that stays unreachable stops the run
+(`EnvironmentalError`, exit 3, resumable), while a study the server refuses after retries
+becomes a `RetrievalError`, that study's ``failed`` row, naming the HTTP status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from triage.errors import ConfigError, EnvironmentalError
+from triage.pacs.retry import Backoff, http_status, is_transient
+from triage.pacs.source import RetrievalError, StudyRef
+
+LOGGER = logging.getLogger(__name__)
+PAGE = 100
+STUDY_FIELDS = ("PatientID", "AccessionNumber", "StudyDate", "StudyTime", "PatientName",
+                "PatientBirthDate", "PatientSex", "StudyID", "ReferringPhysicianName",
+                "ModalitiesInStudy", "SpecificCharacterSet")
+_DATE_RANGE = re.compile(r"^(\d{8})?-(\d{8})?$|^\d{8}$")
+
+
+def is_dicomweb_url(text: str) -> bool:
+    """Whether `text` is an http(s) URL (a DICOMweb base URL) rather than a folder."""
+    return text.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class StudyFilter:
+    """Which studies a DICOMweb query asks for.
+
+    Attributes:
+        study_date: a DICOM date range ``YYYYMMDD-YYYYMMDD`` (either end may be open) or
+            one date.
+        modality: a modality the study must contain (``ModalitiesInStudy``).
+        study_uids: only these studies (none: every study).
+        limit: at most this many studies (None: all).
+    """
+
+    study_date: str = ""
+    modality: str = ""
+    study_uids: tuple[str, ...] = ()
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.study_date and not _DATE_RANGE.match(self.study_date):
+            raise ConfigError(f"--study-date must be YYYYMMDD-YYYYMMDD (an end may be left "
+                              f"open) or YYYYMMDD, got {self.study_date!r}.")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {self.limit}.")
+        if self.modality and not re.fullmatch(r"[A-Z0-9]{1,16}", self.modality):
+            raise ConfigError(f"--modality must be a DICOM modality such as CT, got "
+                              f"{self.modality!r}.")
+
+    def query(self) -> dict[str, str]:
+        keys = {}
+        if self.study_date:
+            keys["StudyDate"] = self.study_date
+        if self.modality:
+            keys["ModalitiesInStudy"] = self.modality
+        return keys
+
+
+def _value(attrs: dict, keyword: str) -> str:
+    from pydicom.datadict import tag_for_keyword
+
+    element = attrs.get(f"{tag_for_keyword(keyword):08X}", {})
+    values = element.get("Value") or [""]
+    value = values[0]
+    if isinstance(value, dict):  # a person name
+        return str(value.get("Alphabetic", ""))
+    return str(value)
+
+
+class DicomwebSource:
+    """Studies of a DICOMweb server (QIDO-RS, WADO-RS).
+
+    Args:
+        url: the DICOMweb base URL (``http://host:8042/dicom-web``).
+        filters: which studies.
+        backoff: retry policy of each call.
+        timeout: seconds per HTTP request.
+    """
+
+    def __init__(self, url: str, filters: StudyFilter | None = None, *,
+                 backoff: Backoff | None = None, timeout: float = 60.0) -> None:
+        from dicomweb_client.api import DICOMwebClient
+
+        if not is_dicomweb_url(url):
+            raise ConfigError(f"A DICOMweb source must be an http(s) URL, got {url!r}.")
+        self.url = url.rstrip("/")
+        self.filters = filters or StudyFilter()
+        self.backoff = backoff or Backoff()
+        self.client = DICOMwebClient(self.url)
+        self.client.set_http_retry_params(retry=False)  # ours: `backoff`
+        self.timeout = timeout
+        self.description = f"DICOMweb {self.url}"
+
+    def _unreachable(self, err: BaseException, what: str) -> EnvironmentalError:
+        status = http_status(err)
+        why = f"HTTP {status}" if status is not None else type(err).__name__
+        return EnvironmentalError(f"The DICOMweb server {self.url} failed {what} ({why}) "
+                                  f"after {self.backoff.attempts} tries")
+
+    def _search(self, **kwargs: Any) -> list[dict]:
+        return self.backoff.call(lambda: self.client.search_for_studies(
+            fields=list(STUDY_FIELDS), **kwargs), "QIDO-RS study search")
+
+    def find(self) -> Sequence[StudyRef]:
+        """The studies matching the filters, by Study Instance UID (at most ``limit``)."""
+        query, limit = self.filters.query(), self.filters.limit
+        found: dict[str, dict] = {}
+        try:
+            if self.filters.study_uids:
+                for uid in dict.fromkeys(self.filters.study_uids):
+                    for attrs in self._search(search_filters={**query,
+                                                              "StudyInstanceUID": uid}):
+                        found[_value(attrs, "StudyInstanceUID")] = attrs
+            else:
+                offset = 0
+                while limit is None or len(found) < limit:
+                    page = PAGE if limit is None else min(PAGE, limit - len(found))
+                    batch = self._search(search_filters=query, limit=page, offset=offset)
+                    for attrs in batch:
+                        found[_value(attrs, "StudyInstanceUID")] = attrs
+                    if len(batch) < page:
+                        break
+                    offset += len(batch)
+        except Exception as err:
+            if is_transient(err) or http_status(err) is None:
+                raise self._unreachable(err, "the study search") from err
+            raise ConfigError(f"The DICOMweb server {self.url} refused the study search "
+                              f"(HTTP {http_status(err)}); check the URL and "
+                              f"filters.") from err
+        uids = sorted(uid for uid in found if uid)
+        if limit is not None:
+            uids = uids[:limit]
+        return [StudyRef(uid, _value(found[uid], "PatientID"),
+                         _value(found[uid], "AccessionNumber"),
+                         _value(found[uid], "StudyDate"), found[uid]) for uid in uids]
+
+    def stage(self, study: StudyRef, folder: Path) -> Path:
+        """Fetch the study's instances (WADO-RS) into `folder`, one file each, atomically.
+
+        A failed try starts over in an emptied folder.
+        """
+        folder = Path(folder)
+
+        def fetch() -> int:
+            _empty(folder)
+            count = 0
+            for count, dataset in enumerate(self.client.iter_study(
+                    study.study_uid, media_types=(("application/dicom", "*"),)), start=1):
+                _write(dataset, folder / f"{count:06d}.dcm")
+            return count
+
+        try:
+            count = self.backoff.call(fetch, f"WADO-RS retrieval of study {study.study_uid}")
+        except Exception as err:
+            status = http_status(err)
+            if status is None and is_transient(err):
+                raise self._unreachable(err, f"retrieving study {study.study_uid}") from err
+            if status is None:
+                raise RetrievalError(study.study_uid, f"retrieval failed: the server's "
+                                     f"answer could not be read ({type(err).__name__})"
+                                     ) from err
+            raise RetrievalError(study.study_uid, f"retrieval failed: the DICOMweb server "
+                                 f"answered HTTP {status} after "
+                                 f"{self.backoff.attempts} tries", status) from err
+        if count == 0:
+            raise RetrievalError(study.study_uid, "retrieval failed: the DICOMweb server "
+                                                  "returned no instance for the study")
+        return folder
+
+    def instances(self, study: StudyRef) -> list[dict]:
+        """The study's instances as QIDO-RS lists them (DICOM JSON); [] if that fails."""
+        try:
+            return self.backoff.call(lambda: self.client.search_for_instances(
+                study_instance_uid=study.study_uid), f"QIDO-RS instances of {study.study_uid}")
+        except Exception as err:  # noqa: BLE001 - only the SR of a failed study needs it
+            LOGGER.warning("Listing the instances of study %s failed (%s).", study.study_uid,
+                           type(err).__name__)
+            return []
+
+
+def _empty(folder: Path) -> None:
+    import shutil
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
+def _write(dataset, path: Path) -> None:
+    import pydicom
+
+    tmp = path.with_suffix(".part")
+    pydicom.dcmwrite(tmp, dataset, enforce_file_format=False)
+    os.replace(tmp, path)

@@ -1,0 +1,227 @@
+"""`triage listen`: a C-STORE SCP that triages each study once it stops growing.
+
+Received instances are written atomically to ``OUT/spool/<study UID>/<SOP UID>.dcm`` (a
+temporary file renamed into place) before the store is acknowledged. A study is complete
+when no instance has arrived for `stable_seconds`; it is then scanned from the spool,
+ingested, scored, routed and journaled as in `triage run`, the worklists are rewritten and,
+with a sink, its SR is sent. Instances arriving for a study already triaged make it due
+again: it is triaged anew, its row replaced and a new SR (new UID) supersedes the old one.
+
+The spool and the journal are the whole state: a listener stopped (SIGTERM: it finishes
+the study in hand and exits) or killed, then restarted, triages whatever changed since.
+Associations from AE titles outside the allow list are rejected. Logs name studies by UID.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from triage.dicom.grouping import group_studies
+from triage.dicom.scan import scan_export
+from triage.ingest.config import IngestConfig
+from triage.ingest.study import ingest_study
+from triage.pacs.headers import HeaderStore
+from triage.preprocess.cache import VolumeCache
+from triage.run.pipeline import CACHE_DIR, _provenance, _Triage, open_journal, prepare_out_dir
+from triage.run.stopwatch import Stopwatch
+from triage.run.worklist import WorklistRow, study_identifiers, write_worklists
+
+if TYPE_CHECKING:
+    from triage.pacs.report import Sink
+    from triage.registry.bundle import ModelBundle
+    from triage.route import Router
+
+LOGGER = logging.getLogger(__name__)
+SPOOL_DIR = "spool"
+TRIAGED_MARK = ".triaged"
+_UID_CHARS = set("0123456789.")
+
+
+@dataclass
+class ListenConfig:
+    """How the listener listens.
+
+    Attributes:
+        ae_title: our AE title.
+        port: TCP port.
+        host: address to bind (default loopback only).
+        stable_seconds: a study is complete after this long without a new instance.
+        allow_ae: calling AE titles accepted (empty: any).
+    """
+
+    ae_title: str = "TRIAGE"
+    port: int = 11112
+    host: str = "127.0.0.1"
+    stable_seconds: float = 30.0
+    allow_ae: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _safe_uid(uid: str) -> bool:
+    return 0 < len(uid) <= 64 and set(uid) <= _UID_CHARS and not uid.startswith(".")
+
+
+class Spool:
+    """Received instances, by study, on disk."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.root = out_dir / SPOOL_DIR
+        self.tmp = self.root / ".incoming"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def write(self, dataset) -> str:
+        """Store one received instance atomically; returns its study UID."""
+        study, sop = str(dataset.StudyInstanceUID), str(dataset.SOPInstanceUID)
+        if not (_safe_uid(study) and _safe_uid(sop)):
+            raise ValueError("the instance has no valid Study or SOP Instance UID")
+        folder = self.root / study
+        folder.mkdir(exist_ok=True)
+        tmp = self.tmp / f"{sop}.{threading.get_ident()}.part"
+        dataset.save_as(tmp, enforce_file_format=True)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / f"{sop}.dcm")
+        return study
+
+    def due(self, stable_seconds: float, now: float | None = None) -> list[str]:
+        """Studies whose files changed since they were triaged and are quiet now."""
+        now = time.time() if now is None else now
+        out = []
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()
+                             and _safe_uid(p.name)):
+            files = sorted(folder.glob("*.dcm"))
+            if not files:
+                continue
+            newest = max(f.stat().st_mtime for f in files)
+            if now - newest < stable_seconds:
+                continue
+            if self._mark(folder) != self._fingerprint(files):
+                out.append(folder.name)
+        return out
+
+    @staticmethod
+    def _fingerprint(files: list[Path]) -> str:
+        return "\n".join(f.name for f in files)
+
+    @staticmethod
+    def _mark(folder: Path) -> str:
+        try:
+            return (folder / TRIAGED_MARK).read_text(encoding="utf-8")
+        except OSError:
+            return ""
+
+    def mark_triaged(self, study_uid: str, files: list[Path]) -> None:
+        from triage.io import atomic_write_text
+
+        atomic_write_text(self.root / study_uid / TRIAGED_MARK, self._fingerprint(files))
+
+
+class Listener:
+    """The SCP and the triage loop (see the module docstring)."""
+
+    def __init__(self, out_dir: Path | str, config: ListenConfig, *, bundle: ModelBundle,
+                 router: Router, sink: Sink | None = None, model_name: str = "",
+                 model_version: str = "", device: str = "cpu") -> None:
+        self.out_dir = prepare_out_dir(out_dir)
+        self.config, self.sink = config, sink
+        self.spool = Spool(self.out_dir)
+        self.headers = HeaderStore(self.out_dir)
+        self.ingest = IngestConfig.from_dict(bundle.ingest_config,
+                                             source="the model bundle's ingest_config")
+        provenance = _provenance(bundle, router, model_name, model_version)
+        self.journal = open_journal(self.out_dir, bundle, provenance, self.ingest)
+        self.identifiers: dict = {}
+        self.triage = _Triage(bundle=bundle, router=router, journal=self.journal,
+                              cache=VolumeCache(self.out_dir / CACHE_DIR), config=self.ingest,
+                              identifiers=self.identifiers, provenance=provenance,
+                              device=device, batch_size=1, on_row=self._on_row,
+                              clock=Stopwatch())
+        self.stopping = threading.Event()
+        self.server: Any = None
+        self.rows: list[WorklistRow] = []
+
+    # the SCP ---------------------------------------------------------------------------
+
+    def _on_store(self, event) -> int:
+        try:
+            dataset = event.dataset
+            dataset.file_meta = event.file_meta
+            study = self.spool.write(dataset)
+        except Exception as err:  # noqa: BLE001 - the sender gets a failure status
+            LOGGER.warning("Refused an instance from %s (%s).",
+                           event.assoc.requestor.ae_title, type(err).__name__)
+            return 0xC210  # cannot understand
+        LOGGER.debug("Received an instance of study %s.", study)
+        return 0x0000
+
+    def start(self) -> None:
+        """Start the SCP (C-ECHO and every storage SOP class) in a background thread."""
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+        ae = AE(ae_title=self.config.ae_title)
+        ae.supported_contexts = AllStoragePresentationContexts
+        ae.add_supported_context(Verification)
+        if self.config.allow_ae:
+            ae.require_calling_aet = list(self.config.allow_ae)
+        self.server = ae.start_server((self.config.host, self.config.port), block=False,
+                                      evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+        LOGGER.info("Listening as %s on %s:%d (studies complete after %.0f s quiet).",
+                    self.config.ae_title, self.config.host, self.config.port,
+                    self.config.stable_seconds)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # the triage loop -------------------------------------------------------------------
+
+    def _on_row(self, row: WorklistRow) -> None:
+        self.rows.append(row)
+
+    def triage_study(self, study_uid: str) -> WorklistRow | None:
+        """Triage one spooled study now; rewrite the worklists; send its SR."""
+        folder = self.spool.root / study_uid
+        files = sorted(folder.glob("*.dcm"))
+        groups = [g for g in group_studies(scan_export(folder, workers=1,
+                                                       limits=self.ingest.limits))
+                  if not g.is_pseudo]
+        self.rows = []
+        for group in groups:
+            self.identifiers[group.study_uid] = study_identifiers(group)
+            self.headers.save_group(group)
+            self.triage.add(group, ingest_study(group, self.ingest,
+                                                self.out_dir / CACHE_DIR, keep_array=True))
+        self.triage.flush()
+        write_worklists(list(self.journal.rows.values()), self.out_dir,
+                        processed=self.journal.order())
+        self.spool.mark_triaged(study_uid, files)
+        for row in self.rows:
+            LOGGER.info("Study %s: %s.", row.study_uid, row.route)
+        if self.sink is not None and self.rows:
+            from triage.pacs.report import send_reports
+
+            counts = send_reports(self.rows, self.out_dir, self.sink)
+            LOGGER.info("Study %s: SR %s.", study_uid, json.dumps(counts))
+        return self.rows[0] if self.rows else None
+
+    def run(self, poll_seconds: float = 0.5) -> None:
+        """Serve until `stop` (SIGTERM): triage each study once it is quiet."""
+        self.start()
+        try:
+            while not self.stopping.is_set():
+                for study_uid in self.spool.due(self.config.stable_seconds):
+                    if self.stopping.is_set():
+                        break
+                    self.triage_study(study_uid)
+                self.stopping.wait(poll_seconds)
+        finally:
+            if self.server is not None:
+                self.server.shutdown()
+            LOGGER.info("Listener stopped; the spool and the journal are kept in %s.",
+                        self.out_dir)

@@ -1,0 +1,251 @@
+"""`run_source`: triage the studies a `Source` finds (a DICOMweb query) into worklists.
+
+The same per-study path as a folder (`triage.run.pipeline`): each study is staged in a
+bounded folder under ``OUT/staging`` by a background thread (at most `prefetch` studies
+ahead), scanned and grouped there, ingested with `ingest_study` (the volume cached), and
+its files deleted at once: disk holds a few studies at a time, whatever the archive size.
+The model scores in batches, the rules route, the journal records each row, so a killed
+run resumes: studies already journaled are not fetched again.
+
+Every study found gets a row: one whose retrieval fails after retries gets a ``failed``
+row naming the HTTP status. A server that stays unreachable stops the run (exit 3); the
+rerun resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from triage.dicom.grouping import StudyGroup, group_studies
+from triage.dicom.scan import scan_export
+from triage.errors import ConfigError, EnvironmentalError, is_environmental
+from triage.ingest.config import IngestConfig
+from triage.ingest.stream import failed_outcome
+from triage.ingest.study import ingest_study
+from triage.io import atomic_write_text
+from triage.pacs.headers import HeaderStore
+from triage.pacs.source import RetrievalError, Source, StudyRef
+from triage.preprocess.cache import VolumeCache
+from triage.run.journal import JOURNAL_NAME
+from triage.run.pipeline import (
+    CACHE_DIR,
+    SUMMARY_NAME,
+    Progress,
+    RunResult,
+    _provenance,
+    _stopped,
+    _summary,
+    _Triage,
+    open_journal,
+    prepare_out_dir,
+)
+from triage.run.stopwatch import Stopwatch
+from triage.run.worklist import StudyIdentifiers, WorklistRow, write_worklists
+
+if TYPE_CHECKING:
+    from triage.registry.bundle import ModelBundle
+    from triage.route import Router
+
+LOGGER = logging.getLogger(__name__)
+STAGING_DIR = "staging"
+
+
+@dataclass
+class _Staged:
+    ref: StudyRef
+    folder: Path | None = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+
+
+def _stager(source: Source, refs: list[StudyRef], staging: Path, out: queue.Queue,
+            stop: threading.Event) -> None:
+    for n, ref in enumerate(refs):
+        if stop.is_set():
+            return
+        start = time.perf_counter()
+        try:
+            item = _Staged(ref, source.stage(ref, staging / f"{n:06d}"))
+        except BaseException as err:  # noqa: BLE001 - handed to the main thread
+            item = _Staged(ref, error=err)
+        item.seconds = time.perf_counter() - start
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+    out.put(None)
+
+
+def _belongs(uid: str, ref: StudyRef) -> bool:
+    return uid == ref.study_uid or uid.startswith(ref.study_uid + "#")
+
+
+def run_source(source: Source, out_dir: Path | str, *, bundle: ModelBundle, router: Router,
+               batch_size: int = 4, prefetch: int = 2, progress: Progress | None = None,
+               model_name: str = "", model_version: str = "",
+               device: str = "auto", runtime: str | None = None) -> RunResult:
+    """Triage every study `source` finds into ``worklist.csv`` and ``review_worklist.csv``.
+
+    Args:
+        source: where the studies come from (`triage.pacs.dicomweb.DicomwebSource`).
+        out_dir: output folder, as for `triage.run.pipeline.run_export`, plus
+            ``headers/`` (what the SRs need) and ``staging/`` (emptied as it goes).
+        bundle, router, batch_size, progress, model_name, model_version, device, runtime: as
+            for `run_export`.
+        prefetch: studies staged ahead of the one being ingested (disk bound).
+
+    Returns:
+        The result; ``rows`` has one row per study found (one per part of a study whose
+        files disagree on the patient).
+
+    Raises:
+        EnvironmentalError: the server stayed unreachable, or the machine failed; the run
+            stopped and a rerun resumes.
+    """
+    from triage.model.device import select_device
+
+    start = time.perf_counter()
+    if batch_size < 1 or prefetch < 1:
+        raise ConfigError(f"batch_size and prefetch must be at least 1, got {batch_size} "
+                          f"and {prefetch}.")
+    device = str(select_device(device, option="device"))
+    runtime = bundle.check_runtime(runtime)
+    config = IngestConfig.from_dict(bundle.ingest_config,
+                                    source="the model bundle's ingest_config")
+    provenance = _provenance(bundle, router, model_name, model_version)
+    out_dir = prepare_out_dir(out_dir)
+    try:
+        return _run(source, out_dir, bundle=bundle, router=router, batch_size=batch_size,
+                    prefetch=prefetch, progress=progress, device=device, config=config,
+                    provenance=provenance, start=start, runtime=runtime)
+    except EnvironmentalError as err:
+        raise _stopped(err, out_dir / JOURNAL_NAME) from err
+    except Exception as err:
+        if is_environmental(err):
+            raise _stopped(err, out_dir / JOURNAL_NAME) from err
+        raise
+
+
+def _run(source: Source, out_dir: Path, *, bundle: ModelBundle, router: Router,
+         batch_size: int, prefetch: int, progress: Progress | None, device: str,
+         config: IngestConfig, provenance: dict[str, str], start: float,
+         runtime: str) -> RunResult:
+    clock = Stopwatch()
+    journal = open_journal(out_dir, bundle, provenance, config)
+    headers = HeaderStore(out_dir)
+    with clock("find"):
+        refs = list(source.find())
+    todo = [r for r in refs if not any(_belongs(uid, r) for uid in journal.rows)]
+    resumed = len(refs) - len(todo)
+    LOGGER.info("%s: found %d studies; %d already done in the journal, %d to run.",
+                source.description, len(refs), resumed, len(todo))
+    done = resumed
+    if progress:
+        progress(done, len(refs), None)
+
+    def on_row(row: WorklistRow) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, len(refs), row)
+
+    identifiers = {r.study_uid: StudyIdentifiers(r.patient_id, r.accession_number,
+                                                 r.study_date) for r in refs}
+    cache_root = out_dir / CACHE_DIR
+    triage = _Triage(bundle=bundle, router=router, journal=journal,
+                     cache=VolumeCache(cache_root), config=config, identifiers=identifiers,
+                     provenance=provenance, device=device, batch_size=batch_size,
+                     on_row=on_row, clock=clock, runtime=runtime)
+    staging = out_dir / STAGING_DIR
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed run left half-fetched
+    staged: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+    thread = threading.Thread(target=_stager, args=(source, todo, staging, staged, stop),
+                              name="triage-stager", daemon=True)
+    thread.start()
+    retrieval_failed = 0
+    try:
+        for item in clock.timed(iter(staged.get, None), "retrieve_wait"):
+            clock.seconds["retrieve"] = clock.seconds.get("retrieve", 0.0) + item.seconds
+            if item.error is not None:
+                if not isinstance(item.error, RetrievalError):
+                    triage.flush()  # journal what is ingested before the run stops
+                    raise item.error
+                retrieval_failed += 1
+                LOGGER.error("Study %s: %s.", item.ref.study_uid, item.error)
+                _record_failed_headers(source, item.ref, headers)
+                study = StudyGroup(item.ref.study_uid, {})
+                triage.add(study, failed_outcome(study, str(item.error), stage="retrieve"))
+                continue
+            _triage_staged(item, triage, config, cache_root, headers, clock)
+        triage.flush()
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        shutil.rmtree(staging, ignore_errors=True)
+
+    rows = [row for ref in refs for uid, row in journal.rows.items() if _belongs(uid, ref)]
+    with clock("worklists"):
+        write_worklists(rows, out_dir, processed=journal.order())
+    seconds = time.perf_counter() - start
+    rows.sort(key=lambda r: r.study_uid)
+    summary = _summary(rows, source=source.description, resumed=resumed,
+                       processed=len(todo), retrieval_failed=retrieval_failed,
+                       seconds=round(seconds, 3),
+                       studies_per_minute=round(60 * len(todo) / seconds, 2) if seconds
+                       else None, stage_seconds=clock.rounded(), **provenance)
+    atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=1))
+    return RunResult(out_dir, rows, resumed, len(todo), seconds, summary)
+
+
+def _triage_staged(item: _Staged, triage: _Triage, config: IngestConfig, cache_root: Path,
+                   headers: HeaderStore, clock: Stopwatch) -> None:
+    """Scan, group and ingest one staged study, then delete its files."""
+    assert item.folder is not None
+    try:
+        with clock("scan"):
+            groups = group_studies(scan_export(item.folder, workers=1, limits=config.limits))
+        mine = [g for g in groups if _belongs(g.study_uid, item.ref)]
+        unreadable = sum(1 for g in groups if g.is_pseudo)
+        if unreadable:
+            LOGGER.warning("Study %s: %d retrieved instances could not be read and are "
+                           "left out.", item.ref.study_uid, unreadable)
+        if not mine:
+            study = StudyGroup(item.ref.study_uid, {})
+            triage.add(study, failed_outcome(
+                study, f"none of the retrieved instances could be read ({unreadable} "
+                       f"unreadable)", stage="retrieve"))
+            return
+        for group in mine:
+            headers.save_group(group)
+            with clock("ingest"):
+                outcome = ingest_study(group, config, cache_root, keep_array=True)
+            triage.add(group, outcome)
+    finally:
+        shutil.rmtree(item.folder, ignore_errors=True)  # the volume is cached
+
+
+def _record_failed_headers(source: Any, ref: StudyRef, headers: HeaderStore) -> None:
+    """What an SR of a study that could not be fetched needs: the study attributes the
+    search returned, and the instances if the server still lists them."""
+    listed = source.instances(ref) if hasattr(source, "instances") else []
+    series: dict[str, list[list[str]]] = {}
+    for attrs in listed:
+        def value(tag: str, attrs: dict = attrs) -> str:
+            return str((attrs.get(tag, {}).get("Value") or [""])[0])
+        uid, sop_class, sop = value("0020000E"), value("00080016"), value("00080018")
+        if uid and sop_class and sop:
+            series.setdefault(uid, []).append([sop_class, sop])
+    study = dict(ref.attributes)
+    study.setdefault("0020000D", {"vr": "UI", "Value": [ref.study_uid]})
+    headers.save(ref.study_uid, study, series)

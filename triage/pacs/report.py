@@ -1,0 +1,179 @@
+"""Sinks: send one SR per worklist row to a PACS, by STOW-RS or C-STORE.
+
+`create_sink` parses ``--report-to``: ``http(s)://HOST:PORT/dicom-web`` (STOW-RS, with
+dicomweb-client) or ``dicom://AET@HOST:PORT`` (C-STORE, with pynetdicom; our calling AE
+title is ``TRIAGE`` unless ``dicom://AET@HOST:PORT?calling=OURS``). Each store is retried
+with backoff; a destination that stays unreachable stops (`EnvironmentalError`, exit 3)
+and a rerun sends again: SR UIDs are deterministic (`triage.pacs.sr`), so the PACS gets
+no duplicate. Logs name studies by UID only.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from triage.errors import ConfigError, EnvironmentalError
+from triage.pacs.headers import HeaderStore
+from triage.pacs.retry import Backoff, http_status, is_transient
+from triage.pacs.sr import ReportError, build_sr
+from triage.run.worklist import WorklistRow
+
+LOGGER = logging.getLogger(__name__)
+DEFAULT_CALLING_AET = "TRIAGE"
+_AET = re.compile(r"^[\x20-\x7e]{1,16}$")
+
+
+class RejectedError(Exception):
+    """The destination refused this one SR (not worth retrying)."""
+
+
+class Sink(Protocol):
+    description: str
+
+    def send(self, dataset) -> None:
+        """Store one dataset. Raises `RejectedError` or a transient error."""
+
+
+@dataclass
+class StowSink:
+    """STOW-RS to a DICOMweb base URL."""
+
+    url: str
+
+    def __post_init__(self) -> None:
+        from dicomweb_client.api import DICOMwebClient
+
+        self.client = DICOMwebClient(self.url.rstrip("/"))
+        self.client.set_http_retry_params(retry=False)  # ours: `send_reports`
+        self.description = f"STOW-RS {self.url}"
+
+    def send(self, dataset) -> None:
+        try:
+            self.client.store_instances(datasets=[dataset])
+        except Exception as err:
+            status = http_status(err)
+            if status is not None and not is_transient(err):
+                raise RejectedError(f"HTTP {status}") from err
+            raise
+
+
+@dataclass
+class CStoreSink:
+    """C-STORE to a DICOM node (a new association per SR, so a restarted PACS is fine)."""
+
+    called_aet: str
+    host: str
+    port: int
+    calling_aet: str = DEFAULT_CALLING_AET
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.description = f"C-STORE {self.called_aet}@{self.host}:{self.port}"
+
+    def send(self, dataset) -> None:
+        from pynetdicom import AE
+
+        ae = AE(ae_title=self.calling_aet)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
+        ae.add_requested_context(dataset.SOPClassUID, [dataset.file_meta.TransferSyntaxUID])
+        assoc = ae.associate(self.host, self.port, ae_title=self.called_aet)
+        if not assoc.is_established:
+            raise ConnectionError(f"no association with {self.description} (rejected, "
+                                  f"aborted or unreachable)")
+        try:
+            status = assoc.send_c_store(dataset)
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        code = getattr(status, "Status", None)
+        if code is None:
+            raise ConnectionError(f"{self.description} answered no C-STORE status")
+        if code not in (0x0000, 0xB000, 0xB007, 0xB006):
+            raise RejectedError(f"C-STORE status 0x{code:04X}")
+
+
+def create_sink(target: str) -> Sink:
+    """The sink of a ``--report-to`` value.
+
+    Raises:
+        ConfigError: neither an http(s) URL nor ``dicom://AET@HOST:PORT``.
+    """
+    if target.startswith(("http://", "https://")):
+        return StowSink(target)
+    parts = urlsplit(target)
+    if parts.scheme == "dicom" and parts.username and parts.hostname and parts.port:
+        calling = parse_qs(parts.query).get("calling", [DEFAULT_CALLING_AET])[0]
+        for aet in (parts.username, calling):
+            if not _AET.match(aet) or "\\" in aet:
+                raise ConfigError(f"--report-to: AE title {aet!r} must be 1-16 printable "
+                                  f"characters without a backslash.")
+        return CStoreSink(parts.username, parts.hostname, parts.port, calling)
+    raise ConfigError(f"--report-to must be http(s)://HOST:PORT/dicom-web (STOW-RS) or "
+                      f"dicom://AET@HOST:PORT (C-STORE), got {target!r}.")
+
+
+def _headers_from_export(export_dir: Path, store: HeaderStore,
+                         missing: set[str]) -> None:
+    from triage.dicom.grouping import group_studies
+    from triage.dicom.scan import scan_export
+
+    for group in group_studies(scan_export(export_dir)):
+        if group.study_uid in missing:
+            store.save_group(group)
+
+
+def send_reports(rows: Iterable[WorklistRow], out_dir: Path | str, sink: Sink, *,
+                 export_dir: Path | str | None = None,
+                 backoff: Backoff | None = None) -> dict[str, int]:
+    """Send one SR per row to `sink`; returns counts ``sent``, ``rejected``, ``skipped``.
+
+    Args:
+        rows: worklist rows (failed ones too: their SR carries the reason).
+        out_dir: the run's output folder (its ``headers/``).
+        sink: where to send.
+        export_dir: the export folder, for studies of a folder run (their headers are read
+            from the files).
+        backoff: retry policy per SR.
+
+    Raises:
+        EnvironmentalError: the destination stayed unreachable; rerun to send again.
+    """
+    rows = list(rows)
+    store, backoff = HeaderStore(out_dir), backoff or Backoff()
+    if export_dir is not None:
+        missing = {r.study_uid for r in rows if store.load(r.study_uid) is None}
+        if missing:
+            _headers_from_export(Path(export_dir), store, missing)
+    counts: Counter = Counter()
+    for row in rows:
+        try:
+            sr = build_sr(row, store.load(row.study_uid),
+                          guarantee=str(getattr(row, "guarantee", "") or ""))
+        except ReportError as err:
+            LOGGER.warning("No SR for study %s: %s.", row.study_uid, err)
+            counts["skipped"] += 1
+            continue
+        try:
+            backoff.call(functools.partial(sink.send, sr),
+                         f"{sink.description} of the SR of study {row.study_uid}")
+            counts["sent"] += 1
+        except RejectedError as err:
+            LOGGER.error("%s refused the SR of study %s (%s).", sink.description,
+                         row.study_uid, err)
+            counts["rejected"] += 1
+        except Exception as err:
+            if is_transient(err) or isinstance(err, OSError):
+                raise EnvironmentalError(
+                    f"Sending SRs to {sink.description} failed ({type(err).__name__}) "
+                    f"after {backoff.attempts} tries; {counts['sent']} were sent. Rerun "
+                    f"the same command to send them (the PACS gets no duplicate)") from err
+            raise
+    return {k: counts[k] for k in ("sent", "rejected", "skipped")}
