@@ -54,6 +54,7 @@ def test_a_task_or_actor_that_dies_once_is_retried(ray_local, armed, local_rows,
     assert _rows(tmp_path / "out") == local_rows
 
 
+@pytest.mark.slow  # 60-110 s on 2 shared cores: 4 actor and 2 worker deaths, each restarted
 def test_a_study_that_kills_every_try_is_failed_with_the_reason(ray_local, armed, local_rows,
                                                                 run_case, bundle, router,
                                                                 tmp_path):
