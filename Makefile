@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency bench-table1 bench-lodo bench-site bench-strategies-smoke lint clean
+.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency bench-table1 bench-lodo bench-site bench-strategies-smoke bench-ray lint clean
 
 help:
 	@echo "make demo      create the venv, install, run the pipeline end to end on a synthetic export"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-lodo  leave-one-device-out over every device x 3 shifts (3 seeds; long)"
 	@echo "make bench-site  site adaptation with 50 / 100 labelled studies (long)"
 	@echo "make bench-strategies-smoke  the three above, 1 seed, 1 fold, 1 epoch (not written to docs)"
+	@echo "make bench-ray  triage run --engine local vs ray on this machine (writes docs/benchmarks.md)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +33,7 @@ PIPQ := 2>&1 | { grep -v "^WARNING: Location" || true; }
 $(STAMP): pyproject.toml | $(PY)
 	set -o pipefail; $(PY) -m pip install --quiet --upgrade pip $(PIPQ)
 	set -o pipefail; $(PY) -m pip install --quiet "torch==2.13.0" $(PIPQ)
-	set -o pipefail; $(PY) -m pip install --quiet -e ".[dev]" $(PIPQ)
+	set -o pipefail; $(PY) -m pip install --quiet -e ".[dev,ray]" $(PIPQ)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -80,6 +81,9 @@ bench-triage: install
 
 bench-run: install
 	$(PY) -m benchmarks.run.run
+
+bench-ray: install
+	$(PY) -m benchmarks.run.ray_compare
 
 bench-efficiency: install
 	$(PY) -m benchmarks.efficiency.run

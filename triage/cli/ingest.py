@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from triage.cli.options import JSON
+from triage.cli.options import ENGINE, JSON, RAY_ADDRESS
 
 
 def ingest(
@@ -18,6 +18,8 @@ def ingest(
                                      "triage/configs/ingest/default.yaml)."),
     workers: int = typer.Option(0, "--workers", "-j", help="Worker processes (0 = one per CPU)."),
     json_summary: bool = JSON,
+    engine: str = ENGINE,
+    ray_address: str = RAY_ADDRESS,
 ) -> None:
     """Ingest every study of EXPORT_DIR; each study gets exactly one report row."""
     import json
@@ -26,6 +28,7 @@ def ingest(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from rich.table import Table
 
+    from triage.engines import create_engine
     from triage.errors import ConfigError
     from triage.ingest.config import IngestConfig
     from triage.ingest.runner import ingest_export
@@ -33,6 +36,7 @@ def ingest(
     if not export_dir.is_dir():
         raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
     cfg = IngestConfig.from_yaml(config)
+    runner = create_engine(engine, workers=workers or None, ray_address=ray_address)
     console = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True,
@@ -42,7 +46,8 @@ def ingest(
         def on_study(done: int, total: int, _report) -> None:
             bar.update(task, description="ingesting", completed=done, total=total)
 
-        result = ingest_export(export_dir, out, cfg, workers=workers or None, progress=on_study)
+        with runner:
+            result = ingest_export(export_dir, out, cfg, progress=on_study, engine=runner)
 
     if json_summary:
         typer.echo(json.dumps(result.summary, indent=1))

@@ -21,6 +21,13 @@ INGEST = typer.Option(..., "--ingest", "-i", exists=True, file_okay=False,
                       help="Output folder of `triage ingest` for the manifest's export.")
 DEVICE = typer.Option("auto", "--device",
                       help="Compute device: auto (CUDA, then MPS, then CPU), cpu, cuda, mps.")
+ENGINE = typer.Option("local", "--engine",
+                      help="What runs the studies: local (this machine's worker processes) "
+                           "or ray (a Ray cluster; docs/scaling.md).")
+RAY_ADDRESS = typer.Option(None, "--ray-address",
+                           help="With --engine ray: 'auto' or ray://HOST:PORT joins a running "
+                                "cluster; without it a local Ray instance uses this "
+                                "machine's cores.")
 MODEL_HELP = ("Model URI (models:/NAME@champion, models:/NAME/3, runs:/...) or a local "
               "bundle folder.")
 

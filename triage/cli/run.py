@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from triage.cli.options import JSON, MODEL_HELP
+from triage.cli.options import ENGINE, JSON, MODEL_HELP, RAY_ADDRESS
 
 RECORDED_RULES = "rules.yaml"
 
@@ -99,6 +99,8 @@ def run(
                                   help="Send one DICOM SR per study to this PACS: "
                                        "http(s)://HOST:PORT/dicom-web (STOW-RS) or "
                                        "dicom://AET@HOST:PORT (C-STORE)."),
+    engine: str = ENGINE,
+    ray_address: str = RAY_ADDRESS,
 ) -> None:
     """Triage every study of SOURCE (a folder or a DICOMweb URL) into the worklists.
 
@@ -112,6 +114,7 @@ def run(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from triage.engines import create_engine
     from triage.errors import ConfigError
     from triage.monitor.runlog import finish_run
     from triage.pacs.dicomweb import StudyFilter, is_dicomweb_url
@@ -137,6 +140,10 @@ def run(
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
     check_fraction(audit_fraction)
+    if remote and engine != "local":
+        raise ConfigError(f"--engine {engine} runs folder exports; a DICOMweb source is "
+                          f"pulled and triaged on this machine (--engine local).")
+    runner = create_engine(engine, workers=workers or None, ray_address=ray_address)
     from triage.model.device import select_device  # imports torch: after the OpenMP hint
 
     select_device(device, option="--device")  # before the model download and any ingest
@@ -171,11 +178,11 @@ def run(
                                 model_version=loaded.version, device=device,
                                 runtime=runtime)
         else:
-            result = run_export(Path(source), out, bundle=loaded.bundle, router=router,
-                                workers=workers or None, batch_size=batch_size,
-                                progress=on_study, model_name=loaded.name,
-                                model_version=loaded.version, device=device,
-                                runtime=runtime)
+            with runner:
+                result = run_export(Path(source), out, bundle=loaded.bundle, router=router,
+                                    batch_size=batch_size, progress=on_study,
+                                    model_name=loaded.name, model_version=loaded.version,
+                                    device=device, runtime=runtime, engine=runner)
         if sink is not None:
             bar.update(task, description="reporting")
             from triage.pacs.report import send_reports

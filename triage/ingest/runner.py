@@ -19,10 +19,12 @@ from pathlib import Path
 from triage.dicom.grouping import group_studies
 from triage.dicom.index import printable
 from triage.dicom.scan import scan_export
+from triage.engines import Engine
+from triage.engines.local import LocalEngine
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import StudyReport, summarize, write_report
 from triage.ingest.schedule import studies_largest_first
-from triage.ingest.stream import _init_worker, stream_ingest  # noqa: F401 - _init_worker: tests
+from triage.ingest.stream import _init_worker  # noqa: F401 - tests
 from triage.io import atomic_write_text
 from triage.preprocess.stats import DeviceStatsAccumulator
 
@@ -57,8 +59,8 @@ class IngestResult:
 
 def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestConfig | None = None,
                   *, workers: int | None = None,
-                  progress: Callable[[int, int, StudyReport], None] | None = None
-                  ) -> IngestResult:
+                  progress: Callable[[int, int, StudyReport], None] | None = None,
+                  engine: Engine | None = None) -> IngestResult:
     """Ingest every study of `export_dir` into `out_dir` (cache, report, device stats).
 
     Args:
@@ -68,6 +70,8 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
         config: selection, loading and preprocessing settings (shipped default if None).
         workers: processes for scanning and loading (default: CPU count; 1 = inline).
         progress: called as ``progress(done, total, report)`` after each study.
+        engine: what ingests the studies (default: the local engine with `workers`,
+            `triage.engines`); the caller opens and closes it.
 
     Returns:
         The result; every study found appears exactly once in ``reports``.
@@ -75,9 +79,9 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
     start = time.perf_counter()
     config = config or IngestConfig.from_yaml()
     export_dir, out_dir = Path(export_dir), Path(out_dir)
-    workers = max(1, workers or os.cpu_count() or 1)
+    engine = engine or LocalEngine(max(1, workers or os.cpu_count() or 1))
     cache_root = out_dir / CACHE_DIR
-    scan = scan_export(export_dir, workers=workers, limits=config.limits)
+    scan = scan_export(export_dir, workers=engine.scan_workers, limits=config.limits)
     scan_seconds = time.perf_counter() - start
     studies = group_studies(scan)
     LOGGER.info("Scanned %d files in %.1f s: %d studies, %d unreadable, %d non-DICOM ignored.",
@@ -85,10 +89,10 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
                 len(scan.non_dicom))
 
     # Largest first bounds the tail of the pool (`triage.ingest.schedule`).
-    ordered = studies_largest_first(studies) if workers > 1 else studies
+    ordered = studies_largest_first(studies) if engine.parallel else studies
     reports: list[StudyReport] = []
     stats = DeviceStatsAccumulator()
-    for _, outcome in stream_ingest(ordered, config, cache_root, workers=workers):
+    for _, outcome in engine.ingest(ordered, config, cache_root):
         reports.append(outcome.report)
         if outcome.device_stats:
             stats.merge(DeviceStatsAccumulator.from_dict(outcome.device_stats))
@@ -104,7 +108,7 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
         "non_dicom_ignored": len(scan.non_dicom),
         "links_outside_export": len(scan.links_outside_export),
         "scan_notes": list(scan.notes),
-        "seconds": round(total, 3), "config": {
+        "seconds": round(total, 3), **engine.describe(), "config": {
             "preprocess_fingerprint": config.preprocess.fingerprint()},
     }
     atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=1))

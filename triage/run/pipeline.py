@@ -1,14 +1,15 @@
 """`run_export`: a PACS export in, per-study worklists out (ingest → inference → rules).
 
-Worker processes ingest studies (`triage.ingest.stream`) and send each new volume back
-with its report (it is cached too, for a resumed run), while the main process scores the
-finished ones in batches with the model bundle and routes them with the rules; each routed
-study is journaled at once (`triage.run.journal`), so a killed run resumes where it
-stopped, and the worklists are written from the journal at the end. Memory stays flat:
-at most ``2 * workers`` studies are being ingested and ``batch_size`` volumes wait for the
-model; arrays are dropped as soon as they are scored. The workers run at the lowest CPU
-priority and inference with torch's full thread pool: the model has the cores whenever it
-is ready, the workers fill the rest (`triage.run.threads`).
+The driver scans the export and lists its studies; an engine (`triage.engines`) ingests
+and scores them: by default this machine's worker processes ingest (`triage.ingest.
+stream`) while the main process scores the finished ones in batches with the model bundle
+(`triage.engines.local`), or a Ray cluster does both (`triage.engines.ray`). The driver
+routes each scored study with the rules and journals it at once (`triage.run.journal`),
+so a killed run resumes where it stopped, and the worklists are written from the journal
+at the end. Memory stays flat: an engine holds a bounded window of studies, and arrays are
+dropped as soon as they are scored. `_Triage` is also the consumer of the other sources
+of studies (`triage.pacs`): it takes ingested studies one by one (`add`) and scores them
+with the same functions (`triage.run.scoring`).
 
 A cache entry that fails to read back (damaged since its worker found it) is made again in
 the main process. Any failure of one study (ingest, inference, routing) becomes that
@@ -26,16 +27,16 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from triage.dicom.device import UNKNOWN_DEVICE
 from triage.dicom.grouping import StudyGroup, group_studies
 from triage.dicom.scan import scan_export
+from triage.engines import Engine, Scored, TriageJob
+from triage.engines.local import LocalEngine
 from triage.errors import (
     ConfigError,
     EnvironmentalError,
@@ -45,15 +46,14 @@ from triage.errors import (
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus, StudyReport
 from triage.ingest.schedule import studies_largest_first
-from triage.ingest.stream import stream_ingest
-from triage.ingest.study import StudyOutcome, ingest_study
+from triage.ingest.study import StudyOutcome
 from triage.ingest.volume_qc import VolumeQC
 from triage.io import atomic_write_text
 from triage.preprocess.cache import VolumeCache
 from triage.run.distance import input_distance
 from triage.run.journal import JOURNAL_NAME, Journal
+from triage.run.scoring import score_batch, volume_for
 from triage.run.stopwatch import Stopwatch
-from triage.run.threads import available_cpus
 from triage.run.worklist import (
     REVIEW_NAME,
     WORKLIST_NAME,
@@ -160,67 +160,23 @@ class _Triage:
     def _from_cache(self, study: StudyGroup, outcome: StudyOutcome) -> StudyOutcome:
         """`outcome` with its cached volume, or the study ingested again here if the entry
         no longer reads back (damaged since the worker found it)."""
-        key = outcome.report.cache_key
-        try:
-            with self.clock("read_cache"):
-                prepared = self.cache.get(key) if key else None
-        except Exception as err:  # noqa: BLE001 - a damaged entry is remade below
-            if is_environmental(err):
-                raise
-            LOGGER.error("Reading the cached volume of study %s raised %s.", study.study_uid,
-                         type(err).__name__)
-            prepared = None
-        if prepared is not None:
-            return replace(outcome, array=prepared.array)
-        LOGGER.warning("The cached volume of study %s is missing or damaged; ingesting the "
-                       "study again.", study.study_uid)
-        if key:
-            self.cache.discard(key)
-        with self.clock("ingest_again"):
-            return ingest_study(study, self.config, self.cache.root, keep_array=True)
+        return volume_for(study, outcome, self.config, self.cache, self.clock)[0]
 
     def flush(self) -> None:
         """Score the queued volumes in one batch, route them and journal them."""
         batch, self.batch = self.batch, []
         if not batch:
             return
-        try:
-            probs = [float(p) for p in self._predict([b.outcome.array for b in batch])]
-            errors = [""] * len(batch)
-        except Exception as err:  # noqa: BLE001 - find the study that breaks the batch
-            LOGGER.warning("Inference failed on a batch of %d (%s); scoring one at a time.",
-                           len(batch), type(err).__name__)
-            probs, errors = [], []
-            for item in batch:
-                try:
-                    probs.append(float(self._predict([item.outcome.array])[0]))
-                    errors.append("")
-                except Exception as one:  # noqa: BLE001
-                    if is_environmental(one):  # the device failed, not the study
-                        raise EnvironmentalError(
-                            f"Inference on {self.device} failed: "
-                            f"{describe_environmental(one)}.") from one
-                    LOGGER.error("Inference failed for study %s (%s).", item.study.study_uid,
-                                 type(one).__name__)
-                    probs.append(None)
-                    errors.append(f"inference error ({type(one).__name__}): {one}")
-        self._finish([(b.study, b.outcome, p, e) for b, p, e in zip(batch, probs, errors,
-                                                                    strict=True)])
+        scores = score_batch(self.bundle, [b.outcome.array for b in batch],
+                             device=self.device, batch_size=self.batch_size,
+                             uids=[b.study.study_uid for b in batch], clock=self.clock,
+                             runtime=self.runtime)
+        self._finish([(b.study, b.outcome, p, e) for b, (p, e) in zip(batch, scores,
+                                                                      strict=True)])
 
-    def _predict(self, arrays: list[np.ndarray]) -> np.ndarray:
-        # Every forward pass has the same shape (a short batch is padded with copies of
-        # its last volume): a study's score then does not depend on which batch it fell
-        # in, and a resumed run reproduces an uninterrupted run's scores bit for bit (a
-        # batch of one gave scores 2e-7 apart from a batch of two on CPU).
-        n = len(arrays)
-        arrays = arrays + [arrays[-1]] * (self.batch_size - n)
-        with self.clock("inference"):
-            probs = self.bundle.predict_proba(np.stack(arrays), device=self.device,
-                                              batch_size=self.batch_size,
-                                              runtime=self.runtime)[:n]
-        if not np.all(np.isfinite(probs)):
-            raise FloatingPointError("the model returned a non-finite probability")
-        return probs
+    def finish(self, scored: list[Scored]) -> None:
+        """Route studies an engine scored and journal their rows together."""
+        self._finish([(s.study, s.outcome, s.p, s.error) for s in scored])
 
     def _finish(self, items: list[tuple[StudyGroup, StudyOutcome, float | None, str]]) -> None:
         with self.clock("route_and_journal"):
@@ -349,7 +305,7 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
                router: Router, workers: int | None = None, batch_size: int = 4,
                progress: Progress | None = None, model_name: str = "",
                model_version: str = "", device: str = "auto",
-               runtime: str | None = None) -> RunResult:
+               runtime: str | None = None, engine: Engine | None = None) -> RunResult:
     """Triage every study of `export_dir` into ``worklist.csv`` and ``review_worklist.csv``.
 
     Args:
@@ -360,9 +316,10 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         bundle: the model; its ingest config decides selection and preprocessing, so
             volumes are made exactly as for training.
         router: the rules (`triage.route.Router`).
-        workers: ingest processes (default: one per available core; 1 = inline, no
-            overlap). With more than one they run at the lowest CPU priority beside
-            inference (`triage.run.threads`).
+        workers: ingest processes of the default local engine (default: one per
+            available core; 1 = inline, no overlap). With more than one they run at the
+            lowest CPU priority beside inference (`triage.run.threads`). Ignored when
+            `engine` is given.
         batch_size: volumes per forward pass.
         progress: called as ``progress(done, total, row)`` after each study (and once
             with ``row=None`` before the first).
@@ -372,6 +329,8 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         device: torch device for inference (``auto``: CUDA, then MPS, then CPU).
         runtime: ``torch`` or ``onnx`` (ONNX Runtime on the bundle's ONNX graph); None:
             the bundle's own runtime, the one its thresholds were fitted with.
+        engine: what ingests and scores the studies (`triage.engines`; default: the
+            local engine with `workers`); the caller opens and closes it.
 
     Returns:
         The result; ``rows`` has exactly one row per study found.
@@ -395,13 +354,13 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
     device = str(select_device(device, option="device"))  # before any ingest
     runtime = bundle.check_runtime(runtime)
-    workers = max(1, workers or available_cpus())
+    engine = engine or LocalEngine(workers)
     config = IngestConfig.from_dict(bundle.ingest_config,
                                     source="the model bundle's ingest_config")
     provenance = _provenance(bundle, router, model_name, model_version)
     prepare_out_dir(out_dir)
     try:
-        return _run(export_dir, out_dir, bundle=bundle, router=router, workers=workers,
+        return _run(export_dir, out_dir, bundle=bundle, router=router, engine=engine,
                     batch_size=batch_size, progress=progress, device=device,
                     config=config, provenance=provenance, start=start, clock=clock,
                     runtime=runtime)
@@ -424,14 +383,14 @@ def open_journal(out_dir: Path, bundle: ModelBundle, provenance: dict[str, str],
 
 
 def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router,
-         workers: int, batch_size: int, progress: Progress | None, device: str,
+         engine: Engine, batch_size: int, progress: Progress | None, device: str,
          config: IngestConfig, provenance: dict[str, str], start: float, clock: Stopwatch,
          runtime: str) -> RunResult:
     journal = open_journal(out_dir, bundle, provenance, config)
     resumed_before = len(journal)
 
     with clock("scan"):
-        scan = scan_export(export_dir, workers=workers, limits=config.limits)
+        scan = scan_export(export_dir, workers=engine.scan_workers, limits=config.limits)
         studies = group_studies(scan)
         n_files, n_non_dicom = len(scan.records), len(scan.non_dicom)
         del scan
@@ -457,12 +416,11 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
                      on_row=on_row, clock=clock, runtime=runtime)
     # Largest first bounds the tail of the pool (`triage.ingest.schedule`); rows are
     # sorted when the worklists are written, so the order does not show.
-    order = studies_largest_first(todo) if workers > 1 else todo
-    ingested = stream_ingest(order, config, out_dir / CACHE_DIR, workers=workers,
-                             background=True, keep_arrays=True)
-    for study, outcome in clock.timed(ingested, "ingest_wait"):
-        triage.add(study, outcome)
-    triage.flush()
+    order = studies_largest_first(todo) if engine.parallel else todo
+    job = TriageJob(config=config, cache_root=out_dir / CACHE_DIR, bundle=bundle,
+                    device=device, batch_size=batch_size, clock=clock, runtime=runtime)
+    for scored in engine.triage(order, job):
+        triage.finish(scored)
 
     rows = [journal.rows[s.study_uid] for s in studies]
     stale = resumed_before - resumed
@@ -476,7 +434,8 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
     summary = _summary(rows, resumed=resumed, processed=len(todo), files=n_files,
                        non_dicom_ignored=n_non_dicom, seconds=round(seconds, 3),
                        studies_per_minute=round(60 * len(todo) / seconds, 2) if seconds else None,
-                       workers=workers, inference_threads=_torch_threads(), runtime=runtime,
+                       **engine.describe(), inference_threads=_torch_threads(),
+                       runtime=runtime,
                        stage_seconds=clock.rounded(),
                        certification=_certification(router, bundle), **provenance)
     atomic_write_text(out_dir / SUMMARY_NAME, json.dumps(summary, indent=1))

@@ -1,0 +1,112 @@
+"""The Ray engine on a local Ray instance: the same worklist as the local engine, and no
+study lost when a task or an actor dies."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.engines import faults
+from triage.engines.ray import RayEngine
+from triage.run.pipeline import run_export
+from triage.run.worklist import WORKLIST_NAME, read_worklist
+
+
+def _rows(out) -> list[dict]:
+    return [{k: v for k, v in r.to_dict().items() if k != "processed_at"}
+            for r in read_worklist(out / WORKLIST_NAME)]
+
+
+@pytest.fixture(scope="module")
+def local_rows(run_case, bundle, router, tmp_path_factory) -> list[dict]:
+    out = tmp_path_factory.mktemp("local")
+    run_export(run_case.export_dir, out, bundle=bundle, router=router, workers=2,
+               batch_size=2, model_name="tiny", model_version="7", device="cpu")
+    return _rows(out)
+
+
+def _ray_run(run_case, bundle, router, out, retries=1):
+    with RayEngine(max_retries=retries) as engine:
+        result = run_export(run_case.export_dir, out, bundle=bundle, router=router,
+                            batch_size=2, model_name="tiny", model_version="7",
+                            device="cpu", engine=engine)
+    return result
+
+
+def test_ray_gives_the_local_engines_worklist(ray_local, local_rows, run_case, bundle,
+                                              router, tmp_path):
+    result = _ray_run(run_case, bundle, router, tmp_path / "ray")
+    assert _rows(tmp_path / "ray") == local_rows
+    assert len(local_rows) == 7 and {r["route"] for r in local_rows} >= {"failed", "review"}
+    summary = result.summary
+    assert summary["engine"] == "ray" and summary["cluster_cpus"] == 2
+    assert summary["inference_actors"] == 1 and summary["inference_device"] == "cpu"
+    # a rerun resumes everything from the journal: nothing is redone
+    again = _ray_run(run_case, bundle, router, tmp_path / "ray")
+    assert (again.resumed, again.processed) == (7, 0)
+
+
+def test_a_task_or_actor_that_dies_once_is_retried(ray_local, armed, local_rows, run_case,
+                                                   bundle, router, tmp_path):
+    scored = [r["study_uid"] for r in local_rows if r["p_calibrated"]]
+    fired = [faults.arm(armed, "ingest", scored[0]), faults.arm(armed, "score", scored[1])]
+    _ray_run(run_case, bundle, router, tmp_path / "out", retries=1)
+    assert all(not path.exists() for path in fired)  # both workers really died
+    assert _rows(tmp_path / "out") == local_rows
+
+
+@pytest.mark.slow  # 60-110 s on 2 shared cores: 4 actor and 2 worker deaths, each restarted
+def test_a_study_that_kills_every_try_is_failed_with_the_reason(ray_local, armed, local_rows,
+                                                                run_case, bundle, router,
+                                                                tmp_path):
+    scored = [r["study_uid"] for r in local_rows if r["p_calibrated"]]
+    ingest_victim, score_victim = scored[0], scored[1]
+    faults.arm(armed, "ingest", ingest_victim, "always")
+    faults.arm(armed, "score", score_victim, "always")
+    result = _ray_run(run_case, bundle, router, tmp_path / "out", retries=1)
+    rows = {r["study_uid"]: r for r in _rows(tmp_path / "out")}
+    assert len(rows) == len(local_rows) == len(result.rows)  # exactly one row each
+    dead = rows.pop(ingest_victim)
+    assert dead["route"] == "failed" and dead["ingest_status"] == "failed"
+    assert "the Ray worker ingesting this study died 2 times" in dead["reasons"]
+    dead = rows.pop(score_victim)
+    assert dead["route"] == "failed" and dead["p_calibrated"] == ""
+    assert "the inference actor died 2 times while scoring this study" in dead["reasons"]
+    # every other study, its batch partner included, is as the local engine has it
+    expected = {r["study_uid"]: r for r in local_rows}
+    assert rows == {uid: expected[uid] for uid in rows}
+
+
+def test_ray_ingest_gives_the_local_report_and_device_stats(ray_local, run_case, tmp_path):
+    from tests.run.conftest import INGEST
+    from triage.ingest.config import IngestConfig
+    from triage.ingest.runner import ingest_export
+
+    config = IngestConfig.from_dict(INGEST)
+    local = ingest_export(run_case.export_dir, tmp_path / "local", config, workers=2)
+    with RayEngine() as engine:
+        ray = ingest_export(run_case.export_dir, tmp_path / "ray", config, engine=engine)
+    assert sorted(ray.reports, key=lambda r: r.study_uid) == sorted(
+        local.reports, key=lambda r: r.study_uid)
+    assert len(ray.reports) == 7
+    # merged in completion order on both engines: the same groups, sums equal to rounding
+    assert ray.device_stats.to_dict().keys() == local.device_stats.to_dict().keys()
+    assert ray.summary["engine"] == "ray" and local.summary["engine"] == "local"
+
+
+def test_triage_ingest_engine_ray_on_the_command_line(ray_local, run_case, tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from tests.run.conftest import INGEST
+    from triage.cli import main
+
+    config = tmp_path / "ingest.yaml"
+    config.write_text(yaml.safe_dump(INGEST), encoding="utf-8")
+    code = main(["ingest", str(run_case.export_dir), "--out", str(tmp_path / "out"),
+                 "--config", str(config), "--engine", "ray", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["engine"] == "ray" and summary["studies"] == 7
+    assert summary["status"] == {"ok": 5, "failed": 2}
+    assert ray_local.is_initialized()  # a Ray the caller started is left running

@@ -1,0 +1,350 @@
+"""The Ray engine: ingest as Ray tasks, inference in an actor pool, rows on the driver.
+
+The driver lists the studies and keeps a bounded window of ingest tasks in flight (twice
+the cluster's CPUs), each running `triage.ingest.study.ingest_study` (and, for `triage
+run`, `triage.run.scoring.volume_for`) where Ray places it; a prepared volume stays in
+Ray's object store until an inference actor takes it. The actors (one per GPU with
+``num_gpus=1``, else one on CPU) score batches with `triage.run.scoring.score_batch`,
+padded to ``batch_size`` exactly as the local engine does, so both engines give the same
+scores. The driver routes and journals each batch as it comes back (`triage.run.pipeline`).
+
+Faults: a task whose worker or node dies is retried by Ray (``max_retries``); an actor that
+dies is restarted and its batch retried (``max_restarts``, ``max_task_retries``); a volume
+lost with its node is made again from its task (lineage). After the retries, a study gets
+a ``failed`` row naming what died; a batch that killed its actor each time is split, each
+study retried alone on a fresh actor, so that only the study that kills it fails. An
+exception of the machine (a full disk, a lost device) stops the run as with the local
+engine; Ray's own errors are never dropped or retried silently.
+
+The export and the output folder must be on a filesystem that every node mounts at the
+same path (docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from ray.exceptions import RayActorError, RayError, RayTaskError
+
+from triage.dicom.grouping import StudyGroup
+from triage.engines.base import Engine, Scored, TriageJob
+from triage.errors import (
+    ConfigError,
+    EnvironmentalError,
+    describe_environmental,
+    is_environmental,
+)
+from triage.ingest.config import IngestConfig
+from triage.ingest.report import IngestStatus
+from triage.ingest.stream import _one_blas_thread, failed_outcome, lower_priority
+from triage.ingest.study import StudyOutcome, ingest_study
+from triage.preprocess.cache import VolumeCache
+from triage.run.scoring import score_batch, volume_for
+from triage.run.threads import available_cpus
+
+LOGGER = logging.getLogger(__name__)
+DEFAULT_RETRIES = 3
+_ADDRESS = re.compile(r"^(auto|ray://[^\s:/]+:\d+|[^\s:/]+:\d+)$")
+
+
+def check_address(address: str | None) -> str | None:
+    """`address` if Ray can join it: ``auto``, ``ray://HOST:PORT`` or ``HOST:PORT``.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if address is None or _ADDRESS.match(address):
+        return address
+    raise ConfigError(f"--ray-address '{address}' is not a Ray cluster address; give 'auto' "
+                      f"(the cluster `ray start` runs on this machine) or "
+                      f"ray://HOST:PORT (Ray Client, port 10001 by default).")
+
+
+def _ingest(study: StudyGroup, config: IngestConfig, cache_root: Path) -> StudyOutcome:
+    limiter = _one_blas_thread()  # one core per task, as in the local pool
+    try:
+        return ingest_study(study, config, cache_root)
+    finally:
+        limiter.restore_original_limits()
+
+
+def _prepare(study: StudyGroup, config: IngestConfig, cache_root: Path
+             ) -> tuple[tuple[StudyOutcome, str, bool], np.ndarray | None]:
+    """Ingest one study for scoring: ``((outcome without volume, reason, has volume),
+    volume)``; two objects, so that the driver fetches the small one only."""
+    lower_priority()  # the model has the cores first, as in the local engine
+    limiter = _one_blas_thread()
+    try:
+        outcome = ingest_study(study, config, cache_root, keep_array=True)
+        outcome, reason = volume_for(study, outcome, config, VolumeCache(cache_root))
+    finally:
+        limiter.restore_original_limits()
+    array = outcome.array
+    return (replace(outcome, array=None), reason, array is not None), array
+
+
+class _Scorer:
+    """An inference actor: the model on its device, scoring one batch per call."""
+
+    def __init__(self, bundle: Any, device: str, batch_size: int,
+                 runtime: str | None = None) -> None:
+        if device == "cpu":  # Ray gives actors one OpenMP thread; take the node's cores
+            import torch
+
+            torch.set_num_threads(available_cpus())
+        self.bundle, self.device, self.batch_size = bundle, device, batch_size
+        self.runtime = runtime
+
+    def score(self, uids: list[str], *arrays: np.ndarray) -> list[tuple[float | None, str]]:
+        return score_batch(self.bundle, arrays, device=self.device,
+                           batch_size=self.batch_size, uids=uids, runtime=self.runtime)
+
+
+@dataclass
+class _Waiting:
+    """An ingested study waiting for (or being scored by) an actor."""
+
+    study: StudyGroup
+    outcome: StudyOutcome
+    volume: ray.ObjectRef
+    alone: bool = False  # its batch killed an actor: retried in a batch of its own
+
+
+class RayEngine(Engine):
+    """Run the per-study path on a Ray cluster.
+
+    Args:
+        workers: processes for the driver's scan of the export (default: its cores).
+        address: ``auto`` or ``ray://HOST:PORT`` joins a running cluster; None starts a
+            local Ray instance with this machine's cores. An already initialized Ray
+            (``ray.init`` by the caller) is used as it is.
+        max_retries: retries of a task whose worker or node died, and restarts of an
+            inference actor (and of its batch), before the study is failed.
+        inference_actors: inference actors (default: one per GPU of the cluster, else 1).
+    """
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, address: str | None = None, *,
+                 max_retries: int = DEFAULT_RETRIES, inference_actors: int | None = None
+                 ) -> None:
+        self.workers = max(1, workers or available_cpus())
+        self.address = check_address(address)
+        self.max_retries = max_retries
+        self.inference_actors = inference_actors
+        self._started = False
+        self._resources: dict[str, float] = {}
+
+    @property
+    def scan_workers(self) -> int:
+        return self.workers
+
+    def _connect(self) -> None:
+        if ray.is_initialized():
+            self._resources = ray.cluster_resources()
+            return
+        try:
+            if self.address:
+                ray.init(address=self.address, logging_level=logging.WARNING)
+            else:
+                ray.init(num_cpus=available_cpus(), include_dashboard=False,
+                         logging_level=logging.WARNING)
+        except ConnectionError as err:
+            raise EnvironmentalError(f"Could not join the Ray cluster at {self.address}: "
+                                     f"{describe_environmental(err)}. Start it (`ray start "
+                                     f"--head`) or fix --ray-address.") from err
+        self._started = True
+        self._resources = ray.cluster_resources()
+        LOGGER.info("Ray cluster: %s CPUs, %s GPUs.", self._resources.get("CPU", 0),
+                    self._resources.get("GPU", 0))
+
+    def close(self) -> None:
+        if self._started and ray.is_initialized():
+            ray.shutdown()
+        self._started = False
+
+    @property
+    def _window(self) -> int:
+        return 2 * max(1, int(self._resources.get("CPU", 1)))
+
+    def _task(self, fn, **options):
+        return ray.remote(fn).options(max_retries=self.max_retries, retry_exceptions=False,
+                                      **options)
+
+    def _outcome(self, study: StudyGroup, err: RayError) -> StudyOutcome:
+        """The failed outcome of a study whose task raised `err` (after Ray's retries)."""
+        if isinstance(err, RayTaskError):  # ingest_study itself raised
+            cause = err.cause if isinstance(err.cause, BaseException) else err
+            if is_environmental(cause):
+                raise EnvironmentalError(describe_environmental(cause)) from err
+            LOGGER.error("Ingest of study %s raised %s.", study.study_uid,
+                         type(cause).__name__)
+            return failed_outcome(study, f"internal error while ingesting "
+                                         f"({type(cause).__name__})")
+        LOGGER.error("Ingest of study %s failed on Ray after %d retries (%s).",
+                     study.study_uid, self.max_retries, type(err).__name__)
+        return failed_outcome(study, f"the Ray worker ingesting this study died "
+                                     f"{self.max_retries + 1} times ({type(err).__name__}); "
+                                     f"a decoder may have crashed on its pixel data, or its "
+                                     f"node was lost")
+
+    def ingest(self, studies: Sequence[StudyGroup], config: IngestConfig,
+               cache_root: Path) -> Iterator[tuple[StudyGroup, StudyOutcome]]:
+        self._connect()
+        task = self._task(_ingest, num_cpus=1)
+        pending = deque(studies)
+        running: dict[ray.ObjectRef, StudyGroup] = {}
+        try:
+            while pending or running:
+                while pending and len(running) < self._window:
+                    study = pending.popleft()
+                    running[task.remote(study, config, cache_root)] = study
+                (ref,), _ = ray.wait(list(running), num_returns=1)
+                study = running.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except RayError as err:
+                    outcome = self._outcome(study, err)
+                yield study, outcome
+        finally:
+            _cancel(running)
+
+    def _actors(self, job: TriageJob) -> tuple[Any, str, int]:
+        gpus = int(self._resources.get("GPU", 0))
+        count = self.inference_actors or max(1, gpus)
+        device = "cuda" if gpus else "cpu"
+        options: dict[str, Any] = {"max_restarts": self.max_retries,
+                                   "max_task_retries": self.max_retries}
+        if gpus:
+            options |= {"num_gpus": 1, "num_cpus": 1}
+        else:  # beside the ingest tasks, which run at the lowest priority (a local Ray
+            # instance inherits the driver's OMP_WAIT_POLICY=PASSIVE: triage.run.threads)
+            options |= {"num_cpus": 0}
+        return ray.remote(_Scorer).options(**options), device, count
+
+    def triage(self, studies: Sequence[StudyGroup], job: TriageJob) -> Iterator[list[Scored]]:
+        with job.clock("ray_start"):  # joining the cluster, or starting a local instance
+            self._connect()
+        prepare = self._task(_prepare, num_cpus=1, num_returns=2)
+        actor_class, device, count = self._actors(job)
+        self._device, self._actor_count = device, count
+        bundle = ray.put(job.bundle)
+
+        def new_actor():
+            return actor_class.remote(bundle, device, job.batch_size, job.runtime)
+
+        idle = [new_actor() for _ in range(count)]
+        pending = deque(studies)
+        ingesting: dict[ray.ObjectRef, tuple[StudyGroup, ray.ObjectRef]] = {}
+        waiting: deque[_Waiting] = deque()
+        scoring: dict[ray.ObjectRef, tuple[Any, list[_Waiting]]] = {}
+        limit = self._window + 2 * job.batch_size * count  # studies held at once
+        try:
+            while pending or ingesting or waiting or scoring:
+                held = len(ingesting) + len(waiting) + sum(len(b) for _, b in scoring.values())
+                while pending and len(ingesting) < self._window and held < limit:
+                    study = pending.popleft()
+                    meta, volume = prepare.remote(study, job.config, job.cache_root)
+                    ingesting[meta] = (study, volume)
+                    held += 1
+                last = not (pending or ingesting)
+                while idle and waiting and (len(waiting) >= job.batch_size or last
+                                            or waiting[0].alone):
+                    batch = _take(waiting, job.batch_size)
+                    actor = idle.pop()
+                    ref = actor.score.remote([w.study.study_uid for w in batch],
+                                             *[w.volume for w in batch])
+                    scoring[ref] = (actor, batch)
+                with job.clock("ray_wait"):
+                    (ref,), _ = ray.wait([*ingesting, *scoring], num_returns=1)
+                if ref in ingesting:
+                    study, volume = ingesting.pop(ref)
+                    try:
+                        outcome, reason, has_volume = ray.get(ref)
+                    except RayError as err:
+                        outcome, reason, has_volume = self._outcome(study, err), "", False
+                    if has_volume and outcome.report.status is IngestStatus.OK:
+                        waiting.append(_Waiting(study, outcome, volume))
+                    else:
+                        yield [Scored(study, outcome, None, reason)]
+                    continue
+                actor, batch = scoring.pop(ref)
+                try:
+                    scores = ray.get(ref)
+                except RayTaskError as err:  # score_batch itself raised
+                    idle.append(actor)
+                    yield self._batch_failed(batch, err)
+                    continue
+                except RayError as err:  # the actor died max_retries + 1 times on this
+                    # batch, or one of its volumes was lost and could not be made again
+                    idle.append(new_actor() if isinstance(err, RayActorError) else actor)
+                    yield from self._batch_lost(batch, waiting, err)
+                    continue
+                idle.append(actor)
+                yield [Scored(w.study, w.outcome, p, e)
+                       for w, (p, e) in zip(batch, scores, strict=True)]
+        finally:
+            _cancel(ingesting)
+            _cancel(scoring)
+
+    def _batch_lost(self, batch: list[_Waiting], waiting: deque[_Waiting],
+                    err: RayError) -> Iterator[list[Scored]]:
+        """A batch Ray could not score: each study again alone, then failed alone."""
+        if isinstance(err, RayActorError):
+            what = (f"the inference actor died {self.max_retries + 1} times while scoring "
+                    f"this study")
+        else:
+            what = "Ray could not score this study"
+        if len(batch) > 1:
+            LOGGER.warning("Scoring a batch of %d studies failed on Ray (%s); scoring each "
+                           "alone.", len(batch), type(err).__name__)
+            waiting.extendleft(replace(w, alone=True) for w in reversed(batch))
+            return
+        (item,) = batch
+        LOGGER.error("Scoring study %s failed on Ray (%s).", item.study.study_uid,
+                     type(err).__name__)
+        yield [Scored(item.study, item.outcome, None, f"{what} ({type(err).__name__})")]
+
+    def _batch_failed(self, batch: list[_Waiting], err: RayTaskError) -> list[Scored]:
+        cause = err.cause if isinstance(err.cause, BaseException) else err
+        if is_environmental(cause):  # the device failed: stop, fail no study
+            raise EnvironmentalError(describe_environmental(cause)) from err
+        LOGGER.error("Scoring a batch of %d failed on Ray (%s).", len(batch),
+                     type(cause).__name__)
+        return [Scored(w.study, w.outcome, None, f"inference error on Ray "
+                                                 f"({type(cause).__name__})") for w in batch]
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"engine": self.name, "workers": self.workers,
+                                "cluster_cpus": self._resources.get("CPU", 0),
+                                "cluster_gpus": self._resources.get("GPU", 0),
+                                "max_retries": self.max_retries}
+        if hasattr(self, "_device"):
+            info |= {"inference_actors": self._actor_count, "inference_device": self._device}
+        return info
+
+
+def _take(waiting: deque[_Waiting], batch_size: int) -> list[_Waiting]:
+    if waiting[0].alone:
+        return [waiting.popleft()]
+    batch: list[_Waiting] = []
+    while waiting and len(batch) < batch_size and not waiting[0].alone:
+        batch.append(waiting.popleft())
+    return batch
+
+
+def _cancel(refs: dict) -> None:
+    """Cancel what is still running when the driver stops early (an error, a close)."""
+    for ref in list(refs):
+        try:
+            ray.cancel(ref)
+        except Exception:  # noqa: BLE001, S110 - an actor task or a finished one
+            pass
