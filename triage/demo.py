@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -53,10 +54,16 @@ AUDIT_STEADY = 0.1
 SIM_READER = "sim-reader-1"
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (synth workers)."""
+    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _step(title: str, argv: list[str], *, ok_codes: tuple[int, ...] = (0,),
           capture: bool = False) -> tuple[int, str]:
     print(f"\n== {title}: triage {' '.join(argv)}", flush=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer) if capture else contextlib.nullcontext():
         code = triage_main(argv)
@@ -64,7 +71,8 @@ def _step(title: str, argv: list[str], *, ok_codes: tuple[int, ...] = (0,),
         if capture:
             print(buffer.getvalue())
         raise SystemExit(f"demo step '{title}' failed with exit code {code}")
-    print(f"   ({time.perf_counter() - start:.1f} s)", flush=True)
+    print(f"   ({time.perf_counter() - start:.1f} s, {_cpu_seconds() - cpu:.0f} CPU s)",
+          flush=True)
     return code, buffer.getvalue()
 
 
@@ -263,7 +271,8 @@ def run(out: Path, studies: int, incoming: int, seed: int, epochs: int | None = 
           f"           (and review_worklist.csv beside each)\n"
           f"MLflow:    {uri}\n"
           f"  open the UI with: mlflow ui --backend-store-uri {uri}\n"
-          f"Demo finished in {(time.perf_counter() - started) / 60:.1f} min")
+          f"Demo finished in {(time.perf_counter() - started) / 60:.1f} min "
+          f"({_cpu_seconds() / 60:.1f} CPU min; 1-min load average {os.getloadavg()[0]:.1f})")
 
 
 def _compare(first: dict[str, Any], second: dict[str, Any] | None, out: Path) -> None:
