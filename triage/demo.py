@@ -259,12 +259,12 @@ def run(out: Path, studies: int, incoming: int, seed: int, epochs: int | None = 
                                         *SYNTH_FLAGS, *SYNTH_WORKERS])
     first = _triage(f"triage the incoming export, random audit of {AUDIT_START:g} (start-up)",
                     incoming_export, model, out / "run", AUDIT_START)
-    second = None
-    if model.startswith("models:/") and _feedback_turn(out, incoming_export, out / "run",
-                                                       manifest):
-        second = _triage(f"triage the incoming export again with the new champion, random "
-                         f"audit of {AUDIT_STEADY:g} (steady state)", incoming_export, model,
-                         out / "run2", AUDIT_STEADY)
+    promoted = model.startswith("models:/") and _feedback_turn(out, incoming_export,
+                                                               out / "run", manifest)
+    champion = "the recalibrated champion" if promoted else "the same model"
+    second = _triage(f"triage the incoming export again with {champion}, random audit of "
+                     f"{AUDIT_STEADY:g} (steady state)", incoming_export, model, out / "run2",
+                     AUDIT_STEADY)
     _compare(first, second, out)
     print(EXPLANATION)
     print(f"\nWorklists: {out / 'run' / 'worklist.csv'}, {out / 'run2' / 'worklist.csv'}\n"
@@ -275,13 +275,8 @@ def run(out: Path, studies: int, incoming: int, seed: int, epochs: int | None = 
           f"({_cpu_seconds() / 60:.1f} CPU min; 1-min load average {os.getloadavg()[0]:.1f})")
 
 
-def _compare(first: dict[str, Any], second: dict[str, Any] | None, out: Path) -> None:
-    a = _routed(first)
-    if second is None:
-        print(f"\nFirst run routed {a} studies urgent or routine; no second run (no new "
-              f"champion).")
-        return
-    b = _routed(second)
+def _compare(first: dict[str, Any], second: dict[str, Any], out: Path) -> None:
+    a, b = _routed(first), _routed(second)
     verdict = "more" if b > a else "not more"
     print(f"\nRouted urgent or routine: first run {a} of {first['studies']} (version "
           f"{first.get('model_version')}, audit {AUDIT_START:g}), second run {b} of "
