@@ -24,12 +24,12 @@ import resource
 import shutil
 import sys
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 from triage.cli import main as triage_main
 from triage.configs import config_path
+from triage.demo_files import write_accession_labels, write_simulated_decisions
 
 INGEST_CONFIG = config_path("ingest", "synthetic")
 TRAIN_CONFIG = config_path("train", "demo")
@@ -51,7 +51,6 @@ TRAIN_SPLITS = "train=0.5,val=0.1,calib=0.3,test=0.1"
 # the second run audits the steady-state share.
 AUDIT_START = 0.5
 AUDIT_STEADY = 0.1
-SIM_READER = "sim-reader-1"
 
 
 def _cpu_seconds() -> float:
@@ -76,67 +75,14 @@ def _step(title: str, argv: list[str], *, ok_codes: tuple[int, ...] = (0,),
     return code, buffer.getvalue()
 
 
-def _truth(export: Path) -> dict[str, dict[str, str]]:
-    """The generator's ground truth: study UID -> its synth manifest row (label, folder)."""
-    with open(export / "manifest.csv", newline="", encoding="utf-8") as fh:
-        return {row["study_uid"]: row for row in csv.DictReader(fh)}
-
-
-def _accession(folder: Path) -> str:
-    """AccessionNumber of the first DICOM file under a study folder (headers only)."""
-    import pydicom
-
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        with contextlib.suppress(pydicom.errors.InvalidDicomError):
-            ds = pydicom.dcmread(path, stop_before_pixels=True,
-                                 specific_tags=["AccessionNumber"])
-            if ds.get("AccessionNumber"):
-                return str(ds.AccessionNumber)
-    raise SystemExit(f"demo: no DICOM file with an AccessionNumber under {folder}")
-
-
-def write_accession_labels(export: Path, path: Path) -> int:
-    """Write ``accession_number,label`` for every study of a synthetic export.
-
-    The labels come from the generator's ground truth (keyed by Study Instance UID); the
-    accession numbers from the studies' DICOM headers: the file a site's RIS would export.
-
-    Returns:
-        The number of rows written.
-    """
-    rows = [(_accession(export / row["export_path"]), "yes" if row["label"] == "1" else "no")
-            for row in _truth(export).values()]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["accession_number", "label"])
-        writer.writerows(sorted(rows))
-    return len(rows)
-
-
-def write_simulated_decisions(worklist: Path, export: Path, path: Path) -> int:
-    """SIMULATED reader decisions: the review worklist with a ``finding`` from the generator's
-    ground truth for every row (a real site imports what its readers decided).
-
-    Returns:
-        The number of decisions written.
-    """
-    truth = _truth(export)
-    with open(worklist, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    fields = [*(rows[0].keys() if rows else ["study_uid"]), "finding", "reader", "read_date"]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            finding = "positive" if truth[row["study_uid"]]["label"] == "1" else "negative"
-            writer.writerow({**row, "finding": finding, "reader": SIM_READER,
-                             "read_date": date.today().isoformat()})
-    return len(rows)
-
-
 def _routed(summary: dict[str, Any]) -> int:
     routes = summary.get("route") or {}
     return int(routes.get("urgent", 0)) + int(routes.get("routine", 0))
+
+
+def _worklist(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "worklist.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
 
 
 def _show_run(summary: dict[str, Any], run_dir: Path) -> None:
@@ -147,12 +93,11 @@ def _show_run(summary: dict[str, Any], run_dir: Path) -> None:
     print("\nRoutes of the incoming studies:")
     for route, count in sorted((summary.get("route") or {}).items()):
         print(f"  {route:8s} {count}")
-    with open(run_dir / "worklist.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = _worklist(run_dir)
     reasons: dict[str, int] = {}
     for row in rows:
         if row["route"] == "review":
-            key = (row.get("rule_ids") or "").split(";")[0].strip() or "?"
+            key = (row.get("rule_ids") or "").split("; ")[0] or "?"
             reasons[key] = reasons.get(key, 0) + 1
     print("Review, by first rule: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
 
@@ -282,9 +227,18 @@ def _compare(first: dict[str, Any], second: dict[str, Any], out: Path) -> None:
           f"{first.get('model_version')}, audit {AUDIT_START:g}), second run {b} of "
           f"{second['studies']} (version {second.get('model_version')}, audit "
           f"{AUDIT_STEADY:g}): {verdict}.")
+    # Isolate the recalibration from the lower audit share: studies neither run audited.
+    rows = [{r["study_uid"]: r for r in _worklist(out / d)} for d in ("run", "run2")]
+    audited = {uid for run in rows for uid, r in run.items()
+               if r["rule_ids"].split("; ")[0] == "audit"}
+    kept = [[r for uid, r in run.items() if uid not in audited] for run in rows]
+    both = [sum(r["route"] in ("urgent", "routine") for r in run) for run in kept]
+    print(f"Of the {len(kept[0])} studies neither run audited: first run routed {both[0]}, "
+          f"second run {both[1]} (the effect of the new version alone).")
     (out / "loop_summary.json").write_text(json.dumps(
         {"first": {"routed": a, "route": first.get("route"),
                    "model_version": first.get("model_version"), "audit": AUDIT_START},
+         "not_audited": {"studies": len(kept[0]), "first": both[0], "second": both[1]},
          "second": {"routed": b, "route": second.get("route"),
                     "model_version": second.get("model_version"), "audit": AUDIT_STEADY}},
         indent=1), encoding="utf-8")
