@@ -19,7 +19,11 @@ def _truth(export: Path) -> dict[str, dict[str, str]]:
 
 
 def _accession(folder: Path) -> str:
-    """AccessionNumber of the first DICOM file under a study folder (headers only)."""
+    """AccessionNumber of the first DICOM file under a study folder (headers only).
+
+    Raises:
+        ValueError: no file there carries one.
+    """
     import pydicom
 
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -28,7 +32,8 @@ def _accession(folder: Path) -> str:
                                  specific_tags=["AccessionNumber"])
             if ds.get("AccessionNumber"):
                 return str(ds.AccessionNumber)
-    raise SystemExit(f"demo: no DICOM file with an AccessionNumber under {folder}")
+    raise ValueError(f"No DICOM file under {folder} has an AccessionNumber; regenerate the "
+                     f"synthetic export with `triage synth`.")
 
 
 def write_accession_labels(export: Path, path: Path) -> int:
