@@ -33,9 +33,9 @@ def check_demo(out: Path, printed: str) -> None:
     assert {r["study_uid"]: r["label"] for r in built} == truth
     assert "export_path" not in built[0]
 
-    incoming = {r["study_uid"] for r in _rows(out / "incoming_export" / "manifest.csv")}
     summaries = []
-    for run in ("run", "run2"):
+    for run, export in (("run", "incoming_export"), ("run2", "incoming_export_2")):
+        incoming = {r["study_uid"] for r in _rows(out / export / "manifest.csv")}
         rows = _rows(out / run / "worklist.csv")
         assert {r["study_uid"] for r in rows} == incoming and len(rows) == len(incoming)
         summary = json.loads((out / run / "run_summary.json").read_text(encoding="utf-8"))

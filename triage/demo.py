@@ -9,7 +9,7 @@ registered, gated and promoted to ``@champion``; ``triage run`` triages the inco
 with a random audit; SIMULATED reader decisions (the generator's ground truth) for its review
 worklist are imported into the label store; ``triage recalibrate`` registers a new version
 on the audited sample, ``triage promote`` gates it, and a second ``triage run`` triages the
-export again with the new champion. Every step is a ``triage`` command, printed as it runs.
+next incoming export with the new champion. Every step is a ``triage`` command, printed as it runs.
 """
 
 from __future__ import annotations
@@ -199,17 +199,16 @@ def run(out: Path, studies: int, incoming: int, seed: int, epochs: int | None = 
                                 f"sqlite:///{(out / 'mlflow.db').resolve()}")
     train_export, incoming_export = out / "train_export", out / "incoming_export"
     manifest, model = _train_and_promote(out, train_export, studies, seed, epochs)
-    _step("synthetic incoming export", ["synth", str(incoming_export), "--studies",
-                                        str(incoming), "--seed", str(seed + 1000),
-                                        *SYNTH_FLAGS, *SYNTH_WORKERS])
+    _synth_incoming(incoming_export, incoming, seed + 1000, "")
     first = _triage(f"triage the incoming export, random audit of {AUDIT_START:g} (start-up)",
                     incoming_export, model, out / "run", AUDIT_START)
     promoted = model.startswith("models:/") and _feedback_turn(out, incoming_export,
                                                                out / "run", manifest)
     champion = "the recalibrated champion" if promoted else "the same model"
-    second = _triage(f"triage the incoming export again with {champion}, random audit of "
-                     f"{AUDIT_STEADY:g} (steady state)", incoming_export, model, out / "run2",
-                     AUDIT_STEADY)
+    _synth_incoming(out / "incoming_export_2", incoming, seed + 2000, " (the next batch)")
+    second = _triage(f"triage the next batch with {champion}, random audit of "
+                     f"{AUDIT_STEADY:g} (steady state)", out / "incoming_export_2", model,
+                     out / "run2", AUDIT_STEADY)
     _compare(first, second, out)
     print(EXPLANATION)
     print(f"\nWorklists: {out / 'run' / 'worklist.csv'}, {out / 'run2' / 'worklist.csv'}\n"
@@ -220,6 +219,12 @@ def run(out: Path, studies: int, incoming: int, seed: int, epochs: int | None = 
           f"({_cpu_seconds() / 60:.1f} CPU min; 1-min load average {os.getloadavg()[0]:.1f})")
 
 
+def _synth_incoming(export: Path, studies: int, seed: int, what: str) -> None:
+    _step(f"synthetic incoming export{what}", ["synth", str(export), "--studies", str(studies),
+                                               "--seed", str(seed), *SYNTH_FLAGS,
+                                               *SYNTH_WORKERS])
+
+
 def _compare(first: dict[str, Any], second: dict[str, Any], out: Path) -> None:
     a, b = _routed(first), _routed(second)
     verdict = "more" if b > a else "not more"
@@ -227,19 +232,17 @@ def _compare(first: dict[str, Any], second: dict[str, Any], out: Path) -> None:
           f"{first.get('model_version')}, audit {AUDIT_START:g}), second run {b} of "
           f"{second['studies']} (version {second.get('model_version')}, audit "
           f"{AUDIT_STEADY:g}): {verdict}.")
-    # Isolate the recalibration from the lower audit share: studies neither run audited.
-    rows = [{r["study_uid"]: r for r in _worklist(out / d)} for d in ("run", "run2")]
-    audited = {uid for run in rows for uid, r in run.items()
-               if r["rule_ids"].split("; ")[0] == "audit"}
-    kept = [[r for uid, r in run.items() if uid not in audited] for run in rows]
-    both = [sum(r["route"] in ("urgent", "routine") for r in run) for run in kept]
-    print(f"Of the {len(kept[0])} studies neither run audited: first run routed {both[0]}, "
-          f"second run {both[1]} (the effect of the new version alone).")
+    # Separate the new version from the lower audit share: an audited study is one the
+    # rules would have routed urgent or routine.
+    audited = [sum(r["rule_ids"].split("; ")[0] == "audit" for r in _worklist(out / d))
+               for d in ("run", "run2")]
+    print(f"Without the audit the rules would have routed {a + audited[0]} of the first batch "
+          f"(version {first.get('model_version')}) and {b + audited[1]} of the next (version "
+          f"{second.get('model_version')}).")
     (out / "loop_summary.json").write_text(json.dumps(
-        {"first": {"routed": a, "route": first.get("route"),
+        {"first": {"routed": a, "audited": audited[0], "route": first.get("route"),
                    "model_version": first.get("model_version"), "audit": AUDIT_START},
-         "not_audited": {"studies": len(kept[0]), "first": both[0], "second": both[1]},
-         "second": {"routed": b, "route": second.get("route"),
+         "second": {"routed": b, "audited": audited[1], "route": second.get("route"),
                     "model_version": second.get("model_version"), "audit": AUDIT_STEADY}},
         indent=1), encoding="utf-8")
 
