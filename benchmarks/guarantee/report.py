@@ -154,7 +154,9 @@ def render(results: dict[str, Any]) -> str:
         "of the scored studies (the calibration sample, docs/feedback.md). Weekly, the "
         "labels no version has used are fitted; the new version is promoted when it "
         "certifies every device the champion certifies (the routing-guarantee gate) and "
-        "its labels are then consumed — those of devices it does not certify too. "
+        "its labels are then consumed — those of devices it does not certify too (the "
+        "product consumes them already at registration, gate or not: this is the "
+        "optimistic case). "
         f"{len(loops[0]['replicates']) if loops else 0} replicate deployments per row "
         "(seeds 0, 1, …); medians and means over them.",
         "",
