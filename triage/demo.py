@@ -210,13 +210,13 @@ def run(out: Path, studies: int, incoming: int, seed: int, epochs: int | None = 
                      f"{AUDIT_STEADY:g} (steady state)", out / "incoming_export_2", model,
                      out / "run2", AUDIT_STEADY)
     _compare(first, second, out)
-    print(EXPLANATION)
     print(f"\nWorklists: {out / 'run' / 'worklist.csv'}, {out / 'run2' / 'worklist.csv'}\n"
           f"           (and review_worklist.csv beside each)\n"
           f"MLflow:    {uri}\n"
           f"  open the UI with: mlflow ui --backend-store-uri {uri}\n"
           f"Demo finished in {(time.perf_counter() - started) / 60:.1f} min "
           f"({_cpu_seconds() / 60:.1f} CPU min; 1-min load average {os.getloadavg()[0]:.1f})")
+    print(EXPLANATION)
 
 
 def _synth_incoming(export: Path, studies: int, seed: int, what: str) -> None:
