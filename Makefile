@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency bench-table1 bench-lodo bench-site bench-strategies-smoke bench-ray lint clean
+.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency bench-table1 bench-lodo bench-site bench-strategies-smoke bench-ray bench-guarantee lint clean
 
 help:
 	@echo "make demo      create the venv, install, run the pipeline end to end on a synthetic export"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench-site  site adaptation with 50 / 100 labelled studies (long)"
 	@echo "make bench-strategies-smoke  the three above, 1 seed, 1 fold, 1 epoch (not written to docs)"
 	@echo "make bench-ray  triage run --engine local vs ray on this machine (writes docs/benchmarks.md)"
+	@echo "make bench-guarantee  guarantee modes over redraws and the feedback loop, simulated (minutes)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +88,7 @@ bench-ray: install
 
 bench-efficiency: install
 	$(PY) -m benchmarks.efficiency.run
+
 bench-table1: install
 	$(PY) -m benchmarks.strategies.run --mode table1
 
@@ -100,6 +102,9 @@ bench-strategies-smoke: install
 	for mode in table1 lodo site; do \
 	  $(PY) -m benchmarks.strategies.run --mode $$mode --quick --doc bench_output/strategies/smoke.md \
 	    || exit 1; done
+
+bench-guarantee: install
+	$(PY) -m benchmarks.guarantee.run
 
 lint: install
 	$(VENV)/bin/ruff check triage tests benchmarks

@@ -256,9 +256,10 @@ def _summary(rows: list[WorklistRow], **extra: Any) -> dict[str, Any]:
     by_device: dict[str, Counter] = {}
     for row in rows:
         by_device.setdefault(row.device_group or UNKNOWN_DEVICE, Counter())[row.route] += 1
+    guarantees = Counter(f"{r.route}: {r.guarantee}" for r in rows if r.guarantee)
     return {"studies": len(rows), "route": dict(sorted(Counter(r.route for r in rows).items())),
             "device_group": {g: dict(sorted(c.items())) for g, c in sorted(by_device.items())},
-            **extra}
+            "guarantee": dict(sorted(guarantees.items())), **extra}
 
 
 def _certification(router: Router, bundle: ModelBundle) -> dict[str, Any]:

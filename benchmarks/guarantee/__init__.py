@@ -1,0 +1,1 @@
+"""Guarantee-mode benchmark: pac vs marginal, device vs pooled vs auto, and the feedback loop."""
