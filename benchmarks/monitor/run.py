@@ -220,9 +220,9 @@ def section(sim: dict[str, Any], false: dict[str, Any], pipe: dict[str, Any] | N
         "The alarm rule of docs/monitoring.md as shipped (two-sided CUSUM, h = 10, "
         "k = 0.5 + 3/sqrt(n_ref); input detector baseline 100 studies). Delay: studies of "
         "the shifted device up to and including the one whose CUSUM crossed h; `triage "
-        "monitor` sees it when it next runs, i.e. after that study's run (at most 24 more "
-        f"studies here). Goal: each shift within {GOAL_DELAY} studies, at most "
-        f"{GOAL_RATE:g} false alarm per 10,000 stable studies.",
+        "monitor` sees it when it next runs, i.e. at the end of that study's run (at "
+        f"most one run, 24-25 studies, later). Goal: each shift within {GOAL_DELAY} "
+        f"studies, at most {GOAL_RATE:g} false alarm per 10,000 stable studies.",
         "",
         f"**Simulated** (`triage.monitor.scenarios`, score/statistic level: the shapes are "
         f"modelled on the pipeline's, sizes in docs/monitoring.md), {PER_RUN} studies a "
