@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency bench-table1 bench-lodo bench-site bench-strategies-smoke bench-ray bench-guarantee lint clean
+.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency bench-table1 bench-lodo bench-site bench-strategies-smoke bench-ray bench-monitor bench-guarantee lint clean
 
 help:
 	@echo "make demo      create the venv, install, run the pipeline end to end on a synthetic export"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-triage  routes and calibration over 200 calibration redraws (long; writes docs/benchmarks.md)"
 	@echo "make bench-run  triage run throughput vs forward-only, memory at 100 vs 400 studies"
 	@echo "make bench-efficiency  model variants (fp32, ONNX, int8, distilled) and a MONAI peer pipeline"
+	@echo "make bench-monitor  drift alarms: detection delay per shift, false-alarm rate (simulated and through triage run)"
 	@echo "make bench-table1  training strategies, the seed study's Table 1 (3 seeds; long)"
 	@echo "make bench-lodo  leave-one-device-out over every device x 3 shifts (3 seeds; long)"
 	@echo "make bench-site  site adaptation with 50 / 100 labelled studies (long)"
@@ -88,6 +89,9 @@ bench-ray: install
 
 bench-efficiency: install
 	$(PY) -m benchmarks.efficiency.run
+
+bench-monitor: install
+	$(PY) -m benchmarks.monitor.run
 
 bench-table1: install
 	$(PY) -m benchmarks.strategies.run --mode table1

@@ -83,6 +83,7 @@ def test_the_report_renders_in_a_browser_and_shows_the_worklist_counts(tracked, 
     dom, console = render(out / "report.html", tmp_path)
     assert console == []
     rows = read_worklist(out / "worklist.csv")
+    assert {"review", "failed"} <= {r.route for r in rows}  # both kinds of listed study
     shown = {}
     for attrs, cells in tables(dom)["route-counts"]:
         shown[attrs["data-device"]] = {c: int(v) for c, v in cells if c}
@@ -96,6 +97,32 @@ def test_the_report_renders_in_a_browser_and_shows_the_worklist_counts(tracked, 
     assert sorted(listed) == sorted(r.study_uid for r in rows if r.route in ("review",
                                                                              "failed"))
     assert "data:image/png;base64," in dom  # a thumbnail of a reviewed study's volume
+
+
+@pytest.mark.parametrize("modality", ["SC", "OT", "sc"])
+def test_no_thumbnail_of_a_secondary_capture_or_other(tracked, tmp_path, modality):
+    """The same run's report without thumbnails once its reviewed series are SC or OT
+    (they can carry burned-in text); the counts stay the worklist's."""
+    import dataclasses
+    import shutil
+
+    from triage.monitor.record import read_record
+    from triage.monitor.run_report import thumbnails, write_run_report
+
+    out, _, _ = tracked
+    rows = read_worklist(out / "worklist.csv")
+    thumbs = thumbnails(out, rows)
+    assert thumbs  # the CT series of reviewed studies have them
+    relabelled = [dataclasses.replace(r, modality=modality) if r.study_uid in thumbs else r
+                  for r in rows]
+    assert thumbnails(out, relabelled) == {}
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    html = write_run_report(copy, read_record(out), relabelled).read_text()
+    assert "data:image/png" not in html
+    listed = [dict(cells)["study_uid"] for _, cells in tables(html)["review-studies"]]
+    assert sorted(listed) == sorted(r.study_uid for r in rows
+                                    if r.route in ("review", "failed"))
 
 
 def test_an_unreachable_tracking_server_keeps_the_worklist(run_case, tiny_model, rules_path,

@@ -24,7 +24,8 @@ SHIFTS = ("hu-offset", "noise", "new-device")
 @dataclass(frozen=True)
 class Scenario:
     """A stream: `runs` runs of `per_run` studies of device `group`; from run `shift_at`
-    on (None: never) the device shifts by `shift` with strength `size`."""
+    on (None: never) the device shifts by `shift` with strength `size`. The calibration
+    reference is drawn with `reference_seed` (a bundle's own calibration split)."""
 
     group: str = "acme"
     runs: int = 20
@@ -34,6 +35,7 @@ class Scenario:
     size: float = 1.0
     prevalence: float = 0.3
     seed: int = 0
+    reference_seed: int = 99
 
 
 def draw(rng: np.random.Generator, n: int, *, shift: str | None, size: float,
@@ -67,7 +69,8 @@ def stream(scenario: Scenario, *, with_reference: bool = True
     """The run records and the labelled outcomes (run, group, route, finding) of a
     scenario; routes use fixed thresholds 0.1 / 0.8."""
     rng = np.random.default_rng(scenario.seed)
-    reference = (stable_reference(scenario.group, prevalence=scenario.prevalence)["groups"]
+    reference = (stable_reference(scenario.group, seed=scenario.reference_seed,
+                                  prevalence=scenario.prevalence)["groups"]
                  if with_reference else {})
     records, outcomes = [], []
     for run in range(scenario.runs):

@@ -1,6 +1,7 @@
 """`analyze`: drift and performance per device group over a window of runs, and the alarms.
 
-The rule (docs/monitoring.md has the reasoning and the measured delays):
+The rule (docs/monitoring.md has the reasoning, docs/benchmarks.md "Monitoring" the
+measured delays):
 
 * **Scores.** Each scored study's ``logit(p)`` is standardized with the device group's
   calibration reference (``logit_mean``, ``logit_std`` from the bundle; at least
