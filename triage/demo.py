@@ -15,6 +15,7 @@ next incoming export with the new champion. Every step is a ``triage`` command, 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import contextlib
 import csv
 import io
@@ -122,9 +123,15 @@ def _train_and_promote(out: Path, train_export: Path, studies: int, seed: int,
     print(f"\n== labels keyed by accession, as a hospital's RIS export would be: {labels} "
           f"({n} rows: accession_number from the DICOM headers, label from the generator's "
           f"ground truth)")
+    # A demo-only secret derived from the seed, so that the splits (and every figure after
+    # them) repeat run to run; a site keeps a random one (`manifest build` creates it).
+    secret = out / "patient-key.secret"
+    secret.write_text(hashlib.sha256(f"triage-demo-{seed}".encode()).hexdigest() + "\n",
+                      encoding="utf-8")
+    secret.chmod(0o600)
     _step("build the training manifest from the export and the labels", [
         "manifest", "build", str(train_export), "--labels", str(labels), "--key", "accession",
-        "--splits", TRAIN_SPLITS, "--secret-file", str(out / "patient-key.secret"),
+        "--splits", TRAIN_SPLITS, "--secret-file", str(secret),
         "--config", str(INGEST_CONFIG), "--out", str(manifest)])
     _step("validate manifest", ["manifest", "validate", str(manifest)])
     _step("ingest training export", ["ingest", str(train_export), "--out",
