@@ -15,9 +15,9 @@ next incoming export with the new champion. Every step is a ``triage`` command, 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
