@@ -94,10 +94,10 @@ def _file_mb(bundle: Any) -> float:
 
 def measure_variants(paths: dict[str, Path]) -> list[dict[str, Any]]:
     import torch
-    from triage.train.evaluate import evaluate_bundle
 
     from triage.export.variant import export_data, forward_ms, load_volumes, make_variant
     from triage.registry.bundle import load_bundle
+    from triage.registry.evaluate import evaluate_bundle
 
     torch.set_num_threads(THREADS)
     parent = load_bundle(paths["parent"] / "bundle")

@@ -86,6 +86,8 @@ def prune_channels(model: nn.Module, in_shape: tuple[int, int, int], ratio: floa
     """
     import torch_pruning as tp
 
+    from triage.model.widths import sync_free_norms
+
     ratio = check_ratio(ratio)
     model = model.eval().cpu()
     example = torch.zeros((1, 1, *in_shape))
@@ -96,6 +98,7 @@ def prune_channels(model: nn.Module, in_shape: tuple[int, int, int], ratio: floa
             model, example, importance=tp.importance.MagnitudeImportance(p=1),
             pruning_ratio=ratio, ignored_layers=output_layers(model), global_pruning=False)
         pruner.step()
+    sync_free_norms(model, in_shape)
     return model.eval()
 
 

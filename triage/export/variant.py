@@ -203,8 +203,8 @@ def recalibrate_variant(bundle: ModelBundle, data: ExportData, *, batch_size: in
     from triage.calibrate import fit_temperature, grouped_report, probabilities
     from triage.monitor.reference import score_reference
     from triage.registry.bundle import code_version
+    from triage.registry.evaluate import evaluate_bundle
     from triage.route import fit_thresholds
-    from triage.train.evaluate import evaluate_bundle
 
     def logits(samples: Sequence[Sample]) -> np.ndarray:
         return bundle.predict_logits(load_volumes(data, samples), device="cpu",

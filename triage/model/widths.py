@@ -21,12 +21,15 @@ _NORM = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
          nn.GroupNorm, nn.LayerNorm)
 
 
-def fit_widths(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
+def fit_widths(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
+               in_shape: tuple[int, int, int] | None = None) -> nn.Module:
     """`model` with its layers resized to the shapes of `state_dict` (in place).
 
     Args:
         model: a network built from the config the weights were trained with.
         state_dict: its (possibly channel-pruned) weights.
+        in_shape: spatial input shape; given, parameter-free normalization layers take
+            their widths from one forward pass too (`sync_free_norms`).
 
     Returns:
         `model`, ready for ``load_state_dict(state_dict)``.
@@ -45,7 +48,30 @@ def fit_widths(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn.M
                    and tuple(state_dict[prefix + key].shape) != tuple(value.shape)}
         if changed:
             _resize(name, module, changed)
+    if in_shape is not None:
+        sync_free_norms(model, in_shape)
     return model
+
+
+def sync_free_norms(model: nn.Module, in_shape: tuple[int, int, int]) -> None:
+    """Set ``num_features`` of normalization layers without parameters (MONAI's default
+    instance norm) to the width they see in a forward pass of a zero volume: the weights
+    do not say it, and torch warns on every call when it is stale."""
+    free = [m for m in model.modules() if isinstance(m, nn.modules.instancenorm._InstanceNorm)
+            and m.weight is None and m.running_mean is None]
+    if not free:
+        return
+
+    def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        module.num_features = int(args[0].shape[1])
+
+    handles = [m.register_forward_pre_hook(hook) for m in free]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros((1, 1, *in_shape)))
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _resize(name: str, module: nn.Module, changed: Mapping[str, torch.Tensor]) -> None:

@@ -283,7 +283,7 @@ class ModelBundle:
             if self.pruning:
                 from triage.model.widths import fit_widths
 
-                fit_widths(model, self.state_dict)
+                fit_widths(model, self.state_dict, self.in_shape)
             model.load_state_dict(self.state_dict)
         except (RuntimeError, ValueError) as err:
             raise BundleError(None, f"the weights do not fit network "
