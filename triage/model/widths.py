@@ -63,7 +63,7 @@ def sync_free_norms(model: nn.Module, in_shape: tuple[int, int, int]) -> None:
         return
 
     def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        module.num_features = int(args[0].shape[1])
+        setattr(module, "num_features", int(args[0].shape[1]))  # noqa: B010 - any norm
 
     handles = [m.register_forward_pre_hook(hook) for m in free]
     try:
