@@ -16,7 +16,7 @@ help:
 	@echo "make bench-quality  leave-one-device-out quality benchmark (long; writes docs/benchmarks.md)"
 	@echo "make bench-triage  routes and calibration over 200 calibration redraws (long; writes docs/benchmarks.md)"
 	@echo "make bench-run  triage run throughput vs forward-only, memory at 100 vs 400 studies"
-	@echo "make bench-efficiency  model variants (fp32, ONNX, int8, distilled) and a MONAI peer pipeline"
+	@echo "make bench-efficiency  model variants (fp32, ONNX, int8, pruned, distilled) and a MONAI peer pipeline"
 	@echo "make bench-monitor  drift alarms: detection delay per shift, false-alarm rate (simulated and through triage run)"
 	@echo "make bench-table1  training strategies, the seed study's Table 1 (3 seeds; long)"
 	@echo "make bench-lodo  leave-one-device-out over every device x 3 shifts (3 seeds; long)"

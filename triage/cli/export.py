@@ -1,5 +1,5 @@
-"""`triage export`: a faster variant of a model (ONNX, fp32 or int8), recalibrated and
-registered as a new version."""
+"""`triage export`: a faster variant of a model (ONNX fp32 or int8, or channel-pruned),
+recalibrated and registered as a new version."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ def export_cmd(
                                  help="none; int8 (static QDQ, per-channel, calibrated on "
                                       "training-split volumes); auto (int8 only where it "
                                       "measures faster than fp32 here)."),
+    prune: float = typer.Option(None, "--prune", min=0.0, max=1.0,
+                                help="Instead of ONNX: remove this share of every layer's "
+                                     "channels (L1 norm, structured; e.g. 0.3, 0.5, 0.7), "
+                                     "fine-tune, recalibrate; runs on torch."),
+    finetune_epochs: int = typer.Option(2, "--finetune-epochs", min=0,
+                                        help="With --prune: fine-tuning epochs on the "
+                                             "training split (the parent's settings)."),
     manifest: Path = MANIFEST,
     ingest: Path = INGEST,
     out: Path = typer.Option(None, "--out", "-o", file_okay=False,
@@ -24,11 +31,12 @@ def export_cmd(
                                   "model that is not a registered version)."),
     json_summary: bool = JSON,
 ) -> None:
-    """Export MODEL to ONNX, refit its temperature and thresholds on its own calibration
-    scores (the training export's calib split) and register it as a new version with
-    lineage tags (parent, method, runtime). Run it with `triage run --runtime onnx`.
+    """Export MODEL to ONNX (or prune its channels with --prune), refit its temperature and
+    thresholds on its own calibration scores (the training export's calib split) and
+    register it as a new version with lineage tags (parent, method, runtime).
     """
     from triage.errors import ConfigError
+    from triage.export.prune import make_pruned_variant
     from triage.export.register import register_variant
     from triage.export.variant import Quantize, export_data, make_variant
     from triage.registry.bundle import save_bundle
@@ -46,13 +54,20 @@ def export_cmd(
     if not registered and out is None:
         raise ConfigError(f"Model {model!r} is not a registered version, so the variant "
                           f"cannot be registered; pass --out FOLDER to write its bundle.")
+    if prune is not None and quantize_mode is not Quantize.NONE:
+        raise ConfigError("--prune makes a torch variant; export the pruned version with "
+                          "--quantize afterwards instead of combining them.")
     data = export_data(loaded.bundle, manifest, ingest)
-    variant = make_variant(loaded.bundle, data, quantize=quantize_mode)
+    if prune is not None:
+        variant = make_pruned_variant(loaded.bundle, data, ratio=prune,
+                                      finetune_epochs=finetune_epochs)
+    else:
+        variant = make_variant(loaded.bundle, data, quantize=quantize_mode)
     summary = {"parent": model, "method": variant.method, "runtime": variant.bundle.runtime,
                "temperature": variant.bundle.temperature,
                "parent_temperature": variant.parent_temperature,
                "forward_ms": variant.forward_ms, "metrics": variant.bundle.metrics,
-               "calibration_studies": len(data.calib)}
+               "calibration_studies": len(data.calib), "pruning": variant.bundle.pruning}
     if out is not None:
         summary["bundle"] = str(save_bundle(variant.bundle, out))
     if registered:

@@ -1,8 +1,9 @@
 """Register a model variant as a new version of its parent's registered model, with lineage.
 
-The variant is a new bundle (the parent's files plus ``model.onnx``, with its own
-temperature and thresholds in ``bundle.json``), so it gets its own digest and version;
-the version tags name its parent, the method and the runtime.
+The variant is a new bundle (the parent's files plus ``model.onnx``, or narrower weights
+for a pruned network, with its own temperature and thresholds in ``bundle.json``), so it
+gets its own digest and version; the version tags name its parent, the method and the
+runtime.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def register_variant(variant: Variant, *, name: str, parent_version: str,
     lineage = {"lineage.kind": "export", "lineage.parent_version": parent_version,
                "lineage.method": variant.method, "lineage.runtime": bundle.runtime,
                "lineage.parent_temperature": f"{variant.parent_temperature:.6g}",
-               "lineage.forward_ms": json.dumps(variant.forward_ms, sort_keys=True)}
+               "lineage.forward_ms": json.dumps(variant.forward_ms, sort_keys=True),
+               **variant.tags}
     for key, value in lineage.items():
         client.set_model_version_tag(name, version, key, value)
     log.info("Registered %s version %s: %s of version %s (T %.4g -> %.4g).", name, version,

@@ -1,5 +1,5 @@
-"""A model variant: the parent's network as an ONNX graph (fp32 or int8), recalibrated on
-its own scores.
+"""A model variant: the parent's network as an ONNX graph (fp32 or int8) or channel-pruned
+(`triage.export.prune`), recalibrated on its own scores.
 
 A compressed network scores differently from its parent, so nothing calibrated on the
 parent's scores carries over: the variant's temperature, certified routing thresholds and
@@ -50,6 +50,7 @@ class ExportData:
             thresholds and score reference).
         quantization: a seeded draw from the training split (int8 activation ranges).
         test: in-domain test split; held_out: studies of devices the parent never saw.
+        train, val: the training and validation splits (fine-tuning a pruned network).
     """
 
     ingest_dir: Path
@@ -57,6 +58,8 @@ class ExportData:
     quantization: list[Sample]
     test: list[Sample] = field(default_factory=list)
     held_out: list[Sample] = field(default_factory=list)
+    train: list[Sample] = field(default_factory=list)
+    val: list[Sample] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -65,16 +68,18 @@ class Variant:
 
     Attributes:
         bundle: the variant (runtime ``onnx``, its own temperature and thresholds).
-        method: ``onnx`` or ``onnx-int8``.
+        method: ``onnx``, ``onnx-int8`` or ``prune``.
         forward_ms: measured forward milliseconds per volume by engine (``torch``,
-            ``onnx``, ``onnx-int8`` where measured) on this machine.
+            ``onnx``, ``onnx-int8``, ``pruned`` where measured) on this machine.
         parent_temperature: the parent's temperature (the variant's is in the bundle).
+        tags: further lineage tags of the method (e.g. ``lineage.ratio``).
     """
 
     bundle: ModelBundle
     method: str
     forward_ms: dict[str, float]
     parent_temperature: float
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def export_data(bundle: ModelBundle, manifest_path: Path | str, ingest_dir: Path | str, *,
@@ -101,7 +106,8 @@ def export_data(bundle: ModelBundle, manifest_path: Path | str, ingest_dir: Path
     pick = sorted(rng.choice(len(train), size=min(n_quantization, len(train)), replace=False))
     return ExportData(Path(ingest_dir), calib, [train[i] for i in pick],
                       [s for s in inside if s.split == "test"],
-                      [s for s in resolved.samples if s.device_group not in seen])
+                      [s for s in resolved.samples if s.device_group not in seen],
+                      train, [s for s in inside if s.split == "val"])
 
 
 def load_volumes(data: ExportData, samples: Sequence[Sample]) -> list[np.ndarray]:

@@ -180,6 +180,10 @@ class ModelBundle:
         onnx: the ONNX graph's record (``quantization``: ``none`` or ``int8``, opset,
             exporter versions; ``file`` and ``sha256`` once saved); empty without one.
         onnx_model: the serialized ONNX graph (``model.onnx``), or None.
+        pruning: for a channel-pruned variant (`triage.export.prune`): method, ratio,
+            channels and parameters before and after, fine-tuning epochs; the network is
+            the config's with the state_dict's narrower layers (`fit_widths`). Empty
+            otherwise.
         code_version: triage version (+ git commit when built from a checkout).
         created_utc: ISO-8601 creation time.
     """
@@ -202,6 +206,7 @@ class ModelBundle:
     runtime: str = "torch"
     onnx: dict[str, Any] = field(default_factory=dict)
     onnx_model: bytes | None = field(default=None, repr=False)
+    pruning: dict[str, Any] = field(default_factory=dict)
     code_version: str = field(default_factory=code_version)
     created_utc: str = field(default_factory=_utc_now)
     _model: Any = field(default=None, init=False, repr=False)
@@ -275,8 +280,12 @@ class ModelBundle:
 
         model = create_model(ModelConfig(**self.model_config), self.in_shape)
         try:
+            if self.pruning:
+                from triage.model.widths import fit_widths
+
+                fit_widths(model, self.state_dict, self.in_shape)
             model.load_state_dict(self.state_dict)
-        except RuntimeError as err:
+        except (RuntimeError, ValueError) as err:
             raise BundleError(None, f"the weights do not fit network "
                               f"'{self.model_config.get('name')}': {err}") from err
         return model.eval()
