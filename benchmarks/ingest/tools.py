@@ -300,8 +300,8 @@ def run_triage_load(export: Path, out_dir: Path, workers: int) -> ToolResult:
           env=_ONE_BLAS_THREAD)
 def run_triage_ingest(export: Path, out_dir: Path, workers: int) -> ToolResult:
     """`ingest_export` with the shipped config: load, normalize, align, cache to `out_dir`."""
+    from triage.engines.runner import ingest_export
     from triage.ingest.config import IngestConfig
-    from triage.ingest.runner import ingest_export
 
     started = time.perf_counter()
     result = ingest_export(export, out_dir, IngestConfig.from_yaml(), workers=workers)

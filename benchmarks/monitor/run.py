@@ -119,8 +119,8 @@ def _train_tiny(root: Path) -> Path:
     """A tiny trained bundle (the recipe of tests/run/conftest.py: 14 studies of acme and
     borealis on a 16x16x8 grid, cnn-small for one epoch)."""
     from triage.data.synth import SynthConfig, generate_export
+    from triage.engines.runner import ingest_export
     from triage.ingest.config import IngestConfig
-    from triage.ingest.runner import ingest_export
     from triage.train.config import TrainConfig
     from triage.train.run import train_model
 

@@ -11,8 +11,8 @@ from tests.dicom.loader_factory import STUDY, SeriesRecipe, write_series
 from triage.dicom.grouping import group_studies
 from triage.dicom.scan import scan_export
 from triage.dicom.selection import StudyStatus, select_series
+from triage.engines.runner import ingest_export
 from triage.ingest.config import IngestConfig
-from triage.ingest.runner import ingest_export
 
 SMALL = SeriesRecipe(n_slices=4, rows=16, cols=16)
 PATIENTS = ("PAT-AAA-0001", "PAT-BBB-0002")

@@ -283,8 +283,8 @@ def test_corpus_ingest_accounts_for_every_study(tmp_path: Path, capfd: pytest.Ca
     min_slices 2 gives every study exactly one row (two patients under one study UID: one
     row each), no `internal` failure, no ok study with fewer than 2 slices, and no pydicom
     noise on stderr."""
+    from triage.engines.runner import ingest_export
     from triage.ingest.config import IngestConfig
-    from triage.ingest.runner import ingest_export
 
     export = _corpus_export(tmp_path / "export")
     config = IngestConfig.from_dict({"selection": {"allowed_modalities": ["*"],

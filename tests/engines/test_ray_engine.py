@@ -78,8 +78,8 @@ def test_a_study_that_kills_every_try_is_failed_with_the_reason(ray_local, armed
 
 def test_ray_ingest_gives_the_local_report_and_device_stats(ray_local, run_case, tmp_path):
     from tests.run.conftest import INGEST
+    from triage.engines.runner import ingest_export
     from triage.ingest.config import IngestConfig
-    from triage.ingest.runner import ingest_export
 
     config = IngestConfig.from_dict(INGEST)
     local = ingest_export(run_case.export_dir, tmp_path / "local", config, workers=2)

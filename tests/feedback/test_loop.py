@@ -44,8 +44,8 @@ def _lax_rules(path: Path) -> Path:
 def champion(tmp_path_factory):
     """Version 1 of NAME, trained on a 14-study export and promoted to @champion."""
     from triage.data.synth import SynthConfig, generate_export
+    from triage.engines.runner import ingest_export
     from triage.ingest.config import IngestConfig
-    from triage.ingest.runner import ingest_export
     from triage.registry.gates import GateConfig
     from triage.registry.promotion import promote, register_version
     from triage.train.config import TrainConfig

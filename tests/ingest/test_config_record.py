@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
+from triage.engines.runner import CONFIG_NAME, ingest_export
 from triage.ingest.config import IngestConfig
-from triage.ingest.runner import CONFIG_NAME, ingest_export
 
 
 def test_ingest_records_the_resolved_config_and_it_round_trips(make_synth_export, tmp_path):

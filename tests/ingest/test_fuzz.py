@@ -19,8 +19,8 @@ import pytest
 
 from triage.dicom.grouping import group_studies
 from triage.dicom.scan import scan_export
+from triage.engines.runner import ingest_export
 from triage.ingest.config import IngestConfig
-from triage.ingest.runner import ingest_export
 
 CONFIG = {"selection": {"min_slices": 4},
           "preprocess": {"target_spacing": [8.0, 8.0, 8.0], "target_shape": [8, 8, 4]},

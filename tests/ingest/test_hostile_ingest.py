@@ -9,10 +9,10 @@ import os
 import pytest
 
 from tests.dicom.factories import ACME, build_dicomdir_export, study_header, write_ct_series
+from triage.engines.runner import REPORT_NAME, SUMMARY_NAME, ingest_export
 from triage.errors import ConfigError
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import read_report
-from triage.ingest.runner import REPORT_NAME, SUMMARY_NAME, ingest_export
 
 SMALL = {"selection": {"min_slices": 4},
          "preprocess": {"target_spacing": [8.0, 8.0, 8.0], "target_shape": [8, 8, 4]}}

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from triage.cli import main
+from triage.engines.runner import ingest_export
 from triage.errors import ConfigError
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import REPORT_COLUMNS, read_report
-from triage.ingest.runner import ingest_export
 from triage.preprocess.cache import VolumeCache
 
 # Tiny exports have 12 slices; a small output grid keeps the tests fast.

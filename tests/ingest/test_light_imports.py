@@ -14,13 +14,13 @@ SCRIPT = textwrap.dedent("""
     import json, sys
 
     import triage.cli.ingest
-    import triage.ingest.runner
+    import triage.engines.runner
     import triage.preprocess.pipeline
     from triage.cli import main
 
     code = main(["ingest", sys.argv[1], "--out", sys.argv[2], "--config", sys.argv[3],
                  "--workers", "1", "--json"])
-    triage.ingest.runner._init_worker()
+    triage.engines.runner._init_worker()
     print(json.dumps({"code": code, "torch": "torch" in sys.modules,
                       "monai": "monai" in sys.modules}))
 """)

@@ -13,9 +13,9 @@ from tests.dicom.loader_factory import SeriesRecipe, write_series
 from triage.data.synth.dicom_writer import make_uid
 from triage.dicom import codecs
 from triage.dicom.selection import select_series
+from triage.engines.runner import ingest_export
 from triage.ingest import stream
 from triage.ingest.config import IngestConfig
-from triage.ingest.runner import ingest_export
 from triage.ingest.study import ingest_study
 from triage.preprocess.cache import VolumeCache
 

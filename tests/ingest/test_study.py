@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pydicom
 
+from triage.engines.runner import SUMMARY_NAME, ingest_export
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import read_report
-from triage.ingest.runner import SUMMARY_NAME, ingest_export
 
 
 def test_failed_rows_name_modality_and_one_unknown_device_spelling(tmp_path: Path) -> None:

@@ -47,8 +47,8 @@ class TinyModel:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     """A trained, calibrated bundle whose ingest config matches `make_run_export`."""
     from triage.data.synth import SynthConfig, generate_export
+    from triage.engines.runner import ingest_export
     from triage.ingest.config import IngestConfig
-    from triage.ingest.runner import ingest_export
     from triage.train.config import TrainConfig
     from triage.train.run import train_model
 

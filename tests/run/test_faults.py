@@ -245,8 +245,8 @@ def test_evaluate_refuses_an_ingest_made_with_another_preprocessing(tiny_model, 
                                                                     capsys):
     from tests.run.conftest import DEVICES, INGEST
     from triage.data.synth import SynthConfig, generate_export
+    from triage.engines.runner import ingest_export
     from triage.ingest.config import IngestConfig
-    from triage.ingest.runner import ingest_export
 
     export = generate_export(tmp_path / "export", SynthConfig(
         studies=6, seed=4, slices=8, matrix=32, devices=DEVICES, thick_fraction=0.0,

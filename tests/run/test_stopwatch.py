@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from triage.run.stopwatch import Stopwatch
+from triage.engines.stopwatch import Stopwatch
 
 
 def test_stages_accumulate_in_the_order_first_timed():

@@ -39,7 +39,7 @@ def test_a_lower_priority_is_never_raised():
 
 def _passive(env: dict[str, str], preload_torch: bool) -> list[str]:
     code = ("import os\n" + ("import torch\n" if preload_torch else "") +
-            "from triage.run.threads import prefer_passive_openmp\n"
+            "from triage.engines.threads import prefer_passive_openmp\n"
             "print(prefer_passive_openmp(), os.environ.get('OMP_WAIT_POLICY'))")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -29,9 +29,9 @@ def ingest(
     from rich.table import Table
 
     from triage.engines import create_engine
+    from triage.engines.runner import ingest_export
     from triage.errors import ConfigError
     from triage.ingest.config import IngestConfig
-    from triage.ingest.runner import ingest_export
 
     if not export_dir.is_dir():
         raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")

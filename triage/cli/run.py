@@ -115,6 +115,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from triage.engines import create_engine
+    from triage.engines.threads import prefer_passive_openmp
     from triage.errors import ConfigError
     from triage.monitor.runlog import finish_run
     from triage.pacs.dicomweb import StudyFilter, is_dicomweb_url
@@ -122,7 +123,6 @@ def run(
     from triage.route.audit import check_fraction, with_audit
     from triage.run.model import load_model
     from triage.run.pipeline import prepare_out_dir, run_export
-    from triage.run.threads import prefer_passive_openmp
 
     prefer_passive_openmp()  # before the model loads torch
     remote = is_dicomweb_url(source)

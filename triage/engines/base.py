@@ -3,7 +3,7 @@
 An engine takes the studies the driver listed and gives back, as each finishes, the
 study's ingest outcome (`Engine.ingest`) or its outcome and score (`Engine.triage`). The
 per-study work is always the same pure functions (`triage.ingest.study.ingest_study`,
-`triage.run.scoring.volume_for` and `score_batch`); an engine only decides where they run.
+`triage.engines.scoring.volume_for` and `score_batch`); an engine only decides where they run.
 Routing and the journal stay with the caller, which records each row as it arrives, so a
 killed driver resumes from its journal whatever engine ran.
 
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from triage.dicom.grouping import StudyGroup
+from triage.engines.stopwatch import Stopwatch
 from triage.ingest.config import IngestConfig
 from triage.ingest.study import StudyOutcome
-from triage.run.stopwatch import Stopwatch
 
 if TYPE_CHECKING:
     from triage.registry.bundle import ModelBundle

@@ -2,7 +2,7 @@
 
 Workers ingest studies (`triage.ingest.stream.stream_ingest`) and, for `triage run`, send
 each new volume back; the main process scores them in batches of ``batch_size`` with the
-model while the workers go on (at the lowest CPU priority: `triage.run.threads`). At most
+model while the workers go on (at the lowest CPU priority: `triage.engines.threads`). At most
 ``2 * workers`` studies are being ingested and ``batch_size`` volumes wait for the model.
 """
 
@@ -15,13 +15,13 @@ from typing import Any
 
 from triage.dicom.grouping import StudyGroup
 from triage.engines.base import Engine, Scored, TriageJob
+from triage.engines.scoring import score_batch, volume_for
+from triage.engines.threads import available_cpus
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus
 from triage.ingest.stream import stream_ingest
 from triage.ingest.study import StudyOutcome
 from triage.preprocess.cache import VolumeCache
-from triage.run.scoring import score_batch, volume_for
-from triage.run.threads import available_cpus
 
 
 class LocalEngine(Engine):

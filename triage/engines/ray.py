@@ -2,9 +2,9 @@
 
 The driver lists the studies and keeps a bounded window of ingest tasks in flight (twice
 the cluster's CPUs), each running `triage.ingest.study.ingest_study` (and, for `triage
-run`, `triage.run.scoring.volume_for`) where Ray places it; a prepared volume stays in
+run`, `triage.engines.scoring.volume_for`) where Ray places it; a prepared volume stays in
 Ray's object store until an inference actor takes it. The actors (one per GPU with
-``num_gpus=1``, else one on CPU) score batches with `triage.run.scoring.score_batch`,
+``num_gpus=1``, else one on CPU) score batches with `triage.engines.scoring.score_batch`,
 padded to ``batch_size`` exactly as the local engine does, so both engines give the same
 scores. The driver routes and journals each batch as it comes back (`triage.run.pipeline`).
 
@@ -36,6 +36,8 @@ from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from triage.dicom.grouping import StudyGroup
 from triage.engines.base import Engine, Scored, TriageJob
+from triage.engines.scoring import score_batch, volume_for
+from triage.engines.threads import available_cpus
 from triage.errors import (
     ConfigError,
     EnvironmentalError,
@@ -47,8 +49,6 @@ from triage.ingest.report import IngestStatus
 from triage.ingest.stream import _one_blas_thread, failed_outcome, lower_priority
 from triage.ingest.study import StudyOutcome, ingest_study
 from triage.preprocess.cache import VolumeCache
-from triage.run.scoring import score_batch, volume_for
-from triage.run.threads import available_cpus
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_RETRIES = 3
@@ -226,7 +226,7 @@ class RayEngine(Engine):
         if gpus:
             options |= {"num_gpus": 1, "num_cpus": 1}
         else:  # beside the ingest tasks, which run at the lowest priority (a local Ray
-            # instance inherits the driver's OMP_WAIT_POLICY=PASSIVE: triage.run.threads)
+            # instance inherits the driver's OMP_WAIT_POLICY=PASSIVE: triage.engines.threads)
             options |= {"num_cpus": 0}
         return ray.remote(_Scorer).options(**options), device, count
 

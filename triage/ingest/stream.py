@@ -1,6 +1,6 @@
 """Ingest studies in a bounded process pool and hand them back as they finish.
 
-`stream_ingest` is the one pool behind `triage ingest` (`triage.ingest.runner`) and the
+`stream_ingest` is the one pool behind `triage ingest` (`triage.engines.runner`) and the
 producer side of `triage run`: workers select, load, preprocess and cache studies
 (`triage.ingest.study.ingest_study`) while the caller, suspended between two ``next()``
 calls, merges statistics or runs inference on the ones already done. Studies are submitted

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from triage.dicom.grouping import group_studies
 from triage.dicom.scan import scan_export
+from triage.engines.stopwatch import Stopwatch
 from triage.ingest.config import IngestConfig
 from triage.ingest.study import ingest_study
 from triage.pacs.headers import HeaderStore
 from triage.preprocess.cache import VolumeCache
 from triage.run.pipeline import CACHE_DIR, _provenance, _Triage, open_journal, prepare_out_dir
-from triage.run.stopwatch import Stopwatch
 from triage.run.worklist import WorklistRow, study_identifiers, write_worklists
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from triage.dicom.grouping import StudyGroup, group_studies
 from triage.dicom.scan import scan_export
+from triage.engines.stopwatch import Stopwatch
 from triage.errors import ConfigError, EnvironmentalError, is_environmental
 from triage.ingest.config import IngestConfig
 from triage.ingest.stream import failed_outcome
@@ -47,7 +48,6 @@ from triage.run.pipeline import (
     open_journal,
     prepare_out_dir,
 )
-from triage.run.stopwatch import Stopwatch
 from triage.run.worklist import StudyIdentifiers, WorklistRow, write_worklists
 
 if TYPE_CHECKING:

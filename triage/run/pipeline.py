@@ -9,7 +9,7 @@ so a killed run resumes where it stopped, and the worklists are written from the
 at the end. Memory stays flat: an engine holds a bounded window of studies, and arrays are
 dropped as soon as they are scored. `_Triage` is also the consumer of the other sources
 of studies (`triage.pacs`): it takes ingested studies one by one (`add`) and scores them
-with the same functions (`triage.run.scoring`).
+with the same functions (`triage.engines.scoring`).
 
 A cache entry that fails to read back (damaged since its worker found it) is made again in
 the main process. Any failure of one study (ingest, inference, routing) becomes that
@@ -37,6 +37,8 @@ from triage.dicom.grouping import StudyGroup, group_studies
 from triage.dicom.scan import scan_export
 from triage.engines import Engine, Scored, TriageJob
 from triage.engines.local import LocalEngine
+from triage.engines.scoring import score_batch, volume_for
+from triage.engines.stopwatch import Stopwatch
 from triage.errors import (
     ConfigError,
     EnvironmentalError,
@@ -52,8 +54,6 @@ from triage.io import atomic_write_text
 from triage.preprocess.cache import VolumeCache
 from triage.run.distance import input_distance
 from triage.run.journal import JOURNAL_NAME, Journal
-from triage.run.scoring import score_batch, volume_for
-from triage.run.stopwatch import Stopwatch
 from triage.run.worklist import (
     REVIEW_NAME,
     WORKLIST_NAME,
@@ -319,7 +319,7 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         router: the rules (`triage.route.Router`).
         workers: ingest processes of the default local engine (default: one per
             available core; 1 = inline, no overlap). With more than one they run at the
-            lowest CPU priority beside inference (`triage.run.threads`). Ignored when
+            lowest CPU priority beside inference (`triage.engines.threads`). Ignored when
             `engine` is given.
         batch_size: volumes per forward pass.
         progress: called as ``progress(done, total, row)`` after each study (and once
