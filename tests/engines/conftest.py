@@ -33,8 +33,12 @@ def ray_local(fault_dir: Path):
     import ray
 
     os.environ[faults.ENV] = str(fault_dir)  # before ray.init: its processes inherit it
+    # The workers import the fault hooks from this checkout's `tests` package.
+    root = str(Path(__file__).resolve().parents[2])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": "tests.engines.faults.install"})
+             runtime_env={"worker_process_setup_hook": "tests.engines.faults.install",
+                          "env_vars": {"PYTHONPATH": os.pathsep.join(
+                              p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}})
     yield ray
     ray.shutdown()
 
