@@ -13,7 +13,8 @@ affine is carried along exactly:
 2. Anti-aliasing when downsampling by a factor ``f`` along an axis: a Gaussian with sigma
    ``(f - 1) / 2`` input voxels (the rule of scikit-image and MONAI's
    ``Resize(anti_aliasing=True)``), evaluated only every ``floor(f)`` voxels, which is all
-   the resampling needs. One matrix product per axis keeps this ~20 ms for 256x256x128.
+   the resampling needs. One banded matrix product per axis keeps this ~20 ms for
+   256x256x128.
 3. Resampling (trilinear, edge values beyond the border) to the target spacing, on MONAI
    ``Spacing``'s grid: the first voxel centre stays where it was and the shape is the
    rounded extent. The grid keeps the input's direction cosines after step 1: an oblique
@@ -99,6 +100,33 @@ def _apply_along(matrix: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
     return (x.reshape(-1, x.shape[2]) @ matrix.T).reshape(*x.shape[:2], -1)
 
 
+def _apply_banded(matrix: np.ndarray, x: np.ndarray, axis: int, rows: int = 16
+                  ) -> np.ndarray:
+    """`_apply_along` for a banded `matrix`, block by block of `rows` output rows.
+
+    Each block multiplies only the input columns its rows weight (a Gaussian row spans
+    ~8 sigma of ``n`` inputs): 3-6x fewer multiply-adds than the dense product. The
+    weights skipped are exact zeros, so the sums differ from it by rounding only.
+    """
+    n_out = matrix.shape[0]
+    if n_out <= rows:
+        return _apply_along(matrix, x, axis)
+    shape = list(x.shape)
+    shape[axis] = n_out
+    out = np.empty(shape, dtype=np.result_type(matrix, x))
+    nonzero = matrix != 0
+    for start in range(0, n_out, rows):
+        block = nonzero[start:start + rows].any(axis=0)
+        lo, hi = int(block.argmax()), len(block) - int(block[::-1].argmax())
+        index = [slice(None)] * 3
+        index[axis] = slice(lo, hi)
+        part = x[tuple(index)]
+        index[axis] = slice(start, start + rows)
+        out[tuple(index)] = _apply_along(
+            np.ascontiguousarray(matrix[start:start + rows, lo:hi]), part, axis)
+    return out
+
+
 def _cheapest_order(shape: tuple[int, ...], n_out: dict[int, int]) -> tuple[int, ...]:
     """Order of the per-axis products with the fewest multiply-adds (voxels x n_out)."""
     def cost(order: tuple[int, ...]) -> int:
@@ -116,7 +144,7 @@ def anti_alias(array: np.ndarray, affine: np.ndarray, target_spacing: np.ndarray
     """Low-pass a 3D array along every axis that will be downsampled.
 
     Each such axis is filtered and decimated in one matrix product (see
-    `gaussian_decimation_matrix`): dense, but BLAS makes it ~20 ms for 256x256x128 here,
+    `gaussian_decimation_matrix`), block-banded (`_apply_banded`), ~20 ms for 256x256x128 here,
     where a full-resolution separable convolution takes ~0.8 s. Axes downsampled by less
     than ``1 + 2 * _MIN_SIGMA`` are left alone. The returned affine places each output
     voxel at the centre of its weights.
@@ -153,7 +181,7 @@ def anti_alias(array: np.ndarray, affine: np.ndarray, target_spacing: np.ndarray
         step[axis, axis] = stride
         step[axis, 3] = (stride - 1) / 2.0
     for m_axis in _cheapest_order(xm.shape, {a: m.shape[0] for a, m in matrices.items()}):
-        xm = _apply_along(matrices[m_axis], xm, m_axis)
+        xm = _apply_banded(matrices[m_axis], xm, m_axis)
     out = xm.transpose([order.index(a) for a in range(3)])
     out = out[tuple(slice(None, None, -1) if flipped[a] and a not in axes else slice(None)
                     for a in range(3))]
