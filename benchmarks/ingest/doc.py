@@ -168,11 +168,13 @@ def notes(floor_mib: float, warmup: bool) -> list[str]:
 def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict[str, str],
            scaling: list[tuple[int, Measured, Measured]], *, elapsed_s: float,
            floor_mib: float, load_before: float,
-           share: tuple[list[Row], int, list[Row]] | None = None) -> str:
+           share: tuple[list[Row], int, list[Row]] | None = None,
+           syntaxes: dict[str, tuple[Row, Row]] | None = None) -> str:
     """The markdown of the ingest section, without its markers.
 
     `share` is the JPEG 2000 breakdown: its rows, its number of series and the rows run
-    on the series' uncompressed copy (`benchmarks.ingest.share`).
+    on the series' uncompressed copy (`benchmarks.ingest.share`). `syntaxes` holds the
+    per-syntax (dcm2niix, full ingest) rows (`benchmarks.ingest.syntaxes`).
     """
     from datetime import datetime
 
@@ -206,6 +208,14 @@ def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict
                   "(Explicit VR Little Endian, by pydicom); same rounds, one worker, one "
                   "thread:", "",
                   *share_table(*share)]
+    if syntaxes:
+        from benchmarks.ingest.syntaxes import DEVICE, syntax_table
+
+        lines += ["", f"Full ingest per transfer syntax: {settings.series} series × "
+                  f"{settings.slices} slices of {settings.matrix}², the `{DEVICE}` profile "
+                  "(no tilt, no gaps) written in each syntax from the same seed (the same "
+                  "pixels); same rounds, one worker each:", "",
+                  *syntax_table(syntaxes, settings.series)]
     lines += ["", "Notes:", "", *notes(floor_mib, settings.warmup)]
     return "\n".join(lines) + "\n"
 
