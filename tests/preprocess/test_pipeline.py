@@ -99,3 +99,12 @@ def test_mapping_after_alignment_equals_normalizing_first(modality):
     if modality == "CT":  # air is below the window: exactly 0, as before
         assert prepared.array.min() == 0.0 == normalized.background
     assert prepared.steps["pad_value"] == pytest.approx(normalized.background)
+
+
+def test_consume_clips_the_volume_in_place_and_prepares_the_same_array():
+    kept, consumed = make_ct(seed=4), make_ct(seed=4)
+    before = kept.array.copy()
+    expected = preprocess(kept, CONFIG).array
+    np.testing.assert_array_equal(kept.array, before)  # not consumed: untouched
+    np.testing.assert_array_equal(preprocess(consumed, CONFIG, consume=True).array, expected)
+    np.testing.assert_array_equal(consumed.array, np.clip(before, *CONFIG.ct_window))

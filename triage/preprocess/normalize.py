@@ -74,8 +74,17 @@ class Normalization:
         """The normalized value of air (the clip floor after the map)."""
         return (self.low - self.shift) * self.scale
 
-    def clip(self, array: np.ndarray) -> np.ndarray:
-        """`array` clipped to ``[low, high]`` as a new float32 array (modality units)."""
+    def clip(self, array: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+        """`array` clipped to ``[low, high]`` (modality units), as float32.
+
+        Args:
+            array: the volume.
+            in_place: overwrite `array` when it is a writeable float32 array (no new
+                allocation of a native-size volume: its page faults cost as much as the
+                clip); otherwise a new array either way.
+        """
+        if in_place and array.dtype == np.float32 and array.flags.writeable:
+            return np.clip(array, np.float32(self.low), np.float32(self.high), out=array)
         return np.clip(array, self.low, self.high, dtype=np.float32)
 
     def rescale_(self, out: np.ndarray) -> np.ndarray:

@@ -75,12 +75,15 @@ def _coverage(volume: Volume, config: PreprocessConfig
     return [float(e) for e in extent], cropped
 
 
-def preprocess(volume: Volume, config: PreprocessConfig) -> PreparedVolume:
+def preprocess(volume: Volume, config: PreprocessConfig, *, consume: bool = False
+               ) -> PreparedVolume:
     """Normalize `volume` for its modality, then align it onto the `config` grid.
 
     Args:
-        volume: a loaded series; its array is not modified.
+        volume: a loaded series; its array is not modified unless `consume`.
         config: the preprocessing settings.
+        consume: the caller is done with ``volume.array``: clip it in place instead of
+            into a copy (ingest, after its statistics have read the HU values).
 
     Returns:
         The prepared volume, carrying the source's verdict, warnings and provenance.
@@ -90,7 +93,7 @@ def preprocess(volume: Volume, config: PreprocessConfig) -> PreparedVolume:
         NormalizationError: if the volume cannot be normalized (e.g. constant MR).
     """
     normalization = normalizer_for(volume.modality, config).fit(volume.array)
-    aligned = align(normalization.clip(volume.array), volume.ras_affine, config,
+    aligned = align(normalization.clip(volume.array, in_place=consume), volume.ras_affine, config,
                     pad_value=normalization.low)
     normalization.rescale_(aligned.array)  # a fresh array: align never returns a view
     warnings = list(volume.warnings)
