@@ -125,8 +125,7 @@ def _family(client: Any, name: str, parent: str, versions: set[str]) -> set[str]
 
 
 def _rules(bundle: Any) -> Any:
-    from triage.route.rules import RuleSet, load_rules
-    from triage.train.run import DEFAULT_RULES
+    from triage.route.rules import DEFAULT_RULES, RuleSet, load_rules
 
     if bundle.rules:
         return RuleSet.from_dict(bundle.rules, source="the model's recorded rules")

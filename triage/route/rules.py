@@ -29,12 +29,15 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from triage.configs import config_path
 from triage.errors import ConfigError
 from triage.route.priority import PrioritySettings
 from triage.route.thresholds import FittedThresholds, ThresholdConfig
 from triage.route.types import Route, StudyEvidence
 from triage.settings import check_keys, dataclass_from_mapping, load_yaml
 
+#: The shipped rules file: what `triage run` and training use when given none.
+DEFAULT_RULES = config_path("rules")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TOP_KEYS = ["name", "version", "description", "thresholds", "priority", "rules"]
 

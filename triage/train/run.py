@@ -30,14 +30,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from triage.configs import config_path
 from triage.data.dataset import CACHE_DIR, CachedVolumeDataset, ResolvedSamples, Sample
 from triage.errors import ConfigError, TriageError
+from triage.route.rules import DEFAULT_RULES
 from triage.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RULES = config_path("rules")
 IN_DOMAIN = "test"
 HELD_OUT = "held-out"
 
