@@ -187,8 +187,9 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
             volume_qc=_read_json(_qc_path(cache, key)))
     with capture_pydicom() as notes:  # pydicom's warnings: report warnings, not stderr
         try:
+            # Irregular slices stay as acquired: preprocessing interpolates them once.
             volume = load_series([r.path for r in series.instances], options=config.load,
-                                 decoded=decoded)
+                                 decoded=decoded, keep_irregular=True)
         except DicomError as err:
             error = err
         else:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from triage.preprocess.config import PreprocessConfig
-from triage.preprocess.orientation import axcodes, reorient
+from triage.preprocess.orientation import axcodes, io_orientation, reorient, target_axes
 
 # Gaussians narrower than this (input voxels) change nothing visible; skip them.
 _MIN_SIGMA = 0.3
@@ -188,6 +188,87 @@ def anti_alias(array: np.ndarray, affine: np.ndarray, target_spacing: np.ndarray
     return out, affine @ step
 
 
+def _filtered(sigma: float, config: PreprocessConfig) -> bool:
+    """Whether `align` low-passes an axis whose Gaussian would have `sigma` voxels."""
+    return (config.anti_aliasing and config.interpolation != "nearest"
+            and sigma >= _MIN_SIGMA)
+
+
+def slice_weights(positions: np.ndarray, samples: np.ndarray, target: float,
+                  config: PreprocessConfig) -> np.ndarray:
+    """Weights (len(samples), len(positions)) that resample slices at `positions` (mm,
+    increasing, irregular) at `samples` (mm): one interpolation, straight from the slices.
+
+    Nearest slice for ``interpolation: nearest``. When the step to `target` downsamples
+    enough to need anti-aliasing (as `anti_alias` decides, by the mean step), a Gaussian
+    of sigma ``(f - 1) / 2`` mean steps evaluated at the slices' true positions, truncated
+    at 4 sigma and renormalized per sample; otherwise linear interpolation between the two
+    slices around each sample, edge values beyond the ends.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    samples = np.asarray(samples, dtype=np.float64)
+    n = positions.size
+    weights = np.zeros((samples.size, n))
+    rows = np.arange(samples.size)
+    if config.interpolation == "nearest":
+        weights[rows, np.abs(samples[:, None] - positions[None, :]).argmin(axis=1)] = 1.0
+        return weights.astype(np.float32)
+    step = float(positions[-1] - positions[0]) / (n - 1)  # the mean step
+    sigma = (target / step - 1.0) / 2.0
+    if _filtered(sigma, config):
+        dist = positions[None, :] - samples[:, None]
+        weights = np.exp(-0.5 * (dist / (sigma * step)) ** 2)
+        weights[np.abs(dist) > 4.0 * sigma * step + 0.5 * step] = 0.0
+        return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+    lower = np.clip(np.searchsorted(positions, samples, side="right") - 1, 0, n - 2)
+    frac = np.clip((samples - positions[lower]) / (positions[lower + 1] - positions[lower]),
+                   0.0, 1.0)
+    weights[rows, lower] = 1.0 - frac
+    weights[rows, lower + 1] += frac
+    return weights.astype(np.float32)
+
+
+def regularize_slices(array: np.ndarray, affine: np.ndarray, positions: np.ndarray,
+                      config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Irregularly spaced slices straight onto the spacing the output grid has there.
+
+    Array axis 2 holds slices at `positions` (mm along the affine's third column from
+    slice 0; `triage.dicom.volume.Volume.slice_positions`). They are resampled once, at
+    the target spacing of the output axis that axis 2 becomes, from the slice that comes
+    first along that output axis (as MONAI ``Spacing`` anchors its grid), so the rest of
+    `align` finds that axis already on its grid and leaves it as it is.
+
+    Returns:
+        The float32 array with a regular axis 2 and its affine.
+    """
+    world, sign = (int(v) for v in io_orientation(affine)[2])
+    out_axis = next(k for k, (w, _) in enumerate(target_axes(config.orientation))
+                    if w == world)
+    flipped = sign != target_axes(config.orientation)[out_axis][1]
+    target = float(config.target_spacing[out_axis])
+    # The grid a regular series of the mean step would get: anti-aliasing keeps every
+    # stride-th voxel from (stride - 1) / 2, then `_spacing_grid` starts at the first kept
+    # one along the output axis and spans the rounded extent.
+    n, span = positions.size, float(positions[-1])
+    step = span / (n - 1)
+    factor = target / step
+    first, extent = 0.0, span
+    if _filtered((factor - 1.0) / 2.0, config):
+        stride = max(1, min(math.floor(factor), n))
+        kept = int((n - 1 - (stride - 1) / 2) // stride) + 1
+        first, extent = (stride - 1) / 2 * step, (kept - 1) * stride * step
+    offsets = first + target * np.arange(int(np.round(extent / target + 1.0)))
+    samples = span - offsets[::-1] if flipped else offsets
+    weights = slice_weights(positions, samples, target, config)
+    out = np.ascontiguousarray(
+        np.moveaxis(np.tensordot(weights, array, axes=([1], [2])), 0, 2), dtype=np.float32)
+    column = affine[:3, 2] / np.linalg.norm(affine[:3, 2])
+    moved = np.array(affine, dtype=np.float64)
+    moved[:3, 2] = column * target
+    moved[:3, 3] = affine[:3, 3] + column * samples[0]
+    return out, moved
+
+
 def _spacing_grid(affine: np.ndarray, shape: tuple[int, ...], target: np.ndarray
                   ) -> tuple[np.ndarray, tuple[int, int, int]]:
     """The output affine and shape of MONAI ``Spacing(pixdim=target, diagonal=False)``.
@@ -283,7 +364,7 @@ def _crop_or_pad(x: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], valu
 
 
 def align(array: np.ndarray, ras_affine: np.ndarray, config: PreprocessConfig,
-          pad_value: float = 0.0) -> Aligned:
+          pad_value: float = 0.0, slice_positions: np.ndarray | None = None) -> Aligned:
     """Reorient, resample and crop/pad `array` onto the grid `config` describes.
 
     Args:
@@ -291,6 +372,8 @@ def align(array: np.ndarray, ras_affine: np.ndarray, config: PreprocessConfig,
         ras_affine: 4x4 voxel -> RAS mm (use `Volume.ras_affine`).
         config: target orientation, spacing, shape, interpolation and anti-aliasing.
         pad_value: value for voxels outside the scanned field (normalized air).
+        slice_positions: for irregularly spaced slices along array axis 2, their
+            positions (`regularize_slices`); they are interpolated once, onto the grid.
 
     Returns:
         The aligned float32 array of shape ``config.target_shape`` and its RAS affine.
@@ -314,6 +397,8 @@ def align(array: np.ndarray, ras_affine: np.ndarray, config: PreprocessConfig,
                          f"{affine.tolist()}.")
     source_axcodes = axcodes(affine)
     x = np.asarray(array, dtype=np.float32)
+    if slice_positions is not None:
+        x, affine = regularize_slices(x, affine, np.asarray(slice_positions), config)
     x, affine = reorient(x, affine, config.orientation)  # a view: flips and a transpose
     target = np.asarray(config.target_spacing, dtype=np.float64)
     if config.anti_aliasing and config.interpolation != "nearest":

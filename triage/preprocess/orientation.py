@@ -60,7 +60,7 @@ def axcodes(affine: np.ndarray) -> str:
     return "".join(LABELS[int(axis)][int(sign > 0)] for axis, sign in io_orientation(affine))
 
 
-def _target(codes: str) -> list[tuple[int, int]]:
+def target_axes(codes: str) -> list[tuple[int, int]]:
     """(world axis, direction) of each output axis named by `codes`, e.g. ``"RAS"``."""
     out = []
     for code in codes.upper():
@@ -99,7 +99,7 @@ def reorient(array: np.ndarray, affine: np.ndarray, codes: str
     undo = np.zeros((4, 4))
     undo[3, 3] = 1.0
     perm, flips = [], []
-    for out_ax, (world, sign) in enumerate(_target(codes)):
+    for out_ax, (world, sign) in enumerate(target_axes(codes)):
         in_ax = world_to_in[world]
         flip = int(ornt[in_ax, 1]) != sign
         perm.append(in_ax)

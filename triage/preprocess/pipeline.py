@@ -93,8 +93,8 @@ def preprocess(volume: Volume, config: PreprocessConfig, *, consume: bool = Fals
         NormalizationError: if the volume cannot be normalized (e.g. constant MR).
     """
     normalization = normalizer_for(volume.modality, config).fit(volume.array)
-    aligned = align(normalization.clip(volume.array, in_place=consume), volume.ras_affine, config,
-                    pad_value=normalization.low)
+    aligned = align(normalization.clip(volume.array, in_place=consume), volume.ras_affine,
+                    config, pad_value=normalization.low, slice_positions=volume.slice_positions)
     normalization.rescale_(aligned.array)  # a fresh array: align never returns a view
     warnings = list(volume.warnings)
     extent, cropped = _coverage(volume, config)
