@@ -21,7 +21,8 @@ from triage.preprocess.normalize import normalizer_for
 
 # Bump when preprocess() gives a different array for the same Volume and config (a bug
 # fix in alignment, a new anti-aliasing filter, ...): it is part of every cache key.
-# 2: the normalizer's affine map after alignment instead of before (float32 rounding).
+# 2: the normalizer's affine map after alignment instead of before (float32 rounding);
+# irregular slices interpolated once, from their true positions.
 PREPROCESS_VERSION = "2"
 
 
