@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from benchmarks.common import write_marked_section
+from benchmarks.common import git_commit, package_version, write_marked_section
 from benchmarks.ingest.measure import Measured, Row
 from benchmarks.ingest.report import (
     MONAI_FACTOR,
@@ -33,15 +33,6 @@ timed rounds run the tools round-robin so that background load hits all of them 
 medians are shown with the min-max spread. Each section names its machine and versions.
 """
 
-
-
-def _version(distribution: str) -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _dcm2niix_version() -> str:
@@ -74,19 +65,6 @@ def _machine(load_before: float) -> str:
             f"{platform.release()}, Python {platform.python_version()}; 1-min load "
             f"average {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} at its end "
             "(its own processes included)")
-
-
-def _commit() -> str:
-    def git(*args: str) -> str:
-        # --no-optional-locks: never take the index lock of a tree others are working in.
-        return subprocess.run(["git", "--no-optional-locks", "-C", str(REPO), *args],
-                              capture_output=True, text=True, check=False).stdout.strip()
-
-    try:
-        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain")
-    except OSError:
-        return "commit unknown"
-    return f"commit {head or 'unknown'}{' with uncommitted changes' if dirty else ''}"
 
 
 def _export_line(settings: BenchSettings, export: Path) -> str:
@@ -178,7 +156,7 @@ def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict
     """
     from datetime import datetime
 
-    versions = ", ".join(f"{name} {_version(dist)}" for name, dist in (
+    versions = ", ".join(f"{name} {package_version(dist)}" for name, dist in (
         ("triage", "triage"), ("pydicom", "pydicom"), ("SimpleITK", "SimpleITK"),
         ("MONAI", "monai"), ("torch", "torch"), ("numpy", "numpy")))
     rounds = f"{'one untimed warm-up round, then ' if settings.warmup else ''}" \
@@ -188,7 +166,7 @@ def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict
         f"`{settings.command}`, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
         f"{elapsed_s / 60:.1f} min in all; {rounds}.", "",
         f"- Machine: {_machine(load_before)}.",
-        f"- Versions: {versions}, dcm2niix {_dcm2niix_version()}; {_commit()}.",
+        f"- Versions: {versions}, dcm2niix {_dcm2niix_version()}; {git_commit(REPO)}.",
         f"- Export: {_export_line(settings, export)}", "",
         *main_table(rows, skipped, settings.series),
     ]

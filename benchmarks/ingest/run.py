@@ -29,8 +29,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from benchmarks.common import harness_peak_mib
 from benchmarks.ingest.doc import BEGIN, DOC_INTRO, END, render, write_section
-from benchmarks.ingest.measure import Row, harness_peak_mib
+from benchmarks.ingest.measure import Row
 from benchmarks.ingest.rounds import compile_sources, ensure_export, run_rounds, run_scaling
 from benchmarks.ingest.settings import parse_args
 from benchmarks.ingest.share import SPLIT_TOOLS, jpeg2000_view, share_rows, uncompressed_copy
