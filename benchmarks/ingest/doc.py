@@ -193,9 +193,17 @@ def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict
                   f"{settings.slices} slices of {settings.matrix}², the `{DEVICE}` profile "
                   "(no tilt, no gaps) written in each syntax from the same seed (the same "
                   "pixels); same rounds, one worker each:", "",
-                  *syntax_table(syntaxes, settings.series)]
+                  *syntax_table(syntaxes, settings.series, _mixed(rows))]
     lines += ["", "Notes:", "", *notes(floor_mib, settings.warmup)]
     return "\n".join(lines) + "\n"
+
+
+def _mixed(rows: list[Row]) -> tuple[Row, Row] | None:
+    """The main table's one-worker dcm2niix and full-ingest rows, when both ran."""
+    found = {row.tool.name: row for row in rows if row.workers == 1}
+    if "dcm2niix" in found and "triage-ingest" in found:
+        return found["dcm2niix"], found["triage-ingest"]
+    return None
 
 
 def write_section(doc: Path, section: str) -> None:

@@ -43,3 +43,11 @@ def test_table_judges_each_syntax_round_by_round_and_falls_back_for_jpegls():
     assert "| 2.50 | 1.50–2.50×, 1 of 3 above 2× | ≤ 2× | **missed** (2.50×) |" in explicit
     assert "| JPEG-LS Lossless | produced no volume |" in jpegls
     assert "met (1.90×) (dcm2niix here cannot decode it" in jpegls
+
+
+def test_the_mixed_export_row_comes_first():
+    mixed = (_row("dcm2niix", [2.0, 2.0]), _row("triage-ingest", [3.0, 3.0]))
+    lines = syntax_table({"rle": (_row("dcm2niix", [1.0]), _row("triage-ingest", [1.5]))}, 2,
+                         mixed)
+    assert lines[2].startswith("| mixed (the main table's export) | 2.00 (2.00–2.00) |")
+    assert "met (1.50×)" in lines[2] and lines[3].startswith("| RLE Lossless |")
