@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import UID, JPEG2000Lossless, RLELossless
+from pydicom.uid import UID, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from tests.dicom.loader_factory import SeriesRecipe, write_series
 from triage.dicom import codecs, decode, geometry, tags
@@ -23,8 +23,10 @@ pytestmark = pytest.mark.skipif(
     reason="pylibjpeg-openjpeg or pylibjpeg-rle is not installed")
 
 
-@pytest.mark.parametrize("syntax", [JPEG2000Lossless, RLELossless])
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, RLELossless, JPEGLSLossless])
 def test_direct_decoding_equals_pydicom(tmp_path: Path, syntax: str) -> None:
+    if not codecs.direct_available(syntax):
+        pytest.skip(f"no direct plugin for {syntax.name} here")
     series = write_series(tmp_path, SeriesRecipe(transfer_syntax=syntax, n_slices=3))
     for path in series.paths:
         quick = read_fast(path)
@@ -119,6 +121,30 @@ def test_j2k_parameters_are_pydicoms_and_agree_with_openjpeg() -> None:
             reference["precision"], reference["is_signed"]), path.name
         checked += 1
     assert checked >= 5
+
+
+def test_direct_jpegls_equals_pydicom_on_its_test_files() -> None:
+    """CharLS called directly gives pydicom's pixels for every single-frame greyscale
+    JPEG-LS file of pydicom's data it accepts (signed ones are left to pydicom)."""
+    if not codecs.direct_available(JPEGLSLossless):
+        pytest.skip("pyjpegls is not installed")
+    checked = 0
+    root = Path(pydicom.__file__).parent / "data" / "test_files"
+    for path in sorted(root.rglob("*.dcm")):
+        quick = read_fast(path)
+        if quick is None or quick.transfer_syntax not in codecs.JPEGLS_SYNTAXES:
+            continue
+        try:
+            info = read_source(path, 0).info
+        except Exception:  # noqa: BLE001 - files the loader refuses are not this test's
+            continue
+        direct = codecs.decode_single_frame(quick.data, quick.pixel_offset, info)
+        if direct is None:
+            continue
+        np.testing.assert_array_equal(direct, pydicom.dcmread(path).pixel_array,
+                                      err_msg=path.name)
+        checked += 1
+    assert checked >= 1
 
 
 def test_frame_bytes_are_pydicoms_file_by_file() -> None:
