@@ -106,7 +106,8 @@ def frame_bytes(buffer: bytes, offset: int) -> bytes | None:
     data (a test checks it file by file).
     """
     view = memoryview(buffer)
-    pos, end, fragments = offset, len(buffer), []
+    pos, end = offset, len(buffer)
+    fragments: list[memoryview] = []
     while pos + 8 <= end:
         tag, length = bytes(view[pos:pos + 4]), int.from_bytes(view[pos + 4:pos + 8], "little")
         if tag == _SEQUENCE_END:
