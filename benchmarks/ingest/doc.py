@@ -138,7 +138,7 @@ def notes(floor_mib: float, warmup: bool) -> list[str]:
         "costs more than it saves there); both triage rows split the compressed series "
         "that would otherwise be decoded alone at the end into one part per worker, as "
         "`triage ingest` does (`triage.ingest.stream`; the load-to-volume row through "
-        "`triage.ingest.parallel_load`, which shares its plan and part decoding); "
+        "`benchmarks.ingest.load_pool`, which shares its plan and part decoding); "
         "dcm2niix's wrapper takes the series folders in path order.",
     ]
 
