@@ -1,6 +1,7 @@
 """Helpers shared by the benchmarks: one measured subprocess (wall time, peak RSS of the
-process and of its tree, CPU time), the summed RSS of a process tree over time, and the
-marked sections of docs/benchmarks.md.
+process and of its tree, CPU time), the summed RSS of a process tree over time, the
+harness's own peak, package versions and the commit for the reports, and the marked
+sections of docs/benchmarks.md.
 
 `TreeSampler` watches a child process and everything it starts (ingest workers, their
 decoders) and keeps the peak of their summed resident memory. Standard library only, so a
@@ -162,3 +163,35 @@ def run_logged(cmd: list[str], log: Path, *, cwd: Path) -> str:
     if proc.returncode:
         raise SystemExit(f"`{' '.join(cmd[1:])}` failed ({proc.returncode}); see {log}")
     return proc.stdout
+
+
+def package_version(distribution: str) -> str:
+    """The installed version of `distribution`, or ``"not installed"``."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def git_commit(repo: Path) -> str:
+    """``"commit abc1234"`` of `repo`'s HEAD, ``" with uncommitted changes"`` when dirty;
+    ``"commit unknown"`` outside a checkout. Takes no index lock (``--no-optional-locks``):
+    others may be working in the tree."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "--no-optional-locks", "-C", str(repo), *args],
+                              capture_output=True, text=True, check=False).stdout.strip()
+
+    try:
+        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain")
+    except OSError:
+        return "commit unknown"
+    return f"commit {head or 'unknown'}{' with uncommitted changes' if dirty else ''}"
+
+
+def harness_peak_mib() -> float:
+    """The harness's own peak RSS: the floor under every child's ``ru_maxrss``."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * RSS_UNIT / 2**20

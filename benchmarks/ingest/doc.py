@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from benchmarks.common import write_marked_section
+from benchmarks.common import git_commit, package_version, write_marked_section
 from benchmarks.ingest.measure import Measured, Row
 from benchmarks.ingest.report import (
     MONAI_FACTOR,
@@ -33,15 +33,6 @@ timed rounds run the tools round-robin so that background load hits all of them 
 medians are shown with the min-max spread. Each section names its machine and versions.
 """
 
-
-
-def _version(distribution: str) -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _dcm2niix_version() -> str:
@@ -74,19 +65,6 @@ def _machine(load_before: float) -> str:
             f"{platform.release()}, Python {platform.python_version()}; 1-min load "
             f"average {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} at its end "
             "(its own processes included)")
-
-
-def _commit() -> str:
-    def git(*args: str) -> str:
-        # --no-optional-locks: never take the index lock of a tree others are working in.
-        return subprocess.run(["git", "--no-optional-locks", "-C", str(REPO), *args],
-                              capture_output=True, text=True, check=False).stdout.strip()
-
-    try:
-        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain")
-    except OSError:
-        return "commit unknown"
-    return f"commit {head or 'unknown'}{' with uncommitted changes' if dirty else ''}"
 
 
 def _export_line(settings: BenchSettings, export: Path) -> str:
@@ -160,7 +138,7 @@ def notes(floor_mib: float, warmup: bool) -> list[str]:
         "costs more than it saves there); both triage rows split the compressed series "
         "that would otherwise be decoded alone at the end into one part per worker, as "
         "`triage ingest` does (`triage.ingest.stream`; the load-to-volume row through "
-        "`triage.ingest.parallel_load`, which shares its plan and part decoding); "
+        "`benchmarks.ingest.load_pool`, which shares its plan and part decoding); "
         "dcm2niix's wrapper takes the series folders in path order.",
     ]
 
@@ -168,15 +146,17 @@ def notes(floor_mib: float, warmup: bool) -> list[str]:
 def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict[str, str],
            scaling: list[tuple[int, Measured, Measured]], *, elapsed_s: float,
            floor_mib: float, load_before: float,
-           share: tuple[list[Row], int, list[Row]] | None = None) -> str:
+           share: tuple[list[Row], int, list[Row]] | None = None,
+           syntaxes: dict[str, tuple[Row, Row]] | None = None) -> str:
     """The markdown of the ingest section, without its markers.
 
     `share` is the JPEG 2000 breakdown: its rows, its number of series and the rows run
-    on the series' uncompressed copy (`benchmarks.ingest.share`).
+    on the series' uncompressed copy (`benchmarks.ingest.share`). `syntaxes` holds the
+    per-syntax (dcm2niix, full ingest) rows (`benchmarks.ingest.syntaxes`).
     """
     from datetime import datetime
 
-    versions = ", ".join(f"{name} {_version(dist)}" for name, dist in (
+    versions = ", ".join(f"{name} {package_version(dist)}" for name, dist in (
         ("triage", "triage"), ("pydicom", "pydicom"), ("SimpleITK", "SimpleITK"),
         ("MONAI", "monai"), ("torch", "torch"), ("numpy", "numpy")))
     rounds = f"{'one untimed warm-up round, then ' if settings.warmup else ''}" \
@@ -186,7 +166,7 @@ def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict
         f"`{settings.command}`, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
         f"{elapsed_s / 60:.1f} min in all; {rounds}.", "",
         f"- Machine: {_machine(load_before)}.",
-        f"- Versions: {versions}, dcm2niix {_dcm2niix_version()}; {_commit()}.",
+        f"- Versions: {versions}, dcm2niix {_dcm2niix_version()}; {git_commit(REPO)}.",
         f"- Export: {_export_line(settings, export)}", "",
         *main_table(rows, skipped, settings.series),
     ]
@@ -206,8 +186,24 @@ def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict
                   "(Explicit VR Little Endian, by pydicom); same rounds, one worker, one "
                   "thread:", "",
                   *share_table(*share)]
+    if syntaxes:
+        from benchmarks.ingest.syntaxes import DEVICE, syntax_table
+
+        lines += ["", f"Full ingest per transfer syntax: {settings.series} series × "
+                  f"{settings.slices} slices of {settings.matrix}², the `{DEVICE}` profile "
+                  "(no tilt, no gaps) written in each syntax from the same seed (the same "
+                  "pixels); same rounds, one worker each:", "",
+                  *syntax_table(syntaxes, settings.series, _mixed(rows))]
     lines += ["", "Notes:", "", *notes(floor_mib, settings.warmup)]
     return "\n".join(lines) + "\n"
+
+
+def _mixed(rows: list[Row]) -> tuple[Row, Row] | None:
+    """The main table's one-worker dcm2niix and full-ingest rows, when both ran."""
+    found = {row.tool.name: row for row in rows if row.workers == 1}
+    if "dcm2niix" in found and "triage-ingest" in found:
+        return found["dcm2niix"], found["triage-ingest"]
+    return None
 
 
 def write_section(doc: Path, section: str) -> None:

@@ -8,14 +8,13 @@ the timed runs of one tool at one worker count.
 
 from __future__ import annotations
 
-import resource
 import shutil
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import RSS_UNIT, env_with_repo, run_measured
+from benchmarks.common import env_with_repo, run_measured
 from benchmarks.ingest.settings import REPO
 from benchmarks.ingest.tools import Tool, ToolResult
 
@@ -88,8 +87,3 @@ def measure(tool: Tool, export: Path, run_dir: Path, workers: int, log_stem: Pat
     except ValueError as err:
         return Measured(wall, maxrss, tree, None, f"{err} ({err_log})")
     return Measured(wall, maxrss, tree, result)
-
-
-def harness_peak_mib() -> float:
-    """The harness's own peak RSS: the floor under every child's ``ru_maxrss``."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * RSS_UNIT / 2**20

@@ -16,22 +16,37 @@ from benchmarks.ingest.settings import REPO, BenchSettings
 from benchmarks.ingest.tools import Tool, get_tool
 
 
-def _generate(export: Path, config: dict[str, Any]) -> str:
+def _generate(export: Path, config: dict[str, Any], syntax: str | None) -> str:
     """Write one synthetic export (runs in a spawned process; see `ensure_export`)."""
-    from triage.data.synth import SynthConfig, generate_export
+    from dataclasses import replace
 
+    from triage.data.synth import SynthConfig, generate_export
+    from triage.data.synth.devices import get_device
+
+    if syntax is not None:
+        config["devices"] = tuple(replace(get_device(name), transfer_syntax=syntax)
+                                  for name in config["devices"])
     summary = generate_export(export, SynthConfig(**config),
                               workers=min(2, os.cpu_count() or 1))
     return f"{summary.n_files} files in {summary.seconds:.1f} s"
 
 
-def ensure_export(settings: BenchSettings, series: int) -> Path:
+def ensure_export(settings: BenchSettings, series: int, *,
+                  devices: tuple[str, ...] | None = None, syntax: tuple[str, str] | None = None
+                  ) -> Path:
     """The export with `series` series at the settings' sizes, generated once and reused.
+
+    Args:
+        settings: sizes, seed and the bench folder.
+        series: series in the export.
+        devices: device profiles (default: the settings').
+        syntax: (short name, transfer syntax UID) written by every device instead of its own.
 
     The generator runs in a spawned process so that the harness stays small.
     """
-    name = (f"ct{series}x{settings.slices}x{settings.matrix}-{'+'.join(settings.devices)}"
-            f"-seed{settings.seed}")
+    devices = devices or settings.devices
+    name = (f"{'syntax-' + syntax[0] + '-' if syntax else ''}ct{series}x{settings.slices}x"
+            f"{settings.matrix}-{'+'.join(devices)}-seed{settings.seed}")
     export = settings.out / "exports" / name
     done = export.with_name(name + ".complete")
     if done.exists() and export.is_dir():
@@ -39,11 +54,11 @@ def ensure_export(settings: BenchSettings, series: int) -> Path:
     shutil.rmtree(export, ignore_errors=True)
     print(f"generating {export} ...", flush=True)
     config = {"studies": series, "seed": settings.seed, "slices": settings.slices,
-              "matrix": settings.matrix, "devices": settings.devices, "extras": False,
+              "matrix": settings.matrix, "devices": devices, "extras": False,
               "thick_fraction": 0.0}
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        done.write_text(pool.submit(_generate, export, config).result() + "\n",
-                        encoding="utf-8")
+        result = pool.submit(_generate, export, config, syntax[1] if syntax else None)
+        done.write_text(result.result() + "\n", encoding="utf-8")
     return export
 
 

@@ -7,7 +7,9 @@ the summed RSS of the process tree sampled every 50 ms, and the tool's own in-pr
 time. One untimed warm-up round puts every file in the page cache for all tools alike;
 the timed rounds then run the tools round-robin. The same rounds then run dcm2niix,
 triage's load and triage's OpenJPEG calls alone on the JPEG 2000 series only, and the
-first two on the same series rewritten uncompressed (`benchmarks.ingest.share`).
+first two on the same series rewritten uncompressed (`benchmarks.ingest.share`). Then
+dcm2niix and triage's full ingest on one export per transfer syntax, same pixels
+(`benchmarks.ingest.syntaxes`).
 Triage's memory scaling is measured on N and 2N series.
 The tables go to stdout and, between the ``ingest`` markers, to ``docs/benchmarks.md``::
 
@@ -27,11 +29,13 @@ import sys
 import time
 from collections.abc import Sequence
 
+from benchmarks.common import harness_peak_mib
 from benchmarks.ingest.doc import BEGIN, DOC_INTRO, END, render, write_section
-from benchmarks.ingest.measure import Row, harness_peak_mib
+from benchmarks.ingest.measure import Row
 from benchmarks.ingest.rounds import compile_sources, ensure_export, run_rounds, run_scaling
 from benchmarks.ingest.settings import parse_args
 from benchmarks.ingest.share import SPLIT_TOOLS, jpeg2000_view, share_rows, uncompressed_copy
+from benchmarks.ingest.syntaxes import run_syntaxes
 from benchmarks.ingest.tools import get_tool
 
 __all__ = ["BEGIN", "DOC_INTRO", "END", "main", "parse_args", "write_section"]
@@ -73,16 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_rounds(settings, view[0], share[0], prefix="jpeg2000-")
         run_rounds(settings, uncompressed_copy(view[0], settings.out), split,
                    prefix="jpeg2000-uncompressed-")
+    syntaxes = run_syntaxes(settings) if settings.syntaxes else {}
     scaling = run_scaling(settings, export) if settings.scaling else []
     shutil.rmtree(settings.out / "runs", ignore_errors=True)
     section = render(settings, export, rows, skipped, scaling,
                      elapsed_s=time.perf_counter() - started, floor_mib=harness_peak_mib(),
-                     load_before=load_before, share=share)
+                     load_before=load_before, share=share, syntaxes=syntaxes)
     print(section)
     if settings.doc is not None:
         write_section(settings.doc, section)
         print(f"wrote the ingest section of {settings.doc}")
     breakdown = share[0] + share[2] if share else []
+    breakdown += [row for pair in syntaxes.values() for row in pair[1:]]  # dcm2niix may fail
     runs = [run for row in rows + breakdown for run in row.runs]
     return 1 if any(run.error for run in runs) else 0
 

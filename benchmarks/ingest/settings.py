@@ -19,6 +19,8 @@ DEFAULT_DOC = REPO / "docs" / "benchmarks.md"
 # deliberate slice gaps would fail triage's loads on purpose).
 DEFAULT_DEVICES = ("acme", "borealis", "cygnus", "ember")
 FULL = {"series": 12, "slices": 128, "matrix": 256, "repeats": 3}
+# The per-syntax rows' names (`benchmarks.ingest.syntaxes.SYNTAXES`, kept import-free here).
+SYNTAX_NAMES = ("explicit", "implicit", "rle", "jpeg2000", "jpegls")
 QUICK = {"series": 4, "slices": 16, "matrix": 64, "repeats": 1}
 
 
@@ -36,6 +38,8 @@ class BenchSettings:
         tools: tool names, in table order.
         warmup: run one untimed round first.
         scaling: measure triage-ingest's peak memory on N and 2N series.
+        syntaxes: transfer syntaxes (`benchmarks.ingest.syntaxes.SYNTAXES` names) to time
+            dcm2niix and triage's full ingest on, one export each.
         out: bench folder (exports, per-run outputs, logs).
         doc: the markdown file to update, or None.
         timeout_s: a run taking longer is killed and reported as an error.
@@ -55,6 +59,7 @@ class BenchSettings:
     out: Path
     doc: Path | None
     timeout_s: float
+    syntaxes: tuple[str, ...] = ()
     command: str = "python -m benchmarks.ingest.run"
 
 
@@ -67,6 +72,17 @@ def _int_list(text: str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
     return values
+
+
+def _syntaxes(parser: argparse.ArgumentParser, text: str | None, quick: bool
+              ) -> tuple[str, ...]:
+    if text is None:
+        return () if quick else SYNTAX_NAMES
+    names = tuple(n.strip() for n in text.split(",") if n.strip() and n.strip() != "none")
+    unknown = [n for n in names if n not in SYNTAX_NAMES]
+    if unknown:
+        parser.error(f"unknown transfer syntax {unknown[0]!r}; valid: {', '.join(SYNTAX_NAMES)}")
+    return names
 
 
 def parse_args(argv: Sequence[str] | None = None) -> BenchSettings:
@@ -89,6 +105,10 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchSettings:
     parser.add_argument("--quick", action="store_true",
                         help="4 series x 16 slices of 64^2, one round, no warm-up, no "
                              "scaling, no doc unless --doc")
+    parser.add_argument("--syntaxes",
+                        help="comma-separated transfer syntaxes for the per-syntax rows, "
+                             f"of {','.join(SYNTAX_NAMES)} (default: all; none with "
+                             "--quick; 'none' to skip)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up round")
     parser.add_argument("--no-scaling", action="store_true", help="skip the N vs 2N runs")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -115,7 +135,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchSettings:
         scaling=not (args.quick or args.no_scaling) and "triage-ingest" in tools,
         out=args.out.resolve(),
         doc=None if args.no_doc else (args.doc or (None if args.quick else DEFAULT_DOC)),
-        timeout_s=args.timeout,
+        timeout_s=args.timeout, syntaxes=_syntaxes(parser, args.syntaxes, args.quick),
         command=" ".join(["python -m benchmarks.ingest.run",
                           *(sys.argv[1:] if argv is None else argv)]))
     if min(settings.series, settings.slices, settings.matrix, settings.repeats) < 1:

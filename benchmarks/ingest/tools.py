@@ -271,16 +271,16 @@ def run_triage_load(export: Path, out_dir: Path, workers: int) -> ToolResult:
     """Scan, select and load one volume per study, discarding each volume.
 
     With ``workers > 1`` the scan reads headers in a process pool and the series are
-    loaded in one by `triage.ingest.parallel_load.load_many`: largest first, a long
+    loaded in one by `benchmarks.ingest.load_pool.load_many`: largest first, a long
     compressed series that would leave a worker idle at the end decoded in parts across
     the workers, as `triage ingest` splits it (`triage.ingest.stream`; the same plan and
     part decoding, without the preprocessing and caching). `out_dir` is not written.
     """
+    from benchmarks.ingest.load_pool import load_many
     from triage.dicom.grouping import group_studies
     from triage.dicom.scan import scan_export
     from triage.dicom.selection import select_series
     from triage.ingest.config import IngestConfig
-    from triage.ingest.parallel_load import load_many
 
     started = time.perf_counter()
     config = IngestConfig.from_yaml()

@@ -24,13 +24,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.ingest.measure import harness_peak_mib
+from benchmarks.common import git_commit, harness_peak_mib, package_version
 from benchmarks.run.data import (
     NETWORKS,
     OUT,
@@ -45,19 +44,9 @@ from benchmarks.run.report import section, summarize, write_doc
 
 
 def _versions() -> str:
-    import importlib.metadata
-
-    def version(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
-                            capture_output=True).stdout.strip()
-    return (f"Python {platform.python_version()}, triage {version('triage')} "
-            f"(commit {commit or '?'}), torch {version('torch')}, numpy {version('numpy')}, "
-            f"pydicom {version('pydicom')}")
+    return (f"Python {platform.python_version()}, triage {package_version('triage')} "
+            f"({git_commit(REPO)}), torch {package_version('torch')}, "
+            f"numpy {package_version('numpy')}, pydicom {package_version('pydicom')}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import UID, JPEG2000Lossless, RLELossless
+from pydicom.uid import UID, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from tests.dicom.loader_factory import SeriesRecipe, write_series
-from triage.dicom import codecs, decode, geometry
+from triage.dicom import codecs, decode, geometry, tags
 from triage.dicom.fast_reader import read_fast
 from triage.dicom.source import read_source
 
@@ -23,8 +23,10 @@ pytestmark = pytest.mark.skipif(
     reason="pylibjpeg-openjpeg or pylibjpeg-rle is not installed")
 
 
-@pytest.mark.parametrize("syntax", [JPEG2000Lossless, RLELossless])
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, RLELossless, JPEGLSLossless])
 def test_direct_decoding_equals_pydicom(tmp_path: Path, syntax: str) -> None:
+    if not codecs.direct_available(syntax):
+        pytest.skip(f"no direct plugin for {syntax.name} here")
     series = write_series(tmp_path, SeriesRecipe(transfer_syntax=syntax, n_slices=3))
     for path in series.paths:
         quick = read_fast(path)
@@ -90,10 +92,10 @@ def test_scan_and_load_of_uncompressed_files_never_import_pydicom(make_synth_exp
     assert run.stdout.strip() == "['ok', 'ok', 'ok'] False"
 
 
-def test_j2k_parameters_come_from_pydicom_and_agree_with_openjpeg() -> None:
-    """The direct J2K path reads precision and sign with pydicom's `get_j2k_parameters` on
-    the frame `pydicom.encaps` cuts out; for every J2K file of pydicom's data they agree
-    with OpenJPEG's own header read."""
+def test_j2k_parameters_are_pydicoms_and_agree_with_openjpeg() -> None:
+    """The direct J2K path reads precision and sign from SIZ (`codecs.j2k_parameters`);
+    for every J2K file of pydicom's data that equals pydicom's `get_j2k_parameters` and
+    OpenJPEG's own header read."""
     from io import BytesIO
 
     import openjpeg
@@ -112,8 +114,75 @@ def test_j2k_parameters_come_from_pydicom_and_agree_with_openjpeg() -> None:
             reference = openjpeg.get_parameters(BytesIO(frame), 0)
         except RuntimeError:
             continue
-        params = get_j2k_parameters(frame)
+        params = codecs.j2k_parameters(frame)
+        theirs = get_j2k_parameters(frame)
         assert (params["precision"], params["is_signed"]) == (
+            theirs["precision"], theirs["is_signed"]) == (
             reference["precision"], reference["is_signed"]), path.name
         checked += 1
     assert checked >= 5
+
+
+def test_direct_jpegls_equals_pydicom_on_its_test_files() -> None:
+    """CharLS called directly gives pydicom's pixels for every single-frame greyscale
+    JPEG-LS file of pydicom's data it accepts (signed ones are left to pydicom)."""
+    if not codecs.direct_available(JPEGLSLossless):
+        pytest.skip("pyjpegls is not installed")
+    checked = 0
+    root = Path(pydicom.__file__).parent / "data" / "test_files"
+    for path in sorted(root.rglob("*.dcm")):
+        quick = read_fast(path)
+        if quick is None or quick.transfer_syntax not in codecs.JPEGLS_SYNTAXES:
+            continue
+        try:
+            info = read_source(path, 0).info
+        except Exception:  # noqa: BLE001 - files the loader refuses are not this test's
+            continue
+        direct = codecs.decode_single_frame(quick.data, quick.pixel_offset, info)
+        if direct is None:
+            continue
+        np.testing.assert_array_equal(direct, pydicom.dcmread(path).pixel_array,
+                                      err_msg=path.name)
+        checked += 1
+    assert checked >= 1
+
+
+def test_frame_bytes_are_pydicoms_file_by_file() -> None:
+    """The items walk of `codecs.frame_bytes` gives `pydicom.encaps.generate_frames`' frame
+    for every single-frame encapsulated file of pydicom's data."""
+    checked = 0
+    root = Path(pydicom.__file__).parent / "data" / "test_files"
+    for path in sorted(root.rglob("*.dcm")):
+        quick = read_fast(path)
+        if (quick is None or quick.transfer_syntax not in tags.ENCAPSULATED_SYNTAXES
+                or quick.pixel_offset is None or int(pydicom.dcmread(
+                    path, stop_before_pixels=True).get("NumberOfFrames", 1) or 1) != 1):
+            continue  # the direct paths take single frames only
+        ours = codecs.frame_bytes(quick.data, quick.pixel_offset)
+        assert ours == codecs._pydicom_frame_bytes(quick.data, quick.pixel_offset) or (
+            ours is None), path.name
+        checked += ours is not None
+    assert checked >= 20
+
+
+def test_rle_and_jpeg2000_loads_import_no_pydicom(make_synth_export) -> None:
+    """Start-up time: the direct RLE and JPEG 2000 paths walk the items and read SIZ
+    themselves, so a compressed CT series loads without importing pydicom."""
+    export = make_synth_export(studies=2, slices=4, devices="borealis,cygnus")
+    script = textwrap.dedent("""
+        import sys
+        from triage.dicom.grouping import group_studies
+        from triage.dicom.loader import load_series
+        from triage.dicom.scan import scan_export
+        from triage.dicom.selection import SelectionRules, select_series
+
+        verdicts = []
+        for study in group_studies(scan_export(sys.argv[1], workers=1)):
+            chosen = select_series(study, SelectionRules(min_slices=2)).chosen
+            verdicts.append(load_series([r.path for r in chosen.instances]).verdict.value)
+        print(sorted(verdicts), "pydicom" in sys.modules)
+    """)
+    run = subprocess.run([sys.executable, "-c", script, str(export.out_dir)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "['ok', 'ok'] False"

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from triage.configs import config_path
+from triage.route.rules import DEFAULT_RULES
 
-DEFAULT_RULES = config_path("rules")
 DEVICES = ("acme", "borealis")
 MODEL = "tumour"
 

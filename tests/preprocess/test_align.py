@@ -181,3 +181,14 @@ def test_an_axis_shorter_than_the_decimation_stride_keeps_one_voxel():
     matrix, stride = gaussian_decimation_matrix(5, 10.0)
     assert matrix.shape == (1, 5) and stride == 5
     assert np.allclose(matrix.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_banded_product_equals_the_dense_one(axis):
+    from triage.preprocess.align import _apply_along, _apply_banded, gaussian_decimation_matrix
+
+    x = np.random.default_rng(axis).normal(size=(70, 66, 68)).astype(np.float32)
+    matrix, _ = gaussian_decimation_matrix(x.shape[axis], 2.9)
+    banded = _apply_banded(matrix, x, axis, rows=8)
+    np.testing.assert_allclose(banded, _apply_along(matrix, x, axis), rtol=0, atol=1e-5)
+    assert banded.shape[axis] == matrix.shape[0]

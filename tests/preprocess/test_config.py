@@ -8,11 +8,14 @@ from triage.configs import config_path
 from triage.errors import ConfigError
 from triage.preprocess.config import PreprocessConfig
 
-DEFAULT_YAML = config_path("preprocess")
+DEFAULT_YAML = config_path("ingest")
 
 
 def test_default_yaml_matches_dataclass_defaults():
-    assert PreprocessConfig.from_yaml(DEFAULT_YAML) == PreprocessConfig()
+    """One shipped home of the preprocessing values: the ingest config's section."""
+    assert PreprocessConfig.from_yaml(DEFAULT_YAML, section="preprocess") == PreprocessConfig()
+    with pytest.raises(FileNotFoundError):
+        config_path("preprocess")  # no second file to drift from it
 
 
 def test_fingerprint_is_stable_across_number_types_and_sequences():

@@ -75,3 +75,36 @@ def test_long_scan_is_cropped_with_a_warning():
 def test_unsupported_modality():
     with pytest.raises(UnsupportedModalityError, match=r"modality 'PT'"):
         preprocess(make_ct(modality="PT"), CONFIG)
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR"])
+def test_mapping_after_alignment_equals_normalizing_first(modality):
+    """The pipeline clips, aligns, then maps (fewer voxels); normalizing the whole volume
+    first and aligning that gives the same array up to float32 rounding, and air maps to
+    exactly the background value either way (MR here: a z-score range of ~100)."""
+    from triage.preprocess.align import align
+    from triage.preprocess.normalize import normalize
+
+    volume = make_ct(seed=3)
+    if modality == "MR":
+        volume = Volume(volume.array + 1000.0, volume.affine, modality="MR")
+    normalized = normalize(volume.array, modality, CONFIG)
+    expected = align(normalized.array, volume.ras_affine, CONFIG,
+                     pad_value=normalized.background).array
+    prepared = preprocess(volume, CONFIG)
+    # float32 rounding of the interpolation, relative to the range of the values
+    np.testing.assert_allclose(prepared.array, expected, rtol=0,
+                               atol=1e-6 * max(1.0, float(np.ptp(expected))))
+    assert prepared.array.min() >= np.float32(normalized.background)
+    if modality == "CT":  # air is below the window: exactly 0, as before
+        assert prepared.array.min() == 0.0 == normalized.background
+    assert prepared.steps["pad_value"] == pytest.approx(normalized.background)
+
+
+def test_consume_clips_the_volume_in_place_and_prepares_the_same_array():
+    kept, consumed = make_ct(seed=4), make_ct(seed=4)
+    before = kept.array.copy()
+    expected = preprocess(kept, CONFIG).array
+    np.testing.assert_array_equal(kept.array, before)  # not consumed: untouched
+    np.testing.assert_array_equal(preprocess(consumed, CONFIG, consume=True).array, expected)
+    np.testing.assert_array_equal(consumed.array, np.clip(before, *CONFIG.ct_window))

@@ -9,7 +9,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from triage.registry.gates import GateConfig, gate_report, report_markdown
+from triage.registry.gates import GateConfig, certified_alpha, gate_report, report_markdown
 
 TINY = {"model": {"name": "cnn-small", "options": {"channels": [4, 8]}},
         "optim": {"epochs": 2, "batch_size": 4, "lr": 0.003},
@@ -30,6 +30,37 @@ def test_first_version_faces_only_the_absolute_gates():
     assert report["passed"].all()
     report = gate_report(_metrics(0.8, 0.2), None, GateConfig(), miss_rate=0.02)
     assert not report["passed"].any()
+
+
+def test_the_miss_rate_bound_is_the_alpha_the_challenger_certified_under():
+    """One home for the routing α: the rules' thresholds.alpha, not a second gate setting."""
+    good = _metrics(0.8, 0.04)
+
+    def bound(config: GateConfig, **kwargs) -> float:
+        report = gate_report(good, None, config, miss_rate=0.05, **kwargs)
+        return float(report.loc[report["gate"] == "routing guarantee", "bound"].iloc[0])
+
+    assert GateConfig().max_miss_rate is None
+    assert GateConfig.from_yaml().max_miss_rate is None  # the shipped gates set no α
+    assert bound(GateConfig(), alpha=0.1) == 0.1
+    assert bound(GateConfig()) == 0.01  # ThresholdConfig's default
+    assert bound(GateConfig(max_miss_rate=0.02), alpha=0.1) == 0.02  # a stricter override
+    assert gate_report(good, None, GateConfig(), miss_rate=0.05, alpha=0.1)["passed"].all()
+
+
+def test_certified_alpha_reads_the_bundle_rules_then_its_routing():
+    from types import SimpleNamespace
+
+    import yaml
+
+    from triage.configs import config_path
+    from triage.route.thresholds import FittedThresholds, ThresholdConfig
+
+    demo = yaml.safe_load(config_path("rules", "demo").read_text(encoding="utf-8"))
+    assert certified_alpha(SimpleNamespace(rules=demo, routing={})) == 0.1
+    routing = FittedThresholds(ThresholdConfig(alpha=0.05)).to_dict()
+    assert certified_alpha(SimpleNamespace(rules={}, routing=routing)) == 0.05
+    assert certified_alpha(SimpleNamespace(rules={}, routing={})) == ThresholdConfig().alpha
 
 
 def test_nothing_certified_fails_and_a_device_the_champion_certified_must_stay_certified():

@@ -7,9 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from triage.configs import config_path
-
-DEFAULT_RULES = config_path("rules")
+from triage.route.rules import DEFAULT_RULES
 
 
 def calibrated(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

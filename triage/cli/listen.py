@@ -37,7 +37,7 @@ def listen(
     """
     import signal
 
-    from triage.cli.run import _rules_file
+    from triage.cli.run import _ruleset
     from triage.errors import ConfigError
     from triage.model.device import select_device
     from triage.pacs.listen import ListenConfig, Listener
@@ -62,9 +62,9 @@ def listen(
     device = str(select_device(device, option="--device"))
     prepare_out_dir(out)
     loaded = load_model(model)
-    rules_path = _rules_file(rules, loaded.bundle, out)
-    router = Router.from_yaml(rules_path, getattr(loaded.bundle, "routing", None) or {},
-                              loaded.bundle.train_devices)
+    ruleset, _ = _ruleset(rules, loaded.bundle, out)
+    router = Router(ruleset, getattr(loaded.bundle, "routing", None) or {},
+                    loaded.bundle.train_devices)
     listener = Listener(out, ListenConfig(ae_title, port, host, stable_seconds, allowed),
                         bundle=loaded.bundle, router=router, sink=sink,
                         model_name=loaded.name, model_version=loaded.version, device=device)

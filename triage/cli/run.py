@@ -3,32 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from triage.cli.options import ENGINE, JSON, MODEL_HELP, RAY_ADDRESS
 
+if TYPE_CHECKING:
+    from triage.route.rules import RuleSet
+
 RECORDED_RULES = "rules.yaml"
 
 
-def _rules_file(rules: Path | None, bundle: Any, out: Path) -> Path:
-    """--rules; else the rules recorded with the model (``bundle.rules``, the parsed YAML,
-    copied to OUT/rules.yaml); else triage/configs/rules/default.yaml."""
+def _ruleset(rules: Path | None, bundle: Any, out: Path) -> tuple[RuleSet, str]:
+    """The rules to route by, and where they came from (for the summary).
+
+    --rules; else the rules recorded with the model (``bundle.rules``, validated as they
+    are, with no YAML round trip; a copy goes to OUT/rules.yaml for the record); else
+    triage/configs/rules/default.yaml.
+    """
+    from triage.route.rules import DEFAULT_RULES, RuleSet, load_rules
+
     if rules is not None:
-        return rules
+        return load_rules(rules), str(rules)
     recorded = getattr(bundle, "rules", None)
     if isinstance(recorded, dict) and recorded:
         import yaml
 
         from triage.io import atomic_write_text
 
+        ruleset = RuleSet.from_dict(recorded, source="the rules recorded with the model")
         path = out / RECORDED_RULES
         atomic_write_text(path, yaml.safe_dump(recorded, sort_keys=False))
-        return path
-    from triage.route.rules import DEFAULT_RULES
-
-    return DEFAULT_RULES
+        return ruleset, str(path)
+    return load_rules(DEFAULT_RULES), str(DEFAULT_RULES)
 
 
 def _active_alarms(path: Path | None) -> dict[str, tuple[str, ...]]:
@@ -150,10 +158,10 @@ def run(
     prepare_out_dir(out)
     loaded = load_model(model)
     loaded.bundle.check_runtime(runtime)  # before any ingest
-    rules_path = _rules_file(rules, loaded.bundle, out)
+    ruleset, rules_source = _ruleset(rules, loaded.bundle, out)
     # No fitted thresholds (a bundle from before routing): every scored study is reviewed.
     thresholds = getattr(loaded.bundle, "routing", None) or {}
-    router = Router.from_yaml(rules_path, thresholds, loaded.bundle.train_devices)
+    router = Router(ruleset, thresholds, loaded.bundle.train_devices)
     active = _active_alarms(alarms)
     if active:
         router = router.with_alarms(active)
@@ -199,7 +207,7 @@ def run(
                                 "report": str(finished.report_path),
                                 "mlflow_run_id": finished.record.run_id,
                                 "review_worklist": str(result.review_path),
-                                "rules": str(rules_path)}
+                                "rules": rules_source}
     if json_summary:
         typer.echo(json.dumps(summary, indent=1))
     else:

@@ -33,8 +33,14 @@ def assemble_volume(
     set_aside: list[FrameHeader],
     options: LoadOptions,
     label: Path,
+    *,
+    keep_irregular: bool = False,
 ) -> Volume:
-    """Build the volume of `frames` (one orientation, one size) or raise `GeometryError`."""
+    """Build the volume of `frames` (one orientation, one size) or raise `GeometryError`.
+
+    Irregular gap-free spacing is resampled onto a regular grid, or with `keep_irregular`
+    left as acquired with the slices' positions (`Volume.slice_positions`).
+    """
     notes: list[str] = []
     if set_aside:
         names = sorted({sources[f.file_index].info.path.name for f in set_aside})
@@ -97,7 +103,16 @@ def assemble_volume(
             "the slice normal, so the stored geometry is already orthogonal; nothing was "
             "resampled.")
     step = analysis.mean_step
-    if analysis.irregular:
+    slice_positions = None
+    if analysis.irregular and keep_irregular:
+        slice_positions = np.asarray(analysis.offsets - analysis.offsets[0], dtype=np.float64)
+        step = analysis.median_step
+        notes.append(
+            f"Irregular slice spacing: steps range from {analysis.min_step:.4g} to "
+            f"{analysis.max_step:.4g} mm (median {analysis.median_step:.4g}); the "
+            f"{len(ordered)} slices are kept at their positions and interpolated once, "
+            "onto the preprocessing grid.")
+    elif analysis.irregular:
         targets = geometry.regular_offsets(analysis.offsets, analysis.median_step)
         stack = geometry.resample_slices(stack, analysis.offsets, targets)
         step = float(targets[1] - targets[0])
@@ -117,7 +132,7 @@ def assemble_volume(
         source.release()
     return Volume(array=stack.transpose(2, 1, 0), affine=affine,
                   modality=sources[0].info.modality or "OT", verdict=verdict,
-                  warnings=notes, provenance=provenance)
+                  warnings=notes, provenance=provenance, slice_positions=slice_positions)
 
 
 def _analyze(

@@ -1,15 +1,20 @@
-"""Direct calls into the JPEG 2000 and RLE plugins for single-frame greyscale images.
+"""Direct calls into the JPEG 2000, RLE and JPEG-LS plugins for single-frame greyscale images.
 
 pydicom's decoder framework (`pydicom.pixels.get_decoder(...).as_array`) costs about
 0.4 ms per frame on top of the codec itself: option validation, a runner per call,
 copies between bytearrays and arrays. For the common case - one frame, one sample,
 MONOCHROME1/2, a JPEG 2000 codestream whose precision and signedness agree with
-BitsStored and PixelRepresentation, or RLE with 8 or 16 bits - this module calls the
-same plugins pydicom would use (pylibjpeg-openjpeg, pylibjpeg-rle) directly and applies
+BitsStored and PixelRepresentation, RLE with 8 or 16 bits, or unsigned JPEG-LS - this
+module calls the plugins pydicom would use (pylibjpeg-openjpeg, pylibjpeg-rle; for JPEG-LS
+CharLS through pyjpegls, which pydicom also supports and which decodes a 256² CT frame in
+~2 ms where pylibjpeg-libjpeg, pydicom's first choice, takes ~10 ms) directly and applies
 the same corrections, and declines everything else (returns None), which then goes
-through pydicom. The frame is cut from its items by `pydicom.encaps` and the codestream's
-precision read by pydicom's `get_j2k_parameters`: no private copies of either. The test
-suite compares both paths on every file of pydicom's test data.
+through pydicom. The frame's items are joined here (`frame_bytes`) and the codestream's
+precision and sign read from its SIZ marker (`j2k_parameters`), with `pydicom.encaps` as
+the fallback for anything unusual: importing pydicom costs 0.3-0.4 s per process, as much
+as decoding a series of 128 RLE frames. The test suite compares both with pydicom's
+(`generate_frames`, `get_j2k_parameters`) and both decode paths on every file of pydicom's
+test data.
 
 Threads: pylibjpeg-openjpeg 2.6 exposes no thread option (its ``decode`` calls OpenJPEG
 without ``opj_codec_set_threads``; ``OPJ_NUM_THREADS`` was measured to change nothing), so
@@ -31,6 +36,7 @@ from triage.dicom.slice_header import ImageInfo
 
 JPEG2000_SYNTAXES = tags.JPEG2000_SYNTAXES
 RLE_SYNTAX = tags.RLE_SYNTAX
+JPEGLS_SYNTAXES = tags.JPEGLS_SYNTAXES
 _GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
 
 
@@ -41,6 +47,8 @@ def direct_available(transfer_syntax: str) -> bool:
         return importlib.util.find_spec("openjpeg") is not None
     if transfer_syntax == RLE_SYNTAX:
         return importlib.util.find_spec("rle") is not None
+    if transfer_syntax in JPEGLS_SYNTAXES:
+        return importlib.util.find_spec("jpeg_ls") is not None
     return False
 
 
@@ -51,13 +59,14 @@ def preload(transfer_syntaxes: Iterable[str]) -> None:
     importing them on its first frame.
     """
     wanted = set(transfer_syntaxes)
-    if wanted & tags.ENCAPSULATED_SYNTAXES:
-        import pydicom.encaps  # noqa: F401
-        import pydicom.pixels.utils  # noqa: F401
+    if wanted & tags.ENCAPSULATED_SYNTAXES - JPEG2000_SYNTAXES - JPEGLS_SYNTAXES - {RLE_SYNTAX}:
+        import pydicom.encaps  # noqa: F401  (the other syntaxes decode through pydicom)
     if wanted & JPEG2000_SYNTAXES and direct_available(next(iter(JPEG2000_SYNTAXES))):
         import openjpeg  # noqa: F401
     if RLE_SYNTAX in wanted and direct_available(RLE_SYNTAX):
         import rle.utils  # noqa: F401
+    if wanted & JPEGLS_SYNTAXES and direct_available(next(iter(JPEGLS_SYNTAXES))):
+        import jpeg_ls  # noqa: F401
 
 
 def decode_single_frame(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarray | None:
@@ -80,11 +89,40 @@ def decode_single_frame(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarr
         return None
     if info.transfer_syntax == RLE_SYNTAX:
         return _decode_rle(frame, info)
+    if info.transfer_syntax in JPEGLS_SYNTAXES:
+        return _decode_jls(frame, info)
     return _decode_j2k(frame, info)
 
 
+_ITEM, _SEQUENCE_END = b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0"
+
+
 def frame_bytes(buffer: bytes, offset: int) -> bytes | None:
-    """The single frame's fragments, joined (`pydicom.encaps`); None when malformed."""
+    """The single frame's fragments, joined; None when malformed.
+
+    `offset` is where the encapsulated value starts (its Basic Offset Table item). The
+    items are walked here; anything but items up to the sequence delimiter goes to
+    `pydicom.encaps` (``generate_frames``), which gives the same bytes for well-formed
+    data (a test checks it file by file).
+    """
+    view = memoryview(buffer)
+    pos, end = offset, len(buffer)
+    fragments: list[memoryview] = []
+    while pos + 8 <= end:
+        tag, length = bytes(view[pos:pos + 4]), int.from_bytes(view[pos + 4:pos + 8], "little")
+        if tag == _SEQUENCE_END:
+            if fragments:  # the first item is the offset table, not a fragment
+                joined = b"".join(fragments[1:])
+                return joined or None
+            break
+        if tag != _ITEM or length == 0xFFFFFFFF or pos + 8 + length > end:
+            break
+        fragments.append(view[pos + 8:pos + 8 + length])
+        pos += 8 + length
+    return _pydicom_frame_bytes(buffer, offset)
+
+
+def _pydicom_frame_bytes(buffer: bytes, offset: int) -> bytes | None:
     from pydicom.encaps import generate_frames
 
     try:
@@ -95,9 +133,22 @@ def frame_bytes(buffer: bytes, offset: int) -> bytes | None:
     return bytes(frame) if frame else None
 
 
+def j2k_parameters(codestream: bytes) -> dict[str, int | bool]:
+    """Precision and signedness of a JPEG 2000 codestream's first component, from SIZ.
+
+    Byte 42 of a codestream (SOC, SIZ marker, Lsiz, Rsiz, eight 4-byte sizes, Csiz) is
+    the first component's Ssiz: bit 7 the sign, bits 0-6 the precision minus one, as
+    pydicom's `get_j2k_parameters` reads it. Empty for a stream too short to hold it.
+    """
+    if len(codestream) < 43 or codestream[:4] != b"\xff\x4f\xff\x51":
+        return {}
+    ssiz = codestream[42]
+    return {"precision": (ssiz & 0x7F) + 1, "is_signed": bool(ssiz & 0x80)}
+
+
 def _fits(params: dict, info: ImageInfo) -> bool:
     """The codestream's precision and sign are what the header says: no container or
-    sign correction needed (pydicom's `get_j2k_parameters` reads them from SIZ)."""
+    sign correction needed (`j2k_parameters` reads them from SIZ)."""
     precision = int(params.get("precision", 0))
     container = 8 if 0 < precision <= 8 else 16 if 8 < precision <= 16 else 0
     return (container == info.bits_allocated and precision == (info.bits_stored or 0)
@@ -106,11 +157,10 @@ def _fits(params: dict, info: ImageInfo) -> bool:
 
 def _decode_j2k(frame: bytes, info: ImageInfo) -> np.ndarray | None:
     import openjpeg
-    from pydicom.pixels.utils import get_j2k_parameters
 
     if frame[:4] != b"\xff\x4f\xff\x51":
         return None  # a JP2 file rather than a codestream: pydicom warns and copes
-    if not _fits(get_j2k_parameters(frame), info):
+    if not _fits(j2k_parameters(frame), info):
         return None  # pydicom's container and sign corrections apply: let it decode
     # reshape=False: the shape and type are known, and reshaping would parse the
     # codestream header again.
@@ -120,6 +170,19 @@ def _decode_j2k(frame: bytes, info: ImageInfo) -> np.ndarray | None:
     if arr.size != rows * columns:
         return None  # not one greyscale frame of the header's size: pydicom decides
     return arr.reshape(rows, columns)
+
+
+def _decode_jls(frame: bytes, info: ImageInfo) -> np.ndarray | None:
+    """Unsigned JPEG-LS through CharLS; signed data (pydicom corrects its sign) declined."""
+    import jpeg_ls
+
+    bits = info.bits_allocated or 0
+    if info.signed or bits not in (8, 16):
+        return None
+    arr = jpeg_ls.decode(np.frombuffer(frame, np.uint8))
+    if arr.shape != (info.rows, info.columns) or arr.dtype.itemsize * 8 != bits:
+        return None  # not one greyscale frame of the header's size: pydicom decides
+    return arr.view(np.dtype(f"<u{bits // 8}"))
 
 
 def _decode_rle(frame: bytes, info: ImageInfo) -> np.ndarray | None:

@@ -186,6 +186,7 @@ def _pydicom(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarray:
 BACKENDS: tuple[Backend, ...] = (
     Backend("openjpeg", JPEG2000_SYNTAXES, codecs.direct_available, _direct),
     Backend("pylibjpeg-rle", frozenset({RLE_SYNTAX}), codecs.direct_available, _direct),
+    Backend("charls", codecs.JPEGLS_SYNTAXES, codecs.direct_available, _direct),
     Backend("pydicom", None, _pydicom_available, _pydicom),
 )
 

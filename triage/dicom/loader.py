@@ -95,7 +95,8 @@ class LoadOptions:
 
 
 def load_series(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptions(),
-                decoded: Mapping[str, np.ndarray] | None = None) -> Volume:
+                decoded: Mapping[str, np.ndarray] | None = None,
+                keep_irregular: bool = False) -> Volume:
     """Read the files of one series and build its `Volume`.
 
     Args:
@@ -106,6 +107,10 @@ def load_series(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptio
             that the frames of one long compressed series decode in parallel). Every
             header is still read and checked here; an array whose shape disagrees with
             its file's header is ignored and that file decoded here.
+        keep_irregular: leave irregularly spaced slices (resampled otherwise, when
+            ``options.resample_irregular``) as acquired, with their positions in
+            ``Volume.slice_positions``, for a caller that resamples anyway: ingest's
+            preprocessing then interpolates them once instead of twice.
 
     Returns:
         The volume: float32 ``[column, row, slice]`` in modality units, LPS affine,
@@ -126,7 +131,7 @@ def load_series(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptio
         raise DicomError("load_series() was given no files.")
     label = _series_label(files)
     try:
-        return _load(files, options, label, decoded or {})
+        return _load(files, options, label, decoded or {}, keep_irregular)
     except (DicomError, MemoryError):
         raise
     except Exception as err:  # a bug or an input no check foresaw: still a report row
@@ -160,7 +165,7 @@ def decode_stored(paths: Iterable[Path | str], *, options: LoadOptions = LoadOpt
 
 
 def _load(files: list[Path], options: LoadOptions, label: Path,
-          decoded: Mapping[str, np.ndarray]) -> Volume:
+          decoded: Mapping[str, np.ndarray], keep_irregular: bool = False) -> Volume:
     sources = [read_source(path, index, fast=options.fast_reader, limits=options.limits)
                for index, path in enumerate(files)]
     # Before any pixel is decoded: the headers promise the size of the float32 stack.
@@ -185,7 +190,8 @@ def _load(files: list[Path], options: LoadOptions, label: Path,
     _check_positions(frames, sources)
     kept, set_aside = _split_localizers(frames, sources, options, label)
     _check_consistent(kept, sources, label)
-    return assemble_volume(sources, kept, set_aside, options, label)
+    return assemble_volume(sources, kept, set_aside, options, label,
+                           keep_irregular=keep_irregular)
 
 
 def _series_label(files: list[Path]) -> Path:

@@ -91,6 +91,8 @@ EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 NATIVE_SYNTAXES = frozenset({EXPLICIT_VR_LE, IMPLICIT_VR_LE})
 JPEG2000_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
 RLE_SYNTAX = "1.2.840.10008.1.2.5"
+#: JPEG-LS Lossless and Near-Lossless.
+JPEGLS_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
 #: Little-endian encapsulated syntaxes (the data set is Explicit VR Little Endian): JPEG
 #: baseline/extended/lossless, JPEG-LS, JPEG 2000, HTJ2K, RLE. Others go through pydicom.
 ENCAPSULATED_SYNTAXES = frozenset(

@@ -66,6 +66,11 @@ class Volume:
         warnings: human-readable notes (irregular spacing resampled, tilt, ...).
         provenance: study/series UIDs, device group, file count, transfer syntax, ...
             Never patient identifiers.
+        slice_positions: None for a regular grid (slice ``k`` at ``k`` times the affine's
+            third column). For irregularly spaced slices left as acquired
+            (``load_series(..., keep_irregular=True)``): each slice's position in mm along
+            the affine's third column from slice 0, whose length is then the median step
+            (a nominal grid); preprocessing interpolates them once, onto its own grid.
     """
 
     array: np.ndarray
@@ -74,12 +79,18 @@ class Volume:
     verdict: GeometryVerdict = GeometryVerdict.OK
     warnings: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    slice_positions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.array.ndim != 3:
             raise ValueError(f"Volume.array must be 3D, got shape {self.array.shape}.")
         if self.affine.shape != (4, 4):
             raise ValueError(f"Volume.affine must be 4x4, got {self.affine.shape}.")
+        if self.slice_positions is not None and (
+                np.shape(self.slice_positions) != (self.array.shape[2],)
+                or np.any(np.diff(self.slice_positions) <= 0)):
+            raise ValueError(f"Volume.slice_positions must hold one increasing position per "
+                             f"slice ({self.array.shape[2]}), got {self.slice_positions!r}.")
 
     @property
     def shape(self) -> tuple[int, int, int]:

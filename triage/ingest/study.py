@@ -187,8 +187,9 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
             volume_qc=_read_json(_qc_path(cache, key)))
     with capture_pydicom() as notes:  # pydicom's warnings: report warnings, not stderr
         try:
+            # Irregular slices stay as acquired: preprocessing interpolates them once.
             volume = load_series([r.path for r in series.instances], options=config.load,
-                                 decoded=decoded)
+                                 decoded=decoded, keep_irregular=True)
         except DicomError as err:
             error = err
         else:
@@ -204,18 +205,21 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
             raise error
         return StudyOutcome(replace(report, stage="load",
                                     reasons=_join(report.reasons, str(error))))
-    try:
-        prepared = preprocess(volume, config.preprocess)
-    except TriageError as err:
-        return StudyOutcome(replace(report, stage="preprocess", verdict=volume.verdict.value,
-                                    reasons=_join(report.reasons, str(err))))
+    # QC and device statistics read the native HU values, so they come first: preprocessing
+    # then clips the volume in place. Their files are written only for a prepared volume.
     qc = measure_volume(volume).to_dict()
-    atomic_write_text(_qc_path(cache, key), json.dumps(qc), durable=False)
     stats = None
     if volume.modality == "CT":
         acc = DeviceStatsAccumulator()
         acc.add(volume)
         stats = acc.to_dict()
+    try:
+        prepared = preprocess(volume, config.preprocess, consume=True)
+    except TriageError as err:
+        return StudyOutcome(replace(report, stage="preprocess", verdict=volume.verdict.value,
+                                    reasons=_join(report.reasons, str(err))))
+    atomic_write_text(_qc_path(cache, key), json.dumps(qc), durable=False)
+    if stats is not None:
         # Unsynced like the cache entry it belongs to; an unreadable one reads as None.
         atomic_write_text(_stats_path(cache, key), json.dumps(stats), durable=False)
     cache.put(prepared, source_fingerprint=fingerprint, config=config.preprocess)

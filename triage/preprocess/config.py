@@ -123,7 +123,8 @@ class PreprocessConfig:
         """Build a config from a mapping; missing keys keep their defaults.
 
         Args:
-            data: option name -> value, as in triage/configs/preprocess/default.yaml.
+            data: option name -> value, as in the ``preprocess`` section of
+                triage/configs/ingest/default.yaml.
             source: where `data` came from, for error messages (a file path).
 
         Raises:

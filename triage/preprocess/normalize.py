@@ -48,6 +48,59 @@ class Normalized:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Normalization:
+    """One volume's normalization: clip to ``[low, high]``, then ``(x - shift) * scale``.
+
+    Every normalizer is this clip followed by an affine map. Alignment (Gaussian weights
+    that sum to one, linear interpolation, padding) commutes with the affine map, so the
+    preprocessing pipeline clips the native volume (one pass) and maps only the aligned
+    output, some 20 times fewer voxels (`rescale_`).
+
+    Attributes:
+        low, high: the clip, in modality units (HU for CT).
+        shift, scale: the affine map after the clip.
+        params: the values applied, for the cache sidecar.
+    """
+
+    low: float
+    high: float
+    shift: float
+    scale: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def background(self) -> float:
+        """The normalized value of air (the clip floor after the map)."""
+        return (self.low - self.shift) * self.scale
+
+    def clip(self, array: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+        """`array` clipped to ``[low, high]`` (modality units), as float32.
+
+        Args:
+            array: the volume.
+            in_place: overwrite `array` when it is a writeable float32 array (no new
+                allocation of a native-size volume: its page faults cost as much as the
+                clip); otherwise a new array either way.
+        """
+        if in_place and array.dtype == np.float32 and array.flags.writeable:
+            return np.clip(array, np.float32(self.low), np.float32(self.high), out=array)
+        return np.clip(array, self.low, self.high, dtype=np.float32)
+
+    def rescale_(self, out: np.ndarray) -> np.ndarray:
+        """Apply ``(x - shift) * scale`` to the float32 array `out` in place; return it.
+
+        The result is clipped to the map of ``[low, high]``: interpolating between clipped
+        values can leave them by a float32 rounding, and air must map to exactly
+        `background` (0 for CT).
+        """
+        shift, scale = np.float32(self.shift), np.float32(self.scale)
+        out -= shift
+        out *= scale
+        bounds = (np.float32(self.low) - shift) * scale, (np.float32(self.high) - shift) * scale
+        return np.clip(out, *bounds, out=out)
+
+
 class Normalizer(ABC):
     """Base class: maps modality values of one volume to network-ready float32."""
 
@@ -60,8 +113,14 @@ class Normalizer(ABC):
         """Build the normalizer with the parameters `config` sets for it."""
 
     @abstractmethod
+    def fit(self, array: np.ndarray) -> Normalization:
+        """The clip and map for `array` (modality units); the input is never modified."""
+
     def __call__(self, array: np.ndarray) -> Normalized:
         """Normalize `array` (modality units); the input is never modified."""
+        normalization = self.fit(array)
+        return Normalized(normalization.rescale_(normalization.clip(array)),
+                          background=normalization.background, params=normalization.params)
 
 
 _REGISTRY: dict[str, type[Normalizer]] = {}
@@ -139,13 +198,10 @@ class CTWindowNormalizer(Normalizer):
     def from_config(cls, config: PreprocessConfig) -> CTWindowNormalizer:
         return cls(window=config.ct_window)
 
-    def __call__(self, array: np.ndarray) -> Normalized:
+    def fit(self, array: np.ndarray) -> Normalization:
         low, high = self.window
-        out = np.clip(array, low, high, dtype=np.float32)
-        out -= np.float32(low)
-        out *= np.float32(1.0 / (high - low))
-        return Normalized(out, background=0.0, params={"name": self.name,
-                                                       "window": list(self.window)})
+        return Normalization(low, high, shift=low, scale=1.0 / (high - low),
+                             params={"name": self.name, "window": list(self.window)})
 
 
 def _sample(array: np.ndarray) -> np.ndarray:
@@ -180,7 +236,7 @@ class MRZScoreNormalizer(Normalizer):
     def from_config(cls, config: PreprocessConfig) -> MRZScoreNormalizer:
         return cls(percentiles=config.mr_percentiles)
 
-    def __call__(self, array: np.ndarray) -> Normalized:
+    def fit(self, array: np.ndarray) -> Normalization:
         sample = _sample(array).astype(np.float32, copy=False)
         foreground = sample[sample > sample.mean()]
         if foreground.size < 2:
@@ -193,10 +249,7 @@ class MRZScoreNormalizer(Normalizer):
         if std <= 1e-6 * max(1.0, abs(mean)):
             raise NormalizationError("The MR volume's foreground has no intensity variation "
                                      "after percentile clipping; it cannot be z-scored.")
-        out = np.clip(array, low, high, dtype=np.float32)
-        out -= np.float32(mean)
-        out *= np.float32(1.0 / std)
-        return Normalized(out, background=(low - mean) / std, params={
+        return Normalization(low, high, shift=mean, scale=1.0 / std, params={
             "name": self.name, "percentiles": list(self.percentiles),
             "clip": [low, high], "mean": mean, "std": std})
 

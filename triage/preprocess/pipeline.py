@@ -1,7 +1,9 @@
 """`preprocess(volume, config)`: normalize then align one `Volume` into a `PreparedVolume`.
 
-Normalization runs first, on the native grid (as nnU-Net does), so that percentiles and
-windows see the scanner's own voxels and the padding value is known before alignment.
+Normalization is fitted and its clip applied first, on the native grid (as nnU-Net does),
+so that percentiles and windows see the scanner's own voxels; its affine map (window to
+[0, 1], z-score) commutes with alignment and is applied to the aligned grid, one pass over
+~20x fewer voxels.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from triage.preprocess.normalize import normalizer_for
 
 # Bump when preprocess() gives a different array for the same Volume and config (a bug
 # fix in alignment, a new anti-aliasing filter, ...): it is part of every cache key.
-PREPROCESS_VERSION = "1"
+# 2: the normalizer's affine map after alignment instead of before (float32 rounding);
+# irregular slices interpolated once, from their true positions.
+PREPROCESS_VERSION = "2"
 
 
 @dataclass
@@ -72,12 +76,15 @@ def _coverage(volume: Volume, config: PreprocessConfig
     return [float(e) for e in extent], cropped
 
 
-def preprocess(volume: Volume, config: PreprocessConfig) -> PreparedVolume:
+def preprocess(volume: Volume, config: PreprocessConfig, *, consume: bool = False
+               ) -> PreparedVolume:
     """Normalize `volume` for its modality, then align it onto the `config` grid.
 
     Args:
-        volume: a loaded series; its array is not modified.
+        volume: a loaded series; its array is not modified unless `consume`.
         config: the preprocessing settings.
+        consume: the caller is done with ``volume.array``: clip it in place instead of
+            into a copy (ingest, after its statistics have read the HU values).
 
     Returns:
         The prepared volume, carrying the source's verdict, warnings and provenance.
@@ -86,9 +93,10 @@ def preprocess(volume: Volume, config: PreprocessConfig) -> PreparedVolume:
         UnsupportedModalityError: if no normalizer handles `volume.modality`.
         NormalizationError: if the volume cannot be normalized (e.g. constant MR).
     """
-    normalized = normalizer_for(volume.modality, config)(volume.array)
-    aligned = align(normalized.array, volume.ras_affine, config,
-                    pad_value=normalized.background)
+    normalization = normalizer_for(volume.modality, config).fit(volume.array)
+    aligned = align(normalization.clip(volume.array, in_place=consume), volume.ras_affine,
+                    config, pad_value=normalization.low, slice_positions=volume.slice_positions)
+    normalization.rescale_(aligned.array)  # a fresh array: align never returns a view
     warnings = list(volume.warnings)
     extent, cropped = _coverage(volume, config)
     for name, lost, total in zip("RAS", cropped, extent, strict=True):
@@ -106,8 +114,8 @@ def preprocess(volume: Volume, config: PreprocessConfig) -> PreparedVolume:
         source_shape=volume.shape,
         source_spacing=tuple(float(s) for s in volume.spacing),
         steps={
-            "normalization": normalized.params,
-            "pad_value": float(normalized.background),
+            "normalization": normalization.params,
+            "pad_value": float(normalization.background),
             "source_axcodes": aligned.source_axcodes,
             "cropped_mm": cropped,
             "config_fingerprint": config.fingerprint(),

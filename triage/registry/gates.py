@@ -32,7 +32,10 @@ class GateConfig:
             the champion's.
         max_ece: bound on the challenger's overall ECE after temperature scaling.
         max_miss_rate: bound on the fraction of positives the challenger's certified
-            thresholds route `routine` on the promotion set (the routing guarantee's α).
+            thresholds route `routine` on the promotion set. Unset (the default): the α
+            the challenger certified its thresholds under, read from its recorded rules
+            (`certified_alpha`): the rules file's ``thresholds.alpha`` is the one home of
+            the routing guarantee's α. Set it only for a stricter bound than that.
         device_auroc_tolerance: no device group's AUROC may drop more than this below the
             champion's on that group.
         min_device_studies: device groups with fewer promotion studies (or one class only)
@@ -43,7 +46,7 @@ class GateConfig:
 
     auroc_tolerance: float = 0.02
     max_ece: float = 0.1
-    max_miss_rate: float = 0.01
+    max_miss_rate: float | None = None
     device_auroc_tolerance: float = 0.05
     min_device_studies: int = 10
     require_certified: bool = True
@@ -51,6 +54,8 @@ class GateConfig:
     def __post_init__(self) -> None:
         for name in ("auroc_tolerance", "max_ece", "max_miss_rate", "device_auroc_tolerance"):
             value = getattr(self, name)
+            if name == "max_miss_rate" and value is None:
+                continue
             if not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise ValueError(f"'{name}' must be a number in [0, 1], got {value!r}")
         if not isinstance(self.require_certified, bool):
@@ -79,9 +84,29 @@ def certified_groups(routing: Mapping[str, Any] | None) -> set[str]:
     return {name for name, group in fitted.groups.items() if group.certified}
 
 
+def certified_alpha(bundle: Any) -> float:
+    """The α a bundle's routing thresholds were certified under.
+
+    From the rules the bundle records (``thresholds.alpha``), else from its routing
+    record's settings, else the `ThresholdConfig` default (a bundle with neither certifies
+    nothing, and the routing guarantee gate judges only its empty routine route).
+    """
+    from triage.route.rules import RuleSet
+    from triage.route.thresholds import FittedThresholds, ThresholdConfig
+
+    rules = getattr(bundle, "rules", None)
+    if isinstance(rules, Mapping) and rules:
+        return RuleSet.from_dict(rules, source="the model's recorded rules").thresholds.alpha
+    routing = getattr(bundle, "routing", None)
+    if routing:
+        return FittedThresholds.from_dict(routing).config.alpha
+    return ThresholdConfig().alpha
+
+
 def gate_report(challenger: pd.DataFrame, champion: pd.DataFrame | None, config: GateConfig,
                 *, miss_rate: float | None, certified: Collection[str] | None = None,
-                champion_certified: Collection[str] = ()) -> pd.DataFrame:
+                champion_certified: Collection[str] = (), alpha: float | None = None
+                ) -> pd.DataFrame:
     """The gate table.
 
     Args:
@@ -97,8 +122,18 @@ def gate_report(challenger: pd.DataFrame, champion: pd.DataFrame | None, config:
         champion_certified: device groups the champion certifies; each one the
             challenger leaves uncertified fails the routing guarantee (its studies would
             lose their certified routes).
+        alpha: the α the challenger certified under (`certified_alpha`): the miss-rate
+            bound unless `config.max_miss_rate` sets one; None: the `ThresholdConfig`
+            default.
     """
     rows: list[dict[str, Any]] = []
+    bound_miss = config.max_miss_rate
+    if bound_miss is None:
+        if alpha is None:
+            from triage.route.thresholds import ThresholdConfig
+
+            alpha = ThresholdConfig().alpha
+        bound_miss = alpha
 
     def add(gate: str, metric: str, group: str, champ: float, chall: float, bound: float,
             passed: bool) -> None:
@@ -109,8 +144,8 @@ def gate_report(challenger: pd.DataFrame, champion: pd.DataFrame | None, config:
     add("calibration", "ece", "all", _overall(champion, "ece") if champion is not None
         else math.nan, ece, config.max_ece, ece <= config.max_ece)
     add("routing guarantee", "miss_rate", "all", math.nan,
-        math.nan if miss_rate is None else miss_rate, config.max_miss_rate,
-        miss_rate is not None and miss_rate <= config.max_miss_rate)
+        math.nan if miss_rate is None else miss_rate, bound_miss,
+        miss_rate is not None and miss_rate <= bound_miss)
     if certified is not None:
         certified = set(certified)
         if not certified:

@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 
 from triage.errors import TriageError
-from triage.registry.gates import GateConfig, certified_groups, gate_report, report_markdown
+from triage.registry.gates import (
+    GateConfig,
+    certified_alpha,
+    certified_groups,
+    gate_report,
+    report_markdown,
+)
 from triage.registry.tracking import client_for, resolve_tracking_uri, start_run
 
 log = logging.getLogger(__name__)
@@ -202,7 +208,8 @@ def promote(name: str, version: str, *, manifest_path: Path | str, ingest_dir: P
     report = gate_report(chall_metrics, champ_metrics, gates,
                          miss_rate=_miss_rate(challenger_bundle, chall_pred),
                          certified=certified_groups(challenger_bundle.routing),
-                         champion_certified=champion_certified)
+                         champion_certified=champion_certified,
+                         alpha=certified_alpha(challenger_bundle))
     passed = bool(report["passed"].all())
 
     with start_run(PROMOTION_EXPERIMENT, run_name=f"{name}-v{version}", uri=uri,

@@ -36,7 +36,7 @@ from triage.route.thresholds import FittedThresholds, ThresholdConfig
 from triage.route.types import Route, StudyEvidence
 from triage.settings import check_keys, dataclass_from_mapping, load_yaml
 
-#: The shipped default rules file (the one home of its path).
+#: The shipped rules file: what `triage run` and training use when given none.
 DEFAULT_RULES = config_path("rules")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TOP_KEYS = ["name", "version", "description", "thresholds", "priority", "rules"]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from pydicom.uid import JPEG2000Lossless
 
+from benchmarks.ingest.load_pool import load_many
 from tests.dicom.loader_factory import SeriesRecipe, write_series
 from triage.dicom import codecs
 from triage.dicom.index import InstanceRecord
 from triage.dicom.scan import scan_export
-from triage.ingest.parallel_load import load_many
 from triage.ingest.schedule import plan_series
 
 pytestmark = pytest.mark.skipif(not codecs.direct_available(JPEG2000Lossless),
