@@ -112,13 +112,12 @@ def test_cli_prune_registers_a_version_with_lineage(tiny_model, tmp_path, monkey
 
     from triage.cli import main
     from triage.registry.pyfunc import load_bundle_from_uri
-    from triage.registry.tracking import client_for
+    from triage.registry.tracking import _scoped_uri, client_for
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tiny_model.tracking_uri)
     monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(tiny_model.tracking_uri)
-    mlflow.set_registry_uri(tiny_model.tracking_uri)
-    parent = mlflow.register_model(tiny_model.model_uri, "tiny-prune").version
+    with _scoped_uri(tiny_model.tracking_uri):  # MLflow's global URIs restored after
+        parent = mlflow.register_model(tiny_model.model_uri, "tiny-prune").version
     manifest, ingest = _export_of(tiny_model)
     code = main(["export", "--model", f"models:/tiny-prune/{parent}", "--prune", "0.3",
                  "--finetune-epochs", "0", "--manifest", str(manifest), "--ingest",

@@ -63,13 +63,12 @@ def test_cli_export_registers_a_version_with_lineage(tiny_model, tmp_path, monke
 
     from triage.cli import main
     from triage.registry.pyfunc import load_bundle_from_uri
-    from triage.registry.tracking import client_for
+    from triage.registry.tracking import _scoped_uri, client_for
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tiny_model.tracking_uri)
     monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(tiny_model.tracking_uri)
-    mlflow.set_registry_uri(tiny_model.tracking_uri)
-    parent = mlflow.register_model(tiny_model.model_uri, "tiny-export").version
+    with _scoped_uri(tiny_model.tracking_uri):  # MLflow's global URIs restored after
+        parent = mlflow.register_model(tiny_model.model_uri, "tiny-export").version
     manifest, ingest = _export_of(tiny_model)
     code = main(["export", "--model", f"models:/tiny-export/{parent}", "--format", "onnx",
                  "--manifest", str(manifest), "--ingest", str(ingest), "--json"])
