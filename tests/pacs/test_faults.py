@@ -131,7 +131,9 @@ def test_association_aborted_mid_study(studies, tiny_model, pacs_router, tmp_pat
     once quiet, the listener serves on, and the rest triages the study anew."""
     from pynetdicom import AE
 
-    uid, study = next(iter(studies.items()))
+    # a compressed one (RLE, JPEG): modalities send them as they are stored
+    uid, study = next((u, s) for u, s in studies.items()
+                      if s[0].file_meta.TransferSyntaxUID.is_compressed)
     out = tmp_path / "out"
     with _InProcess(out, tiny_model, pacs_router) as peer:
         ae = AE(ae_title="SENDER")

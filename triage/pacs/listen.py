@@ -202,11 +202,12 @@ class Listener:
 
     def start(self) -> None:
         """Start the SCP (C-ECHO and every storage SOP class) in a background thread."""
-        from pynetdicom import AE, AllStoragePresentationContexts, evt
+        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
         from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
         ae = AE(ae_title=self.config.ae_title)
-        ae.supported_contexts = AllStoragePresentationContexts
+        for context in AllStoragePresentationContexts:  # compressed syntaxes too (RLE, JPEG)
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         if self.config.allow_ae:
             ae.require_calling_aet = list(self.config.allow_ae)
