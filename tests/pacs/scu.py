@@ -1,10 +1,14 @@
-"""A DICOM peer for the listener tests: C-STORE and C-ECHO from pynetdicom, and waits."""
+"""A DICOM peer for the listener tests: C-STORE and C-ECHO from pynetdicom, waits, and a
+listener serving in a thread of the test process."""
 
 from __future__ import annotations
 
 import csv
+import threading
 import time
 from pathlib import Path
+
+from tests.pacs.orthanc import free_port
 
 
 def worklist(out: Path) -> dict[str, dict]:
@@ -52,3 +56,37 @@ def wait(predicate, timeout: float = 90.0, what: str = "") -> None:
             return
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class InProcessListener:
+    """A `Listener` serving in a thread of the test process."""
+
+    def __init__(self, out: Path, tiny_model, router, *, sink=None, stable: float = 1.0,
+                 retry: float = 1.0) -> None:
+        from triage.pacs.listen import ListenConfig, Listener
+        from triage.pacs.retry import Backoff
+        from triage.registry.bundle import load_bundle
+
+        self.port = free_port()
+        self.listener = Listener(out, ListenConfig(port=self.port, stable_seconds=stable,
+                                                   retry_seconds=retry),
+                                 bundle=load_bundle(tiny_model.bundle_dir), router=router,
+                                 sink=sink, device="cpu")
+        self.listener.report_backoff = Backoff(attempts=2, first_wait=0.1)
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            self.listener.run(poll_seconds=0.2)
+        except BaseException as err:  # the test asserts there was none
+            self.errors.append(err)
+
+    def __enter__(self) -> InProcessListener:
+        self.thread.start()
+        wait(lambda: echo(self.port) or not self.thread.is_alive(), 30, "C-ECHO")
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.listener.stop()
+        self.thread.join(timeout=30)

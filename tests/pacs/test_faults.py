@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 
 from tests.pacs.conftest import study_uids
 from tests.pacs.orthanc import free_port
+from tests.pacs.scu import InProcessListener as _InProcess
 from tests.pacs.scu import echo, send, wait, worklist
 from triage.cli import main
 
@@ -45,40 +45,6 @@ def _sr_uids(orthanc) -> list[str]:
 
 def _spooled(out: Path, uid: str) -> list[str]:
     return sorted(p.stem for p in (out / "spool" / uid).glob("*.dcm"))
-
-
-class _InProcess:
-    """A `Listener` serving in a thread of the test process."""
-
-    def __init__(self, out: Path, tiny_model, router, *, sink=None, stable: float = 1.0,
-                 retry: float = 1.0) -> None:
-        from triage.pacs.listen import ListenConfig, Listener
-        from triage.pacs.retry import Backoff
-        from triage.registry.bundle import load_bundle
-
-        self.port = free_port()
-        self.listener = Listener(out, ListenConfig(port=self.port, stable_seconds=stable,
-                                                   retry_seconds=retry),
-                                 bundle=load_bundle(tiny_model.bundle_dir), router=router,
-                                 sink=sink, device="cpu")
-        self.listener.report_backoff = Backoff(attempts=2, first_wait=0.1)
-        self.errors: list[BaseException] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-
-    def _serve(self) -> None:
-        try:
-            self.listener.run(poll_seconds=0.2)
-        except BaseException as err:  # the test asserts there was none
-            self.errors.append(err)
-
-    def __enter__(self) -> _InProcess:
-        self.thread.start()
-        wait(lambda: echo(self.port) or not self.thread.is_alive(), 30, "C-ECHO")
-        return self
-
-    def __exit__(self, *_) -> None:
-        self.listener.stop()
-        self.thread.join(timeout=30)
 
 
 def test_listener_killed_mid_study_loses_nothing(orthanc, studies, tiny_model, rules_path,

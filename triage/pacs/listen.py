@@ -44,6 +44,7 @@ from triage.run.worklist import WorklistRow, study_identifiers, write_worklists
 if TYPE_CHECKING:
     from triage.pacs.report import Sink
     from triage.pacs.retry import Backoff
+    from triage.pacs.tls import TlsConfig
     from triage.registry.bundle import ModelBundle
     from triage.route import Router
 
@@ -65,6 +66,7 @@ class ListenConfig:
         stable_seconds: a study is complete after this long without a new instance.
         allow_ae: calling AE titles accepted (empty: any).
         retry_seconds: how long SRs wait after a failed send before the next try.
+        tls: DICOM TLS (`triage.pacs.tls.TlsConfig`); None: plain TCP.
     """
 
     ae_title: str = "TRIAGE"
@@ -73,6 +75,7 @@ class ListenConfig:
     stable_seconds: float = 30.0
     allow_ae: tuple[str, ...] = field(default_factory=tuple)
     retry_seconds: float = 30.0
+    tls: TlsConfig | None = None
 
 
 def _safe_uid(uid: str) -> bool:
@@ -207,16 +210,18 @@ class Listener:
 
         ae = AE(ae_title=self.config.ae_title)
         for context in AllStoragePresentationContexts:  # compressed syntaxes too (RLE, JPEG)
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+            ae.add_supported_context(str(context.abstract_syntax), ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         if self.config.allow_ae:
             ae.require_calling_aet = list(self.config.allow_ae)
         self.spool.opened = time.time()  # quiet time counts from here at the earliest
+        tls = self.config.tls.server_context() if self.config.tls else None
         self.server = ae.start_server((self.config.host, self.config.port), block=False,
-                                      evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
-        LOGGER.info("Listening as %s on %s:%d (studies complete after %.0f s quiet).",
+                                      evt_handlers=[(evt.EVT_C_STORE, self._on_store)],
+                                      ssl_context=tls)
+        LOGGER.info("Listening as %s on %s:%d%s (studies complete after %.0f s quiet).",
                     self.config.ae_title, self.config.host, self.config.port,
-                    self.config.stable_seconds)
+                    " over TLS" if tls else "", self.config.stable_seconds)
 
     def stop(self) -> None:
         self.stopping.set()
