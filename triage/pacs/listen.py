@@ -283,8 +283,23 @@ class Listener:
             if self.stopping.is_set() or not self.report(study_uid):
                 return
 
+    def warm_up(self) -> None:
+        """One forward pass on zeros and the SR imports, before the first association: the
+        first study would otherwise wait for them (about 10 s on a small CPU)."""
+        import numpy as np
+
+        started = time.perf_counter()
+        bundle = self.triage.bundle
+        bundle.predict_proba(np.zeros((1, *bundle.in_shape), np.float32),
+                             device=self.triage.device, batch_size=1)
+        if self.sink is not None:
+            import triage.pacs.sr  # noqa: F401 - highdicom, imported once here
+
+        LOGGER.info("Model ready in %.1f s.", time.perf_counter() - started)
+
     def run(self, poll_seconds: float = 0.5) -> None:
         """Serve until `stop` (SIGTERM): triage each study once it is quiet."""
+        self.warm_up()
         self.start()
         try:
             while not self.stopping.is_set():
