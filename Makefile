@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency bench-table1 bench-lodo bench-site bench-strategies-smoke bench-ray bench-monitor bench-guarantee lint clean
+.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency bench-table1 bench-lodo bench-site bench-strategies-smoke bench-ray bench-monitor bench-guarantee bench-pacs lint clean
 
 help:
 	@echo "make demo      create the venv, install, run the pipeline end to end on a synthetic export"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-table1  training strategies, the seed study's Table 1 (3 seeds; long)"
 	@echo "make bench-lodo  leave-one-device-out over every device x 3 shifts (3 seeds; long)"
 	@echo "make bench-site  site adaptation with 50 / 100 labelled studies (long)"
+	@echo "make bench-pacs  triage listen latency to an SR in Orthanc, triage run from DICOMweb vs folder (STUDIES=100)"
 	@echo "make bench-strategies-smoke  the three above, 1 seed, 1 fold, 1 epoch (not written to docs)"
 	@echo "make bench-ray  triage run --engine local vs ray on this machine (writes docs/benchmarks.md)"
 	@echo "make bench-guarantee  guarantee modes over redraws and the feedback loop, simulated (minutes)"
@@ -86,6 +87,10 @@ bench-run: install
 
 bench-ray: install
 	$(PY) -m benchmarks.run.ray_compare
+
+STUDIES ?= 100
+bench-pacs: install tools
+	$(PY) -m benchmarks.pacs.run --studies $(STUDIES)
 
 bench-efficiency: install
 	$(PY) -m benchmarks.efficiency.run

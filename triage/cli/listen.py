@@ -28,6 +28,11 @@ def listen(
                                   help="Send each study's SR: http(s)://HOST:PORT/dicom-web "
                                        "or dicom://AET@HOST:PORT."),
     rules: Path = typer.Option(None, "--rules", "-r", help="Rules YAML (as for triage run)."),
+    tls_cert: Path = typer.Option(None, "--tls-cert",
+                                  help="DICOM TLS: our certificate (PEM); with --tls-key."),
+    tls_key: Path = typer.Option(None, "--tls-key", help="The certificate's key (PEM)."),
+    tls_ca: Path = typer.Option(None, "--tls-ca",
+                                help="Require client certificates issued by this CA (PEM)."),
     device: str = DEVICE,
     json_summary: bool = JSON,
 ) -> None:
@@ -54,6 +59,12 @@ def listen(
         raise ConfigError(f"--port must be 1-65535, got {port}.")
     if stable_seconds < 0:
         raise ConfigError(f"--stable-seconds must be 0 or more, got {stable_seconds}.")
+    tls = None
+    if tls_cert or tls_key or tls_ca:
+        from triage.pacs.tls import TlsConfig
+
+        tls = TlsConfig(tls_cert, tls_key, tls_ca)
+        tls.server_context()  # bad files are usage errors, before the model loads
     sink = None
     if report_to:
         from triage.pacs.report import create_sink
@@ -65,7 +76,8 @@ def listen(
     ruleset, _ = _ruleset(rules, loaded.bundle, out)
     router = Router(ruleset, getattr(loaded.bundle, "routing", None) or {},
                     loaded.bundle.train_devices)
-    listener = Listener(out, ListenConfig(ae_title, port, host, stable_seconds, allowed),
+    listener = Listener(out, ListenConfig(ae_title, port, host, stable_seconds, allowed,
+                                          tls=tls),
                         bundle=loaded.bundle, router=router, sink=sink,
                         model_name=loaded.name, model_version=loaded.version, device=device)
     signal.signal(signal.SIGTERM, lambda *_: listener.stop())

@@ -181,7 +181,8 @@ def run(
             from triage.pacs.pull import run_source
 
             result = run_source(DicomwebSource(source, filters), out,
-                                bundle=loaded.bundle, router=router, batch_size=batch_size,
+                                bundle=loaded.bundle, router=router,
+                                workers=workers or None, batch_size=batch_size,
                                 progress=on_study, model_name=loaded.name,
                                 model_version=loaded.version, device=device,
                                 runtime=runtime)

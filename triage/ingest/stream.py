@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -123,7 +123,7 @@ def _isolated(study: StudyGroup, config: IngestConfig, cache_root: Path,
             return _crashed(study, err)
 
 
-def _inline(studies: Sequence[StudyGroup], config: IngestConfig, cache_root: Path,
+def _inline(studies: Iterable[StudyGroup], config: IngestConfig, cache_root: Path,
             keep_arrays: bool) -> Iterator[tuple[StudyGroup, StudyOutcome]]:
     for study in studies:
         limiter = _one_blas_thread()
@@ -173,14 +173,69 @@ def _jobs(split: dict[int, list[list[str]]], index: int) -> int:
     return len(split[index]) if index in split else 1
 
 
-def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_root: Path | str,
-                  *, workers: int = 1, background: bool = False, keep_arrays: bool = False
+def _lazy(studies: Iterator[StudyGroup], config: IngestConfig, cache_root: Path,
+          workers: int, background: bool,
+          keep_arrays: bool) -> Iterator[tuple[StudyGroup, StudyOutcome]]:
+    """`stream_ingest` over an iterator: a study is pulled whenever the window has room.
+
+    No series is split in parts (that plan needs every study up front). A study whose
+    worker dies is retried alone, as in `stream_ingest`; the pool is then made anew.
+    """
+    window, exhausted = 2 * workers, False
+    while True:
+        pool = ProcessPoolExecutor(workers, initializer=_init_worker,
+                                   initargs=(background, os.getpid()))
+        running: dict[Future, StudyGroup] = {}
+        orphans: list[StudyGroup] = []  # studies the dead pool may have been on
+        try:
+            while True:
+                while not exhausted and len(running) < window:
+                    study = next(studies, None)
+                    if study is None:
+                        exhausted = True
+                        break
+                    try:
+                        future = pool.submit(ingest_study, study, config, cache_root,
+                                             keep_array=keep_arrays)
+                    except BrokenProcessPool:
+                        orphans.append(study)
+                        raise
+                    running[future] = study
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    study = running.pop(future)
+                    try:
+                        result = _result(future, study)
+                    except BrokenProcessPool:
+                        orphans.append(study)
+                        continue
+                    yield study, result
+                if orphans:
+                    break
+        except BrokenProcessPool:
+            pass
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for study in [*orphans, *running.values()]:
+            LOGGER.warning("A worker died; retrying study %s in its own process.",
+                           study.study_uid)
+            yield study, _isolated(study, config, cache_root, background, keep_arrays)
+        if exhausted:
+            return
+
+
+def stream_ingest(studies: Sequence[StudyGroup] | Iterator[StudyGroup],
+                  config: IngestConfig, cache_root: Path | str, *, workers: int = 1,
+                  background: bool = False, keep_arrays: bool = False
                   ) -> Iterator[tuple[StudyGroup, StudyOutcome]]:
     """Ingest `studies`, yielding ``(study, outcome)`` in completion order.
 
     Args:
         studies: the studies to ingest, in the order to submit them (each is yielded
-            exactly once).
+            exactly once); an iterator (a producer staging studies as it goes) is pulled
+            whenever the pool has room, without splitting any series in parts.
         config: selection, load and preprocess settings.
         cache_root: the volume cache folder.
         workers: worker processes; 1 ingests inline in the calling process.
@@ -195,6 +250,12 @@ def stream_ingest(studies: Sequence[StudyGroup], config: IngestConfig, cache_roo
         ``(study, outcome)`` for each study, as each finishes.
     """
     cache_root = Path(cache_root)
+    if not isinstance(studies, Sequence):
+        if workers <= 1:
+            yield from _inline(studies, config, cache_root, keep_arrays)
+        else:
+            yield from _lazy(studies, config, cache_root, workers, background, keep_arrays)
+        return
     split = _plan_parts(studies, config, cache_root, workers) if workers > 1 else {}
     if workers <= 1 or len(studies) <= 1 and not split:
         yield from _inline(studies, config, cache_root, keep_arrays)

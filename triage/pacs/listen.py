@@ -9,6 +9,13 @@ again: it is triaged anew, its row replaced and a new SR (new UID) supersedes th
 
 The spool and the journal are the whole state: a listener stopped (SIGTERM: it finishes
 the study in hand and exits) or killed, then restarted, triages whatever changed since.
+What a kill left half-written (in ``spool/.incoming``, never acknowledged) is deleted at
+start, and the quiet time of every study counts from the start at the earliest: a sender
+cut off by the kill has `stable_seconds` to resume before its study counts as complete.
+
+An SR is sent after the triage; a study is marked reported (``.reported``) only once it is
+stored. A PACS that is down does not stop the listener: the SRs wait, and are sent again
+every `ListenConfig.retry_seconds` (and after a restart) until the PACS takes them.
 Associations from AE titles outside the allow list are rejected. Logs name studies by UID.
 """
 
@@ -26,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from triage.dicom.grouping import group_studies
 from triage.dicom.scan import scan_export
 from triage.engines.stopwatch import Stopwatch
+from triage.errors import EnvironmentalError
 from triage.ingest.config import IngestConfig
 from triage.ingest.study import ingest_study
 from triage.pacs.headers import HeaderStore
@@ -35,12 +43,15 @@ from triage.run.worklist import WorklistRow, study_identifiers, write_worklists
 
 if TYPE_CHECKING:
     from triage.pacs.report import Sink
+    from triage.pacs.retry import Backoff
+    from triage.pacs.tls import TlsConfig
     from triage.registry.bundle import ModelBundle
     from triage.route import Router
 
 LOGGER = logging.getLogger(__name__)
 SPOOL_DIR = "spool"
 TRIAGED_MARK = ".triaged"
+REPORTED_MARK = ".reported"
 _UID_CHARS = set("0123456789.")
 
 
@@ -54,6 +65,8 @@ class ListenConfig:
         host: address to bind (default loopback only).
         stable_seconds: a study is complete after this long without a new instance.
         allow_ae: calling AE titles accepted (empty: any).
+        retry_seconds: how long SRs wait after a failed send before the next try.
+        tls: DICOM TLS (`triage.pacs.tls.TlsConfig`); None: plain TCP.
     """
 
     ae_title: str = "TRIAGE"
@@ -61,6 +74,8 @@ class ListenConfig:
     host: str = "127.0.0.1"
     stable_seconds: float = 30.0
     allow_ae: tuple[str, ...] = field(default_factory=tuple)
+    retry_seconds: float = 30.0
+    tls: TlsConfig | None = None
 
 
 def _safe_uid(uid: str) -> bool:
@@ -74,6 +89,9 @@ class Spool:
         self.root = out_dir / SPOOL_DIR
         self.tmp = self.root / ".incoming"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        for part in self.tmp.glob("*.part"):  # a killed listener's, never acknowledged
+            part.unlink(missing_ok=True)
+        self.opened = time.time()
 
     def write(self, dataset) -> str:
         """Store one received instance atomically; returns its study UID."""
@@ -89,19 +107,35 @@ class Spool:
         os.replace(tmp, folder / f"{sop}.dcm")
         return study
 
+    def _studies(self) -> list[Path]:
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and _safe_uid(p.name))
+
     def due(self, stable_seconds: float, now: float | None = None) -> list[str]:
-        """Studies whose files changed since they were triaged and are quiet now."""
+        """Studies whose files changed since they were triaged and are quiet now.
+
+        Quiet time counts from the spool's opening at the earliest, so a study cut off by a
+        restart is not taken as complete before its sender had time to resume.
+        """
         now = time.time() if now is None else now
         out = []
-        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()
-                             and _safe_uid(p.name)):
+        for folder in self._studies():
             files = sorted(folder.glob("*.dcm"))
             if not files:
                 continue
-            newest = max(f.stat().st_mtime for f in files)
+            newest = max(max(f.stat().st_mtime for f in files), self.opened)
             if now - newest < stable_seconds:
                 continue
             if self._mark(folder) != self._fingerprint(files):
+                out.append(folder.name)
+        return out
+
+    def unreported(self) -> list[str]:
+        """Studies triaged as they are now whose SR has not been stored."""
+        out = []
+        for folder in self._studies():
+            mark = self._mark(folder)
+            if mark and mark == self._fingerprint(sorted(folder.glob("*.dcm"))) \
+                    and self._mark(folder, REPORTED_MARK) != mark:
                 out.append(folder.name)
         return out
 
@@ -110,9 +144,9 @@ class Spool:
         return "\n".join(f.name for f in files)
 
     @staticmethod
-    def _mark(folder: Path) -> str:
+    def _mark(folder: Path, name: str = TRIAGED_MARK) -> str:
         try:
-            return (folder / TRIAGED_MARK).read_text(encoding="utf-8")
+            return (folder / name).read_text(encoding="utf-8")
         except OSError:
             return ""
 
@@ -120,6 +154,13 @@ class Spool:
         from triage.io import atomic_write_text
 
         atomic_write_text(self.root / study_uid / TRIAGED_MARK, self._fingerprint(files))
+
+    def mark_reported(self, study_uid: str) -> None:
+        """The SR of the study as last triaged is stored."""
+        from triage.io import atomic_write_text
+
+        folder = self.root / study_uid
+        atomic_write_text(folder / REPORTED_MARK, self._mark(folder))
 
 
 class Listener:
@@ -145,6 +186,8 @@ class Listener:
         self.stopping = threading.Event()
         self.server: Any = None
         self.rows: list[WorklistRow] = []
+        self.report_backoff: Backoff | None = None  # None: `send_reports`'s default
+        self._retry_at = 0.0
 
     # the SCP ---------------------------------------------------------------------------
 
@@ -162,19 +205,23 @@ class Listener:
 
     def start(self) -> None:
         """Start the SCP (C-ECHO and every storage SOP class) in a background thread."""
-        from pynetdicom import AE, AllStoragePresentationContexts, evt
+        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
         from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
         ae = AE(ae_title=self.config.ae_title)
-        ae.supported_contexts = AllStoragePresentationContexts
+        for context in AllStoragePresentationContexts:  # compressed syntaxes too (RLE, JPEG)
+            ae.add_supported_context(str(context.abstract_syntax), ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         if self.config.allow_ae:
             ae.require_calling_aet = list(self.config.allow_ae)
+        self.spool.opened = time.time()  # quiet time counts from here at the earliest
+        tls = self.config.tls.server_context() if self.config.tls else None
         self.server = ae.start_server((self.config.host, self.config.port), block=False,
-                                      evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
-        LOGGER.info("Listening as %s on %s:%d (studies complete after %.0f s quiet).",
+                                      evt_handlers=[(evt.EVT_C_STORE, self._on_store)],
+                                      ssl_context=tls)
+        LOGGER.info("Listening as %s on %s:%d%s (studies complete after %.0f s quiet).",
                     self.config.ae_title, self.config.host, self.config.port,
-                    self.config.stable_seconds)
+                    " over TLS" if tls else "", self.config.stable_seconds)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -201,17 +248,58 @@ class Listener:
         write_worklists(list(self.journal.rows.values()), self.out_dir,
                         processed=self.journal.order())
         self.spool.mark_triaged(study_uid, files)
-        for row in self.rows:
+        rows = self.rows
+        for row in rows:
             LOGGER.info("Study %s: %s.", row.study_uid, row.route)
-        if self.sink is not None and self.rows:
-            from triage.pacs.report import send_reports
+        if time.monotonic() >= self._retry_at:  # else the PACS was down a moment ago
+            self.report(study_uid)
+        return rows[0] if rows else None
 
-            counts = send_reports(self.rows, self.out_dir, self.sink)
-            LOGGER.info("Study %s: SR %s.", study_uid, json.dumps(counts))
-        return self.rows[0] if self.rows else None
+    def report(self, study_uid: str) -> bool:
+        """Send the SR(s) of a triaged study; False when the PACS could not be reached
+        (the study stays unreported and is tried again after `retry_seconds`)."""
+        if self.sink is None:
+            return True
+        from triage.pacs.report import send_reports
+
+        rows = [row for uid, row in self.journal.rows.items()
+                if uid == study_uid or uid.startswith(study_uid + "#")]
+        try:
+            counts = send_reports(rows, self.out_dir, self.sink,
+                                  backoff=self.report_backoff)
+        except EnvironmentalError as err:
+            self._retry_at = time.monotonic() + self.config.retry_seconds
+            LOGGER.warning("Study %s: SR not sent (%s); trying again in %.0f s.", study_uid,
+                           err, self.config.retry_seconds)
+            return False
+        self.spool.mark_reported(study_uid)
+        LOGGER.info("Study %s: SR %s.", study_uid, json.dumps(counts))
+        return True
+
+    def _report_pending(self) -> None:
+        if self.sink is None or time.monotonic() < self._retry_at:
+            return
+        for study_uid in self.spool.unreported():
+            if self.stopping.is_set() or not self.report(study_uid):
+                return
+
+    def warm_up(self) -> None:
+        """One forward pass on zeros and the SR imports, before the first association: the
+        first study would otherwise wait for them (about 10 s on a small CPU)."""
+        import numpy as np
+
+        started = time.perf_counter()
+        bundle = self.triage.bundle
+        bundle.predict_proba(np.zeros((1, *bundle.in_shape), np.float32),
+                             device=self.triage.device, batch_size=1)
+        if self.sink is not None:
+            import triage.pacs.sr  # noqa: F401 - highdicom, imported once here
+
+        LOGGER.info("Model ready in %.1f s.", time.perf_counter() - started)
 
     def run(self, poll_seconds: float = 0.5) -> None:
         """Serve until `stop` (SIGTERM): triage each study once it is quiet."""
+        self.warm_up()
         self.start()
         try:
             while not self.stopping.is_set():
@@ -219,6 +307,7 @@ class Listener:
                     if self.stopping.is_set():
                         break
                     self.triage_study(study_uid)
+                self._report_pending()
                 self.stopping.wait(poll_seconds)
         finally:
             if self.server is not None:

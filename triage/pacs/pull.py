@@ -2,8 +2,10 @@
 
 The same per-study path as a folder (`triage.run.pipeline`): each study is staged in a
 bounded folder under ``OUT/staging`` by a background thread (at most `prefetch` studies
-ahead), scanned and grouped there, ingested with `ingest_study` (the volume cached), and
-its files deleted at once: disk holds a few studies at a time, whatever the archive size.
+ahead), scanned and grouped there, fed as it comes to the ingest pool
+(`triage.ingest.stream.stream_ingest`, ``workers`` processes beside the model; the volume
+cached), and its files deleted once ingested: disk holds a few studies per worker,
+whatever the archive size.
 The model scores in batches, the rules route, the journal records each row, so a killed
 run resumes: studies already journaled are not fetched again.
 
@@ -20,6 +22,7 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,8 +32,7 @@ from triage.dicom.scan import scan_export
 from triage.engines.stopwatch import Stopwatch
 from triage.errors import ConfigError, EnvironmentalError, is_environmental
 from triage.ingest.config import IngestConfig
-from triage.ingest.stream import failed_outcome
-from triage.ingest.study import ingest_study
+from triage.ingest.stream import failed_outcome, stream_ingest
 from triage.io import atomic_write_text
 from triage.pacs.headers import HeaderStore
 from triage.pacs.source import RetrievalError, Source, StudyRef
@@ -91,7 +93,8 @@ def _belongs(uid: str, ref: StudyRef) -> bool:
 
 
 def run_source(source: Source, out_dir: Path | str, *, bundle: ModelBundle, router: Router,
-               batch_size: int = 4, prefetch: int = 2, progress: Progress | None = None,
+               workers: int | None = None, batch_size: int = 4, prefetch: int = 2,
+               progress: Progress | None = None,
                model_name: str = "", model_version: str = "",
                device: str = "auto", runtime: str | None = None) -> RunResult:
     """Triage every study `source` finds into ``worklist.csv`` and ``review_worklist.csv``.
@@ -102,7 +105,10 @@ def run_source(source: Source, out_dir: Path | str, *, bundle: ModelBundle, rout
             ``headers/`` (what the SRs need) and ``staging/`` (emptied as it goes).
         bundle, router, batch_size, progress, model_name, model_version, device, runtime: as
             for `run_export`.
-        prefetch: studies staged ahead of the one being ingested (disk bound).
+        workers: ingest processes fed with the staged studies as they arrive (default: one
+            per available core; 1 = inline).
+        prefetch: studies staged ahead of those being ingested (disk bound); at least
+            ``2 * workers`` so that the pool is never starved.
 
     Returns:
         The result; ``rows`` has one row per study found (one per part of a study whose
@@ -118,6 +124,10 @@ def run_source(source: Source, out_dir: Path | str, *, bundle: ModelBundle, rout
     if batch_size < 1 or prefetch < 1:
         raise ConfigError(f"batch_size and prefetch must be at least 1, got {batch_size} "
                           f"and {prefetch}.")
+    from triage.engines.threads import available_cpus
+
+    workers = max(1, workers or available_cpus())
+    prefetch = max(prefetch, 2 * workers)
     device = str(select_device(device, option="device"))
     runtime = bundle.check_runtime(runtime)
     config = IngestConfig.from_dict(bundle.ingest_config,
@@ -126,7 +136,8 @@ def run_source(source: Source, out_dir: Path | str, *, bundle: ModelBundle, rout
     out_dir = prepare_out_dir(out_dir)
     try:
         return _run(source, out_dir, bundle=bundle, router=router, batch_size=batch_size,
-                    prefetch=prefetch, progress=progress, device=device, config=config,
+                    workers=workers, prefetch=prefetch, progress=progress, device=device,
+                    config=config,
                     provenance=provenance, start=start, runtime=runtime)
     except EnvironmentalError as err:
         raise _stopped(err, out_dir / JOURNAL_NAME) from err
@@ -137,7 +148,7 @@ def run_source(source: Source, out_dir: Path | str, *, bundle: ModelBundle, rout
 
 
 def _run(source: Source, out_dir: Path, *, bundle: ModelBundle, router: Router,
-         batch_size: int, prefetch: int, progress: Progress | None, device: str,
+         batch_size: int, workers: int, prefetch: int, progress: Progress | None, device: str,
          config: IngestConfig, provenance: dict[str, str], start: float,
          runtime: str) -> RunResult:
     clock = Stopwatch()
@@ -173,26 +184,47 @@ def _run(source: Source, out_dir: Path, *, bundle: ModelBundle, router: Router,
     thread = threading.Thread(target=_stager, args=(source, todo, staging, staged, stop),
                               name="triage-stager", daemon=True)
     thread.start()
-    retrieval_failed = 0
-    try:
+    counts = {"retrieval_failed": 0}
+    stopped: list[BaseException] = []
+    folder_of: dict[str, tuple[str, Path]] = {}  # study (part) UID -> (its ref, its folder)
+    left: dict[str, int] = {}  # ref -> parts not yet ingested
+
+    def studies() -> Iterator[StudyGroup]:
+        """The staged studies, scanned; what failed to stage gets its row here."""
         for item in clock.timed(iter(staged.get, None), "retrieve_wait"):
             clock.seconds["retrieve"] = clock.seconds.get("retrieve", 0.0) + item.seconds
             if item.error is not None:
                 if not isinstance(item.error, RetrievalError):
-                    triage.flush()  # journal what is ingested before the run stops
-                    raise item.error
-                retrieval_failed += 1
+                    stopped.append(item.error)  # the pool finishes what it holds first
+                    return
+                counts["retrieval_failed"] += 1
                 LOGGER.error("Study %s: %s.", item.ref.study_uid, item.error)
                 _record_failed_headers(source, item.ref, headers)
                 study = StudyGroup(item.ref.study_uid, {})
                 triage.add(study, failed_outcome(study, str(item.error), stage="retrieve"))
                 continue
-            _triage_staged(item, triage, config, cache_root, headers, clock)
-        triage.flush()
+            mine = _scan_staged(item, triage, config, headers, clock)
+            left[item.ref.study_uid] = len(mine)
+            for group in mine:
+                folder_of[group.study_uid] = (item.ref.study_uid, item.folder)
+            yield from mine
+
+    try:
+        for group, outcome in stream_ingest(studies(), config, cache_root, workers=workers,
+                                            background=True, keep_arrays=True):
+            triage.add(group, outcome)
+            ref, folder = folder_of.pop(group.study_uid)
+            left[ref] -= 1
+            if not left[ref]:
+                shutil.rmtree(folder, ignore_errors=True)  # the volume is cached
+        triage.flush()  # journal what is ingested, also before the run stops
+        if stopped:
+            raise stopped[0]
     finally:
         stop.set()
         thread.join(timeout=5)
         shutil.rmtree(staging, ignore_errors=True)
+    retrieval_failed = counts["retrieval_failed"]
 
     rows = [row for ref in refs for uid, row in journal.rows.items() if _belongs(uid, ref)]
     with clock("worklists"):
@@ -208,31 +240,28 @@ def _run(source: Source, out_dir: Path, *, bundle: ModelBundle, router: Router,
     return RunResult(out_dir, rows, resumed, len(todo), seconds, summary)
 
 
-def _triage_staged(item: _Staged, triage: _Triage, config: IngestConfig, cache_root: Path,
-                   headers: HeaderStore, clock: Stopwatch) -> None:
-    """Scan, group and ingest one staged study, then delete its files."""
+def _scan_staged(item: _Staged, triage: _Triage, config: IngestConfig,
+                 headers: HeaderStore, clock: Stopwatch) -> list[StudyGroup]:
+    """Scan and group one staged study; its groups to ingest (none: the study got a
+    failed row and its files are deleted)."""
     assert item.folder is not None
-    try:
-        with clock("scan"):
-            groups = group_studies(scan_export(item.folder, workers=1, limits=config.limits))
-        mine = [g for g in groups if _belongs(g.study_uid, item.ref)]
-        unreadable = sum(1 for g in groups if g.is_pseudo)
-        if unreadable:
-            LOGGER.warning("Study %s: %d retrieved instances could not be read and are "
-                           "left out.", item.ref.study_uid, unreadable)
-        if not mine:
-            study = StudyGroup(item.ref.study_uid, {})
-            triage.add(study, failed_outcome(
-                study, f"none of the retrieved instances could be read ({unreadable} "
-                       f"unreadable)", stage="retrieve"))
-            return
-        for group in mine:
-            headers.save_group(group)
-            with clock("ingest"):
-                outcome = ingest_study(group, config, cache_root, keep_array=True)
-            triage.add(group, outcome)
-    finally:
-        shutil.rmtree(item.folder, ignore_errors=True)  # the volume is cached
+    with clock("scan"):
+        groups = group_studies(scan_export(item.folder, workers=1, limits=config.limits))
+    mine = [g for g in groups if _belongs(g.study_uid, item.ref)]
+    unreadable = sum(1 for g in groups if g.is_pseudo)
+    if unreadable:
+        LOGGER.warning("Study %s: %d retrieved instances could not be read and are "
+                       "left out.", item.ref.study_uid, unreadable)
+    if not mine:
+        shutil.rmtree(item.folder, ignore_errors=True)
+        study = StudyGroup(item.ref.study_uid, {})
+        triage.add(study, failed_outcome(
+            study, f"none of the retrieved instances could be read ({unreadable} "
+                   f"unreadable)", stage="retrieve"))
+        return []
+    for group in mine:
+        headers.save_group(group)
+    return mine
 
 
 def _record_failed_headers(source: Any, ref: StudyRef, headers: HeaderStore) -> None:

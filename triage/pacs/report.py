@@ -2,7 +2,9 @@
 
 `create_sink` parses ``--report-to``: ``http(s)://HOST:PORT/dicom-web`` (STOW-RS, with
 dicomweb-client) or ``dicom://AET@HOST:PORT`` (C-STORE, with pynetdicom; our calling AE
-title is ``TRIAGE`` unless ``dicom://AET@HOST:PORT?calling=OURS``). Each store is retried
+title is ``TRIAGE`` unless ``dicom://AET@HOST:PORT?calling=OURS``; DICOM TLS with
+``?tls=1`` (system CA store) or ``?tls-ca=PEM``, and ``tls-cert=``/``tls-key=`` for a
+client certificate: `triage.pacs.tls`). Each store is retried
 with backoff; a destination that stays unreachable stops (`EnvironmentalError`, exit 3)
 and a rerun sends again: SR UIDs are deterministic (`triage.pacs.sr`), so the PACS gets
 no duplicate. Logs name studies by UID only.
@@ -24,11 +26,13 @@ from triage.errors import ConfigError, EnvironmentalError
 from triage.pacs.headers import HeaderStore
 from triage.pacs.retry import Backoff, http_status, is_transient
 from triage.pacs.sr import ReportError, build_sr
+from triage.pacs.tls import TlsConfig
 from triage.run.worklist import WorklistRow
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_CALLING_AET = "TRIAGE"
 _AET = re.compile(r"^[\x20-\x7e]{1,16}$")
+_TLS_KEYS = ("tls-ca", "tls-cert", "tls-key")
 
 
 class RejectedError(Exception):
@@ -74,9 +78,12 @@ class CStoreSink:
     port: int
     calling_aet: str = DEFAULT_CALLING_AET
     timeout: float = 30.0
+    tls: TlsConfig | None = None
 
     def __post_init__(self) -> None:
-        self.description = f"C-STORE {self.called_aet}@{self.host}:{self.port}"
+        self.description = (f"C-STORE {self.called_aet}@{self.host}:{self.port}"
+                            + (" over TLS" if self.tls else ""))
+        self._tls_context = self.tls.client_context() if self.tls else None
 
     def send(self, dataset) -> None:
         from pynetdicom import AE
@@ -84,7 +91,9 @@ class CStoreSink:
         ae = AE(ae_title=self.calling_aet)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
         ae.add_requested_context(dataset.SOPClassUID, [dataset.file_meta.TransferSyntaxUID])
-        assoc = ae.associate(self.host, self.port, ae_title=self.called_aet)
+        tls_args = (self._tls_context, self.host) if self._tls_context else None
+        assoc = ae.associate(self.host, self.port, ae_title=self.called_aet,
+                             tls_args=tls_args)
         if not assoc.is_established:
             raise ConnectionError(f"no association with {self.description} (rejected, "
                                   f"aborted or unreachable)")
@@ -110,12 +119,21 @@ def create_sink(target: str) -> Sink:
         return StowSink(target)
     parts = urlsplit(target)
     if parts.scheme == "dicom" and parts.username and parts.hostname and parts.port:
-        calling = parse_qs(parts.query).get("calling", [DEFAULT_CALLING_AET])[0]
+        query = parse_qs(parts.query)
+        unknown = sorted(set(query) - {"calling", "tls", *_TLS_KEYS})
+        if unknown:
+            raise ConfigError(f"--report-to: unknown option(s) {', '.join(unknown)} in "
+                              f"{target!r}; valid: calling, tls, {', '.join(_TLS_KEYS)}.")
+        calling = query.get("calling", [DEFAULT_CALLING_AET])[0]
         for aet in (parts.username, calling):
             if not _AET.match(aet) or "\\" in aet:
                 raise ConfigError(f"--report-to: AE title {aet!r} must be 1-16 printable "
                                   f"characters without a backslash.")
-        return CStoreSink(parts.username, parts.hostname, parts.port, calling)
+        files = {k: Path(query[k][0]) for k in _TLS_KEYS if k in query}
+        tls = None
+        if files or query.get("tls", ["0"])[0] not in ("0", ""):
+            tls = TlsConfig(files.get("tls-cert"), files.get("tls-key"), files.get("tls-ca"))
+        return CStoreSink(parts.username, parts.hostname, parts.port, calling, tls=tls)
     raise ConfigError(f"--report-to must be http(s)://HOST:PORT/dicom-web (STOW-RS) or "
                       f"dicom://AET@HOST:PORT (C-STORE), got {target!r}.")
 
