@@ -26,41 +26,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.common import TreeSampler
 from benchmarks.pacs.orthanc import Orthanc, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _tree_rss(root: int) -> int:
-    """Resident bytes of `root` and its descendants (/proc)."""
-    children: dict[int, list[int]] = defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    children[int(fh.read().rsplit(b")", 1)[1].split()[1])].append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
-        try:
-            with open(f"/proc/{pid}/statm", "rb") as fh:
-                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
-class _Peak(threading.Thread):
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.done = pid, 0, threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.1):
-            self.peak = max(self.peak, _tree_rss(self.pid))
 
 
 @dataclass(frozen=True)
@@ -186,7 +155,7 @@ def measure_listen(bundle: Path, export: Path, work: Path, *, stable_seconds: fl
          "--port", str(port), "--stable-seconds", str(stable_seconds), "--device", "cpu",
          "--report-to", orthanc.dicomweb], env=_env(work / "mlflow.db"), stdout=log,
         stderr=subprocess.STDOUT, cwd=work)
-    peak = _Peak(proc.pid)
+    peak = TreeSampler(proc.pid)
     peak.start()
     watch = _SrWatch(orthanc)
     try:
@@ -214,8 +183,7 @@ def measure_listen(bundle: Path, export: Path, work: Path, *, stable_seconds: fl
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-        peak.done.set()
-        peak.join()
+        peak.stop()
         log.close()
         orthanc.stop()
     seen = dict(watch.seen)

@@ -22,9 +22,8 @@ SLICES, MATRIX = 16, 64  # 16 slices: the default rules' slice QC passes
 
 def tiny_model(root: Path) -> Path:
     """The bundle folder of the tiny model (trained on first use, about 15 s)."""
-    from triage.engines.runner import ingest_export
-
     from triage.data.synth import SynthConfig, generate_export
+    from triage.engines.runner import ingest_export
     from triage.ingest.config import IngestConfig
     from triage.train.config import TrainConfig
     from triage.train.run import train_model
