@@ -48,6 +48,24 @@ def test_the_miss_rate_bound_is_the_alpha_the_challenger_certified_under():
     assert gate_report(good, None, GateConfig(), miss_rate=0.05, alpha=0.1)["passed"].all()
 
 
+def test_the_routing_gate_refuses_only_a_miss_rate_the_promotion_set_shows_above_alpha():
+    """2 misses of 12 positives (0.17) do not show a miss rate above 0.1 at 95 %
+    confidence (the lower bound is 0.03); 20 of 100 do (lower bound 0.14)."""
+    good = _metrics(0.8, 0.04)
+
+    def passed(misses: int, positives: int) -> bool:
+        report = gate_report(good, None, GateConfig(), miss_rate=misses / positives,
+                             miss_counts=(misses, positives), alpha=0.1, delta=0.05)
+        row = report[report["gate"] == "routing guarantee"].iloc[0]
+        assert f"{misses} of {positives} positives" in row["metric"]
+        return bool(row["passed"])
+
+    assert passed(2, 12) and passed(0, 12) and passed(12, 120)
+    assert not passed(20, 100) and not passed(9, 12)
+    # without the counts the point estimate is compared, as before
+    assert not gate_report(good, None, GateConfig(), miss_rate=2 / 12, alpha=0.1)["passed"].all()
+
+
 def test_certified_alpha_reads_the_bundle_rules_then_its_routing():
     from types import SimpleNamespace
 

@@ -84,28 +84,39 @@ def certified_groups(routing: Mapping[str, Any] | None) -> set[str]:
     return {name for name, group in fitted.groups.items() if group.certified}
 
 
-def certified_alpha(bundle: Any) -> float:
-    """The α a bundle's routing thresholds were certified under.
+def _certified_config(bundle: Any) -> Any:
+    """The `ThresholdConfig` a bundle's routing thresholds were certified under.
 
-    From the rules the bundle records (``thresholds.alpha``), else from its routing
-    record's settings, else the `ThresholdConfig` default (a bundle with neither certifies
-    nothing, and the routing guarantee gate judges only its empty routine route).
+    From the rules the bundle records (``thresholds``), else from its routing record's
+    settings, else the `ThresholdConfig` defaults (a bundle with neither certifies nothing,
+    and the routing guarantee gate judges only its empty routine route).
     """
     from triage.route.rules import RuleSet
     from triage.route.thresholds import FittedThresholds, ThresholdConfig
 
     rules = getattr(bundle, "rules", None)
     if isinstance(rules, Mapping) and rules:
-        return RuleSet.from_dict(rules, source="the model's recorded rules").thresholds.alpha
+        return RuleSet.from_dict(rules, source="the model's recorded rules").thresholds
     routing = getattr(bundle, "routing", None)
     if routing:
-        return FittedThresholds.from_dict(routing).config.alpha
-    return ThresholdConfig().alpha
+        return FittedThresholds.from_dict(routing).config
+    return ThresholdConfig()
+
+
+def certified_alpha(bundle: Any) -> float:
+    """The α a bundle's routing thresholds were certified under (`_certified_config`)."""
+    return float(_certified_config(bundle).alpha)
+
+
+def certified_delta(bundle: Any) -> float:
+    """The δ of those thresholds: the confidence the routing gate's lower bound uses."""
+    return float(_certified_config(bundle).delta)
 
 
 def gate_report(challenger: pd.DataFrame, champion: pd.DataFrame | None, config: GateConfig,
                 *, miss_rate: float | None, certified: Collection[str] | None = None,
-                champion_certified: Collection[str] = (), alpha: float | None = None
+                champion_certified: Collection[str] = (), alpha: float | None = None,
+                miss_counts: tuple[int, int] | None = None, delta: float = 0.05
                 ) -> pd.DataFrame:
     """The gate table.
 
@@ -125,6 +136,13 @@ def gate_report(challenger: pd.DataFrame, champion: pd.DataFrame | None, config:
         alpha: the α the challenger certified under (`certified_alpha`): the miss-rate
             bound unless `config.max_miss_rate` sets one; None: the `ThresholdConfig`
             default.
+        miss_counts: ``(misses, positives)`` behind `miss_rate`. With them the gate fails
+            only when the promotion set shows the bound broken: the one-sided
+            Clopper–Pearson lower bound of the miss rate at confidence ``1 - delta`` is
+            above it. A handful of test positives cannot then refuse a model by chance (2
+            misses of 12 is 0.17, but a miss rate of 0.1 or less is well within what 12
+            positives allow); without them the point estimate is compared.
+        delta: the confidence parameter of that lower bound.
     """
     rows: list[dict[str, Any]] = []
     bound_miss = config.max_miss_rate
@@ -143,9 +161,18 @@ def gate_report(challenger: pd.DataFrame, champion: pd.DataFrame | None, config:
     ece = _overall(challenger, "ece")
     add("calibration", "ece", "all", _overall(champion, "ece") if champion is not None
         else math.nan, ece, config.max_ece, ece <= config.max_ece)
-    add("routing guarantee", "miss_rate", "all", math.nan,
-        math.nan if miss_rate is None else miss_rate, bound_miss,
-        miss_rate is not None and miss_rate <= bound_miss)
+    if miss_rate is not None and miss_counts is not None:
+        from triage.route.thresholds import cp_lower
+
+        misses, positives = miss_counts
+        lower = float(cp_lower(misses, positives, delta)) if positives else 0.0
+        add("routing guarantee", f"miss_rate ({misses} of {positives} positives; "
+            f"{1 - delta:g} lower bound {lower:.3g})", "all", math.nan, miss_rate, bound_miss,
+            lower <= bound_miss)
+    else:
+        add("routing guarantee", "miss_rate", "all", math.nan,
+            math.nan if miss_rate is None else miss_rate, bound_miss,
+            miss_rate is not None and miss_rate <= bound_miss)
     if certified is not None:
         certified = set(certified)
         if not certified:

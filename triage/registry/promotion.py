@@ -23,6 +23,7 @@ from triage.errors import TriageError
 from triage.registry.gates import (
     GateConfig,
     certified_alpha,
+    certified_delta,
     certified_groups,
     gate_report,
     report_markdown,
@@ -123,20 +124,18 @@ def register_version(run_id: str, name: str, *, tracking_uri: str | None = None)
     return str(version)
 
 
-def _miss_rate(bundle: Any, predictions: pd.DataFrame) -> float:
-    """Fraction of positives the bundle's certified thresholds route ``routine``.
+def _misses(bundle: Any, predictions: pd.DataFrame) -> tuple[int, int]:
+    """``(positives the bundle's certified thresholds route routine, positives)``.
 
     A device group without a certified threshold routes nothing ``routine`` (its studies
-    go to review), so a bundle without routing thresholds has a miss rate of 0.
+    go to review), so a bundle without routing thresholds misses none.
     """
     positives = predictions[predictions["label"] == 1]
-    if positives.empty:
-        return 0.0
     lows = routine_thresholds(bundle)
     routed = [lows.get(device) is not None and p < lows[device]
               for device, p in zip(positives["device_group"], positives["p_calibrated"],
                                    strict=True)]
-    return float(np.mean(routed))
+    return int(np.sum(routed)), len(routed)
 
 
 def routine_thresholds(bundle: Any) -> dict[str, float | None]:
@@ -205,8 +204,11 @@ def promote(name: str, version: str, *, manifest_path: Path | str, ingest_dir: P
         champion_bundle = load_bundle_from_uri(f"models:/{name}/{champion}", tracking_uri=uri)
         champ_metrics, _ = evaluate_bundle(champion_bundle, samples, ingest_dir)
         champion_certified = certified_groups(champion_bundle.routing)
+    misses, positives = _misses(challenger_bundle, chall_pred)
     report = gate_report(chall_metrics, champ_metrics, gates,
-                         miss_rate=_miss_rate(challenger_bundle, chall_pred),
+                         miss_rate=misses / positives if positives else 0.0,
+                         miss_counts=(misses, positives),
+                         delta=certified_delta(challenger_bundle),
                          certified=certified_groups(challenger_bundle.routing),
                          champion_certified=champion_certified,
                          alpha=certified_alpha(challenger_bundle))
