@@ -142,3 +142,19 @@ def test_pacs_killed_mid_run_then_resumed(orthanc, pacs_export, tiny_model, rule
     assert _run(orthanc.dicomweb, out, str(tiny_model.bundle_dir), rules_path) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["resumed"] == 1 and summary["studies"] == len(uids)
+
+
+def test_multipart_parts_split_as_sent():
+    """The WADO-RS multipart answer is split into the parts' bytes (a preamble, a part
+    holding CRLFs, quoted boundary), nothing parsed."""
+    import pytest
+
+    from triage.pacs.dicomweb import _multipart_parts
+
+    body = (b"--XX\r\nContent-Type: application/dicom\r\n\r\nAB\r\n\r\nC\r\n"
+            b"--XX\r\nContent-Type: application/dicom\r\n\r\nDEF\r\n--XX--\r\n")
+    kind = 'multipart/related; type="application/dicom"; boundary='
+    assert _multipart_parts(kind + "XX", body) == [b"AB\r\n\r\nC", b"DEF"]
+    assert _multipart_parts(kind + '"XX"', b"pre\r\n" + body) == [b"AB\r\n\r\nC", b"DEF"]
+    with pytest.raises(ValueError):
+        _multipart_parts("application/dicom", body)

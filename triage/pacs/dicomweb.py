@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,7 @@ class DicomwebSource:
         self.client = DICOMwebClient(self.url)
         self.client.set_http_retry_params(retry=False)  # ours: `backoff`
         self.timeout = timeout
+        self._local = threading.local()
         self.description = f"DICOMweb {self.url}"
 
     def _unreachable(self, err: BaseException, what: str) -> EnvironmentalError:
@@ -158,9 +160,8 @@ class DicomwebSource:
         def fetch() -> int:
             _empty(folder)
             count = 0
-            for count, dataset in enumerate(self.client.iter_study(
-                    study.study_uid, media_types=(("application/dicom", "*"),)), start=1):
-                _write(dataset, folder / f"{count:06d}.dcm")
+            for count, part in enumerate(self._retrieve_parts(study.study_uid), start=1):
+                _write_bytes(part, folder / f"{count:06d}.dcm")
             return count
 
         try:
@@ -181,6 +182,27 @@ class DicomwebSource:
                                                   "returned no instance for the study")
         return folder
 
+    def _session(self) -> Any:
+        """This thread's HTTP session (studies are fetched by several threads)."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            import requests
+
+            session = self._local.session = requests.Session()
+        return session
+
+    def _retrieve_parts(self, study_uid: str) -> list[bytes]:
+        """WADO-RS: the study's instances as the Part 10 bytes the server sent, not parsed
+        into datasets (the files are written as they came)."""
+        response = self._session().get(
+            f"{self.url}/studies/{study_uid}",
+            # transfer-syntax=*: as stored, no transcoding
+            headers={"Accept": 'multipart/related; type="application/dicom"; '
+                               'transfer-syntax=*'},
+            timeout=self.timeout)
+        response.raise_for_status()
+        return _multipart_parts(response.headers.get("Content-Type", ""), response.content)
+
     def instances(self, study: StudyRef) -> list[dict]:
         """The study's instances as QIDO-RS lists them (DICOM JSON); [] if that fails."""
         try:
@@ -200,9 +222,33 @@ def _empty(folder: Path) -> None:
     folder.mkdir(parents=True)
 
 
-def _write(dataset, path: Path) -> None:
-    import pydicom
+def _multipart_parts(content_type: str, body: bytes) -> list[bytes]:
+    """The bodies of a ``multipart/related`` response (RFC 2046), headers stripped.
 
+    Raises:
+        ValueError: not a multipart answer, or a malformed one.
+    """
+    match = re.search(r'boundary="?([^";]+)"?', content_type, re.IGNORECASE)
+    if not content_type.lower().startswith("multipart/") or match is None:
+        raise ValueError(f"not a multipart answer ({content_type!r})")
+    delimiter = b"--" + match.group(1).strip().encode("latin-1")
+    chunks = body.split(b"\r\n" + delimiter)
+    first = chunks[0]
+    if not first.startswith(delimiter):  # a preamble, or none: the body opens with it
+        first = first[first.find(delimiter):] if delimiter in first else b""
+    chunks[0] = first[len(delimiter):] if first else b""
+    parts: list[bytes] = []
+    for chunk in chunks[0 if first else 1:]:
+        if chunk.startswith(b"--"):  # the close delimiter
+            break
+        head, sep, content = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("a multipart part without a header")
+        parts.append(content)
+    return parts
+
+
+def _write_bytes(content: bytes, path: Path) -> None:
     tmp = path.with_suffix(".part")
-    pydicom.dcmwrite(tmp, dataset, enforce_file_format=False)
+    tmp.write_bytes(content)
     os.replace(tmp, path)

@@ -1,11 +1,11 @@
 """`run_source`: triage the studies a `Source` finds (a DICOMweb query) into worklists.
 
 The same per-study path as a folder (`triage.run.pipeline`): each study is staged in a
-bounded folder under ``OUT/staging`` by a background thread (at most `prefetch` studies
-ahead), scanned and grouped there, fed as it comes to the ingest pool
-(`triage.ingest.stream.stream_ingest`, ``workers`` processes beside the model; the volume
-cached), and its files deleted once ingested: disk holds a few studies per worker,
-whatever the archive size.
+bounded folder under ``OUT/staging`` by background threads (`FETCHERS` fetching at once,
+at most `prefetch` studies staged ahead, handed on in order), scanned and grouped there,
+fed as it comes to the ingest pool (`triage.ingest.stream.stream_ingest`, ``workers``
+processes beside the model; the volume cached), and its files deleted once ingested: disk
+holds a few studies per worker, whatever the archive size.
 The model scores in batches, the rules route, the journal records each row, so a killed
 run resumes: studies already journaled are not fetched again.
 
@@ -22,7 +22,9 @@ import queue
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
 
 LOGGER = logging.getLogger(__name__)
 STAGING_DIR = "staging"
+FETCHERS = 4  # studies fetched at once (at most `prefetch`)
 
 
 @dataclass
@@ -68,23 +71,43 @@ class _Staged:
     seconds: float = 0.0
 
 
+def _stage_one(source: Source, ref: StudyRef, folder: Path) -> _Staged:
+    start = time.perf_counter()
+    try:
+        item = _Staged(ref, source.stage(ref, folder))
+    except BaseException as err:  # noqa: BLE001 - handed to the main thread
+        item = _Staged(ref, error=err)
+    item.seconds = time.perf_counter() - start
+    return item
+
+
 def _stager(source: Source, refs: list[StudyRef], staging: Path, out: queue.Queue,
-            stop: threading.Event) -> None:
-    for n, ref in enumerate(refs):
-        if stop.is_set():
-            return
-        start = time.perf_counter()
-        try:
-            item = _Staged(ref, source.stage(ref, staging / f"{n:06d}"))
-        except BaseException as err:  # noqa: BLE001 - handed to the main thread
-            item = _Staged(ref, error=err)
-        item.seconds = time.perf_counter() - start
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.5)
-                break
-            except queue.Full:
-                continue
+            stop: threading.Event, fetchers: int = 1) -> None:
+    """Stage `refs` with up to `fetchers` threads, handing them to `out` in order.
+
+    The first study is fetched alone (a server that is down fails one fetch, not
+    `fetchers`); then `fetchers` at a time: disk holds at most the queue's size plus
+    `fetchers` studies.
+    """
+    pending: deque[Future[_Staged]] = deque()
+    pool = ThreadPoolExecutor(max(1, fetchers), thread_name_prefix="triage-fetch")
+    try:
+        n, window = 0, 1
+        while (n < len(refs) or pending) and not stop.is_set():
+            while n < len(refs) and len(pending) < window:
+                pending.append(pool.submit(_stage_one, source, refs[n],
+                                           staging / f"{n:06d}"))
+                n += 1
+            item = pending.popleft().result()
+            window = max(1, fetchers)
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     out.put(None)
 
 
@@ -181,7 +204,8 @@ def _run(source: Source, out_dir: Path, *, bundle: ModelBundle, router: Router,
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left half-fetched
     staged: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
-    thread = threading.Thread(target=_stager, args=(source, todo, staging, staged, stop),
+    thread = threading.Thread(target=_stager, args=(source, todo, staging, staged, stop,
+                                                    min(FETCHERS, prefetch)),
                               name="triage-stager", daemon=True)
     thread.start()
     counts = {"retrieval_failed": 0}
