@@ -51,8 +51,9 @@ from triage.run.pipeline import (
     _Triage,
     open_journal,
     prepare_out_dir,
+    progress_counter,
 )
-from triage.run.worklist import StudyIdentifiers, WorklistRow, write_worklists
+from triage.run.worklist import StudyIdentifiers, write_worklists
 
 if TYPE_CHECKING:
     from triage.registry.bundle import ModelBundle
@@ -183,15 +184,7 @@ def _run(source: Source, out_dir: Path, *, bundle: ModelBundle, router: Router,
     resumed = len(refs) - len(todo)
     LOGGER.info("%s: found %d studies; %d already done in the journal, %d to run.",
                 source.description, len(refs), resumed, len(todo))
-    done = resumed
-    if progress:
-        progress(done, len(refs), None)
-
-    def on_row(row: WorklistRow) -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, len(refs), row)
+    on_row = progress_counter(progress, len(refs), resumed)
 
     identifiers = {r.study_uid: StudyIdentifiers(r.patient_id, r.accession_number,
                                                  r.study_date) for r in refs}

@@ -373,6 +373,23 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         raise
 
 
+def progress_counter(progress: Progress | None, total: int, done: int
+                     ) -> Callable[[WorklistRow], None]:
+    """Report `done` of `total` now, and one more with each row the returned callback gets
+    (every source of studies counts its progress this way)."""
+    count = done
+    if progress:
+        progress(count, total, None)
+
+    def on_row(row: WorklistRow) -> None:
+        nonlocal count
+        count += 1
+        if progress:
+            progress(count, total, row)
+
+    return on_row
+
+
 def open_journal(out_dir: Path, bundle: ModelBundle, provenance: dict[str, str],
                  config: IngestConfig) -> Journal:
     """The run journal of `out_dir`, identified by the model, rules and preprocessing (the
@@ -400,15 +417,7 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
     resumed = len(studies) - len(todo)
     LOGGER.info("Found %d studies in %d files; %d already done in the journal, %d to run.",
                 len(studies), n_files, resumed, len(todo))
-    done = resumed
-    if progress:
-        progress(done, len(studies), None)
-
-    def on_row(row: WorklistRow) -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, len(studies), row)
+    on_row = progress_counter(progress, len(studies), resumed)
 
     triage = _Triage(bundle=bundle, router=router, journal=journal,
                      cache=VolumeCache(out_dir / CACHE_DIR), config=config,
