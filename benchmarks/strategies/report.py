@@ -24,6 +24,10 @@ SEED_STUDY: dict[str, tuple[float | None, float | None]] = {
 TABLE1_COLUMNS = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("nll", "NLL"),
                   ("ece", "ECE"), ("held_out_accuracy", "held-out acc"),
                   ("held_out_auroc", "held-out AUROC"))
+# The same figures on the large test export (`benchmarks.quality.pool`): in-domain = its
+# studies of the training devices, held-out = those of the held-out device.
+TABLE1_POOL_COLUMNS = tuple((f"pool_in_domain_{key}" if not key.startswith("held_out")
+                             else f"pool_{key}", label) for key, label in TABLE1_COLUMNS)
 SHIFTS = ("clean", "noise", "gain_offset", "blur")
 SITE_ARMS = ("zero-shot", "fine-tuned", "from scratch")
 
@@ -55,16 +59,18 @@ def _seed_cell(value: float | None) -> str:
     return "?" if value is None else f"{value:.3f}"
 
 
-def table1(rows: Sequence[Mapping[str, Any]], variants: Sequence[str]) -> str:
+def table1(rows: Sequence[Mapping[str, Any]], variants: Sequence[str],
+           columns: Sequence[tuple[str, str]] = TABLE1_COLUMNS) -> str:
     """Table 1: one line per variant, mean ± sd over seeds, and the seed study's accuracy /
-    cross-domain accuracy beside ours."""
-    lines = _header(["strategy", "seeds", *[label for _, label in TABLE1_COLUMNS],
+    cross-domain accuracy beside ours (`columns`: the run's own test sets, or
+    `TABLE1_POOL_COLUMNS` for the large test export)."""
+    lines = _header(["strategy", "seeds", *[label for _, label in columns],
                      "seed study acc", "seed study cross-domain acc"])
     for variant in variants:
         mine = [r for r in rows if r["variant"] == variant]
         paper = SEED_STUDY.get(variant, (None, None))
         cells = [variant, str(len({r["seed"] for r in mine}))]
-        cells += [mean_sd(r.get(key, math.nan) for r in mine) for key, _ in TABLE1_COLUMNS]
+        cells += [mean_sd(r.get(key, math.nan) for r in mine) for key, _ in columns]
         cells += [_seed_cell(paper[0]), _seed_cell(paper[1])]
         lines.append(_row(cells))
     return "\n".join(lines)
@@ -89,6 +95,54 @@ def lodo_table(rows: Sequence[Mapping[str, Any]], devices: Sequence[str],
                 cells.append(f"{acc} / {auc}")
             lines.append(_row(cells))
     return "\n".join(lines)
+
+
+def lodo_verdict(rows: Sequence[Mapping[str, Any]], devices: Sequence[str],
+                 method: str, baseline: str = "baseline", margin: float = 0.03) -> list[str]:
+    """The issue's targets, fold by fold: `method`'s clean held-out AUROC within `margin` of
+    its in-domain AUROC, and above `baseline`'s by more than the seed-to-seed spread (the
+    larger of the two variants' sd over seeds); then the worst fold.
+
+    Example:
+        >>> rows = [{"variant": v, "device": "a", "seed": s, "in_domain_auroc": 0.99,
+        ...          "clean.auroc": x + 0.01 * s}
+        ...         for v, x in (("baseline", 0.90), ("full", 0.97)) for s in (0, 1)]
+        >>> lines = lodo_verdict(rows, ["a"], "full")
+        >>> lines[0].startswith("- `a`: full held-out AUROC 0.975 vs in-domain 0.990 (gap 0.015, "
+        ...                     "target <= 0.03: met)")
+        True
+    """
+    def figures(variant: str, device: str, key: str) -> list[float]:
+        return [float(r[key]) for r in rows if r["variant"] == variant
+                and r["device"] == device and math.isfinite(float(r.get(key, math.nan)))]
+
+    def sd(values: list[float]) -> float:
+        return statistics.stdev(values) if len(values) > 1 else math.nan
+
+    lines, worst = [], None
+    for device in devices:
+        held, inside = figures(method, device, "clean.auroc"), figures(method, device,
+                                                                       "in_domain_auroc")
+        base = figures(baseline, device, "clean.auroc")
+        if not held or not inside:
+            continue
+        gap = statistics.mean(inside) - statistics.mean(held)
+        text = (f"- `{device}`: {method} held-out AUROC {statistics.mean(held):.3f} vs "
+                f"in-domain {statistics.mean(inside):.3f} (gap {gap:.3f}, target <= "
+                f"{margin:g}: {'met' if gap <= margin else 'missed'})")
+        if base:
+            gain = statistics.mean(held) - statistics.mean(base)
+            spread = max(sd(held), sd(base))
+            verdict = ("not judged (one seed)" if math.isnan(spread)
+                       else "met" if gain > spread else "missed")
+            text += (f"; vs {baseline} {statistics.mean(base):.3f}: {gain:+.3f}, seed spread "
+                     f"{spread:.3f} ({verdict})")
+        lines.append(text + f"; {len(held)} seed(s).")
+        if worst is None or statistics.mean(held) < worst[1]:
+            worst = (device, statistics.mean(held))
+    if worst is not None:
+        lines.append(f"- Worst fold: `{worst[0]}`, {method} held-out AUROC {worst[1]:.3f}.")
+    return lines
 
 
 def site_table(rows: Sequence[Mapping[str, Any]], sizes: Sequence[int]) -> str:

@@ -58,6 +58,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "transfer": {"finetune": FINETUNE},
     "consistency": {"consistency": CONSISTENCY},
     "combined": {"layered": LAYERED, "consistency": CONSISTENCY, "finetune": FINETUNE},
+    # The project's method with every strategy: focal loss and the device-grouped
+    # perturbation (the default training config's) on top of `combined`.
+    "full": {"loss": {"name": "focal"}, "perturb": {"enabled": True}, "layered": LAYERED,
+             "consistency": CONSISTENCY, "finetune": FINETUNE},
 }
 # Shifts of the held-out device's volumes, in HU (converted with the bundle's CT window).
 SHIFT_NOISE_HU = 30.0
@@ -129,6 +133,25 @@ def train(config, manifest: Path, ingest: Path, out: Path, holdout: str | None, 
                        holdout_device=holdout, progress=False, run_name=name, log_model=False)
 
 
+ROW_FILE = "row.json"
+
+
+def finished_row(out: Path, config) -> dict | None:
+    """The row a previous invocation stored for this run, if it trained the same config:
+    the harness resumes where a stopped benchmark left off, one training at a time."""
+    path = out / ROW_FILE
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text())
+    return stored["row"] if stored.get("config") == config.fingerprint() else None
+
+
+def keep_row(out: Path, config, row: dict) -> dict:
+    (out / ROW_FILE).write_text(json.dumps({"config": config.fingerprint(), "row": row},
+                                           default=float))
+    return row
+
+
 def pretrained(args: argparse.Namespace, holdout: str, seed: int) -> Path:
     """A model trained on a separate export (data seed + 100) of the devices other than
     `holdout`: the transfer variants' starting point."""
@@ -142,6 +165,31 @@ def pretrained(args: argparse.Namespace, holdout: str, seed: int) -> Path:
     if not (out / "bundle").is_dir():
         train(config_for("baseline", seed, args, None), manifest, ingest, out, None,
               f"pretrain-{holdout}-seed{seed}")
+    return out / "bundle"
+
+
+def fold_pretrained(args: argparse.Namespace, holdout: str) -> Path:
+    """The leave-one-device-out folds' starting point for transfer: one separate export
+    (data seed + 100, every device, the main export's knobs) synthesized and ingested once;
+    per fold, a model trained (seed 0) on its studies of the devices other than `holdout`.
+    One pretraining per fold, shared by the fold's seeds: the seeds' spread is that of
+    fine-tuning, not of pretraining (five exports and fifteen pretrainings would double the
+    benchmark)."""
+    import pandas as pd
+
+    ns = argparse.Namespace(studies=args.studies, matrix=args.matrix,
+                            data_seed=args.data_seed + 100, synth_args=args.synth_args)
+    manifest, ingest = prepare(ns)
+    # Keyed by the export and the epochs: a smoke run's model is never a real run's start.
+    folder = OUT / "lodo" / "pretrain" / f"{manifest.parent.parent.name}-e{args.epochs}"
+    out = folder / holdout
+    if not (out / "bundle").is_dir():
+        frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+        subset = folder / f"manifest-without-{holdout}.csv"
+        subset.parent.mkdir(parents=True, exist_ok=True)
+        frame[frame["device_group"] != holdout].to_csv(subset, index=False)
+        train(config_for("baseline", 0, args, None), subset, ingest, out, None,
+              f"pretrain-lodo-{holdout}")
     return out / "bundle"
 
 
@@ -160,27 +208,58 @@ def run_table1(args: argparse.Namespace) -> tuple[list[dict], str]:
             if "finetune" in VARIANTS[variant] and init is None:
                 init = pretrained(args, holdout, seed)
             out = OUT / "table1" / "runs" / f"{variant}-seed{seed}"
-            outcome = train(config_for(variant, seed, args, init), args.manifest, args.ingest,
-                            out, holdout, f"table1-{variant}-seed{seed}")
+            config = config_for(variant, seed, args, init)
+            row = finished_row(out, config)
+            if row is not None:
+                rows.append(keep_row(out, config, with_pool(row, out, holdout, args)))
+                continue
+            outcome = train(config, args.manifest, args.ingest, out, holdout,
+                            f"table1-{variant}-seed{seed}")
             row = {"variant": variant, "seed": seed, "seconds": outcome.seconds}
             for key in ("accuracy", "macro_f1", "nll", "ece"):
                 row[key] = outcome.metric(IN_DOMAIN, key)
             row["held_out_accuracy"] = outcome.metric(HELD_OUT, "accuracy")
             row["held_out_auroc"] = outcome.metric(HELD_OUT, "auroc")
-            rows.append(row)
+            rows.append(keep_row(out, config, with_pool(row, out, holdout, args)))
             print(f"table1 {variant} seed {seed}: {outcome.seconds:.0f} s, held-out acc "
                   f"{row['held_out_accuracy']:.3f}", flush=True)
-    notes = [f"Held out: `{holdout}`. In-domain = the other devices' test split, after "
-             "temperature scaling; held-out = every study of the held-out device. Seed-study "
-             "figures are its accuracy / cross-domain accuracy (? = not reported)."]
-    return rows, report.section("Strategies: Table 1", args.command, args.when, notes,
-                                report.table1(rows, args.variants))
+    notes = [f"Held out: `{holdout}`. All figures after temperature scaling (fitted on each "
+             "run's calibration split); mean ± sd over seeds. Seed-study figures are its "
+             "accuracy / cross-domain accuracy (? = not reported)."]
+    body = report.table1(rows, args.variants)
+    if any("pool_held_out_auroc" in r for r in rows):
+        n_in = max(r.get("pool_n_in_domain", 0) for r in rows)
+        n_held = max(r.get("pool_n_held_out", 0) for r in rows)
+        body = (f"On the large test export (`benchmarks.quality.pool`, another seed of the "
+                f"same generator and difficulty): in-domain = its {n_in} studies of the "
+                f"training devices, held-out = its {n_held} of `{holdout}`.\n\n"
+                + report.table1(rows, args.variants, report.TABLE1_POOL_COLUMNS)
+                + "\n\nOn each run's own test sets (in-domain = the other devices' test "
+                  "split, about 50 studies; held-out = every study of the held-out device "
+                  "in the training export):\n\n" + body)
+    return rows, report.section("Strategies: Table 1", args.command, args.when, notes, body)
+
+
+def with_pool(row: dict, out: Path, holdout: str, args: argparse.Namespace) -> dict:
+    """`row` with the run's calibrated figures on the large test export (``pool_*``), unless
+    it has them or the pool is off (``--no-pool``)."""
+    if args.no_pool or "pool_held_out_auroc" in row:
+        return row
+    from benchmarks.quality import pool
+
+    found = pool.pool_rows(out / "bundle", holdout, pool.prepare(args.synth_args,
+                                                                 args.matrix))
+    if found is not None:
+        row.update({f"pool_{key}": value for key, value in found["True"].items()
+                    if key.startswith(("in_domain_", "held_out_", "n_"))
+                    and key != "held_out_device"})
+    return row
 
 
 def run_lodo(args: argparse.Namespace) -> tuple[list[dict], str]:
     from triage.data.dataset import CACHE_DIR, resolve_samples
     from triage.data.manifest import read_manifest
-    from triage.train.run import HELD_OUT, split_samples
+    from triage.train.run import HELD_OUT, IN_DOMAIN, split_samples
 
     devices = report_devices(args)
     folds = devices if args.folds == "all" else [_match(d, devices)
@@ -193,25 +272,36 @@ def run_lodo(args: argparse.Namespace) -> tuple[list[dict], str]:
             init = None
             for variant in args.variants:
                 if "finetune" in VARIANTS[variant] and init is None:
-                    init = pretrained(args, device, seed)
+                    init = fold_pretrained(args, device)
                 out = OUT / "lodo" / "runs" / device / f"{variant}-seed{seed}"
-                outcome = train(config_for(variant, seed, args, init), args.manifest,
-                                args.ingest, out, device, f"lodo-{device}-{variant}-seed{seed}")
+                config = config_for(variant, seed, args, init)
+                row = finished_row(out, config)
+                if row is not None:
+                    rows.append(row)
+                    continue
+                outcome = train(config, args.manifest, args.ingest, out, device,
+                                f"lodo-{device}-{variant}-seed{seed}")
                 row = {"variant": variant, "seed": seed, "device": device,
-                       "seconds": outcome.seconds}
+                       "seconds": outcome.seconds,
+                       "in_domain_auroc": outcome.metric(IN_DOMAIN, "auroc")}
                 for shift in report.SHIFTS:
                     for key, value in score(outcome.bundle_dir, held, args.ingest / CACHE_DIR,
                                             shift, seed).items():
                         row[f"{shift}.{key}"] = value
-                rows.append(row)
+                rows.append(keep_row(out, config, row))
                 print(f"lodo {device} {variant} seed {seed}: {outcome.seconds:.0f} s, clean "
                       f"acc {row['clean.accuracy']:.3f}", flush=True)
     notes = [f"Shifts of the held-out device's cached volumes: noise + {SHIFT_NOISE_HU:g} HU "
              f"sd; HU gain {SHIFT_GAIN:g} and offset {SHIFT_OFFSET_HU:+g} HU; in-plane Gaussian "
              f"blur sigma {SHIFT_BLUR_SIGMA:g} voxel. Calibrated probability, threshold 0.5."]
+    method = args.variants[-1]
+    verdict = report.lodo_verdict(rows, folds, method)
+    body = report.lodo_table(rows, folds)
+    if verdict:
+        body += ("\n\nTargets (clean held-out AUROC of the last variant, " + f"`{method}`):\n\n"
+                 + "\n".join(verdict))
     return rows, report.section("Strategies: leave-one-device-out over every device and "
-                                "shift", args.command, args.when, notes,
-                                report.lodo_table(rows, folds))
+                                "shift", args.command, args.when, notes, body)
 
 
 def site_manifest(manifest: Path, device: str, n: int, seed: int, out: Path) -> Path:
@@ -299,17 +389,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smoke: 1 seed, 1 fold, 1 epoch, 60 studies at matrix 64 "
                              "(site: 150 studies, 10 labelled)")
+    parser.add_argument("--no-pool", action="store_true",
+                        help="table1: do not score on the large test export (1,200 studies, "
+                             "generated once)")
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.matrix = "0", args.epochs or 1, 64
+        args.no_pool = True
         args.studies = args.studies or (150 if args.mode == "site" else 60)
         args.sizes = "10" if args.mode == "site" else args.sizes
         args.folds = "cygnus" if args.folds == "all" else args.folds
     args.studies = args.studies or (1500 if args.mode == "site" else 500)
     args.seed_list = [int(s) for s in args.seeds.split(",")]
     args.sizes = [int(n) for n in str(args.sizes).split(",")]
-    default_variants = {"table1": ",".join(VARIANTS), "lodo": "baseline,combined",
+    default_variants = {"table1": ",".join(v for v in VARIANTS if v != "full"),
+                        "lodo": "baseline,full",
                         "site": ""}[args.mode]
     args.variants = [v for v in (args.variants or default_variants).split(",") if v]
     unknown = [v for v in args.variants if v not in VARIANTS]

@@ -90,3 +90,34 @@ def test_site_manifest_labels_whole_patients_of_the_new_device(tmp_path):
     assert set(train["label"]) == {"0", "1"}
     assert set(out.loc[out["split"] == "calib", "label"]) == {"0", "1"}
     assert not set(train["patient_key"]) & set(out.loc[out["split"] == "test", "patient_key"])
+
+
+def test_lodo_verdict_judges_each_fold_against_in_domain_and_the_baseline_spread():
+    def rows_for(device, base, full, in_domain=0.99):
+        return [{"variant": v, "device": device, "seed": s, "in_domain_auroc": in_domain,
+                 "clean.auroc": x + 0.01 * s}
+                for v, x in (("baseline", base), ("full", full)) for s in (0, 1, 2)]
+
+    rows = rows_for("acme", 0.90, 0.97) + rows_for("cygnus", 0.93, 0.935)
+    lines = report.lodo_verdict(rows, ["acme", "cygnus"], "full")
+    assert len(lines) == 3
+    assert "gap 0.010, target <= 0.03: met" in lines[0]
+    assert "+0.070, seed spread 0.010 (met)" in lines[0]
+    # cygnus: 0.945 held out vs 0.99 in-domain, and +0.005 is inside the 0.010 spread
+    assert "gap 0.045, target <= 0.03: missed" in lines[1]
+    assert "+0.005, seed spread 0.010 (missed)" in lines[1]
+    assert lines[2] == "- Worst fold: `cygnus`, full held-out AUROC 0.945."
+    one_seed = [r for r in rows if r["seed"] == 0]
+    assert "(not judged (one seed))" in report.lodo_verdict(one_seed, ["acme"], "full")[0]
+
+
+def test_lodo_compares_the_full_method_with_the_baseline():
+    assert {"loss", "perturb", "layered", "consistency", "finetune"} <= set(VARIANTS["full"])
+    assert VARIANTS["full"]["perturb"] == {"enabled": True}
+
+
+def test_table1_reads_the_large_test_export_columns():
+    row = {"variant": "baseline", "seed": 0, "accuracy": 0.5,
+           "pool_in_domain_accuracy": 0.9, "pool_held_out_auroc": 0.8}
+    text = report.table1([row], ["baseline"], report.TABLE1_POOL_COLUMNS).splitlines()
+    assert text[2].startswith("| baseline | 1 | 0.900 | – | – | – | – | 0.800 |")
