@@ -17,7 +17,7 @@ help:
 	@echo "make bench-triage  routes and calibration over 200 calibration redraws (long; writes docs/benchmarks.md)"
 	@echo "make bench-run  triage run throughput vs forward-only, memory at 100 vs 400 studies"
 	@echo "make bench-efficiency  model variants (fp32, ONNX, int8, pruned, distilled) and a MONAI peer pipeline"
-	@echo "make bench-monitor  drift alarms: detection delay per shift, false-alarm rate (simulated and through triage run)"
+	@echo "make bench-monitor  drift alarms: detection delay per shift, false-alarm rate through triage run (STABLE=2000 studies, ~6 min) and simulated"
 	@echo "make bench-table1  training strategies, the seed study's Table 1 (3 seeds; long)"
 	@echo "make bench-lodo  leave-one-device-out over every device x 3 shifts (3 seeds; long)"
 	@echo "make bench-site  site adaptation with 50 / 100 labelled studies (long)"
@@ -95,8 +95,9 @@ bench-pacs: install tools
 bench-efficiency: install
 	$(PY) -m benchmarks.efficiency.run
 
+STABLE ?= 2000
 bench-monitor: install
-	$(PY) -m benchmarks.monitor.run
+	$(PY) -m benchmarks.monitor.run --pipeline-stable $(STABLE)
 
 bench-table1: install
 	$(PY) -m benchmarks.strategies.run --mode table1

@@ -9,7 +9,8 @@ manufacturer and model, so it keeps acme's device group: an unseen device behind
 name, which the ``unseen-device`` rule cannot catch). Each export goes through
 ``triage run`` with a tiny trained bundle; ``triage monitor`` then reads the run folders.
 
-Used by ``benchmarks/monitor/run.py`` (detection delay through the pipeline) and by
+Used by ``benchmarks/monitor/run.py`` (false alarms on a stable stream of 2,000 studies,
+the detection delay, and the per-study pools `triage.monitor.scenarios` resamples) and by
 ``tests/run/test_drift_stream.py`` (the alarm, the stop-rule and ``clear`` end to end).
 """
 
