@@ -176,10 +176,16 @@ class DeviceStats:
         Histogram, moments, noise and edges come from `MAX_SLICES` evenly spaced slices.
         """
         array = _slices(array)
-        body = array[array > BODY_THRESHOLD_HU]
+        # In memory order (a view): the selection from a flat array is several times faster
+        # than from the strided [column, row, slice] view; the statistics ignore order.
+        flat = array.ravel(order="K")
+        body = flat[flat > BODY_THRESHOLD_HU]
         if body.size:
-            bins = ((body - HIST_LOW) / HIST_WIDTH).astype(np.int64)
-            counts = np.bincount(np.clip(bins, 0, N_BINS - 1), minlength=N_BINS)
+            # Clipped before the cast (the same bins: the lower bound is met, body > LOW).
+            scaled = np.subtract(body, np.float32(HIST_LOW))
+            scaled /= np.float32(HIST_WIDTH)
+            np.minimum(scaled, np.float32(N_BINS - 1), out=scaled)
+            counts = np.bincount(scaled.astype(np.intp), minlength=N_BINS)
             mean = float(body.mean(dtype=np.float64))
             m2 = float(np.square(body - np.float32(mean), dtype=np.float64).sum())
             self._merge_moments(body.size, mean, m2)
