@@ -64,7 +64,8 @@ def read_instance(path: Path | str, max_inflated_bytes: int | None = None
         >>> read_instance(os.devnull).error
         'zero-length file'
     """
-    path = Path(path)
+    if not isinstance(path, Path):  # records keep the scan's Path (not parsed again)
+        path = Path(path)
     try:
         size = os.stat(path).st_size
     except OSError as err:

@@ -131,7 +131,7 @@ def load_series(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptio
     if isinstance(paths, str | Path):
         raise TypeError("load_series() takes a list of file paths, not a single path; "
                         f"wrap it as [{str(paths)!r}].")
-    files = [Path(p) for p in paths]
+    files = [p if isinstance(p, Path) else Path(p) for p in paths]  # no re-parse
     if not files:
         raise DicomError("load_series() was given no files.")
     label = _series_label(files)
@@ -210,7 +210,7 @@ def _series_label(files: list[Path]) -> Path:
     if len(files) == 1:
         return files[0]
     try:
-        return Path(os.path.commonpath([str(f.parent) for f in files]))
+        return Path(os.path.commonpath([os.path.dirname(f) or "." for f in files]))
     except ValueError:  # different drives
         return files[0].parent
 
