@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -28,6 +27,8 @@ def check_keys(data: Mapping[str, Any], known: list[str], what: str, source: str
                           f"got {type(data).__name__}.")
     for key in data:
         if key not in known:
+            import difflib  # only for this message
+
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"Unknown {what} '{key}' in {source}.{hint} "

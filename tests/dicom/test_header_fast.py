@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom import config
 
 from tests.dicom.factories import ACME, build_export, study_header, write_ct_series
 from triage.data.synth.devices import DEVICE_PROFILES
-from triage.dicom import header, slice_header, values
+from triage.dicom import fast_reader, header, slice_header, values
 from triage.dicom.header_fast import fast_record
+from triage.dicom.loader import load_series
 from triage.dicom.raw_header import NeedMoreBytes, Unsupported, walk_header
 from triage.dicom.source import read_source
 from triage.errors import GeometryError
@@ -94,11 +97,14 @@ def test_walk_declines_what_pydicom_would_read_differently(tmp_path):
         walk_header(data[132:], len(data) - 132, wanted)
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["fast-reader", "pydicom"])
+@pytest.mark.parametrize(("fast", "carried"), [(True, False), (True, True), (False, False)],
+                         ids=["fast-reader", "fast-reader-scan-walk", "pydicom"])
 def test_scan_and_loader_read_the_same_values_through_one_parser(make_synth_export,
-                                                                 monkeypatch, fast):
+                                                                 monkeypatch, fast, carried):
     """Each file's plane geometry is parsed once by the scan and once by the loader, both
-    times by `values.frame_geometry`, and the two give the same values and identities."""
+    times by `values.frame_geometry`, and the two give the same values and identities;
+    also when the loader takes the scan's walk of the header (`InstanceRecord.walked`)
+    instead of walking it again: it parses those raw values itself."""
     export = make_synth_export(studies=4, slices=4, extras=False,
                                devices="acme,borealis,cygnus,ember")
     calls = []
@@ -116,7 +122,8 @@ def test_scan_and_loader_read_the_same_values_through_one_parser(make_synth_expo
         record = header.read_instance(path)
         if record is None or not record.ok or not record.has_pixel_data:
             continue
-        source = read_source(path, 0, fast=fast)
+        assert record.walked is not None, path  # single-frame little-endian files
+        source = read_source(path, 0, fast=fast, walked=record.walked if carried else None)
         assert source.reader == ("fast" if fast else "pydicom")
         assert len(calls) == 2 and calls[0] == calls[1], path  # scan, then loader
         (frame,) = source.frames
@@ -132,6 +139,63 @@ def test_scan_and_loader_read_the_same_values_through_one_parser(make_synth_expo
             info.slice_thickness)
         checked += 1
     assert checked >= 4 * 4
+
+
+def _series_records(export: Path) -> dict[str, list]:
+    series: dict[str, list] = {}
+    for path in _files(export):
+        record = header.read_instance(path)
+        if record is not None and record.ok and record.has_pixel_data:
+            series.setdefault(record.series_uid, []).append(record)
+    return series
+
+
+def test_the_loader_takes_the_scans_walk_instead_of_walking_again(make_synth_export,
+                                                                  monkeypatch):
+    """Every syntax of the synthetic devices (explicit, implicit, RLE, JPEG 2000): with the
+    records' walks the loader walks no header and builds the same volume as without."""
+    export = make_synth_export(studies=4, slices=4, extras=False,
+                               devices="acme,borealis,cygnus,ember")
+    walks = []
+    walk = fast_reader.walk_header
+
+    def spy(*args):
+        walks.append(args[0])
+        return walk(*args)
+
+    monkeypatch.setattr(fast_reader, "walk_header", spy)
+    series = _series_records(export.out_dir)
+    assert len(series) >= 4
+    for records in series.values():
+        paths = [r.path for r in records]
+        walks.clear()
+        carried = load_series(paths, walked=[r.walked for r in records])
+        assert walks == []
+        walked_again = load_series(paths)
+        assert len(walks) == len(paths)
+        np.testing.assert_array_equal(carried.array, walked_again.array)
+        np.testing.assert_array_equal(carried.affine, walked_again.affine)
+        assert carried.verdict == walked_again.verdict
+        assert carried.provenance == walked_again.provenance
+
+
+def test_a_walk_that_no_longer_fits_the_file_is_walked_again(tmp_path):
+    """A file changed since the scan (other size, pixel data elsewhere) is walked anew."""
+    paths = write_ct_series(tmp_path, study_header("stale"), ACME, "stale", slices=2)
+    record = header.read_instance(paths[0])
+    assert record.walked is not None
+    fresh = fast_reader.read_fast(paths[0])
+    assert fresh is not None
+    shifted = replace(record.walked, pixel_offset=record.walked.pixel_offset + 2)
+    resized = replace(record.walked, file_size=record.walked.file_size + 1)
+    for stale in (shifted, resized):
+        again = fast_reader.read_fast(paths[0], stale)
+        assert again is not None
+        assert (again.pixel_offset, again.pixel_length) == (fresh.pixel_offset,
+                                                            fresh.pixel_length)
+        assert again.tags.values == fresh.tags.values
+    with pytest.raises(ValueError, match="walked headers"):
+        load_series(paths, walked=[record.walked])
 
 
 @pytest.mark.parametrize("text", ["1_0", "0x10", " 1e400"])

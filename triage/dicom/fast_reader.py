@@ -15,16 +15,33 @@ data or a pixel data length that contradicts its syntax, makes `read_fast` retur
 the loader then reads the file with `dcmread`. The values are parsed by
 `triage.dicom.values` on both paths; the tests load series through both and require
 identical volumes.
+
+The export scan has already walked every file once (`triage.dicom.header_fast`); for a
+file this reader would take, it hands what its walk found to the loader in the file's
+record (`WalkedHeader`: the raw values of `LOADER_TAGS` and where the pixel data lies),
+so that `read_fast` reads the bytes and checks that the pixel data element is where the
+scan found it instead of walking the header again. The values are still parsed by the
+loader, from those raw bytes, with the same parser (`triage.dicom.values`).
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from triage.dicom.raw_header import NeedMoreBytes, Unsupported, walk_header
-from triage.dicom.tags import FUNCTIONAL_GROUPS, LOADER_TAGS, PIXEL_DATA, UNDEFINED
+from triage.dicom.raw_header import NeedMoreBytes, RawHeader, Unsupported, walk_header
+from triage.dicom.tags import (
+    FUNCTIONAL_GROUPS,
+    IMPLICIT_VR_LE,
+    LOADER_TAGS,
+    PIXEL_DATA,
+    UNDEFINED,
+)
 from triage.dicom.values import RawValues
+
+#: The pixel data element's tag as its first four bytes in a little-endian file.
+_PIXEL_DATA_TAG = struct.pack("<HH", PIXEL_DATA >> 16, PIXEL_DATA & 0xFFFF)
 
 
 @dataclass(frozen=True)
@@ -49,8 +66,66 @@ class FastFile:
     encapsulated: bool = False
 
 
-def read_fast(path: Path) -> FastFile | None:
+@dataclass(frozen=True)
+class WalkedHeader:
+    """What the scan's walk of one file found that `read_fast` would walk again.
+
+    Carried from the scan to the loader in the file's `InstanceRecord` (data passed
+    along, not a cache): only for a file `read_fast` takes, with the same checks.
+
+    Attributes:
+        values: raw values of the `LOADER_TAGS` present.
+        transfer_syntax: the file's transfer syntax.
+        file_size: the file's size when it was walked.
+        pixel_offset: byte offset of the PixelData value.
+        pixel_length: as `FastFile.pixel_length`.
+        encapsulated: the pixel data is compressed, in items.
+    """
+
+    values: dict[int, bytes]
+    transfer_syntax: str
+    file_size: int
+    pixel_offset: int
+    pixel_length: int
+    encapsulated: bool
+
+
+def walked_header(header: RawHeader, size: int) -> WalkedHeader | None:
+    """The part of a walk of a file of `size` bytes that `read_fast` would use.
+
+    Args:
+        header: the walk, with at least `LOADER_TAGS` wanted.
+        size: the file's size.
+
+    Returns:
+        None when `read_fast` would decline the file (not a single image with pixel data
+        of a length its syntax allows, or enhanced functional groups).
+    """
+    if header.pixel_tag != PIXEL_DATA or any(t in header.values for t in FUNCTIONAL_GROUPS):
+        return None
+    if header.encapsulated:
+        if header.pixel_length != UNDEFINED:
+            return None  # the length contradicts the syntax
+        length = size - header.pixel_offset
+    else:
+        length = header.pixel_length
+        if length == UNDEFINED or header.pixel_offset + length > size:
+            return None
+    values = header.values
+    return WalkedHeader({t: values[t] for t in LOADER_TAGS if t in values},
+                        header.transfer_syntax, size, header.pixel_offset, length,
+                        header.encapsulated)
+
+
+def read_fast(path: Path, walked: WalkedHeader | None = None) -> FastFile | None:
     """Read `path` quickly if it is a single-frame little-endian Part 10 file.
+
+    Args:
+        path: the file.
+        walked: what the export scan's walk of this file found, if it has one: the
+            header is then not walked again, provided the file still has the size it had
+            and its pixel data element still starts where the scan found it (otherwise
+            it is walked as usual).
 
     Returns:
         The parsed file, or None when the file is outside this reader's scope (the caller
@@ -61,19 +136,22 @@ def read_fast(path: Path) -> FastFile | None:
     """
     with open(path, "rb") as fh:  # not Path.read_bytes: no Path object per file
         data = fh.read()
+    if walked is not None and _still_matches(data, walked):
+        return FastFile(RawValues(walked.values), walked.transfer_syntax, data,
+                        walked.pixel_offset, walked.pixel_length, walked.encapsulated)
     try:
         header = walk_header(data, len(data), LOADER_TAGS)
     except (Unsupported, NeedMoreBytes, ValueError, UnicodeDecodeError):
         return None
-    if header.pixel_tag != PIXEL_DATA or any(t in header.values for t in FUNCTIONAL_GROUPS):
+    found = walked_header(header, len(data))
+    if found is None:
         return None
-    if header.encapsulated:
-        if header.pixel_length != UNDEFINED:
-            return None  # the length contradicts the syntax
-        length = len(data) - header.pixel_offset
-    else:
-        length = header.pixel_length
-        if length == UNDEFINED or header.pixel_offset + length > len(data):
-            return None
-    return FastFile(RawValues(header.values, header.meta), header.transfer_syntax, data,
-                    header.pixel_offset, length, header.encapsulated)
+    return FastFile(RawValues(found.values, header.meta), found.transfer_syntax, data,
+                    found.pixel_offset, found.pixel_length, found.encapsulated)
+
+
+def _still_matches(data: bytes, walked: WalkedHeader) -> bool:
+    """Whether `data` has the walked size and the PixelData tag where the walk found it."""
+    head = walked.pixel_offset - (8 if walked.transfer_syntax == IMPLICIT_VR_LE else 12)
+    return (len(data) == walked.file_size and head >= 132
+            and data[head:head + 4] == _PIXEL_DATA_TAG)

@@ -64,37 +64,39 @@ def read_instance(path: Path | str, max_inflated_bytes: int | None = None
         >>> read_instance(os.devnull).error
         'zero-length file'
     """
-    path = Path(path)
+    if not isinstance(path, Path):  # records keep the scan's Path (not parsed again)
+        path = Path(path)
     try:
         size = os.stat(path).st_size
     except OSError as err:
         return os_error_record(path, err)
     if size == 0:
         return failed_record(path, ScanErrorCode.ZERO_LENGTH, "zero-length file", 0)
-    # pydicom warns (and logs) about odd values; those we use are noted in `malformed`,
-    # and its texts may quote patient identifiers, so none may reach a log or stderr.
-    with capture_pydicom():
-        try:
-            # Unbuffered: the fast path reads the head in one call and seeks over pixel
-            # items; pydicom's many small reads get a buffer of their own.
-            with open(path, "rb", buffering=0) as raw:
-                record = fast_record(raw, path, size)
-                if record is not None:
-                    return record
-                raw.seek(0)
-                limit = max_inflated_bytes or ResourceLimits().max_inflated_bytes
+    try:
+        # Unbuffered: the fast path reads the head in one call and seeks over pixel
+        # items; pydicom's many small reads get a buffer of their own.
+        with open(path, "rb", buffering=0) as raw:
+            record = fast_record(raw, path, size)  # no pydicom: nothing to capture
+            if record is not None:
+                return record
+            raw.seek(0)
+            limit = max_inflated_bytes or ResourceLimits().max_inflated_bytes
+            # pydicom warns (and logs) about odd values; those we use are noted in
+            # `malformed`, and its texts may quote patient identifiers, so none may reach
+            # a log or stderr.
+            with capture_pydicom():
                 return _read_open_file(io.BufferedReader(raw), path, size, limit)
-        except ResourceLimitError as err:
-            return failed_record(path, ScanErrorCode.OVER_LIMIT, f"over limit: {err.reason}",
-                                 size)
-        except OSError as err:
-            if err.errno is not None:
-                return os_error_record(path, err, size)
-            return _corrupt(path, err, size)  # pydicom raises a bare OSError on bad items
-        except MemoryError:
-            raise
-        except Exception as err:  # noqa: BLE001 - pydicom raises many types on garbage bytes
-            return _corrupt(path, err, size)
+    except ResourceLimitError as err:
+        return failed_record(path, ScanErrorCode.OVER_LIMIT, f"over limit: {err.reason}",
+                             size)
+    except OSError as err:
+        if err.errno is not None:
+            return os_error_record(path, err, size)
+        return _corrupt(path, err, size)  # pydicom raises a bare OSError on bad items
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - pydicom raises many types on garbage bytes
+        return _corrupt(path, err, size)
 
 
 def _corrupt(path: Path, err: Exception, size: int) -> InstanceRecord:

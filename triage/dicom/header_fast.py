@@ -9,7 +9,9 @@ corrupt, missing UIDs, a DICOMDIR), so that error messages come from one place. 
 a character set other than ASCII, ESC sequences, enhanced multi-frame functional groups
 and unknown Specific Character Set values also go to pydicom. Both paths build the record
 with `triage.dicom.record.record_from_dataset`: the record does not depend on the path
-(the tests compare them file by file).
+(the tests compare them file by file). For a file the loader's fast reader takes, the
+record also carries what the walk found for the loader (`fast_reader.WalkedHeader`), so
+that the loader does not walk the header a second time.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from triage.dicom import tags
+from triage.dicom.fast_reader import walked_header
 from triage.dicom.index import InstanceRecord
 from triage.dicom.raw_header import NeedMoreBytes, RawHeader, Unsupported, walk_header
 from triage.dicom.record import check_fragments, expected_native_length, record_from_dataset
@@ -50,10 +53,10 @@ def fast_record(fh: BinaryIO, path: Path, size: int) -> InstanceRecord | None:
     data = fh.read(min(size, HEAD_BYTES))
     try:
         try:
-            header = walk_header(data, size, tags.SCAN_TAGS)
+            header = walk_header(data, size, tags.WALKED_TAGS)
         except NeedMoreBytes:
             data += fh.read()
-            header = walk_header(data, size, tags.SCAN_TAGS)
+            header = walk_header(data, size, tags.WALKED_TAGS)
         record = _record(fh, path, size, header)
     except (Unsupported, NeedMoreBytes, struct.error, UnicodeDecodeError, ValueError,
             IndexError):
@@ -75,7 +78,8 @@ def _record(fh: BinaryIO, path: Path, size: int, header: RawHeader) -> InstanceR
             raise Unsupported
     raw = RawValues(values, header.meta)
     present = _pixel_data_present(fh, size, header, raw)
-    record = record_from_dataset(path, size, raw, header.transfer_syntax, present)
+    record = record_from_dataset(path, size, raw, header.transfer_syntax, present,
+                                 walked_header(header, size))
     if (record.sop_class_uid == tags.MEDIA_STORAGE_DIRECTORY or not record.study_uid
             or not record.series_uid or not record.sop_instance_uid):
         raise Unsupported  # a DICOMDIR or an error to report: the pydicom path does it

@@ -14,7 +14,7 @@ such as ``'-125.000000000000000000'`` as a float but a junk one such as ``'abc'`
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,8 @@ from triage.dicom.device import UNKNOWN_DEVICE
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from triage.dicom.fast_reader import WalkedHeader
 
 IDENTIFIER_FIELDS = ("patient_id", "accession_number", "study_date")
 """Record fields that identify a patient or a visit: never log them."""
@@ -77,6 +79,9 @@ class InstanceRecord:
         patient_id: identifier, see `IDENTIFIER_FIELDS`.
         accession_number: identifier, see `IDENTIFIER_FIELDS`.
         study_date: identifier, see `IDENTIFIER_FIELDS`.
+        walked: for a file the loader's fast reader takes, what the scan's raw walk
+            found that the loader would otherwise walk again (raw values, pixel data
+            offset); handed to the loader with the record, never compared, not a column.
     """
 
     path: Path
@@ -112,6 +117,7 @@ class InstanceRecord:
     patient_id: str | None = None
     accession_number: str | None = None
     study_date: str | None = None
+    walked: WalkedHeader | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -124,7 +130,7 @@ class InstanceRecord:
         return self.number_of_frames if self.number_of_frames and self.number_of_frames > 0 else 1
 
 
-INDEX_COLUMNS = tuple(f.name for f in fields(InstanceRecord))
+INDEX_COLUMNS = tuple(f.name for f in fields(InstanceRecord) if f.name != "walked")
 """Columns of `ScanResult.to_frame`, in order."""
 
 
@@ -183,7 +189,7 @@ class ScanResult:
 
         rows = []
         for record in self.records:
-            row: dict[str, Any] = asdict(record)
+            row: dict[str, Any] = {name: getattr(record, name) for name in INDEX_COLUMNS}
             row["path"] = str(record.path)
             row["error_code"] = record.error_code.value if record.error_code else None
             rows.append(row)

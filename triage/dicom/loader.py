@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from triage.dicom import geometry
 from triage.dicom.assemble import assemble_volume
+from triage.dicom.fast_reader import WalkedHeader
 from triage.dicom.limits import ResourceLimits
 from triage.dicom.slice_header import FrameHeader
 from triage.dicom.source import SourceFile, read_source
@@ -96,7 +97,8 @@ class LoadOptions:
 
 def load_series(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptions(),
                 decoded: Mapping[str, np.ndarray] | None = None,
-                keep_irregular: bool = False) -> Volume:
+                keep_irregular: bool = False,
+                walked: Sequence[WalkedHeader | None] | None = None) -> Volume:
     """Read the files of one series and build its `Volume`.
 
     Args:
@@ -111,6 +113,9 @@ def load_series(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptio
             ``options.resample_irregular``) as acquired, with their positions in
             ``Volume.slice_positions``, for a caller that resamples anyway: ingest's
             preprocessing then interpolates them once instead of twice.
+        walked: per file of `paths`, in order, what the export scan's raw walk found
+            (`InstanceRecord.walked`, None where it has none): those headers are not
+            walked again; their values are parsed here as for any other file.
 
     Returns:
         The volume: float32 ``[column, row, slice]`` in modality units, LPS affine,
@@ -126,12 +131,16 @@ def load_series(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptio
     if isinstance(paths, str | Path):
         raise TypeError("load_series() takes a list of file paths, not a single path; "
                         f"wrap it as [{str(paths)!r}].")
-    files = [Path(p) for p in paths]
+    files = [p if isinstance(p, Path) else Path(p) for p in paths]  # no re-parse
     if not files:
         raise DicomError("load_series() was given no files.")
     label = _series_label(files)
+    if walked is not None and len(walked) != len(files):
+        raise ValueError(f"load_series() was given {len(walked)} walked headers for "
+                         f"{len(files)} files.")
     try:
-        return _load(files, options, label, decoded or {}, keep_irregular)
+        return _load(files, options, label, decoded or {}, keep_irregular,
+                     walked or [None] * len(files))
     except (DicomError, MemoryError):
         raise
     except Exception as err:  # a bug or an input no check foresaw: still a report row
@@ -165,9 +174,11 @@ def decode_stored(paths: Iterable[Path | str], *, options: LoadOptions = LoadOpt
 
 
 def _load(files: list[Path], options: LoadOptions, label: Path,
-          decoded: Mapping[str, np.ndarray], keep_irregular: bool = False) -> Volume:
-    sources = [read_source(path, index, fast=options.fast_reader, limits=options.limits)
-               for index, path in enumerate(files)]
+          decoded: Mapping[str, np.ndarray], keep_irregular: bool,
+          walked: Sequence[WalkedHeader | None]) -> Volume:
+    sources = [read_source(path, index, fast=options.fast_reader, limits=options.limits,
+                           walked=header)
+               for index, (path, header) in enumerate(zip(files, walked, strict=True))]
     # Before any pixel is decoded: the headers promise the size of the float32 stack.
     options.limits.check_volume(
         [(s.info.n_frames, s.info.rows, s.info.columns) for s in sources], label)
@@ -199,7 +210,7 @@ def _series_label(files: list[Path]) -> Path:
     if len(files) == 1:
         return files[0]
     try:
-        return Path(os.path.commonpath([str(f.parent) for f in files]))
+        return Path(os.path.commonpath([os.path.dirname(f) or "." for f in files]))
     except ValueError:  # different drives
         return files[0].parent
 

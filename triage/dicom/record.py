@@ -29,6 +29,8 @@ from triage.dicom.values import (
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
+    from triage.dicom.fast_reader import WalkedHeader
+
 MEDIA_STORAGE_DIRECTORY = tags.MEDIA_STORAGE_DIRECTORY
 
 
@@ -83,9 +85,12 @@ def expected_native_length(ds: Dataset | RawValues) -> int | None:
 
 def record_from_dataset(
     path: Path, size: int, ds: Dataset | RawValues, syntax: str | None,
-    has_pixel_data: bool
+    has_pixel_data: bool, walked: WalkedHeader | None = None
 ) -> InstanceRecord:
-    """Build the record from a header read with ``stop_before_pixels=True`` (or walked raw)."""
+    """Build the record from a header read with ``stop_before_pixels=True`` (or walked raw).
+
+    `walked` is what a raw walk found for the loader (`InstanceRecord.walked`).
+    """
     notes: list[str] = []
     geometry = plane_geometry(ds, notes)
     manufacturer = decoded_text(ds, tags.MANUFACTURER)
@@ -124,4 +129,5 @@ def record_from_dataset(
         patient_id=decoded_text(ds, tags.PATIENT_ID),
         accession_number=decoded_text(ds, tags.ACCESSION_NUMBER),
         study_date=raw_text(ds, tags.STUDY_DATE),
+        walked=walked,
     )

@@ -9,7 +9,6 @@ breaks is its `SeriesRejection`. A series that passes carries the notes the repo
 from __future__ import annotations
 
 import re
-import statistics
 from collections import Counter
 from dataclasses import dataclass
 
@@ -227,11 +226,20 @@ def _orientation_groups(images: list[InstanceRecord], tolerance: float
     return ordered, unoriented
 
 
+def _median(values: list[float]) -> float:
+    """`statistics.median` of `values` (not empty), without importing `statistics` (~9 ms)."""
+    ordered = sorted(values)
+    half = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[half])
+    return float((ordered[half - 1] + ordered[half]) / 2)
+
+
 def _thickness(images: list[InstanceRecord]) -> float | None:
     """Median SliceThickness, else the median step between positions along the normal."""
     thicknesses = [r.slice_thickness for r in images if r.slice_thickness]
     if thicknesses:
-        return float(statistics.median(thicknesses))
+        return _median(thicknesses)
     located = [r for r in images if r.image_position and r.image_orientation]
     if len(located) < 2:
         return None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from triage.dicom import decode, multiframe
-from triage.dicom.fast_reader import FastFile, read_fast
+from triage.dicom.fast_reader import FastFile, WalkedHeader, read_fast
 from triage.dicom.limits import ResourceLimitError, ResourceLimits, check_deflated_file
 from triage.dicom.pydicom_notes import capture_pydicom
 from triage.dicom.slice_header import FrameHeader, ImageInfo, read_frame_header, read_image_info
@@ -107,7 +107,8 @@ class SourceFile:
 
 
 def read_source(path: Path, index: int, *, fast: bool = True,
-                limits: ResourceLimits | None = None) -> SourceFile:
+                limits: ResourceLimits | None = None,
+                walked: WalkedHeader | None = None) -> SourceFile:
     """Read `path` (file number `index` of the series) and check that it is usable.
 
     Args:
@@ -116,6 +117,8 @@ def read_source(path: Path, index: int, *, fast: bool = True,
         fast: try the fast reader first.
         limits: caps checked before the data set is inflated or any pixel decoded
             (default: `ResourceLimits()`).
+        walked: what the export scan's walk of this file found
+            (`InstanceRecord.walked`), so that the fast reader need not walk it again.
 
     Raises:
         ResourceLimitError: the file inflates to, or declares, more than `limits` allow.
@@ -126,7 +129,7 @@ def read_source(path: Path, index: int, *, fast: bool = True,
     limits = limits or ResourceLimits()
     if fast:
         try:
-            quick = read_fast(path)
+            quick = read_fast(path, walked)
         except OSError as err:
             raise DicomError(f"The file cannot be read ({err.strerror or err}).", path) from err
         if quick is not None:

@@ -130,3 +130,6 @@ SCAN_TAGS = frozenset({
     FRAME_OF_REFERENCE, SAMPLES_PER_PIXEL, PHOTOMETRIC, NUMBER_OF_FRAMES, ROWS, COLUMNS,
     PIXEL_SPACING, BITS_ALLOCATED,
 })
+#: Top-level tags the scan's raw walk keeps: its own, and the loader's, which it hands to
+#: the loader in the record (`triage.dicom.fast_reader.WalkedHeader`).
+WALKED_TAGS = SCAN_TAGS | LOADER_TAGS

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
 _DS_CHARACTERS = frozenset("0123456789+-eE. ")
+_DS_TEXT = _DS_CHARACTERS | {"\\"}  # a whole multi-valued DS
 
 
 class RawValues:
@@ -186,6 +187,19 @@ def decimals(
     text = raw_text(ds, tag)
     if text is None:
         return None
+    if _DS_TEXT.issuperset(text):
+        # The common case, in one pass: only DS characters, `count` numbers, none longer
+        # than 16 characters, all finite. float() ignores the spaces that strip() drops
+        # and rejects an empty part; anything else takes the checks below, which note it.
+        parts = text.split("\\")
+        if len(parts) == count and max(map(len, parts)) <= 16:
+            try:
+                numbers = tuple(map(float, parts))
+            except ValueError:
+                pass
+            else:
+                if all(map(math.isfinite, numbers)):
+                    return numbers
     parts = [p.strip() for p in text.split("\\")]
     if len(parts) != count:
         notes.append(Dropped(f"{keyword}: expected {count} value(s), got {len(parts)}",

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 
@@ -23,6 +22,8 @@ INSTALL_HINT = {"ray": "pip install 'triage[ray]'"}
 
 def _engine_class(name: str) -> type[Engine]:
     if name not in ENGINES:
+        import difflib  # only for this message
+
         close = difflib.get_close_matches(name, ENGINES, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"Unknown engine '{name}'; choose one of "

@@ -188,8 +188,10 @@ def _load_and_cache(series: SeriesRef, report: StudyReport, config: IngestConfig
     with capture_pydicom() as notes:  # pydicom's warnings: report warnings, not stderr
         try:
             # Irregular slices stay as acquired: preprocessing interpolates them once.
+            # The scan's walk of each header goes along with its record: not walked twice.
             volume = load_series([r.path for r in series.instances], options=config.load,
-                                 decoded=decoded, keep_irregular=True)
+                                 decoded=decoded, keep_irregular=True,
+                                 walked=[r.walked for r in series.instances])
         except DicomError as err:
             error = err
         else:

@@ -99,6 +99,20 @@ def _safe_provenance(provenance: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def gzip_bytes(data: bytes, level: int = 1) -> bytes:
+    """`data` as a gzip file (RFC 1952, no name, mtime 0), deflated with ``Z_RLE``.
+
+    A prepared CT volume is mostly runs of one float32 value (air, clipped to 0, and the
+    padding): zlib's run-length strategy finds those runs about ten times faster than
+    its default match search (measured on a 96 x 96 x 48 prepared volume of the benchmark:
+    6 ms instead of 55 ms at level 1) and here writes a slightly smaller file (0.424 MB
+    instead of 0.431 MB). It is ordinary deflate: every gzip reader (nibabel, MONAI,
+    `gzip.decompress`) reads it.
+    """
+    packer = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS, 8, zlib.Z_RLE)
+    return packer.compress(data) + packer.flush()
+
+
 def _sha256(array: np.ndarray) -> str:
     # The array's own buffer, not a copy of it (``tobytes``): the same bytes, the same digest.
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32)).hexdigest()
@@ -111,7 +125,8 @@ class VolumeCache:
         root: cache directory (created when needed).
         compress: write ``.nii.gz`` (about a third of the size, slower) instead of
             ``.nii``; see docs/preprocessing.md for the measurements.
-        compresslevel: gzip level when compressing (1 = fastest, ratio nearly as good).
+        compresslevel: deflate level when compressing (1 = fastest, ratio nearly as good).
+            The stream is deflated with zlib's run-length strategy (`gzip_bytes`).
         version: code version in the key; tests override it, nobody else should.
 
     Example:
@@ -155,7 +170,7 @@ class VolumeCache:
         name = f"{key}.nii.gz" if self.compress else f"{key}.nii"
         data = float32_nifti(array, prepared.affine, f"triage preprocess {self.version}")
         if self.compress:
-            data = gzip.compress(data, compresslevel=self.compresslevel, mtime=0)
+            data = gzip_bytes(data, self.compresslevel)
         # Not fsynced (~40 ms per entry measured in a run): a rename survives a killed
         # process, and after a power cut a torn entry fails its checksum and is remade.
         with atomic_open(self._sidecar(key).with_name(name), "wb", durable=False) as fh:

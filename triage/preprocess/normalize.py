@@ -8,7 +8,6 @@ alignment uses to pad.
 
 from __future__ import annotations
 
-import difflib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -150,6 +149,8 @@ def create_normalizer(name: str, **kwargs: Any) -> Normalizer:
         (-160.0, 240.0)
     """
     if name not in _REGISTRY:
+        import difflib  # only for this message
+
         close = difflib.get_close_matches(name, _REGISTRY, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ValueError(f"Unknown normalizer '{name}'.{hint} "

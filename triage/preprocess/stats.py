@@ -106,32 +106,36 @@ def estimate_edge_width_mm(array: np.ndarray, spacing: np.ndarray) -> float | No
     """
     dx = float(spacing[0])
     half = max(3, math.ceil(8.0 / dx))  # look 8 mm either side of the crossing
-    widths: list[np.ndarray] = []
     s = _slices(array)
+    body_any = np.any(s > BODY_THRESHOLD_HU, axis=0)  # (rows, slices)
+    # Each slice's profiles, both ways in, gathered first and measured in one batch: every
+    # profile is measured alone (row-wise operations), so the widths are those of a loop
+    # over slices and directions, at a fraction of its per-call overhead.
+    parts: list[np.ndarray] = []
     for k in range(s.shape[2]):
-        body_rows = np.flatnonzero((s[:, :, k] > BODY_THRESHOLD_HU).any(axis=0))
+        body_rows = np.flatnonzero(body_any[:, k])
         if body_rows.size < 4:
             continue
         lo, hi = np.percentile(body_rows, [25, 75]).astype(int)
         rows = s[:, lo:hi + 1, k].T  # (rows, X): profiles along axis 0
-        for profiles in (rows, rows[:, ::-1]):
-            inside = profiles > BODY_THRESHOLD_HU
-            first = inside.argmax(axis=1)
-            ok = inside.any(axis=1) & (first >= half) & (first + half < profiles.shape[1])
-            if not ok.any():
-                continue
-            offsets = np.arange(-half, half + 1)
-            seg = np.take_along_axis(profiles[ok], first[ok, None] + offsets, axis=1)
-            air, tissue = seg[:, :2].mean(axis=1), seg[:, -2:].mean(axis=1)
-            seg = seg[(air < EDGE_LEVELS_HU[0]) & (tissue > EDGE_LEVELS_HU[1])]
-            if seg.size == 0:
-                continue
-            low = _first_crossing(seg, EDGE_LEVELS_HU[0])
-            high = _first_crossing(seg, EDGE_LEVELS_HU[1])
-            widths.append((high - low) * dx)
-    if not widths:
+        parts += [rows, rows[:, ::-1]]
+    if not parts:
         return None
-    return float(np.median(np.concatenate(widths)))
+    profiles = np.concatenate(parts)
+    inside = profiles > BODY_THRESHOLD_HU
+    first = inside.argmax(axis=1)
+    ok = inside.any(axis=1) & (first >= half) & (first + half < profiles.shape[1])
+    if not ok.any():
+        return None
+    offsets = np.arange(-half, half + 1)
+    seg = np.take_along_axis(profiles[ok], first[ok, None] + offsets, axis=1)
+    air, tissue = seg[:, :2].mean(axis=1), seg[:, -2:].mean(axis=1)
+    seg = seg[(air < EDGE_LEVELS_HU[0]) & (tissue > EDGE_LEVELS_HU[1])]
+    if seg.size == 0:
+        return None
+    low = _first_crossing(seg, EDGE_LEVELS_HU[0])
+    high = _first_crossing(seg, EDGE_LEVELS_HU[1])
+    return float(np.median((high - low) * dx))
 
 
 def _first_crossing(seg: np.ndarray, level: float) -> np.ndarray:
@@ -176,10 +180,16 @@ class DeviceStats:
         Histogram, moments, noise and edges come from `MAX_SLICES` evenly spaced slices.
         """
         array = _slices(array)
-        body = array[array > BODY_THRESHOLD_HU]
+        # In memory order (a view): the selection from a flat array is several times faster
+        # than from the strided [column, row, slice] view; the statistics ignore order.
+        flat = array.ravel(order="K")
+        body = flat[flat > BODY_THRESHOLD_HU]
         if body.size:
-            bins = ((body - HIST_LOW) / HIST_WIDTH).astype(np.int64)
-            counts = np.bincount(np.clip(bins, 0, N_BINS - 1), minlength=N_BINS)
+            # Clipped before the cast (the same bins: the lower bound is met, body > LOW).
+            scaled = np.subtract(body, np.float32(HIST_LOW))
+            scaled /= np.float32(HIST_WIDTH)
+            np.minimum(scaled, np.float32(N_BINS - 1), out=scaled)
+            counts = np.bincount(scaled.astype(np.intp), minlength=N_BINS)
             mean = float(body.mean(dtype=np.float64))
             m2 = float(np.square(body - np.float32(mean), dtype=np.float64).sum())
             self._merge_moments(body.size, mean, m2)
