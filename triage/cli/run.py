@@ -152,6 +152,7 @@ def run(
         raise ConfigError(f"--engine {engine} runs folder exports; a DICOMweb source is "
                           f"pulled and triaged on this machine (--engine local).")
     runner = create_engine(engine, workers=workers or None, ray_address=ray_address)
+    runner.start()  # Ray's start-up overlaps loading the model (exit: Ray's atexit stops it)
     from triage.model.device import select_device  # imports torch: after the OpenMP hint
 
     select_device(device, option="--device")  # before the model download and any ingest
