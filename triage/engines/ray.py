@@ -161,10 +161,20 @@ class RayEngine(Engine):
         self._resources: dict[str, float] = {}
         self._starting: threading.Thread | None = None
         self._start_error: BaseException | None = None
+        self._started_here = threading.Event()  # set: the start-up thread's work is done
+        self._release = threading.Event()  # set: the start-up thread may end
 
     @property
     def scan_workers(self) -> int:
         return self.workers
+
+    @property
+    def scan_start_method(self) -> str | None:
+        """``forkserver`` once Ray is (being) started here: a driver connected to Ray that
+        forks loses its connection (its children take the sockets)."""
+        if self._starting is not None or self._started or ray.is_initialized():
+            return "forkserver"
+        return None
 
     def start(self) -> None:
         """Start joining the cluster (or starting the local instance) in the background.
@@ -180,8 +190,11 @@ class RayEngine(Engine):
             # what ray.init sets when called from the main thread (a clean exit on SIGTERM)
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
         logging.getLogger("ray._private.worker").addFilter(_not_main_thread_warning)
+        self._started_here.clear()
+        self._release.clear()
+        # A daemon: a driver that exits without closing the engine is not held up by it.
         self._starting = threading.Thread(target=self._start_in_background,
-                                          name="triage-ray-start")
+                                          name="triage-ray-start", daemon=True)
         self._starting.start()
 
     def _start_in_background(self) -> None:
@@ -189,11 +202,15 @@ class RayEngine(Engine):
             self._init()
         except BaseException as err:  # noqa: BLE001 - raised on the driver's thread
             self._start_error = err
+        self._started_here.set()
+        # Ray ties the processes it starts (GCS, raylet, ...) to the thread that started
+        # them (Linux's parent-death signal is per thread): this thread lives until the
+        # engine is closed, or as long as the driver when it is not.
+        self._release.wait()
 
     def _join_start(self) -> None:
         if self._starting is not None:
-            self._starting.join()
-            self._starting = None
+            self._started_here.wait()
 
     def __enter__(self) -> RayEngine:
         self._join_start()  # before the driver's scan forks its processes
@@ -232,6 +249,10 @@ class RayEngine(Engine):
         if self._started and ray.is_initialized():
             ray.shutdown()
         self._started = False
+        if self._starting is not None:
+            self._release.set()
+            self._starting.join()
+            self._starting = None
 
     @property
     def _window(self) -> int:
