@@ -131,7 +131,6 @@ def scan_export(
     use_dicomdir: bool = True,
     min_files_per_worker: int = MIN_FILES_PER_WORKER,
     limits: ResourceLimits | None = None,
-    start_method: str | None = None,
 ) -> ScanResult:
     """Index every file of an export folder.
 
@@ -145,9 +144,6 @@ def scan_export(
             fewer than two workers means reading inline (see `MIN_FILES_PER_WORKER`).
         limits: caps on what one file may cost to read (the scan uses
             ``max_inflated_bytes``); default `ResourceLimits()`.
-        start_method: how the pool starts its processes (`multiprocessing` start
-            method); None: the platform's default. A process connected to Ray must not
-            fork (the child takes the connection's sockets with it): use ``forkserver``.
 
     Returns:
         The `ScanResult`, records sorted by path; identical for any `workers`.
@@ -170,17 +166,11 @@ def scan_export(
     if workers <= 1:
         read = [read_instance(path, inflate_cap) for path in walk.files]
     else:
-        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor  # not needed inline
 
-        context = None
-        if start_method:
-            context = multiprocessing.get_context(start_method)
-            if start_method == "forkserver":
-                context.set_forkserver_preload([__name__])
         names = [str(p) for p in walk.files]  # strings pickle faster than paths
         chunks = [names[i:i + chunk_size] for i in range(0, len(names), chunk_size)]
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
             reader = functools.partial(_read_chunk, max_inflated_bytes=inflate_cap)
             read = [r for result in pool.map(reader, chunks) for r in result]
     records, ignored, dicomdirs = list(walk.problems), list(walk.ignored), list(walk.dicomdirs)

@@ -101,11 +101,6 @@ class Engine(ABC):
         """Processes for the driver's scan of the export."""
 
     @property
-    def scan_start_method(self) -> str | None:
-        """How the driver's scan starts its processes (None: the platform's default)."""
-        return None
-
-    @property
     def parallel(self) -> bool:
         """Whether studies run side by side (then the largest go first)."""
         return True

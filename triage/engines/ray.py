@@ -168,14 +168,6 @@ class RayEngine(Engine):
     def scan_workers(self) -> int:
         return self.workers
 
-    @property
-    def scan_start_method(self) -> str | None:
-        """``forkserver`` once Ray is (being) started here: a driver connected to Ray that
-        forks loses its connection (its children take the sockets)."""
-        if self._starting is not None or self._started or ray.is_initialized():
-            return "forkserver"
-        return None
-
     def start(self) -> None:
         """Start joining the cluster (or starting the local instance) in the background.
 

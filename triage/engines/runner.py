@@ -81,8 +81,7 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
     export_dir, out_dir = Path(export_dir), Path(out_dir)
     engine = engine or LocalEngine(max(1, workers or os.cpu_count() or 1))
     cache_root = out_dir / CACHE_DIR
-    scan = scan_export(export_dir, workers=engine.scan_workers, limits=config.limits,
-                       start_method=engine.scan_start_method)
+    scan = scan_export(export_dir, workers=engine.scan_workers, limits=config.limits)
     scan_seconds = time.perf_counter() - start
     studies = group_studies(scan)
     LOGGER.info("Scanned %d files in %.1f s: %d studies, %d unreadable, %d non-DICOM ignored.",

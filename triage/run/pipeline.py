@@ -408,8 +408,7 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
     resumed_before = len(journal)
 
     with clock("scan"):
-        scan = scan_export(export_dir, workers=engine.scan_workers, limits=config.limits,
-                           start_method=engine.scan_start_method)
+        scan = scan_export(export_dir, workers=engine.scan_workers, limits=config.limits)
         studies = group_studies(scan)
         n_files, n_non_dicom = len(scan.records), len(scan.non_dicom)
         del scan
