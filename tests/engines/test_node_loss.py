@@ -48,7 +48,10 @@ with RayEngine(max_retries=3) as engine:
     result = run_export(args["export"], args["out"], bundle=bundle, router=router,
                         batch_size=2, model_name="tiny", model_version="7", device="cpu",
                         engine=engine, progress=progress)
-alive = sum(n["Alive"] for n in ray.nodes())
+import time
+deadline = time.monotonic() + 60  # the GCS marks a killed node dead after its health checks
+while (alive := sum(n["Alive"] for n in ray.nodes())) > 1 and time.monotonic() < deadline:
+    time.sleep(0.5)
 print(json.dumps({"removed": removed, "alive": alive, "rows": len(result.rows)}))
 ray.shutdown()
 cluster.shutdown()
