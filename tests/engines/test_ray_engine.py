@@ -115,7 +115,7 @@ def test_triage_ingest_engine_ray_on_the_command_line(ray_local, run_case, tmp_p
 START_SCRIPT = """
 import json, threading, time
 import ray
-from triage.engines.ray import RayEngine
+from triage.engines.ray import RayEngine, _wait_for_shutdowns
 
 engine = RayEngine()
 engine.start()  # a local instance, started in the background
@@ -124,6 +124,7 @@ with engine:
     time.sleep(1)  # the processes Ray started outlive the moment it was up
     value = ray.get(ray.remote(lambda x: x + 1).remote(ray.put(41)))
     threads = [t.name for t in threading.enumerate()]
+_wait_for_shutdowns()  # closing stops the instance in the background
 print(json.dumps({"value": value, "thread": "triage-ray-start" in threads,
                   "after": ray.is_initialized(),
                   "left": [t.name for t in threading.enumerate() if t.name == "triage-ray-start"]}))

@@ -24,6 +24,7 @@ same path (docs/scaling.md).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import signal
@@ -61,6 +62,16 @@ GROUP = 4
 """Studies per ingest task at most: Ray's own cost per task (scheduling, the driver's and
 the worker's round trips) is paid once per group; `_group_size` makes groups smaller where
 there are too few studies to keep every CPU busy."""
+_SHUTTING_DOWN: list[threading.Thread] = []  # local instances stopping in the background
+
+
+def _wait_for_shutdowns() -> None:
+    """Wait until every local instance an engine closed has stopped."""
+    while _SHUTTING_DOWN:
+        _SHUTTING_DOWN.pop().join()
+
+
+atexit.register(_wait_for_shutdowns)  # after ray's own: runs before it
 _ADDRESS = re.compile(r"^(auto|ray://[^\s:/]+:\d+|[^\s:/]+:\d+)$")
 
 
@@ -163,6 +174,7 @@ class RayEngine(Engine):
         self._start_error: BaseException | None = None
         self._started_here = threading.Event()  # set: the start-up thread's work is done
         self._release = threading.Event()  # set: the start-up thread may end
+        self._stop = False  # the start-up thread stops Ray when released
 
     @property
     def scan_workers(self) -> int:
@@ -184,10 +196,12 @@ class RayEngine(Engine):
         logging.getLogger("ray._private.worker").addFilter(_not_main_thread_warning)
         self._started_here.clear()
         self._release.clear()
+        self._stop = False
         # A daemon: a driver that exits without closing the engine is not held up by it.
         self._starting = threading.Thread(target=self._start_in_background,
                                           name="triage-ray-start", daemon=True)
         self._starting.start()
+        atexit.register(self.close)  # a driver that stops before using the engine
 
     def _start_in_background(self) -> None:
         try:
@@ -197,8 +211,11 @@ class RayEngine(Engine):
         self._started_here.set()
         # Ray ties the processes it starts (GCS, raylet, ...) to the thread that started
         # them (Linux's parent-death signal is per thread): this thread lives until the
-        # engine is closed, or as long as the driver when it is not.
+        # engine is closed, or as long as the driver when it is not; it then stops them
+        # (a second or so) while the driver goes on with its report.
         self._release.wait()
+        if self._stop and ray.is_initialized():
+            ray.shutdown()
 
     def _join_start(self) -> None:
         if self._starting is not None:
@@ -221,6 +238,7 @@ class RayEngine(Engine):
         self._init()
 
     def _init(self) -> None:
+        _wait_for_shutdowns()  # a local instance an engine closed is stopped
         try:
             if self.address:
                 ray.init(address=self.address, logging_level=logging.WARNING)
@@ -237,14 +255,16 @@ class RayEngine(Engine):
                     self._resources.get("GPU", 0))
 
     def close(self) -> None:
+        atexit.unregister(self.close)
         self._join_start()
-        if self._started and ray.is_initialized():
+        if self._starting is not None:  # started in the background: stopped there too
+            self._stop = self._started
+            self._release.set()
+            _SHUTTING_DOWN.append(self._starting)
+            self._starting = None
+        elif self._started and ray.is_initialized():
             ray.shutdown()
         self._started = False
-        if self._starting is not None:
-            self._release.set()
-            self._starting.join()
-            self._starting = None
 
     @property
     def _window(self) -> int:
