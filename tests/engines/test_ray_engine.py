@@ -110,3 +110,41 @@ def test_triage_ingest_engine_ray_on_the_command_line(ray_local, run_case, tmp_p
     assert summary["engine"] == "ray" and summary["studies"] == 7
     assert summary["status"] == {"ok": 5, "failed": 2}
     assert ray_local.is_initialized()  # a Ray the caller started is left running
+
+
+START_SCRIPT = """
+import json, threading, time
+import ray
+from triage.engines.ray import RayEngine, _wait_for_shutdowns
+
+engine = RayEngine()
+engine.start()  # a local instance, started in the background
+with engine:
+    engine._connect()
+    time.sleep(1)  # the processes Ray started outlive the moment it was up
+    value = ray.get(ray.remote(lambda x: x + 1).remote(ray.put(41)))
+    threads = [t.name for t in threading.enumerate()]
+_wait_for_shutdowns()  # closing stops the instance in the background
+print(json.dumps({"value": value, "thread": "triage-ray-start" in threads,
+                  "after": ray.is_initialized(),
+                  "left": [t.name for t in threading.enumerate() if t.name == "triage-ray-start"]}))
+"""
+
+
+@pytest.mark.slow  # 15-30 s on 2 shared cores: a local Ray instance started in a subprocess
+def test_ray_started_in_the_background_serves_the_driver_until_closed(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", START_SCRIPT], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads([line for line in proc.stdout.splitlines()
+                         if line.startswith('{"value"')][-1])
+    assert report == {"value": 42, "thread": True, "after": False, "left": []}

@@ -127,10 +127,6 @@ def run(
     from triage.errors import ConfigError
     from triage.monitor.runlog import finish_run
     from triage.pacs.dicomweb import StudyFilter, is_dicomweb_url
-    from triage.route import Router
-    from triage.route.audit import check_fraction, with_audit
-    from triage.run.model import load_model
-    from triage.run.pipeline import prepare_out_dir, run_export
 
     prefer_passive_openmp()  # before the model loads torch
     remote = is_dicomweb_url(source)
@@ -147,11 +143,17 @@ def run(
         sink = create_sink(report_to)  # a bad destination is a usage error, before any work
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
-    check_fraction(audit_fraction)
     if remote and engine != "local":
         raise ConfigError(f"--engine {engine} runs folder exports; a DICOMweb source is "
                           f"pulled and triaged on this machine (--engine local).")
     runner = create_engine(engine, workers=workers or None, ray_address=ray_address)
+    runner.start()  # Ray's start-up overlaps the imports below and loading the model
+    from triage.route import Router
+    from triage.route.audit import check_fraction, with_audit
+    from triage.run.model import load_model
+    from triage.run.pipeline import prepare_out_dir, run_export
+
+    check_fraction(audit_fraction)
     from triage.model.device import select_device  # imports torch: after the OpenMP hint
 
     select_device(device, option="--device")  # before the model download and any ingest

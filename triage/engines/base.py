@@ -85,6 +85,13 @@ class Engine(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def start(self) -> None:  # noqa: B027 - an engine without start-up has nothing to do
+        """Begin acquiring the engine's resources in the background (optional).
+
+        A caller with other work to do first (loading the model) calls this early; the
+        engine finishes starting when it is entered or first used.
+        """
+
     def close(self) -> None:  # noqa: B027 - an engine without resources has nothing to do
         """Release what the engine started (processes, a cluster connection)."""
 

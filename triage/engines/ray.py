@@ -2,8 +2,9 @@
 
 The driver lists the studies and keeps a bounded window of ingest tasks in flight (twice
 the cluster's CPUs), each running `triage.ingest.study.ingest_study` (and, for `triage
-run`, `triage.engines.scoring.volume_for`) where Ray places it; a prepared volume stays in
-Ray's object store until an inference actor takes it. The actors (one per GPU with
+run`, `triage.engines.scoring.volume_for`) on a group of up to `GROUP` studies where Ray
+places it (Ray's cost per task, paid once per group); each prepared volume is an object of
+its own in Ray's object store until an inference actor takes it. The actors (one per GPU with
 ``num_gpus=1``, else one on CPU) score batches with `triage.engines.scoring.score_batch`,
 padded to ``batch_size`` exactly as the local engine does, so both engines give the same
 scores. The driver routes and journals each batch as it comes back (`triage.run.pipeline`).
@@ -12,7 +13,8 @@ Faults: a task whose worker or node dies is retried by Ray (``max_retries``); an
 dies is restarted and its batch retried (``max_restarts``, ``max_task_retries``); a volume
 lost with its node is made again from its task (lineage). After the retries, a study gets
 a ``failed`` row naming what died; a batch that killed its actor each time is split, each
-study retried alone on a fresh actor, so that only the study that kills it fails. An
+study retried alone on a fresh actor, so that only the study that kills it fails; likewise
+a group whose task failed each time is ingested again a study per task. An
 exception of the machine (a full disk, a lost device) stops the run as with the local
 engine; Ray's own errors are never dropped or retried silently.
 
@@ -22,8 +24,12 @@ same path (docs/scaling.md).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
+import signal
+import sys
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -52,6 +58,20 @@ from triage.preprocess.cache import VolumeCache
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_RETRIES = 3
+GROUP = 4
+"""Studies per ingest task at most: Ray's own cost per task (scheduling, the driver's and
+the worker's round trips) is paid once per group; `_group_size` makes groups smaller where
+there are too few studies to keep every CPU busy."""
+_SHUTTING_DOWN: list[threading.Thread] = []  # local instances stopping in the background
+
+
+def _wait_for_shutdowns() -> None:
+    """Wait until every local instance an engine closed has stopped."""
+    while _SHUTTING_DOWN:
+        _SHUTTING_DOWN.pop().join()
+
+
+atexit.register(_wait_for_shutdowns)  # after ray's own: runs before it
 _ADDRESS = re.compile(r"^(auto|ray://[^\s:/]+:\d+|[^\s:/]+:\d+)$")
 
 
@@ -68,27 +88,35 @@ def check_address(address: str | None) -> str | None:
                       f"ray://HOST:PORT (Ray Client, port 10001 by default).")
 
 
-def _ingest(study: StudyGroup, config: IngestConfig, cache_root: Path) -> StudyOutcome:
+def _ingest(studies: list[StudyGroup], config: IngestConfig, cache_root: Path
+            ) -> list[StudyOutcome]:
+    """Ingest a group of studies in one task (fewer tasks: less of Ray's per-task cost)."""
     limiter = _one_blas_thread()  # one core per task, as in the local pool
     try:
-        return ingest_study(study, config, cache_root)
+        return [ingest_study(study, config, cache_root) for study in studies]
     finally:
         limiter.restore_original_limits()
 
 
-def _prepare(study: StudyGroup, config: IngestConfig, cache_root: Path
-             ) -> tuple[tuple[StudyOutcome, str, bool], np.ndarray | None]:
-    """Ingest one study for scoring: ``((outcome without volume, reason, has volume),
-    volume)``; two objects, so that the driver fetches the small one only."""
+def _prepare(studies: list[StudyGroup], config: IngestConfig, cache_root: Path
+             ) -> tuple[Any, ...]:
+    """Ingest a group of studies for scoring: ``(metas, volume, volume, ...)``, a meta
+    ``(outcome without volume, reason, has volume)`` and a volume (or None) per study; one
+    object each, so that the driver fetches the small metas only and each volume goes to
+    the actor alone."""
     lower_priority()  # the model has the cores first, as in the local engine
     limiter = _one_blas_thread()
+    metas, arrays = [], []
+    cache = VolumeCache(cache_root)
     try:
-        outcome = ingest_study(study, config, cache_root, keep_array=True)
-        outcome, reason = volume_for(study, outcome, config, VolumeCache(cache_root))
+        for study in studies:
+            outcome = ingest_study(study, config, cache_root, keep_array=True)
+            outcome, reason = volume_for(study, outcome, config, cache)
+            metas.append((replace(outcome, array=None), reason, outcome.array is not None))
+            arrays.append(outcome.array)
     finally:
         limiter.restore_original_limits()
-    array = outcome.array
-    return (replace(outcome, array=None), reason, array is not None), array
+    return (metas, *arrays)
 
 
 class _Scorer:
@@ -142,15 +170,75 @@ class RayEngine(Engine):
         self.inference_actors = inference_actors
         self._started = False
         self._resources: dict[str, float] = {}
+        self._starting: threading.Thread | None = None
+        self._start_error: BaseException | None = None
+        self._started_here = threading.Event()  # set: the start-up thread's work is done
+        self._release = threading.Event()  # set: the start-up thread may end
+        self._stop = False  # the start-up thread stops Ray when released
 
     @property
     def scan_workers(self) -> int:
         return self.workers
 
+    def start(self) -> None:
+        """Start joining the cluster (or starting the local instance) in the background.
+
+        `triage run` calls this before it loads the model, so that Ray's start-up (a few
+        seconds on a small machine, mostly spent waiting on its processes) overlaps it;
+        the engine waits for it when it is entered. Without this call the engine connects
+        when it first needs Ray.
+        """
+        if self._starting is not None or self._started or ray.is_initialized():
+            return
+        if threading.current_thread() is threading.main_thread() and sys.platform != "win32":
+            # what ray.init sets when called from the main thread (a clean exit on SIGTERM)
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        logging.getLogger("ray._private.worker").addFilter(_not_main_thread_warning)
+        self._started_here.clear()
+        self._release.clear()
+        self._stop = False
+        # A daemon: a driver that exits without closing the engine is not held up by it.
+        self._starting = threading.Thread(target=self._start_in_background,
+                                          name="triage-ray-start", daemon=True)
+        self._starting.start()
+        atexit.register(self.close)  # a driver that stops before using the engine
+
+    def _start_in_background(self) -> None:
+        try:
+            self._init()
+        except BaseException as err:  # noqa: BLE001 - raised on the driver's thread
+            self._start_error = err
+        self._started_here.set()
+        # Ray ties the processes it starts (GCS, raylet, ...) to the thread that started
+        # them (Linux's parent-death signal is per thread): this thread lives until the
+        # engine is closed, or as long as the driver when it is not; it then stops them
+        # (a second or so) while the driver goes on with its report.
+        self._release.wait()
+        if self._stop and ray.is_initialized():
+            ray.shutdown()
+
+    def _join_start(self) -> None:
+        if self._starting is not None:
+            self._started_here.wait()
+
+    def __enter__(self) -> RayEngine:
+        self._join_start()  # before the driver's scan forks its processes
+        return self
+
     def _connect(self) -> None:
+        self._join_start()
+        if self._start_error is not None:
+            err, self._start_error = self._start_error, None
+            raise err
+        if self._started:
+            return
         if ray.is_initialized():
             self._resources = ray.cluster_resources()
             return
+        self._init()
+
+    def _init(self) -> None:
+        _wait_for_shutdowns()  # a local instance an engine closed is stopped
         try:
             if self.address:
                 ray.init(address=self.address, logging_level=logging.WARNING)
@@ -167,7 +255,14 @@ class RayEngine(Engine):
                     self._resources.get("GPU", 0))
 
     def close(self) -> None:
-        if self._started and ray.is_initialized():
+        atexit.unregister(self.close)
+        self._join_start()
+        if self._starting is not None:  # started in the background: stopped there too
+            self._stop = self._started
+            self._release.set()
+            _SHUTTING_DOWN.append(self._starting)
+            self._starting = None
+        elif self._started and ray.is_initialized():
             ray.shutdown()
         self._started = False
 
@@ -175,9 +270,30 @@ class RayEngine(Engine):
     def _window(self) -> int:
         return 2 * max(1, int(self._resources.get("CPU", 1)))
 
+    def _group_size(self, studies: int) -> int:
+        """Studies per task: `GROUP`, or fewer, so that every CPU gets two tasks."""
+        cpus = max(1, int(self._resources.get("CPU", 1)))
+        return max(1, min(GROUP, -(-studies // (2 * cpus))))
+
     def _task(self, fn, **options):
-        return ray.remote(fn).options(max_retries=self.max_retries, retry_exceptions=False,
-                                      **options)
+        remote = ray.remote(fn)  # exported to the cluster once, whatever the options
+        return lambda **more: remote.options(max_retries=self.max_retries,
+                                             retry_exceptions=False, **options, **more)
+
+    def _split(self, group: list[StudyGroup], pending: deque[list[StudyGroup]],
+               err: RayError) -> bool:
+        """Whether a group's task that failed is retried a study per task (so that one
+        study that kills its worker, or raises, fails alone); False for a single study."""
+        if len(group) == 1:
+            return False
+        if isinstance(err, RayTaskError):
+            cause = err.cause if isinstance(err.cause, BaseException) else err
+            if is_environmental(cause):
+                raise EnvironmentalError(describe_environmental(cause)) from err
+        LOGGER.warning("Ingesting a group of %d studies failed on Ray (%s); ingesting each "
+                       "alone.", len(group), type(err).__name__)
+        pending.extendleft([study] for study in reversed(group))
+        return True
 
     def _outcome(self, study: StudyGroup, err: RayError) -> StudyOutcome:
         """The failed outcome of a study whose task raised `err` (after Ray's retries)."""
@@ -199,21 +315,23 @@ class RayEngine(Engine):
     def ingest(self, studies: Sequence[StudyGroup], config: IngestConfig,
                cache_root: Path) -> Iterator[tuple[StudyGroup, StudyOutcome]]:
         self._connect()
-        task = self._task(_ingest, num_cpus=1)
-        pending = deque(studies)
-        running: dict[ray.ObjectRef, StudyGroup] = {}
+        task = self._task(_ingest, num_cpus=1)()
+        pending = _groups(studies, self._group_size(len(studies)))
+        running: dict[ray.ObjectRef, list[StudyGroup]] = {}
         try:
             while pending or running:
                 while pending and len(running) < self._window:
-                    study = pending.popleft()
-                    running[task.remote(study, config, cache_root)] = study
+                    group = pending.popleft()
+                    running[task.remote(group, config, cache_root)] = group
                 (ref,), _ = ray.wait(list(running), num_returns=1)
-                study = running.pop(ref)
+                group = running.pop(ref)
                 try:
-                    outcome = ray.get(ref)
+                    outcomes = ray.get(ref)
                 except RayError as err:
-                    outcome = self._outcome(study, err)
-                yield study, outcome
+                    if self._split(group, pending, err):
+                        continue
+                    outcomes = [self._outcome(group[0], err)]
+                yield from zip(group, outcomes, strict=True)
         finally:
             _cancel(running)
 
@@ -233,7 +351,7 @@ class RayEngine(Engine):
     def triage(self, studies: Sequence[StudyGroup], job: TriageJob) -> Iterator[list[Scored]]:
         with job.clock("ray_start"):  # joining the cluster, or starting a local instance
             self._connect()
-        prepare = self._task(_prepare, num_cpus=1, num_returns=2)
+        prepare = self._task(_prepare, num_cpus=1)
         actor_class, device, count = self._actors(job)
         self._device, self._actor_count = device, count
         bundle = ray.put(job.bundle)
@@ -242,19 +360,22 @@ class RayEngine(Engine):
             return actor_class.remote(bundle, device, job.batch_size, job.runtime)
 
         idle = [new_actor() for _ in range(count)]
-        pending = deque(studies)
-        ingesting: dict[ray.ObjectRef, tuple[StudyGroup, ray.ObjectRef]] = {}
+        size = self._group_size(len(studies))
+        pending = _groups(studies, size)
+        ingesting: dict[ray.ObjectRef, tuple[list[StudyGroup], list[ray.ObjectRef]]] = {}
         waiting: deque[_Waiting] = deque()
         scoring: dict[ray.ObjectRef, tuple[Any, list[_Waiting]]] = {}
-        limit = self._window + 2 * job.batch_size * count  # studies held at once
+        limit = self._window * size + 2 * job.batch_size * count  # studies held at once
         try:
             while pending or ingesting or waiting or scoring:
-                held = len(ingesting) + len(waiting) + sum(len(b) for _, b in scoring.values())
+                held = (sum(len(g) for g, _ in ingesting.values()) + len(waiting)
+                        + sum(len(b) for _, b in scoring.values()))
                 while pending and len(ingesting) < self._window and held < limit:
-                    study = pending.popleft()
-                    meta, volume = prepare.remote(study, job.config, job.cache_root)
-                    ingesting[meta] = (study, volume)
-                    held += 1
+                    group = pending.popleft()
+                    meta, *volumes = prepare(num_returns=len(group) + 1).remote(
+                        group, job.config, job.cache_root)
+                    ingesting[meta] = (group, volumes)
+                    held += len(group)
                 last = not (pending or ingesting)
                 while idle and waiting and (len(waiting) >= job.batch_size or last
                                             or waiting[0].alone):
@@ -266,15 +387,22 @@ class RayEngine(Engine):
                 with job.clock("ray_wait"):
                     (ref,), _ = ray.wait([*ingesting, *scoring], num_returns=1)
                 if ref in ingesting:
-                    study, volume = ingesting.pop(ref)
+                    group, volumes = ingesting.pop(ref)
                     try:
-                        outcome, reason, has_volume = ray.get(ref)
+                        metas = ray.get(ref)
                     except RayError as err:
-                        outcome, reason, has_volume = self._outcome(study, err), "", False
-                    if has_volume and outcome.report.status is IngestStatus.OK:
-                        waiting.append(_Waiting(study, outcome, volume))
-                    else:
-                        yield [Scored(study, outcome, None, reason)]
+                        if self._split(group, pending, err):
+                            continue
+                        metas = [(self._outcome(group[0], err), "", False)]
+                    unscored = []
+                    for study, volume, (outcome, reason, has_volume) in zip(
+                            group, volumes, metas, strict=True):
+                        if has_volume and outcome.report.status is IngestStatus.OK:
+                            waiting.append(_Waiting(study, outcome, volume))
+                        else:
+                            unscored.append(Scored(study, outcome, None, reason))
+                    if unscored:
+                        yield unscored
                     continue
                 actor, batch = scoring.pop(ref)
                 try:
@@ -330,6 +458,20 @@ class RayEngine(Engine):
         if hasattr(self, "_device"):
             info |= {"inference_actors": self._actor_count, "inference_device": self._device}
         return info
+
+
+def _groups(studies: Sequence[StudyGroup], size: int) -> deque[list[StudyGroup]]:
+    """`studies` in order, `size` to a group (largest first stays largest first)."""
+    return deque(list(studies[i:i + size]) for i in range(0, len(studies), size))
+
+
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    sys.exit(signum)  # atexit then stops the local Ray instance
+
+
+def _not_main_thread_warning(record: logging.LogRecord) -> bool:
+    """Drop ray.init's warning that it set no SIGTERM handler (`RayEngine.start` did)."""
+    return "SIGTERM handler is not set" not in record.getMessage()
 
 
 def _take(waiting: deque[_Waiting], batch_size: int) -> list[_Waiting]:
