@@ -421,7 +421,10 @@ def main(argv: list[str] | None = None) -> int:
                  f"`{Path(args.config).name}`")
     rows, text = MODES[args.mode](args)
     seconds = time.perf_counter() - started
-    text += f"\n\n{len(rows)} result rows in {seconds / 60:.1f} min on {os.cpu_count()} CPUs."
+    trained = sum(float(r.get("seconds", 0.0)) for r in rows)
+    text += (f"\n\n{len(rows)} result rows; this invocation {seconds / 60:.1f} min on "
+             f"{os.cpu_count()} CPUs; the trainings behind the rows {trained / 60:.1f} min "
+             "(a resumed run reuses the trainings an earlier one finished).")
     folder = OUT / args.mode
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps({"seconds": seconds, "rows": rows},
