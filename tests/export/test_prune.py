@@ -4,11 +4,12 @@ scores, registered with lineage."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from tests.export.conftest import export_of, register_parent
 
 pytestmark = pytest.mark.filterwarnings("error:input's size at dim=1")
 
@@ -56,11 +57,6 @@ def test_bad_ratio_is_refused():
         check_ratio(1.0)
 
 
-def _export_of(tiny_model) -> tuple[Path, Path]:
-    root = Path(tiny_model.bundle_dir).parents[1]
-    return root / "export" / "manifest.csv", root / "ingest"
-
-
 def test_pruned_variant_has_its_own_calibration_and_round_trips(tiny_model, tmp_path,
                                                                 monkeypatch):
     import triage.route
@@ -82,7 +78,7 @@ def test_pruned_variant_has_its_own_calibration_and_round_trips(tiny_model, tmp_
         return real(p, labels, groups, config)
 
     monkeypatch.setattr(triage.route, "fit_thresholds", spy)
-    data = export_data(parent, *_export_of(tiny_model))
+    data = export_data(parent, *export_of(tiny_model))
     variant = mod.make_pruned_variant(parent, data, ratio=0.5, finetune_epochs=1)
     bundle = variant.bundle
     record = bundle.pruning
@@ -108,17 +104,12 @@ def test_pruned_variant_has_its_own_calibration_and_round_trips(tiny_model, tmp_
 
 
 def test_cli_prune_registers_a_version_with_lineage(tiny_model, tmp_path, monkeypatch):
-    import mlflow
-
     from triage.cli import main
     from triage.registry.pyfunc import load_bundle_from_uri
-    from triage.registry.tracking import _scoped_uri, client_for
+    from triage.registry.tracking import client_for
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tiny_model.tracking_uri)
-    monkeypatch.chdir(tmp_path)
-    with _scoped_uri(tiny_model.tracking_uri):  # MLflow's global URIs restored after
-        parent = mlflow.register_model(tiny_model.model_uri, "tiny-prune").version
-    manifest, ingest = _export_of(tiny_model)
+    parent = register_parent(tiny_model, tmp_path, monkeypatch, "tiny-prune")
+    manifest, ingest = export_of(tiny_model)
     code = main(["export", "--model", f"models:/tiny-prune/{parent}", "--prune", "0.3",
                  "--finetune-epochs", "0", "--manifest", str(manifest), "--ingest",
                  str(ingest), "--json"])

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-
-def _export_of(tiny_model) -> tuple[Path, Path]:
-    root = Path(tiny_model.bundle_dir).parents[1]
-    return root / "export" / "manifest.csv", root / "ingest"
+from tests.export.conftest import export_of, register_parent
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +36,7 @@ def test_int8_variant_refits_temperature_and_thresholds_on_its_own_scores(
         return real(p, labels, groups, config)
 
     monkeypatch.setattr(triage.route, "fit_thresholds", spy)
-    data = mod.export_data(parent, *_export_of(tiny_model))
+    data = mod.export_data(parent, *export_of(tiny_model))
     variant = mod.make_variant(parent, data, quantize="int8")
     bundle = variant.bundle
     assert variant.method == "onnx-int8" and bundle.runtime == "onnx" and bundle.quantized
@@ -59,17 +55,12 @@ def test_int8_variant_refits_temperature_and_thresholds_on_its_own_scores(
 
 
 def test_cli_export_registers_a_version_with_lineage(tiny_model, tmp_path, monkeypatch):
-    import mlflow
-
     from triage.cli import main
     from triage.registry.pyfunc import load_bundle_from_uri
-    from triage.registry.tracking import _scoped_uri, client_for
+    from triage.registry.tracking import client_for
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tiny_model.tracking_uri)
-    monkeypatch.chdir(tmp_path)
-    with _scoped_uri(tiny_model.tracking_uri):  # MLflow's global URIs restored after
-        parent = mlflow.register_model(tiny_model.model_uri, "tiny-export").version
-    manifest, ingest = _export_of(tiny_model)
+    parent = register_parent(tiny_model, tmp_path, monkeypatch, "tiny-export")
+    manifest, ingest = export_of(tiny_model)
     code = main(["export", "--model", f"models:/tiny-export/{parent}", "--format", "onnx",
                  "--manifest", str(manifest), "--ingest", str(ingest), "--json"])
     assert code == 0
