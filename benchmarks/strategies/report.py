@@ -146,15 +146,16 @@ def lodo_verdict(rows: Sequence[Mapping[str, Any]], devices: Sequence[str],
 
 
 def site_table(rows: Sequence[Mapping[str, Any]], sizes: Sequence[int]) -> str:
-    """Site adaptation: accuracy / AUROC on the new device's test studies per arm (rows)
-    and number of labelled studies of the new device (columns)."""
-    lines = _header(["arm", *[f"{n} labelled: acc / AUROC" for n in sizes]])
+    """Site adaptation: accuracy / AUROC / ECE on the new device's test studies per arm
+    (rows) and number of labelled studies of the new device (columns)."""
+    lines = _header(["arm", *[f"{n} labelled: acc / AUROC / ECE" for n in sizes]])
     for arm in SITE_ARMS:
         cells = [arm]
         for n in sizes:
             mine = [r for r in rows if r["arm"] == arm and r["n_labelled"] == n]
             cells.append(f"{mean_sd(r.get('accuracy', math.nan) for r in mine)} / "
-                         f"{mean_sd(r.get('auroc', math.nan) for r in mine)}")
+                         f"{mean_sd(r.get('auroc', math.nan) for r in mine)} / "
+                         f"{mean_sd(r.get('ece', math.nan) for r in mine)}")
         lines.append(_row(cells))
     return "\n".join(lines)
 

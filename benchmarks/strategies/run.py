@@ -92,9 +92,11 @@ def shift_volume(x: np.ndarray, shift: str, window: tuple[float, float],
 
 def score(bundle_dir: Path, samples: list, cache_root: Path, shift: str = "clean",
           seed: int = 0) -> dict[str, float]:
-    """Accuracy (at 0.5, calibrated) and AUROC of the bundle on `samples` under `shift`."""
+    """Accuracy (at 0.5, calibrated), AUROC and ECE (top-label, 15 bins) of the bundle on
+    `samples` under `shift`."""
     from sklearn.metrics import roc_auc_score
 
+    from triage.calibrate import ece
     from triage.data.dataset import CachedVolumeDataset
     from triage.registry.bundle import load_bundle
 
@@ -106,7 +108,8 @@ def score(bundle_dir: Path, samples: list, cache_root: Path, shift: str = "clean
     p = bundle.predict_proba(np.stack(arrays), device="cpu")
     y = data.labels()
     auroc = float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else math.nan
-    return {"accuracy": float(np.mean((p >= 0.5) == (y == 1))), "auroc": auroc}
+    return {"accuracy": float(np.mean((p >= 0.5) == (y == 1))), "auroc": auroc,
+            "ece": float(ece(p, y))}
 
 
 def config_for(variant: str, seed: int, args: argparse.Namespace, init: Path | None):
@@ -134,6 +137,20 @@ def train(config, manifest: Path, ingest: Path, out: Path, holdout: str | None, 
 
 
 ROW_FILE = "row.json"
+
+
+def trained_bundle(out: Path, config) -> Path | None:
+    """`out`'s bundle if a previous invocation trained it with this config (the bundle
+    records its train config): site mode resumes its trainings and re-scores them."""
+    from triage.train.config import TrainConfig
+
+    path = out / "bundle" / "bundle.json"
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text()).get("train_config")
+    if stored is None or TrainConfig.from_dict(stored).fingerprint() != config.fingerprint():
+        return None
+    return out / "bundle"
 
 
 def finished_row(out: Path, config) -> dict | None:
@@ -339,8 +356,9 @@ def run_site(args: argparse.Namespace) -> tuple[list[dict], str]:
     rows = []
     for seed in args.seed_list:
         base = OUT / "site" / "runs" / f"base-seed{seed}"
-        train(config_for("baseline", seed, args, None), args.manifest, args.ingest, base,
-              device, f"site-base-seed{seed}")
+        config = config_for("baseline", seed, args, None)
+        if trained_bundle(base, config) is None:
+            train(config, args.manifest, args.ingest, base, device, f"site-base-seed{seed}")
         for n in args.sizes:
             manifest = site_manifest(args.manifest, device, n, seed,
                                      OUT / "site" / "manifests" / f"n{n}-seed{seed}.csv")
@@ -349,8 +367,10 @@ def run_site(args: argparse.Namespace) -> tuple[list[dict], str]:
             for arm, variant, init in (("fine-tuned", "transfer", base / "bundle"),
                                        ("from scratch", "baseline", None)):
                 out = OUT / "site" / "runs" / f"{arm.replace(' ', '-')}-n{n}-seed{seed}"
-                train(config_for(variant, seed, args, init), manifest, args.ingest, out, None,
-                      f"site-{arm}-n{n}-seed{seed}")
+                config = config_for(variant, seed, args, init)
+                if trained_bundle(out, config) is None:
+                    train(config, manifest, args.ingest, out, None,
+                          f"site-{arm}-n{n}-seed{seed}")
                 arms[arm] = out / "bundle"
             for arm, bundle in arms.items():
                 row = {"arm": arm, "n_labelled": n, "seed": seed,

@@ -3,13 +3,20 @@ held-out shifts and the site-adaptation manifest."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 
 from benchmarks.strategies import report
-from benchmarks.strategies.run import VARIANTS, shift_volume, site_manifest
+from benchmarks.strategies.run import (
+    TRAIN_CONFIG,
+    VARIANTS,
+    shift_volume,
+    site_manifest,
+    trained_bundle,
+)
 
 
 def test_table1_puts_the_seed_study_beside_ours():
@@ -45,12 +52,25 @@ def test_lodo_table_has_a_row_per_fold_and_a_mean():
 
 def test_site_table_arms_by_labelled_studies():
     rows = [{"arm": arm, "n_labelled": n, "seed": 0, "accuracy": 0.5 + n / 1000,
-             "auroc": 0.6} for arm in report.SITE_ARMS for n in (50, 100)]
+             "auroc": 0.6, "ece": 0.05} for arm in report.SITE_ARMS for n in (50, 100)]
     text = report.site_table(rows, [50, 100]).splitlines()
-    assert text[0] == "| arm | 50 labelled: acc / AUROC | 100 labelled: acc / AUROC |"
+    assert text[0] == ("| arm | 50 labelled: acc / AUROC / ECE | 100 labelled: acc / AUROC / "
+                       "ECE |")
     assert [line.split(" | ")[0] for line in text[2:]] == [
         "| zero-shot", "| fine-tuned", "| from scratch"]
-    assert text[2] == "| zero-shot | 0.550 / 0.600 | 0.600 / 0.600 |"
+    assert text[2] == "| zero-shot | 0.550 / 0.600 / 0.050 | 0.600 / 0.600 / 0.050 |"
+
+
+def test_site_mode_resumes_only_a_bundle_trained_with_the_same_config(tmp_path):
+    from triage.train.config import TrainConfig
+
+    config = TrainConfig.from_yaml(TRAIN_CONFIG).replace(runtime={"seed": 1})
+    assert trained_bundle(tmp_path, config) is None
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "bundle.json").write_text(json.dumps(
+        {"train_config": config.to_dict()}))
+    assert trained_bundle(tmp_path, config) == tmp_path / "bundle"
+    assert trained_bundle(tmp_path, config.replace(runtime={"seed": 2})) is None
 
 
 def test_section_names_the_command():
