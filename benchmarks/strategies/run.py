@@ -31,6 +31,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import sys
 import time
 from datetime import UTC, datetime
@@ -452,7 +453,30 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     begin, end = f"<!-- strategies-{args.mode}:begin -->", f"<!-- strategies-{args.mode}:end -->"
     write_marked_section(args.doc, begin, end, text)
+    log_to_mlflow(args.mode, text, rows)
     return 0
+
+
+def log_to_mlflow(mode: str, text: str, rows: list[dict]) -> None:
+    """One `strategies-<mode>-summary` run: the section as markdown, the rows, and the mean
+    over seeds of every figure as a metric (``<device>.<variant or arm>[.n<labelled>].<key>``)."""
+    from triage.registry.tracking import start_run
+
+    grouped: dict[str, list[float]] = {}
+    for row in rows:
+        name = ".".join(str(part)[:40] for part in (
+            row.get("device"), row.get("variant") or row.get("arm"),
+            f"n{row['n_labelled']}" if "n_labelled" in row else None) if part is not None)
+        for key, value in row.items():
+            if key not in ("seed", "n_labelled") and isinstance(value, int | float) \
+                    and math.isfinite(value):
+                grouped.setdefault(f"{name}.{key}", []).append(float(value))
+    with start_run(f"strategies-{mode}", run_name=f"strategies-{mode}-summary",
+                   tags={"triage.kind": f"strategies-{mode}-summary"}) as run:
+        run.log_text(text, f"strategies_{mode}.md")
+        run.log_json(rows, f"strategies_{mode}_rows.json")
+        run.log_metrics({key.replace(" ", "_"): statistics.mean(values)
+                         for key, values in grouped.items()})
 
 
 if __name__ == "__main__":

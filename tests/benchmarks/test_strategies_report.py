@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from benchmarks.strategies import report
 from benchmarks.strategies.run import (
@@ -141,3 +142,22 @@ def test_table1_reads_the_large_test_export_columns():
            "pool_in_domain_accuracy": 0.9, "pool_held_out_auroc": 0.8}
     text = report.table1([row], ["baseline"], report.TABLE1_POOL_COLUMNS).splitlines()
     assert text[2].startswith("| baseline | 1 | 0.900 | – | – | – | – | 0.800 |")
+
+
+def test_summary_run_logs_the_mean_over_seeds_of_each_figure(tmp_path, monkeypatch):
+    import mlflow
+
+    from benchmarks.strategies.run import log_to_mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    rows = [{"arm": "from scratch", "n_labelled": 50, "seed": s, "auroc": 0.9 + 0.02 * s,
+             "ece": math.nan} for s in (0, 1)]
+    rows += [{"variant": "full", "device": "acme", "seed": 0, "clean.auroc": 0.95}]
+    log_to_mlflow("site", "## table", rows)
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("strategies-site")
+                                 .experiment_id])
+    assert run.data.tags["triage.kind"] == "strategies-site-summary"
+    assert run.data.metrics == {"from_scratch.n50.auroc": pytest.approx(0.91),
+                                "acme.full.clean.auroc": 0.95}
