@@ -17,14 +17,8 @@ import yaml
 
 from tests.feedback.conftest import DEFAULT_RULES, write_reviewed
 from triage.cli import main
+from triage.data.synth.tiny import EXPORT, train_tiny
 
-INGEST = {"selection": {"min_slices": 4},
-          "preprocess": {"target_spacing": [12, 12, 12], "target_shape": [16, 16, 8]}}
-TRAIN = {"model": {"name": "cnn-small", "options": {"channels": [4, 8]}},
-         "optim": {"epochs": 1, "batch_size": 4, "lr": 0.003},
-         "runtime": {"experiment": "test-feedback"}}
-EXPORT = {"slices": 8, "matrix": 32, "devices": "acme,borealis", "thick_fraction": 0.0,
-          "extras": False}
 NAME = "loop"
 
 
@@ -43,36 +37,27 @@ def _lax_rules(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory):
     """Version 1 of NAME, trained on a 14-study export and promoted to @champion."""
-    from triage.data.synth import SynthConfig, generate_export
-    from triage.engines.runner import ingest_export
-    from triage.ingest.config import IngestConfig
     from triage.registry.gates import GateConfig
     from triage.registry.promotion import promote, register_version
-    from triage.train.config import TrainConfig
-    from triage.train.run import train_model
 
     root = tmp_path_factory.mktemp("feedback-loop")
-    export = generate_export(root / "train-export", SynthConfig(studies=14, seed=4, **EXPORT))
-    ingest_dir = root / "ingest"
-    ingest_export(export.out_dir, ingest_dir, IngestConfig.from_dict(INGEST), workers=1)
-    (ingest_dir / "ingest_config.json").write_text(json.dumps(INGEST), encoding="utf-8")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     rules = _lax_rules(root / "rules.yaml")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         mp.chdir(root)
-        outcome = train_model(manifest_path=export.manifest_path, ingest_dir=ingest_dir,
-                              config=TrainConfig.from_dict(TRAIN), out_dir=root / "train",
-                              tracking_uri=uri, progress=False, rules_path=rules)
+        outcome, manifest = train_tiny(root, experiment="test-feedback", tracking_uri=uri,
+                                       rules_path=rules)
+        ingest_dir = root / "ingest"
         version = register_version(outcome.run_id, NAME, tracking_uri=uri)
-        first = promote(NAME, version, manifest_path=export.manifest_path,
+        first = promote(NAME, version, manifest_path=manifest,
                         ingest_dir=ingest_dir, tracking_uri=uri,
                         gates=GateConfig(max_ece=1.0, max_miss_rate=1.0,
                                          require_certified=False))
     assert first.promoted
     gates = root / "gates.yaml"
     gates.write_text("max_ece: 1.0\nmax_miss_rate: 1.0\nrequire_certified: true\n")
-    return {"root": root, "uri": uri, "manifest": export.manifest_path, "ingest": ingest_dir,
+    return {"root": root, "uri": uri, "manifest": manifest, "ingest": ingest_dir,
             "gates": gates}
 
 

@@ -6,20 +6,13 @@ The model is real but minimal: a 14-study, two-device synthetic export, ingested
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from triage.configs import config_path
-
-INGEST = {"selection": {"min_slices": 4},
-          "preprocess": {"target_spacing": [12, 12, 12], "target_shape": [16, 16, 8]}}
-TRAIN = {"model": {"name": "cnn-small", "options": {"channels": [4, 8]}},
-         "optim": {"epochs": 1, "batch_size": 4, "lr": 0.003},
-         "perturb": {"p_transfer": 0.5}, "runtime": {"experiment": "test-run"}}
-DEVICES = "acme,borealis"
+from triage.data.synth.tiny import DEVICES, train_tiny
 
 
 @pytest.fixture(scope="session")
@@ -46,24 +39,9 @@ class TinyModel:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     """A trained, calibrated bundle whose ingest config matches `make_run_export`."""
-    from triage.data.synth import SynthConfig, generate_export
-    from triage.engines.runner import ingest_export
-    from triage.ingest.config import IngestConfig
-    from triage.train.config import TrainConfig
-    from triage.train.run import train_model
-
     root = tmp_path_factory.mktemp("tiny-model")
-    export = generate_export(root / "export", SynthConfig(
-        studies=14, seed=4, slices=8, matrix=32, devices=DEVICES, thick_fraction=0.0,
-        extras=False))
-    ingest_dir = root / "ingest"
-    ingest_export(export.out_dir, ingest_dir, IngestConfig.from_dict(INGEST), workers=1)
-    # what `triage train` records as the bundle's ingest config (selection, load)
-    (ingest_dir / "ingest_config.json").write_text(json.dumps(INGEST), encoding="utf-8")
     tracking = f"sqlite:///{root / 'mlflow.db'}"
-    outcome = train_model(manifest_path=export.manifest_path, ingest_dir=ingest_dir,
-                          config=TrainConfig.from_dict(TRAIN), out_dir=root / "train",
-                          tracking_uri=tracking, progress=False)
+    outcome, _ = train_tiny(root, experiment="test-run", tracking_uri=tracking)
     return TinyModel(outcome.bundle_dir, tracking, outcome.model_uri)
 
 
