@@ -77,7 +77,7 @@ def test_a_study_that_kills_every_try_is_failed_with_the_reason(ray_local, armed
 
 
 def test_ray_ingest_gives_the_local_report_and_device_stats(ray_local, run_case, tmp_path):
-    from tests.run.conftest import INGEST
+    from triage.data.synth.tiny import INGEST
     from triage.engines.runner import ingest_export
     from triage.ingest.config import IngestConfig
 
@@ -98,7 +98,7 @@ def test_triage_ingest_engine_ray_on_the_command_line(ray_local, run_case, tmp_p
 
     import yaml
 
-    from tests.run.conftest import INGEST
+    from triage.data.synth.tiny import INGEST
     from triage.cli import main
 
     config = tmp_path / "ingest.yaml"

@@ -32,26 +32,25 @@ from typing import TYPE_CHECKING, Any
 from triage.dicom.grouping import StudyGroup, group_studies
 from triage.dicom.scan import scan_export
 from triage.engines.stopwatch import Stopwatch
-from triage.errors import ConfigError, EnvironmentalError, is_environmental
+from triage.errors import ConfigError
 from triage.ingest.config import IngestConfig
 from triage.ingest.stream import failed_outcome, stream_ingest
 from triage.io import atomic_write_text
 from triage.pacs.headers import HeaderStore
 from triage.pacs.source import RetrievalError, Source, StudyRef
 from triage.preprocess.cache import VolumeCache
-from triage.run.journal import JOURNAL_NAME
 from triage.run.pipeline import (
     CACHE_DIR,
     SUMMARY_NAME,
     Progress,
     RunResult,
     _provenance,
-    _stopped,
     _summary,
     _Triage,
     open_journal,
     prepare_out_dir,
     progress_counter,
+    stop_on_environmental,
 )
 from triage.run.worklist import StudyIdentifiers, write_worklists
 
@@ -158,17 +157,10 @@ def run_source(source: Source, out_dir: Path | str, *, bundle: ModelBundle, rout
                                     source="the model bundle's ingest_config")
     provenance = _provenance(bundle, router, model_name, model_version)
     out_dir = prepare_out_dir(out_dir)
-    try:
+    with stop_on_environmental(out_dir):
         return _run(source, out_dir, bundle=bundle, router=router, batch_size=batch_size,
                     workers=workers, prefetch=prefetch, progress=progress, device=device,
-                    config=config,
-                    provenance=provenance, start=start, runtime=runtime)
-    except EnvironmentalError as err:
-        raise _stopped(err, out_dir / JOURNAL_NAME) from err
-    except Exception as err:
-        if is_environmental(err):
-            raise _stopped(err, out_dir / JOURNAL_NAME) from err
-        raise
+                    config=config, provenance=provenance, start=start, runtime=runtime)
 
 
 def _run(source: Source, out_dir: Path, *, bundle: ModelBundle, router: Router,

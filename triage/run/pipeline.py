@@ -26,7 +26,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -302,6 +303,20 @@ def _stopped(err: BaseException, journal_path: Path) -> EnvironmentalError:
         f"{journal_path}: fix the cause and rerun the same command to resume.")
 
 
+@contextmanager
+def stop_on_environmental(out_dir: Path) -> Iterator[None]:
+    """A failure of the machine (disk, device, network) inside the block stops the run, with
+    where its finished studies are kept: it is never written down as a study's outcome."""
+    try:
+        yield
+    except EnvironmentalError as err:
+        raise _stopped(err, out_dir / JOURNAL_NAME) from err
+    except Exception as err:
+        if is_environmental(err):
+            raise _stopped(err, out_dir / JOURNAL_NAME) from err
+        raise
+
+
 def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBundle,
                router: Router, workers: int | None = None, batch_size: int = 4,
                progress: Progress | None = None, model_name: str = "",
@@ -360,17 +375,11 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
                                     source="the model bundle's ingest_config")
     provenance = _provenance(bundle, router, model_name, model_version)
     prepare_out_dir(out_dir)
-    try:
+    with stop_on_environmental(out_dir):
         return _run(export_dir, out_dir, bundle=bundle, router=router, engine=engine,
                     batch_size=batch_size, progress=progress, device=device,
                     config=config, provenance=provenance, start=start, clock=clock,
                     runtime=runtime)
-    except EnvironmentalError as err:
-        raise _stopped(err, out_dir / JOURNAL_NAME) from err
-    except Exception as err:
-        if is_environmental(err):
-            raise _stopped(err, out_dir / JOURNAL_NAME) from err
-        raise
 
 
 def progress_counter(progress: Progress | None, total: int, done: int
