@@ -8,6 +8,7 @@ import numpy as np
 
 from triage.dicom.volume import Volume
 from triage.ingest.volume_qc import VolumeQC, measure_volume
+from triage.preprocess.stats import sample_slices
 
 
 def test_a_body_phantom_a_blank_and_a_one_column_volume():
@@ -20,6 +21,13 @@ def test_a_body_phantom_a_blank_and_a_one_column_volume():
     assert (blank.intensity_std, blank.body_fraction) == (0.0, 0.0)
     assert measure_volume(Volume(array[:1], np.eye(4), "CT")).matrix == (1, 64, 20)
     assert measure_volume(Volume(array, np.eye(4), "MR")).body_fraction is None
+
+
+def test_the_sample_the_statistics_take_gives_the_same_measurements():
+    rng = np.random.default_rng(3)
+    array = rng.normal(-300.0, 400.0, (40, 36, 50)).astype(np.float32)
+    volume = Volume(array, np.eye(4), "CT")
+    assert measure_volume(volume, sample_slices(array)) == measure_volume(volume)
 
 
 def test_round_trip_and_malformed_records():

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from triage.dicom.volume import Volume
-from triage.preprocess.stats import BODY_THRESHOLD_HU, _slices
+from triage.preprocess.stats import BODY_THRESHOLD_HU, sample_slices
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,13 @@ class VolumeQC:
             return None
 
 
-def measure_volume(volume: Volume) -> VolumeQC:
+def measure_volume(volume: Volume, sample: np.ndarray | None = None) -> VolumeQC:
     """Measure matrix, intensity spread and body fraction of a loaded series.
+
+    Args:
+        volume: the loaded series.
+        sample: ``sample_slices(volume.array)``, when the caller has taken it already
+            (ingest shares it with the device statistics).
 
     Example:
         >>> import numpy as np
@@ -69,7 +74,8 @@ def measure_volume(volume: Volume) -> VolumeQC:
         >>> qc.matrix, qc.intensity_std, qc.body_fraction
         ((32, 32, 8), 0.0, 0.0)
     """
-    sample = _slices(volume.array)
+    if sample is None:
+        sample = sample_slices(volume.array)
     if sample.size == 0:
         return VolumeQC(volume.shape, float("nan"), None)
     std = float(sample.std(dtype=np.float64))
