@@ -16,6 +16,7 @@ from triage.preprocess.stats import (
     MAX_SLICES,
     NOISE_SLICES,
     DeviceStatsAccumulator,
+    _quartiles,
     estimate_edge_width_mm,
     estimate_noise_hu,
     sample_slices,
@@ -173,3 +174,11 @@ def test_a_sample_taken_once_gives_the_statistics_of_the_volume():
     shared.add(volume, sample_slices(array))
     assert shared.to_dict() == whole.to_dict()
     assert sample_slices(array).shape == (96, 80, MAX_SLICES)
+
+
+def test_quartiles_of_body_rows_equal_numpy_percentile():
+    rng = np.random.default_rng(2)
+    for n in [*range(1, 40), 255, 256, 511]:
+        rows = np.sort(rng.choice(1024, size=n, replace=False))
+        expected = tuple(int(v) for v in np.percentile(rows, [25, 75]).astype(int))
+        assert _quartiles(rows) == expected

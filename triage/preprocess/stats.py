@@ -82,8 +82,12 @@ def estimate_noise_hu(array: np.ndarray) -> float | None:
     term = np.empty_like(residual)
     for k in range(1, 9):
         i, j = divmod(k, 3)
-        np.multiply(s[:, i:nx + i, j:ny + j], weights[k], out=term)
-        residual += term
+        view = s[:, i:nx + i, j:ny + j]
+        if weights[k] == 1:  # x * 1 is x, bit for bit: no product to form
+            residual += view
+        else:
+            np.multiply(view, weights[k], out=term)
+            residual += term
     # 3x3 minimum and maximum, separably: along axis 1, then along axis 2 (exact).
     low = np.minimum(np.minimum(s[:, :nx], s[:, 1:nx + 1]), s[:, 2:])
     high = np.maximum(np.maximum(s[:, :nx], s[:, 1:nx + 1]), s[:, 2:])
@@ -123,7 +127,7 @@ def _edge_width_mm(s: np.ndarray, dx: float) -> float | None:
         body_rows = np.flatnonzero(body_any[:, k])
         if body_rows.size < 4:
             continue
-        lo, hi = np.percentile(body_rows, [25, 75]).astype(int)
+        lo, hi = _quartiles(body_rows)
         rows = s[:, lo:hi + 1, k].T  # (rows, X): profiles along axis 0
         parts += [rows, rows[:, ::-1]]
     if not parts:
@@ -135,7 +139,8 @@ def _edge_width_mm(s: np.ndarray, dx: float) -> float | None:
     if not ok.any():
         return None
     offsets = np.arange(-half, half + 1)
-    seg = np.take_along_axis(profiles[ok], first[ok, None] + offsets, axis=1)
+    kept = np.flatnonzero(ok)  # gathered straight from `profiles`, not from a copy of its rows
+    seg = profiles[kept[:, None], first[kept, None] + offsets]
     air, tissue = seg[:, :2].mean(axis=1), seg[:, -2:].mean(axis=1)
     seg = seg[(air < EDGE_LEVELS_HU[0]) & (tissue > EDGE_LEVELS_HU[1])]
     if seg.size == 0:
@@ -143,6 +148,26 @@ def _edge_width_mm(s: np.ndarray, dx: float) -> float | None:
     low = _first_crossing(seg, EDGE_LEVELS_HU[0])
     high = _first_crossing(seg, EDGE_LEVELS_HU[1])
     return float(np.median((high - low) * dx))
+
+
+def _quartiles(values: np.ndarray) -> tuple[int, int]:
+    """``np.percentile(values, [25, 75]).astype(int)`` of sorted non-negative integers.
+
+    The same numbers in integer arithmetic, without percentile's per-call overhead (16
+    calls per volume): numpy's linear interpolation lands on quarter fractions here, which
+    it computes exactly, so truncating ``a + (b - a) * f`` equals ``a + (b - a) * 4f // 4``.
+
+    Example:
+        >>> _quartiles(np.array([3, 4, 9, 10, 12]))
+        (4, 10)
+    """
+    last = values.size - 1
+    out = []
+    for quarters in (last, 3 * last):  # (n - 1) * q in quarters, for q = 0.25 and 0.75
+        i, f = divmod(quarters, 4)
+        a = int(values[i])
+        out.append(a if f == 0 else a + (int(values[i + 1]) - a) * f // 4)
+    return out[0], out[1]
 
 
 def _first_crossing(seg: np.ndarray, level: float) -> np.ndarray:
