@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from triage.dicom.volume import Volume
-from triage.ingest.volume_qc import VolumeQC, measure_volume
+from triage.ingest.volume_qc import VolumeQC, _std_float64, measure_volume
 from triage.preprocess.stats import sample_slices
 
 
@@ -40,3 +40,17 @@ def test_round_trip_and_malformed_records():
     assert VolumeQC.from_dict(None) is None
     assert VolumeQC.from_dict({"matrix": [1, 2]}) is None
     assert VolumeQC.from_dict({"matrix": [1, 2], "intensity_std": 1, "body_fraction": 0}) is None
+
+
+def test_the_intensity_spread_is_numpy_std_bit_for_bit():
+    rng = np.random.default_rng(4)
+    for shape in [(256, 256, 16), (320, 320, 16), (97, 131, 16), (33, 17, 5), (1, 1, 1),
+                  (3, 70001, 1)]:
+        for order in "FC":
+            sample = np.asarray(rng.normal(-300.0, 500.0, shape), np.float32, order=order)
+            assert _std_float64(sample) == float(sample.std(dtype=np.float64))
+            rounded = np.round(sample * 7.3)  # other magnitudes, whole numbers
+            assert _std_float64(rounded) == float(rounded.std(dtype=np.float64))
+    strided = rng.normal(0.0, 1.0, (40, 40, 8)).astype(np.float32)[::2]
+    assert _std_float64(strided) == float(strided.std(dtype=np.float64))
+    assert math.isnan(_std_float64(np.array([[[1.0, np.nan]]], np.float32)))
