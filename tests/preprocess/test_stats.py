@@ -13,10 +13,13 @@ from triage.preprocess.normalize import UnsupportedModalityError
 from triage.preprocess.stats import (
     EDGE_WIDTH_PER_SIGMA,
     LANDMARK_PERCENTILES,
+    MAX_SLICES,
     NOISE_SLICES,
     DeviceStatsAccumulator,
+    _quartiles,
     estimate_edge_width_mm,
     estimate_noise_hu,
+    sample_slices,
 )
 
 SPACING = np.array([1.5, 1.5, 2.5])
@@ -160,3 +163,22 @@ def test_add_volume_uses_device_group_and_rejects_mr():
     assert acc.summary()["acme-ct1"]["spacing_mm"] == pytest.approx(SPACING.tolist())
     with pytest.raises(UnsupportedModalityError, match=r"CT \(HU\) only; got a 'MR'"):
         acc.add(Volume(make_ct(7), affine, modality="MR"))
+
+
+def test_a_sample_taken_once_gives_the_statistics_of_the_volume():
+    # Ingest samples the slices once for the volume QC and the statistics.
+    array = make_ct(8, shape=(96, 80, 40))
+    volume = Volume(array, np.diag([*SPACING, 1.0]), provenance={"device_group": "acme"})
+    whole, shared = DeviceStatsAccumulator(), DeviceStatsAccumulator()
+    whole.add(volume)
+    shared.add(volume, sample_slices(array))
+    assert shared.to_dict() == whole.to_dict()
+    assert sample_slices(array).shape == (96, 80, MAX_SLICES)
+
+
+def test_quartiles_of_body_rows_equal_numpy_percentile():
+    rng = np.random.default_rng(2)
+    for n in [*range(1, 40), 255, 256, 511]:
+        rows = np.sort(rng.choice(1024, size=n, replace=False))
+        expected = tuple(int(v) for v in np.percentile(rows, [25, 75]).astype(int))
+        assert _quartiles(rows) == expected

@@ -98,14 +98,17 @@ JPEGLS_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"}
 ENCAPSULATED_SYNTAXES = frozenset(
     [f"1.2.840.10008.1.2.4.{n}" for n in (50, 51, 57, 70, 80, 81, 90, 91, 201, 202, 203)]
     + [RLE_SYNTAX])
-#: `pydicom.uid.UID(uid).name` of the syntaxes met most, so that naming them needs no
-#: pydicom import (a test checks them against pydicom).
+#: `pydicom.uid.UID(uid).name` of every syntax read without pydicom (native, RLE, JPEG 2000,
+#: JPEG-LS: `triage.dicom.codecs`), so that naming them in a volume's provenance imports no
+#: pydicom (~0.2 s per worker process); a test checks them against pydicom.
 SYNTAX_NAMES = {
     IMPLICIT_VR_LE: "Implicit VR Little Endian",
     EXPLICIT_VR_LE: "Explicit VR Little Endian",
     RLE_SYNTAX: "RLE Lossless",
     "1.2.840.10008.1.2.4.90": "JPEG 2000 Image Compression (Lossless Only)",
     "1.2.840.10008.1.2.4.91": "JPEG 2000 Image Compression",
+    "1.2.840.10008.1.2.4.80": "JPEG-LS Lossless Image Compression",
+    "1.2.840.10008.1.2.4.81": "JPEG-LS Lossy (Near-Lossless) Image Compression",
 }
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"

@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from triage.ingest.report import IngestStatus, StudyReport
 from triage.ingest.schedule import plan_series
 from triage.ingest.study import StudyOutcome, ingest_study, series_to_load
 
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -46,6 +49,17 @@ def _one_blas_thread():
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1, user_api="blas")
+
+
+def _blas_controller():
+    """The process's thread pools, listed once for a whole inline stream.
+
+    Listing them walks every loaded shared library: ~3 ms once torch is loaded (`triage
+    run`), per study when done per study; limiting and restoring a listed pool is ~10 us.
+    """
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 WORKER_NICENESS = 19
@@ -66,6 +80,19 @@ def lower_priority(niceness: int = WORKER_NICENESS) -> int | None:
         return os.nice(niceness - current) if current < niceness else current
     except OSError:
         return None
+
+
+def _process_pool(workers: int, background: bool) -> ProcessPoolExecutor:
+    """A pool of `workers` ingest processes (`_init_worker`), lowered when `background`.
+
+    The pool's module loads multiprocessing (~13 ms), which an inline stream (one worker)
+    never needs: it is imported here, and a dead pool is caught as `BrokenExecutor`, the
+    base of its ``BrokenProcessPool``.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, initializer=_init_worker,
+                               initargs=(background, os.getpid()))
 
 
 def _init_worker(background: bool = False, parent: int | None = None) -> None:
@@ -92,7 +119,7 @@ def _crashed(study: StudyGroup, err: BaseException) -> StudyOutcome:
 def _result(future: Future, study: StudyGroup) -> StudyOutcome:
     try:
         return future.result()
-    except BrokenProcessPool:
+    except BrokenExecutor:
         raise
     except Exception as err:  # noqa: BLE001 - e.g. a result that does not unpickle
         if is_environmental(err):  # a full disk is no study's outcome: stop the stream
@@ -104,7 +131,7 @@ def _result(future: Future, study: StudyGroup) -> StudyOutcome:
 def _part_result(future: Future, study: StudyGroup) -> dict[str, np.ndarray] | None:
     try:
         return future.result()
-    except BrokenProcessPool:
+    except BrokenExecutor:
         raise
     except Exception as err:  # noqa: BLE001 - e.g. a result that does not unpickle
         LOGGER.warning("Decoding part of study %s raised %s; it is loaded whole instead.",
@@ -114,19 +141,23 @@ def _part_result(future: Future, study: StudyGroup) -> dict[str, np.ndarray] | N
 
 def _isolated(study: StudyGroup, config: IngestConfig, cache_root: Path,
               background: bool, keep_arrays: bool) -> StudyOutcome:
-    with ProcessPoolExecutor(1, initializer=_init_worker,
-                             initargs=(background, os.getpid())) as pool:
+    with _process_pool(1, background) as pool:
         try:
             return _result(pool.submit(ingest_study, study, config, cache_root,
                                        keep_array=keep_arrays), study)
-        except BrokenProcessPool as err:
+        except BrokenExecutor as err:
             return _crashed(study, err)
 
 
 def _inline(studies: Iterable[StudyGroup], config: IngestConfig, cache_root: Path,
             keep_arrays: bool) -> Iterator[tuple[StudyGroup, StudyOutcome]]:
+    controller = None
     for study in studies:
-        limiter = _one_blas_thread()
+        # Limited per study, not around the whole stream: the caller computes between two
+        # studies (`triage run`'s inference) with its own thread counts.
+        if controller is None:  # listed once the first study is pulled
+            controller = _blas_controller()
+        limiter = controller.limit(limits=1, user_api="blas")
         try:
             outcome = ingest_study(study, config, cache_root, keep_array=keep_arrays)
         except Exception as err:  # noqa: BLE001 - ingest_study should not raise; be safe
@@ -183,8 +214,7 @@ def _lazy(studies: Iterator[StudyGroup], config: IngestConfig, cache_root: Path,
     """
     window, exhausted = 2 * workers, False
     while True:
-        pool = ProcessPoolExecutor(workers, initializer=_init_worker,
-                                   initargs=(background, os.getpid()))
+        pool = _process_pool(workers, background)
         running: dict[Future, StudyGroup] = {}
         orphans: list[StudyGroup] = []  # studies the dead pool may have been on
         try:
@@ -197,7 +227,7 @@ def _lazy(studies: Iterator[StudyGroup], config: IngestConfig, cache_root: Path,
                     try:
                         future = pool.submit(ingest_study, study, config, cache_root,
                                              keep_array=keep_arrays)
-                    except BrokenProcessPool:
+                    except BrokenExecutor:
                         orphans.append(study)
                         raise
                     running[future] = study
@@ -208,13 +238,13 @@ def _lazy(studies: Iterator[StudyGroup], config: IngestConfig, cache_root: Path,
                     study = running.pop(future)
                     try:
                         result = _result(future, study)
-                    except BrokenProcessPool:
+                    except BrokenExecutor:
                         orphans.append(study)
                         continue
                     yield study, result
                 if orphans:
                     break
-        except BrokenProcessPool:
+        except BrokenExecutor:
             pass
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -263,8 +293,7 @@ def stream_ingest(studies: Sequence[StudyGroup] | Iterator[StudyGroup],
     pending = list(reversed(range(len(studies))))  # pop() takes them in the given order
     window = 2 * workers
     while pending:
-        pool = ProcessPoolExecutor(workers, initializer=_init_worker,
-                                   initargs=(background, os.getpid()))
+        pool = _process_pool(workers, background)
         held: dict[int, None] = {}  # studies taken from `pending` and not yet yielded
         # A running job: (study index, part number, or None for the study's ingest).
         running: dict[Future, tuple[int, int | None]] = {}
@@ -292,7 +321,7 @@ def stream_ingest(studies: Sequence[StudyGroup] | Iterator[StudyGroup],
                     try:
                         result = (_result(future, study) if part is None
                                   else _part_result(future, study))
-                    except BrokenProcessPool:
+                    except BrokenExecutor:
                         broken = True
                         continue
                     if part is None:
@@ -309,7 +338,7 @@ def stream_ingest(studies: Sequence[StudyGroup] | Iterator[StudyGroup],
                         running[future] = (index, None)
                 if broken:
                     break
-        except BrokenProcessPool:
+        except BrokenExecutor:
             pass
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -313,7 +313,13 @@ def _along(x: np.ndarray, coords: np.ndarray, axis: int, order: int) -> np.ndarr
     below = x.take(lo, axis=axis)
     if n == 1:
         return below
-    return below + weight * (x.take(lo + 1, axis=axis) - below)
+    # below + weight * (above - below), computed in place in `above` (a fresh copy): the
+    # same products and sums, without three more arrays of the output's size.
+    out = x.take(lo + 1, axis=axis)
+    out -= below
+    out *= weight
+    out += below
+    return out
 
 
 def _resample(x: np.ndarray, xform: np.ndarray, shape: tuple[int, ...], order: int
