@@ -98,8 +98,8 @@ def test_triage_ingest_engine_ray_on_the_command_line(ray_local, run_case, tmp_p
 
     import yaml
 
-    from triage.data.synth.tiny import INGEST
     from triage.cli import main
+    from triage.data.synth.tiny import INGEST
 
     config = tmp_path / "ingest.yaml"
     config.write_text(yaml.safe_dump(INGEST), encoding="utf-8")

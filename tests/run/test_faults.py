@@ -243,8 +243,8 @@ def test_an_unreachable_tracking_server_fails_fast_in_one_line(run_case, tmp_pat
 
 def test_evaluate_refuses_an_ingest_made_with_another_preprocessing(tiny_model, tmp_path,
                                                                     capsys):
-    from triage.data.synth.tiny import DEVICES, INGEST
     from triage.data.synth import SynthConfig, generate_export
+    from triage.data.synth.tiny import DEVICES, INGEST
     from triage.engines.runner import ingest_export
     from triage.ingest.config import IngestConfig
 
