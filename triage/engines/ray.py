@@ -25,6 +25,7 @@ same path (docs/scaling.md).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import re
 import signal
@@ -35,9 +36,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import ray
+from ray._private.node import Node
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from triage.dicom.grouping import StudyGroup
@@ -62,6 +65,19 @@ GROUP = 4
 """Studies per ingest task at most: Ray's own cost per task (scheduling, the driver's and
 the worker's round trips) is paid once per group; `_group_size` makes groups smaller where
 there are too few studies to keep every CPU busy."""
+LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
+"""Ray's settings for a local instance that the engine starts. Prestarting a worker per CPU
+when the driver connects left one worker unused (the inference actor takes one of them,
+and the ingest tasks start another): each costs ~0.5 CPU-s to start on 2 cores; on demand,
+the actor and the tasks start just the workers they use."""
+LOCAL_SKIPPED = ("start_api_server", "start_monitor")
+"""What a local instance that the engine starts goes without (methods of Ray's head `Node`):
+the API server (the dashboard, job and state APIs; `ray.init` waits for it to come up
+before it starts the raylet: ~1-2 s on 2 cores) and the autoscaler's monitor (a fixed-size
+instance has nothing to scale). A run uses neither; each is a Python process of ~0.6 CPU-s
+on 2 cores. Ray treats both as optional: an API server that fails to start is logged and
+left out, and ``ray start --no-monitor`` starts no monitor. Ray is pinned to 2.60.x
+(pyproject.toml), whose `ray._private.node.Node` these name."""
 _SHUTTING_DOWN: list[threading.Thread] = []  # local instances stopping in the background
 
 
@@ -243,8 +259,10 @@ class RayEngine(Engine):
             if self.address:
                 ray.init(address=self.address, logging_level=logging.WARNING)
             else:
-                ray.init(num_cpus=available_cpus(), include_dashboard=False,
-                         logging_level=logging.WARNING)
+                with _without(Node, LOCAL_SKIPPED):
+                    ray.init(num_cpus=available_cpus(), include_dashboard=False,
+                             logging_level=logging.WARNING,
+                             _system_config=LOCAL_SYSTEM_CONFIG)
         except ConnectionError as err:
             raise EnvironmentalError(f"Could not join the Ray cluster at {self.address}: "
                                      f"{describe_environmental(err)}. Start it (`ray start "
@@ -422,6 +440,10 @@ class RayEngine(Engine):
         finally:
             _cancel(ingesting)
             _cancel(scoring)
+            # Killed, not left to exit with the instance: an actor that exits runs torch's
+            # teardown (~1 CPU-s), which nothing needs.
+            for actor in [*idle, *(actor for actor, _ in scoring.values())]:
+                ray.kill(actor)
 
     def _batch_lost(self, batch: list[_Waiting], waiting: deque[_Waiting],
                     err: RayError) -> Iterator[list[Scored]]:
@@ -463,6 +485,19 @@ class RayEngine(Engine):
 def _groups(studies: Sequence[StudyGroup], size: int) -> deque[list[StudyGroup]]:
     """`studies` in order, `size` to a group (largest first stays largest first)."""
     return deque(list(studies[i:i + size]) for i in range(0, len(studies), size))
+
+
+@contextlib.contextmanager
+def _without(cls: type, methods: Sequence[str]) -> Iterator[None]:
+    """`methods` of `cls` do nothing while the context is open (then they are restored)."""
+    with contextlib.ExitStack() as stack:
+        for name in methods:
+            stack.enter_context(mock.patch.object(cls, name, _nothing))
+        yield
+
+
+def _nothing(*_args: Any, **_kwargs: Any) -> None:
+    return None
 
 
 def _exit_on_sigterm(signum: int, _frame: Any) -> None:
