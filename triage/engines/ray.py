@@ -12,10 +12,12 @@ The actors start (`RayEngine.prepare`) while the driver scans the export, so tha
 seconds of start-up (a worker, torch, the model) do not hold up the first batch.
 
 Without ``--ray-address`` the engine starts a local instance with this machine's cores,
-in the background while `triage run` loads the model, and with only what a run uses
-(`LOCAL_SKIPPED`, `LOCAL_SYSTEM_CONFIG`): on 2 cores Ray's own processes are a fixed
-cost of CPU-seconds that ingest and inference would otherwise have
-(`python -m benchmarks.run.cpu_tree` measures them, process by process).
+in the background while `triage run` loads the model, without prestarted workers
+(`LOCAL_SYSTEM_CONFIG`): on 2 cores Ray's own processes are a fixed cost of CPU-seconds
+that ingest and inference would otherwise have (`python -m benchmarks.run.cpu_tree`
+measures them, process by process). Ray 2.60's `ray.init` has no option to go without its
+API server and autoscaler monitor (~0.6 CPU-s each, and ~1-2 s of start-up), and the
+engine does not patch Ray's internals to skip them.
 
 Faults: a task whose worker or node dies is retried by Ray (``max_retries``); an actor that
 dies is restarted and its batch retried (``max_restarts``, ``max_task_retries``); a volume
@@ -33,7 +35,6 @@ same path (docs/scaling.md).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import re
 import signal
@@ -44,11 +45,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import ray
-from ray._private.node import Node
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from triage.dicom.grouping import StudyGroup
@@ -78,14 +77,6 @@ LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
 when the driver connects left one worker unused (the inference actor takes one of them,
 and the ingest tasks start another): each costs ~0.5 CPU-s to start on 2 cores; on demand,
 the actor and the tasks start just the workers they use."""
-LOCAL_SKIPPED = ("start_api_server", "start_monitor")
-"""What a local instance that the engine starts goes without (methods of Ray's head `Node`):
-the API server (the dashboard, job and state APIs; `ray.init` waits for it to come up
-before it starts the raylet: ~1-2 s on 2 cores) and the autoscaler's monitor (a fixed-size
-instance has nothing to scale). A run uses neither; each is a Python process of ~0.6 CPU-s
-on 2 cores. Ray treats both as optional: an API server that fails to start is logged and
-left out, and ``ray start --no-monitor`` starts no monitor. Ray is pinned to 2.60.x
-(pyproject.toml), whose `ray._private.node.Node` these name."""
 _SHUTTING_DOWN: list[threading.Thread] = []  # local instances stopping in the background
 
 
@@ -277,10 +268,8 @@ class RayEngine(Engine):
             if self.address:
                 ray.init(address=self.address, logging_level=logging.WARNING)
             else:
-                with _without(Node, LOCAL_SKIPPED):
-                    ray.init(num_cpus=available_cpus(), include_dashboard=False,
-                             logging_level=logging.WARNING,
-                             _system_config=LOCAL_SYSTEM_CONFIG)
+                ray.init(num_cpus=available_cpus(), include_dashboard=False,
+                         logging_level=logging.WARNING, _system_config=LOCAL_SYSTEM_CONFIG)
         except ConnectionError as err:
             raise EnvironmentalError(f"Could not join the Ray cluster at {self.address}: "
                                      f"{describe_environmental(err)}. Start it (`ray start "
@@ -526,19 +515,6 @@ class RayEngine(Engine):
 def _groups(studies: Sequence[StudyGroup], size: int) -> deque[list[StudyGroup]]:
     """`studies` in order, `size` to a group (largest first stays largest first)."""
     return deque(list(studies[i:i + size]) for i in range(0, len(studies), size))
-
-
-@contextlib.contextmanager
-def _without(cls: type, methods: Sequence[str]) -> Iterator[None]:
-    """`methods` of `cls` do nothing while the context is open (then they are restored)."""
-    with contextlib.ExitStack() as stack:
-        for name in methods:
-            stack.enter_context(mock.patch.object(cls, name, _nothing))
-        yield
-
-
-def _nothing(*_args: Any, **_kwargs: Any) -> None:
-    return None
 
 
 def _exit_on_sigterm(signum: int, _frame: Any) -> None:
