@@ -93,6 +93,29 @@ def test_ray_ingest_gives_the_local_report_and_device_stats(ray_local, run_case,
     assert ray.summary["engine"] == "ray" and local.summary["engine"] == "local"
 
 
+def test_actors_started_before_the_scan_score_the_run_or_are_stopped(ray_local, bundle,
+                                                                    tmp_path):
+    from ray.exceptions import RayActorError
+
+    from triage.engines import TriageJob
+    from triage.ingest.config import IngestConfig
+
+    job = TriageJob(config=IngestConfig.from_dict(bundle.ingest_config),
+                    cache_root=tmp_path / "cache", bundle=bundle, device="cpu", batch_size=2)
+    engine = RayEngine()
+    engine.prepare(job)
+    (actor,) = engine._inference.idle
+    assert list(engine.triage([], job)) == []  # the prepared actor is taken, then stopped
+    with pytest.raises(RayActorError):
+        ray_local.get(actor.__ray_ready__.remote(), timeout=60)
+    engine.prepare(job)
+    (unused,) = engine._inference.idle
+    engine.close()  # no triage took it
+    with pytest.raises(RayActorError):
+        ray_local.get(unused.__ray_ready__.remote(), timeout=60)
+    assert ray_local.is_initialized()  # a Ray the caller started is left running
+
+
 def test_triage_ingest_engine_ray_on_the_command_line(ray_local, run_case, tmp_path, capsys):
     import json
 

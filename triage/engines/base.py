@@ -92,6 +92,14 @@ class Engine(ABC):
         engine finishes starting when it is entered or first used.
         """
 
+    def prepare(self, job: TriageJob) -> None:  # noqa: B027 - optional, as `start`
+        """Begin what scoring `job` needs, before the driver lists the studies (optional).
+
+        `triage run` calls this once the model is loaded and before it scans the export,
+        so that what the engine starts for the model (the Ray engine's inference actors)
+        overlaps the scan; `triage` then scores with it.
+        """
+
     def close(self) -> None:  # noqa: B027 - an engine without resources has nothing to do
         """Release what the engine started (processes, a cluster connection)."""
 

@@ -8,6 +8,16 @@ its own in Ray's object store until an inference actor takes it. The actors (one
 ``num_gpus=1``, else one on CPU) score batches with `triage.engines.scoring.score_batch`,
 padded to ``batch_size`` exactly as the local engine does, so both engines give the same
 scores. The driver routes and journals each batch as it comes back (`triage.run.pipeline`).
+The actors start (`RayEngine.prepare`) while the driver scans the export, so that a few
+seconds of start-up (a worker, torch, the model) do not hold up the first batch.
+
+Without ``--ray-address`` the engine starts a local instance with this machine's cores,
+in the background while `triage run` loads the model, without prestarted workers
+(`LOCAL_SYSTEM_CONFIG`): on 2 cores Ray's own processes are a fixed cost of CPU-seconds
+that ingest and inference would otherwise have (`python -m benchmarks.run.cpu_tree`
+measures them, process by process). Ray 2.60's `ray.init` has no option to go without its
+API server and autoscaler monitor (~0.6 CPU-s each, and ~1-2 s of start-up), and the
+engine does not patch Ray's internals to skip them.
 
 Faults: a task whose worker or node dies is retried by Ray (``max_retries``); an actor that
 dies is restarted and its batch retried (``max_restarts``, ``max_task_retries``); a volume
@@ -31,7 +41,7 @@ import signal
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +72,11 @@ GROUP = 4
 """Studies per ingest task at most: Ray's own cost per task (scheduling, the driver's and
 the worker's round trips) is paid once per group; `_group_size` makes groups smaller where
 there are too few studies to keep every CPU busy."""
+LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
+"""Ray's settings for a local instance that the engine starts. Prestarting a worker per CPU
+when the driver connects left one worker unused (the inference actor takes one of them,
+and the ingest tasks start another): each costs ~0.5 CPU-s to start on 2 cores; on demand,
+the actor and the tasks start just the workers they use."""
 _SHUTTING_DOWN: list[threading.Thread] = []  # local instances stopping in the background
 
 
@@ -137,6 +152,15 @@ class _Scorer:
 
 
 @dataclass
+class _Inference:
+    """The inference actors started for a job, and how to start another."""
+
+    job: TriageJob
+    new_actor: Callable[[], Any]
+    idle: list[Any]
+
+
+@dataclass
 class _Waiting:
     """An ingested study waiting for (or being scored by) an actor."""
 
@@ -175,6 +199,7 @@ class RayEngine(Engine):
         self._started_here = threading.Event()  # set: the start-up thread's work is done
         self._release = threading.Event()  # set: the start-up thread may end
         self._stop = False  # the start-up thread stops Ray when released
+        self._inference: _Inference | None = None  # actors `prepare` started
 
     @property
     def scan_workers(self) -> int:
@@ -244,7 +269,7 @@ class RayEngine(Engine):
                 ray.init(address=self.address, logging_level=logging.WARNING)
             else:
                 ray.init(num_cpus=available_cpus(), include_dashboard=False,
-                         logging_level=logging.WARNING)
+                         logging_level=logging.WARNING, _system_config=LOCAL_SYSTEM_CONFIG)
         except ConnectionError as err:
             raise EnvironmentalError(f"Could not join the Ray cluster at {self.address}: "
                                      f"{describe_environmental(err)}. Start it (`ray start "
@@ -257,6 +282,7 @@ class RayEngine(Engine):
     def close(self) -> None:
         atexit.unregister(self.close)
         self._join_start()
+        self._discard_inference()
         if self._starting is not None:  # started in the background: stopped there too
             self._stop = self._started
             self._release.set()
@@ -348,10 +374,19 @@ class RayEngine(Engine):
             options |= {"num_cpus": 0}
         return ray.remote(_Scorer).options(**options), device, count
 
-    def triage(self, studies: Sequence[StudyGroup], job: TriageJob) -> Iterator[list[Scored]]:
+    def prepare(self, job: TriageJob) -> None:
+        """Start the inference actors while the driver scans the export.
+
+        An actor takes seconds to start (a worker process, torch, the model) and scores
+        nothing until then; started here, it is ready when the first volumes are. A run
+        with nothing left to do stops it unused.
+        """
         with job.clock("ray_start"):  # joining the cluster, or starting a local instance
             self._connect()
-        prepare = self._task(_prepare, num_cpus=1)
+        self._discard_inference()
+        self._inference = self._start_inference(job)
+
+    def _start_inference(self, job: TriageJob) -> _Inference:
         actor_class, device, count = self._actors(job)
         self._device, self._actor_count = device, count
         bundle = ray.put(job.bundle)
@@ -359,13 +394,29 @@ class RayEngine(Engine):
         def new_actor():
             return actor_class.remote(bundle, device, job.batch_size, job.runtime)
 
-        idle = [new_actor() for _ in range(count)]
+        return _Inference(job, new_actor, [new_actor() for _ in range(count)])
+
+    def _discard_inference(self) -> None:
+        """Stop the actors `prepare` started that no `triage` took."""
+        inference, self._inference = self._inference, None
+        if inference is not None and ray.is_initialized():
+            _kill(inference.idle)
+
+    def triage(self, studies: Sequence[StudyGroup], job: TriageJob) -> Iterator[list[Scored]]:
+        with job.clock("ray_start"):  # joining the cluster, or starting a local instance
+            self._connect()
+        prepare = self._task(_prepare, num_cpus=1)
+        if self._inference is None or self._inference.job is not job:
+            self._discard_inference()
+            self._inference = self._start_inference(job)
+        inference, self._inference = self._inference, None
+        new_actor, idle = inference.new_actor, inference.idle
         size = self._group_size(len(studies))
         pending = _groups(studies, size)
         ingesting: dict[ray.ObjectRef, tuple[list[StudyGroup], list[ray.ObjectRef]]] = {}
         waiting: deque[_Waiting] = deque()
         scoring: dict[ray.ObjectRef, tuple[Any, list[_Waiting]]] = {}
-        limit = self._window * size + 2 * job.batch_size * count  # studies held at once
+        limit = self._window * size + 2 * job.batch_size * len(idle)  # studies held at once
         try:
             while pending or ingesting or waiting or scoring:
                 held = (sum(len(g) for g, _ in ingesting.values()) + len(waiting)
@@ -422,6 +473,7 @@ class RayEngine(Engine):
         finally:
             _cancel(ingesting)
             _cancel(scoring)
+            _kill([*idle, *(actor for actor, _ in scoring.values())])
 
     def _batch_lost(self, batch: list[_Waiting], waiting: deque[_Waiting],
                     err: RayError) -> Iterator[list[Scored]]:
@@ -481,6 +533,13 @@ def _take(waiting: deque[_Waiting], batch_size: int) -> list[_Waiting]:
     while waiting and len(batch) < batch_size and not waiting[0].alone:
         batch.append(waiting.popleft())
     return batch
+
+
+def _kill(actors: list[Any]) -> None:
+    """Stop inference actors now: left to exit with the instance, each would run torch's
+    teardown (~1 CPU-s on 2 cores), which nothing needs."""
+    for actor in actors:
+        ray.kill(actor)
 
 
 def _cancel(refs: dict) -> None:

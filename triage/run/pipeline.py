@@ -415,6 +415,9 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
          runtime: str) -> RunResult:
     journal = open_journal(out_dir, bundle, provenance, config)
     resumed_before = len(journal)
+    job = TriageJob(config=config, cache_root=out_dir / CACHE_DIR, bundle=bundle,
+                    device=device, batch_size=batch_size, clock=clock, runtime=runtime)
+    engine.prepare(job)  # e.g. Ray's inference actors start while the export is scanned
 
     with clock("scan"):
         scan = scan_export(export_dir, workers=engine.scan_workers, limits=config.limits)
@@ -436,8 +439,6 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
     # Largest first bounds the tail of the pool (`triage.ingest.schedule`); rows are
     # sorted when the worklists are written, so the order does not show.
     order = studies_largest_first(todo) if engine.parallel else todo
-    job = TriageJob(config=config, cache_root=out_dir / CACHE_DIR, bundle=bundle,
-                    device=device, batch_size=batch_size, clock=clock, runtime=runtime)
     for scored in engine.triage(order, job):
         triage.finish(scored)
 
