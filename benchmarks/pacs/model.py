@@ -1,6 +1,6 @@
 """The benchmark's tiny model and studies, made once and cached under ``bench_output/pacs``.
 
-The model is the one the PACS tests use (`triage.data.synth.tiny`: a cnn-small trained one
+The model is the one the PACS tests use (`triage.train.tiny`: a cnn-small trained one
 epoch on a 14-study, two-device synthetic export, volumes on a 16x16x8 grid): the benchmark
 measures the PACS paths around the model, not its forward pass.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from triage.data.synth.tiny import DEVICES, train_tiny
+from triage.train.tiny import DEVICES, train_tiny
 
 SLICES, MATRIX = 16, 64  # 16 slices: the default rules' slice QC passes
 

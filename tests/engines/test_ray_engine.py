@@ -77,9 +77,9 @@ def test_a_study_that_kills_every_try_is_failed_with_the_reason(ray_local, armed
 
 
 def test_ray_ingest_gives_the_local_report_and_device_stats(ray_local, run_case, tmp_path):
-    from triage.data.synth.tiny import INGEST
     from triage.engines.runner import ingest_export
     from triage.ingest.config import IngestConfig
+    from triage.train.tiny import INGEST
 
     config = IngestConfig.from_dict(INGEST)
     local = ingest_export(run_case.export_dir, tmp_path / "local", config, workers=2)
@@ -122,7 +122,7 @@ def test_triage_ingest_engine_ray_on_the_command_line(ray_local, run_case, tmp_p
     import yaml
 
     from triage.cli import main
-    from triage.data.synth.tiny import INGEST
+    from triage.train.tiny import INGEST
 
     config = tmp_path / "ingest.yaml"
     config.write_text(yaml.safe_dump(INGEST), encoding="utf-8")

@@ -17,7 +17,7 @@ import yaml
 
 from tests.feedback.conftest import DEFAULT_RULES, write_reviewed
 from triage.cli import main
-from triage.data.synth.tiny import EXPORT, train_tiny
+from triage.train.tiny import EXPORT, train_tiny
 
 NAME = "loop"
 

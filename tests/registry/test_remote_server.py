@@ -38,7 +38,7 @@ def mlflow_server(tmp_path):
          "--port", str(port), "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180  # its imports alone take a minute on 2 loaded cores
     while True:
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
@@ -48,7 +48,12 @@ def mlflow_server(tmp_path):
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             log.close()
-            pytest.fail("mlflow server did not start:\n"
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                state = "no answer on /health in 180 s"
+            else:
+                state = f"exited with status {proc.returncode}"
+            pytest.fail(f"mlflow server did not start ({state}):\n"
                         + (tmp_path / "server.log").read_text()[-2000:])
         time.sleep(0.5)
     yield url

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from triage.configs import config_path
-from triage.data.synth.tiny import DEVICES, train_tiny
+from triage.train.tiny import DEVICES, train_tiny
 
 
 @pytest.fixture(scope="session")

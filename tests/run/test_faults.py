@@ -168,7 +168,7 @@ from triage.dicom.grouping import group_studies
 from triage.dicom.scan import scan_export
 from triage.ingest.config import IngestConfig
 from triage.ingest.stream import stream_ingest
-from triage.data.synth.tiny import INGEST
+from triage.train.tiny import INGEST
 
 studies = group_studies(scan_export(Path(sys.argv[1])))
 for _ in stream_ingest(studies, IngestConfig.from_dict(INGEST), Path(sys.argv[2]),
@@ -244,9 +244,9 @@ def test_an_unreachable_tracking_server_fails_fast_in_one_line(run_case, tmp_pat
 def test_evaluate_refuses_an_ingest_made_with_another_preprocessing(tiny_model, tmp_path,
                                                                     capsys):
     from triage.data.synth import SynthConfig, generate_export
-    from triage.data.synth.tiny import DEVICES, INGEST
     from triage.engines.runner import ingest_export
     from triage.ingest.config import IngestConfig
+    from triage.train.tiny import DEVICES, INGEST
 
     export = generate_export(tmp_path / "export", SynthConfig(
         studies=6, seed=4, slices=8, matrix=32, devices=DEVICES, thick_fraction=0.0,
