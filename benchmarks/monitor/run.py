@@ -119,28 +119,12 @@ def simulated_false_alarms(streams: int, *, with_reference: bool = True) -> dict
 
 
 def _train_tiny(root: Path) -> Path:
-    """A tiny trained bundle (the recipe of tests/run/conftest.py: 14 studies of acme and
-    borealis on a 16x16x8 grid, cnn-small for one epoch)."""
-    from triage.data.synth import SynthConfig, generate_export
-    from triage.engines.runner import ingest_export
-    from triage.ingest.config import IngestConfig
-    from triage.train.config import TrainConfig
-    from triage.train.run import train_model
+    """The tiny trained bundle of the pipeline tests (`triage.train.tiny`: 14 studies of
+    acme and borealis on a 16x16x8 grid, cnn-small for one epoch)."""
+    from triage.train.tiny import train_tiny
 
-    ingest = {"selection": {"min_slices": 4},
-              "preprocess": {"target_spacing": [12, 12, 12], "target_shape": [16, 16, 8]}}
-    train = {"model": {"name": "cnn-small", "options": {"channels": [4, 8]}},
-             "optim": {"epochs": 1, "batch_size": 4, "lr": 0.003},
-             "perturb": {"p_transfer": 0.5}, "runtime": {"experiment": "bench-monitor"}}
-    export = generate_export(root / "export", SynthConfig(
-        studies=14, seed=4, slices=8, matrix=32, devices="acme,borealis",
-        thick_fraction=0.0, extras=False))
-    ingest_dir = root / "ingest"
-    ingest_export(export.out_dir, ingest_dir, IngestConfig.from_dict(ingest), workers=1)
-    (ingest_dir / "ingest_config.json").write_text(json.dumps(ingest), encoding="utf-8")
-    outcome = train_model(manifest_path=export.manifest_path, ingest_dir=ingest_dir,
-                          config=TrainConfig.from_dict(train), out_dir=root / "train",
-                          tracking_uri=os.environ["MLFLOW_TRACKING_URI"], progress=False)
+    outcome, _ = train_tiny(root, experiment="bench-monitor",
+                            tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
     return Path(outcome.bundle_dir)
 
 
