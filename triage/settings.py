@@ -104,7 +104,9 @@ def load_yaml(path: Path | str, what: str) -> Any:
 
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        # libyaml's parser where PyYAML has it (about 10x faster; the same safe subset)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
     except OSError as err:
         raise ConfigError(f"Cannot read {what} {path}: {err.strerror}.") from err
     except yaml.YAMLError as err:

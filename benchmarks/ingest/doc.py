@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.common import git_commit, package_version, write_marked_section
 from benchmarks.ingest.measure import Measured, Row
@@ -17,6 +18,9 @@ from benchmarks.ingest.report import (
     summary,
 )
 from benchmarks.ingest.settings import REPO, BenchSettings
+
+if TYPE_CHECKING:
+    from benchmarks.ingest.syntaxes import SyntaxRows
 
 BEGIN, END = "<!-- ingest:begin -->", "<!-- ingest:end -->"
 DOC_INTRO = """# Benchmarks
@@ -147,7 +151,7 @@ def render(settings: BenchSettings, export: Path, rows: list[Row], skipped: dict
            scaling: list[tuple[int, Measured, Measured]], *, elapsed_s: float,
            floor_mib: float, load_before: float,
            share: tuple[list[Row], int, list[Row]] | None = None,
-           syntaxes: dict[str, tuple[Row, Row]] | None = None) -> str:
+           syntaxes: dict[str, SyntaxRows] | None = None) -> str:
     """The markdown of the ingest section, without its markers.
 
     `share` is the JPEG 2000 breakdown: its rows, its number of series and the rows run

@@ -32,6 +32,7 @@ from typing import Any
 DCM2NIIX = "dcm2niix"
 #: JPEG 2000 transfer syntaxes: Image Compression (Lossless Only) .90 and .91.
 JPEG2000_PREFIX = "1.2.840.10008.1.2.4.9"
+JPEGLS_SYNTAXES = ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81")
 MODULE = "benchmarks.ingest.tools"
 _DCM2NIIX_SECONDS = re.compile(r"Conversion required ([0-9.]+) seconds")
 
@@ -358,12 +359,27 @@ def run_monai(export: Path, out_dir: Path, workers: int) -> ToolResult:
           modules=("openjpeg", "triage"), env=_ONE_BLAS_THREAD, main=False)
 def run_openjpeg_decode(export: Path, out_dir: Path, workers: int) -> ToolResult:
     """The JPEG 2000 frames of the export (other syntaxes skipped) decoded as triage's
-    loader decodes them.
+    loader decodes them: the decoder's share of a load, for comparing with dcm2niix on
+    the same series (its decoder is OpenJPEG too). See `decode_only`."""
+    return decode_only("openjpeg-decode", export, workers, (JPEG2000_PREFIX,))
+
+
+@register("charls-decode", "CharLS decode only (triage's calls)",
+          modules=("jpeg_ls", "triage"), env=_ONE_BLAS_THREAD, main=False)
+def run_charls_decode(export: Path, out_dir: Path, workers: int) -> ToolResult:
+    """The JPEG-LS frames of the export decoded as triage's loader decodes them (CharLS
+    through pyjpegls): what a dcm2niix built with CharLS would add to its time on the same
+    series uncompressed. See `decode_only`."""
+    return decode_only("charls-decode", export, workers, tuple(JPEGLS_SYNTAXES))
+
+
+def decode_only(name: str, export: Path, workers: int, syntaxes: tuple[str, ...]
+                ) -> ToolResult:
+    """Decode every frame of the export whose transfer syntax starts with one of `syntaxes`.
 
     Every file is read and its header parsed first (`triage.dicom.source.read_source`,
     untimed); the seconds are those of `triage.dicom.codecs.decode_single_frame` alone
-    (fragments joined, pylibjpeg-openjpeg on one thread): the decoder's share of a
-    load, for comparing with dcm2niix on the same series (its decoder is OpenJPEG too).
+    (fragments joined, the plugin on one thread).
     """
     from triage.dicom import codecs
     from triage.dicom.source import read_source
@@ -373,14 +389,14 @@ def run_openjpeg_decode(export: Path, out_dir: Path, workers: int) -> ToolResult
         for path in sorted(folder.iterdir()):
             source = read_source(path, 0)
             if (source.fast is None or not source.fast.encapsulated
-                    or not (source.info.transfer_syntax or "").startswith(JPEG2000_PREFIX)):
+                    or not (source.info.transfer_syntax or "").startswith(syntaxes)):
                 continue
             frames.append((source.fast.data, source.fast.pixel_offset, source.info))
     started = time.perf_counter()
     decoded = sum(codecs.decode_single_frame(*frame) is not None for frame in frames)
     seconds = time.perf_counter() - started
-    return ToolResult("openjpeg-decode", workers, seconds, len(folders),
-                      len(frames) - decoded, detail={"frames": decoded})
+    return ToolResult(name, workers, seconds, len(folders), len(frames) - decoded,
+                      detail={"frames": decoded})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
