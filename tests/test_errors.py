@@ -67,3 +67,28 @@ def test_the_description_leaves_file_paths_out():
 ])
 def test_old_journal_reasons_are_recognized(reason, environmental):
     assert environmental_reason(reason) is environmental
+
+
+def test_every_triage_error_survives_pickling_with_its_attributes(tmp_path):
+    import pickle
+
+    from triage.errors import (
+        DicomError,
+        EnvironmentalError,
+        GeometryError,
+        LabelsError,
+        ManifestError,
+    )
+    from triage.registry.bundle import BundleDigestError, BundleError
+
+    errors = [BundleError(tmp_path, "weights.pt is missing."),
+              BundleDigestError(tmp_path, "abc", "def"),
+              DicomError("no pixel data", tmp_path / "a.dcm"),
+              GeometryError("gap", tmp_path, verdict="gaps"),
+              ManifestError(tmp_path / "m.csv", ["row 2: bad label"]),
+              LabelsError(tmp_path / "l.csv", "no study_uid column", line=3),
+              EnvironmentalError("disk full")]
+    for err in errors:
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err)
+        assert back.__dict__ == err.__dict__

@@ -13,7 +13,22 @@ from pathlib import Path
 
 
 class TriageError(Exception):
-    """Base class of every error triage raises on purpose."""
+    """Base class of every error triage raises on purpose.
+
+    Every subclass pickles as its class, message and attributes, whatever its constructor
+    takes, so that it crosses process boundaries intact (the local pool's workers, Ray's
+    tasks and actors; pickle's default would call the constructor with the message alone).
+    """
+
+    def __reduce__(self) -> tuple:
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuild(cls: type[TriageError], args: tuple, state: dict) -> TriageError:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 class ConfigError(TriageError, ValueError):

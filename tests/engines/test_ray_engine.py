@@ -104,12 +104,14 @@ def test_actors_started_before_the_scan_score_the_run_or_are_stopped(ray_local, 
                     cache_root=tmp_path / "cache", bundle=bundle, device="cpu", batch_size=2)
     engine = RayEngine()
     engine.prepare(job)
-    (actor,) = engine._inference.idle
+    engine._join_prepare()  # the actors start in the background
+    (actor,) = engine._inference.actors
     assert list(engine.triage([], job)) == []  # the prepared actor is taken, then stopped
     with pytest.raises(RayActorError):
         ray_local.get(actor.__ray_ready__.remote(), timeout=60)
     engine.prepare(job)
-    (unused,) = engine._inference.idle
+    engine._join_prepare()
+    (unused,) = engine._inference.actors
     engine.close()  # no triage took it
     with pytest.raises(RayActorError):
         ray_local.get(unused.__ray_ready__.remote(), timeout=60)
@@ -171,3 +173,78 @@ def test_ray_started_in_the_background_serves_the_driver_until_closed(tmp_path):
     report = json.loads([line for line in proc.stdout.splitlines()
                          if line.startswith('{"value"')][-1])
     assert report == {"value": 42, "thread": True, "after": False, "left": []}
+
+
+def test_an_actor_holds_two_batches_but_a_batch_scored_alone_holds_it_alone():
+    from triage.engines.ray import IN_FLIGHT, _free_actor, _Waiting
+
+    def batch(alone: bool = False) -> list[_Waiting]:
+        return [_Waiting(None, None, None, alone)]  # type: ignore[arg-type]
+
+    a, b = "actor-a", "actor-b"
+    assert IN_FLIGHT == 2
+    assert _free_actor([a], [], alone=False) == a
+    assert _free_actor([a], [(a, batch())], alone=False) == a  # its second batch
+    assert _free_actor([a], [(a, batch()), (a, batch())], alone=False) is None
+    assert _free_actor([a, b], [(a, batch()), (a, batch())], alone=False) == b
+    # a batch that killed an actor before goes only to an actor holding nothing ...
+    assert _free_actor([a], [(a, batch())], alone=True) is None
+    assert _free_actor([a, b], [(a, batch())], alone=True) == b
+    # ... and its actor takes nothing else meanwhile
+    assert _free_actor([a], [(a, batch(alone=True))], alone=False) is None
+    # a dead actor's batches (its replacement is in `actors`) hold no slot of the new one
+    assert _free_actor([b], [("dead", batch()), ("dead", batch())], alone=True) == b
+
+
+def test_an_actor_that_cannot_start_stops_the_run_and_fails_no_study(ray_local, run_case,
+                                                                     router, tiny_model,
+                                                                     tmp_path):
+    import json
+    import shutil
+
+    from triage.errors import EnvironmentalError
+    from triage.registry.bundle import BUNDLE_JSON, WEIGHTS_FILE, load_bundle
+
+    folder = shutil.copytree(tiny_model.bundle_dir, tmp_path / "bundle")
+    (folder / WEIGHTS_FILE).write_bytes(b"not torch weights")  # torch cannot read it ...
+    meta = json.loads((folder / BUNDLE_JSON).read_text())
+    del meta["weights_sha256"]  # ... and no checksum says so before the actor loads it
+    (folder / BUNDLE_JSON).write_text(json.dumps(meta))
+    broken = load_bundle(folder, decode_weights=False)  # as `triage run --engine ray` does
+    out = tmp_path / "out"
+    with pytest.raises(EnvironmentalError, match="inference actor could not start on Ray"):
+        _ray_run(run_case, broken, router, out)
+    journal = out / "journal.jsonl"
+    rows = [json.loads(line) for line in journal.read_text().splitlines()] \
+        if journal.exists() else []
+    assert all(row.get("route") != "failed" or "Ray" not in str(row.get("reasons"))
+               for row in rows)  # the engine's failure is no study's outcome
+
+
+def test_the_ray_driver_of_triage_run_never_imports_torch(ray_local, run_case, rules_path,
+                                                         tiny_model, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    code = (
+        "import json, sys\n"
+        "from triage.cli import main\n"
+        f"code = main(['run', {str(run_case.export_dir)!r}, '--model', "
+        f"{str(tiny_model.bundle_dir)!r}, '--rules', {str(rules_path)!r}, '--out', "
+        f"{str(tmp_path / 'out')!r}, '--engine', 'ray', '--ray-address', 'auto', "
+        "'--batch-size', '2', '--json'])\n"
+        "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules}))\n")
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    assert last == {"code": 0, "torch": False}
+    summary = json.loads(done.stdout[done.stdout.index("{"):done.stdout.rindex("}\n{") + 1])
+    assert summary["studies"] == 7 and summary["engine"] == "ray"

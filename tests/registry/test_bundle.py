@@ -184,3 +184,41 @@ def test_routing_thresholds_round_trip_and_old_bundles_load_empty(make_bundle, t
     assert json.loads((path / BUNDLE_JSON).read_text())["format"] == BUNDLE_FORMAT == 1
     with pytest.raises(ValueError, match="routing must be a dict"):
         make_bundle(routing=[1])
+
+
+def test_weights_left_encoded_are_checked_now_and_decoded_where_used(saved, volumes):
+    import pickle
+
+    from triage.registry.bundle import EncodedWeights
+
+    decoded = load_bundle(saved)
+    lazy = load_bundle(saved, decode_weights=False)
+    assert isinstance(lazy.state_dict, EncodedWeights)
+    assert lazy.metadata() == decoded.metadata()
+    shipped = pickle.loads(pickle.dumps(lazy))  # what an inference actor receives
+    assert isinstance(shipped.state_dict, EncodedWeights)
+    for key, tensor in decoded.state_dict.items():
+        assert torch.equal(shipped.state_dict[key], tensor)
+    np.testing.assert_array_equal(shipped.predict_logits(volumes, device="cpu"),
+                                  decoded.predict_logits(volumes, device="cpu"))
+    # the checksum is still checked when the bundle is loaded, not when it is used
+    weights = saved / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(BundleError, match="weights.pt does not match its checksum"):
+        load_bundle(saved, decode_weights=False)
+    _edit_json(saved, weights_sha256=None)  # no checksum: a garbled file fails where used
+    garbled = load_bundle(saved, decode_weights=False)
+    with pytest.raises(BundleError, match="weights.pt cannot be read as weights"):
+        garbled.state_dict.decode()
+
+
+def test_a_bundle_with_encoded_weights_loads_without_torch(saved):
+    import subprocess
+    import sys
+
+    code = ("import sys; from triage.registry.bundle import load_bundle; "
+            f"b = load_bundle({str(saved)!r}, decode_weights=False); "
+            "assert b.check_runtime() == 'torch'; print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "False"

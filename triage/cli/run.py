@@ -154,11 +154,19 @@ def run(
     from triage.run.pipeline import prepare_out_dir, run_export
 
     check_fraction(audit_fraction)
-    from triage.model.device import select_device  # imports torch: after the OpenMP hint
+    # Before the model download and any ingest. Where the engine's workers run the model
+    # (Ray), they pick their devices, and this process needs neither torch nor the tensors.
+    in_driver = remote or runner.scores_in_driver
+    if in_driver:
+        from triage.model.device import select_device  # imports torch: after the OpenMP hint
 
-    select_device(device, option="--device")  # before the model download and any ingest
+        select_device(device, option="--device")
+    else:
+        from triage.model.config import check_device_name
+
+        check_device_name(device, option="--device")
     prepare_out_dir(out)
-    loaded = load_model(model)
+    loaded = load_model(model, decode_weights=in_driver)
     loaded.bundle.check_runtime(runtime)  # before any ingest
     ruleset, rules_source = _ruleset(rules, loaded.bundle, out)
     # No fitted thresholds (a bundle from before routing): every scored study is reviewed.

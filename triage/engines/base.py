@@ -73,6 +73,10 @@ class Engine(ABC):
     """Runs the per-study path; a context manager that holds its resources while open."""
 
     name: str = ""
+    #: Whether the model runs in the driver's process. An engine whose workers run it (Ray's
+    #: inference actors) lets the driver load the bundle without decoding its weights, so
+    #: that the driver never imports torch.
+    scores_in_driver: bool = True
 
     @classmethod
     def is_available(cls) -> bool:
@@ -89,7 +93,7 @@ class Engine(ABC):
         """Begin acquiring the engine's resources in the background (optional).
 
         A caller with other work to do first (loading the model) calls this early; the
-        engine finishes starting when it is entered or first used.
+        engine finishes starting when it is first used.
         """
 
     def prepare(self, job: TriageJob) -> None:  # noqa: B027 - optional, as `start`

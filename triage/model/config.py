@@ -16,6 +16,25 @@ from triage.errors import ConfigError
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+def check_device_name(name: str, *, option: str = "runtime.device") -> tuple[str, str]:
+    """`name` split into its kind and index (``"cuda:1"`` -> ``("cuda", "1")``), without
+    importing torch or asking the machine what it has (`triage.model.device.select_device`
+    does that where the model runs).
+
+    Raises:
+        ConfigError: not one of `DEVICES` or ``cuda:N``; `option` names the setting.
+
+    Example:
+        >>> check_device_name("cuda:1")
+        ('cuda', '1')
+    """
+    kind, _, index = str(name).partition(":")
+    if kind not in DEVICES or index and (kind != "cuda" or not index.isdigit()):
+        raise ConfigError(f"Unknown device '{name}' ({option}); expected one of "
+                          f"{', '.join(DEVICES)} or cuda:N.")
+    return kind, index
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The network (`triage.model.create_model`).

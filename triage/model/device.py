@@ -7,7 +7,7 @@ import logging
 import torch
 
 from triage.errors import ConfigError
-from triage.model.config import DEVICES
+from triage.model.config import check_device_name
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,7 @@ def select_device(name: str, *, option: str = "runtime.device") -> torch.device:
         >>> select_device("cpu")
         device(type='cpu')
     """
-    kind, _, index = str(name).partition(":")
-    if kind not in DEVICES or index and (kind != "cuda" or not index.isdigit()):
-        raise ConfigError(f"Unknown device '{name}' ({option}); expected one of "
-                          f"{', '.join(DEVICES)} or cuda:N.")
+    kind, index = check_device_name(name, option=option)
     if kind == "auto":
         if torch.cuda.is_available():
             device = torch.device("cuda")

@@ -33,7 +33,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,7 +156,8 @@ class ModelBundle:
 
     Attributes:
         model_config: ``ModelConfig`` as a dict (``name``, ``options``).
-        state_dict: the network's weights (CPU tensors).
+        state_dict: the network's weights (CPU tensors); for a bundle loaded with
+            ``decode_weights=False``, an `EncodedWeights` that decodes them on first use.
         in_shape: spatial input shape (X, Y, Z) = the preprocess ``target_shape``.
         preprocess_config: ``PreprocessConfig.to_dict()`` used for the training volumes.
         ingest_config: the ingest settings (series selection, load options) as a dict.
@@ -189,7 +190,7 @@ class ModelBundle:
     """
 
     model_config: dict[str, Any]
-    state_dict: dict[str, torch.Tensor]
+    state_dict: Mapping[str, torch.Tensor]
     in_shape: tuple[int, int, int]
     preprocess_config: dict[str, Any]
     ingest_config: dict[str, Any]
@@ -479,13 +480,72 @@ def _read_onnx(directory: Path, record: Any) -> bytes | None:
     return path.read_bytes()
 
 
-def load_bundle(directory: Path | str, *, expected_digest: str | None = None) -> ModelBundle:
+class EncodedWeights(Mapping[str, "torch.Tensor"]):
+    """A bundle's weights file as read from disk (checked against its checksum), decoded
+    into tensors only when first read.
+
+    `load_bundle(..., decode_weights=False)` gives it as the bundle's `state_dict`, so that
+    a process that never runs the model - the driver of a Ray run, whose inference actors
+    score - neither imports torch (~1 CPU-s and ~150 MiB) nor holds the tensors. Pickled
+    (to an actor), it travels as the file's bytes; `torch.load(..., weights_only=True)`
+    decodes it where it is used.
+    """
+
+    def __init__(self, data: bytes, directory: Path, name: str) -> None:
+        self._data, self._directory, self._name = data, directory, name
+        self._state: dict[str, torch.Tensor] | None = None
+
+    def decode(self) -> dict[str, torch.Tensor]:
+        """The tensors (decoded once).
+
+        Raises:
+            BundleError: the bytes are not a state_dict of tensors.
+        """
+        if self._state is None:
+            self._state = _decode_weights(self._data, self._directory, self._name)
+        return self._state
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.decode()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.decode())
+
+    def __len__(self) -> int:
+        return len(self.decode())
+
+    def __reduce__(self) -> tuple[Any, ...]:  # the bytes, not the tensors
+        return EncodedWeights, (self._data, self._directory, self._name)
+
+
+def _decode_weights(data: bytes, directory: Path, name: str) -> dict[str, torch.Tensor]:
+    """``torch.load(..., weights_only=True)`` of a weights file's bytes, checked."""
+    import io
+
+    import torch
+
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a garbled file
+        raise BundleError(directory, f"{name} cannot be read as weights "
+                                     f"({type(err).__name__}: {err}).") from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise BundleError(directory, f"{name} is not a state_dict of tensors.")
+    return state
+
+
+def load_bundle(directory: Path | str, *, expected_digest: str | None = None,
+                decode_weights: bool = True) -> ModelBundle:
     """Read a bundle written by `save_bundle`.
 
     Args:
         directory: the bundle folder.
         expected_digest: the `bundle_digest` recorded when the bundle was logged; when
             given, a folder whose files no longer match it is refused.
+        decode_weights: False leaves the weights encoded (`EncodedWeights`: checked
+            against their checksum, decoded where the model runs), so that loading needs
+            no torch.
 
     Raises:
         BundleDigestError: the files do not match `expected_digest`.
@@ -494,8 +554,6 @@ def load_bundle(directory: Path | str, *, expected_digest: str | None = None) ->
             not match their checksum or cannot be read, or the bundle was written by a
             newer triage (format > `BUNDLE_FORMAT`).
     """
-    import torch
-
     directory = Path(directory)
     meta_path = directory / BUNDLE_JSON
     if not directory.is_dir():
@@ -528,17 +586,12 @@ def load_bundle(directory: Path | str, *, expected_digest: str | None = None) ->
     if not weights.is_file():
         raise BundleError(directory, f"the weights file {weights.name} is missing.")
     expected = meta.get("weights_sha256")
-    if expected and _sha256(weights) != expected:
+    data = weights.read_bytes()  # read once: checked, then decoded from these bytes
+    if expected and hashlib.sha256(data).hexdigest() != expected:
         raise BundleError(directory, f"{weights.name} does not match its checksum in "
                                      f"{BUNDLE_JSON}; the file is corrupt or was replaced.")
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a garbled file
-        raise BundleError(directory, f"{weights.name} cannot be read as weights "
-                                     f"({type(err).__name__}: {err}).") from err
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
-                                              for v in state.values()):
-        raise BundleError(directory, f"{weights.name} is not a state_dict of tensors.")
+    encoded = EncodedWeights(data, directory, weights.name)
+    state: Mapping[str, torch.Tensor] = encoded.decode() if decode_weights else encoded
     fields = {f.name for f in dataclasses.fields(ModelBundle) if f.init}
     kwargs = {k: v for k, v in meta.items() if k in fields and k != "onnx_model"}
     kwargs["onnx_model"] = _read_onnx(directory, meta.get("onnx") or {})

@@ -280,7 +280,8 @@ def _recorded_digest(uri: str, model_dir: Path, tracking_uri: str) -> str | None
         return None
 
 
-def load_bundle_from_uri(uri: str, *, tracking_uri: str | None = None) -> ModelBundle:
+def load_bundle_from_uri(uri: str, *, tracking_uri: str | None = None,
+                         decode_weights: bool = True) -> ModelBundle:
     """Load the bundle of a logged or registered model, or a local bundle directory.
 
     A logged model's files must match the digest recorded in the tracking store when it
@@ -292,6 +293,7 @@ def load_bundle_from_uri(uri: str, *, tracking_uri: str | None = None) -> ModelB
             ``runs:/<run_id>/model``, any artifact URI, or a local directory (a bundle or
             a downloaded pyfunc model).
         tracking_uri: tracking (and registry) URI; see `resolve_tracking_uri`.
+        decode_weights: False leaves the weights encoded (see `load_bundle`).
 
     Raises:
         BundleDigestError: the files do not match the recorded digest, or a logged model
@@ -303,7 +305,8 @@ def load_bundle_from_uri(uri: str, *, tracking_uri: str | None = None) -> ModelB
     local = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
     if "://" not in uri and ":/" not in uri and local.is_dir():
         config = _mlmodel(local).get("model_config") or {}
-        return load_bundle(_find_bundle(local), expected_digest=config.get(DIGEST_KEY))
+        return load_bundle(_find_bundle(local), expected_digest=config.get(DIGEST_KEY),
+                           decode_weights=decode_weights)
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -323,6 +326,7 @@ def load_bundle_from_uri(uri: str, *, tracking_uri: str | None = None) -> ModelB
         if expected is None:
             raise BundleDigestError(uri, None, bundle_digest(directory))
         try:
-            return load_bundle(directory, expected_digest=expected)
+            return load_bundle(directory, expected_digest=expected,
+                               decode_weights=decode_weights)
         except BundleDigestError as err:
             raise BundleDigestError(uri, err.expected, err.actual) from None

@@ -58,8 +58,12 @@ def _alias_version(name: str, alias: str, tracking_uri: str | None) -> str | Non
         return None
 
 
-def load_model(uri: str, *, tracking_uri: str | None = None) -> LoadedModel:
+def load_model(uri: str, *, tracking_uri: str | None = None,
+               decode_weights: bool = True) -> LoadedModel:
     """Load the bundle at `uri` (model URI or local bundle folder) and name it.
+
+    ``decode_weights=False`` leaves the weights encoded, for a driver whose engine runs
+    the model elsewhere (`triage.registry.bundle.EncodedWeights`): no torch import here.
 
     Raises:
         BundleError: the URI holds no valid bundle.
@@ -78,8 +82,10 @@ def load_model(uri: str, *, tracking_uri: str | None = None) -> LoadedModel:
     elif "://" not in uri and ":/" not in uri:
         name = Path(uri).resolve().name
         if (Path(uri) / BUNDLE_JSON).is_file():
-            return LoadedModel(load_bundle(uri), name, version, source)
+            return LoadedModel(load_bundle(uri, decode_weights=decode_weights), name,
+                               version, source)
     from triage.registry.pyfunc import load_bundle_from_uri
 
-    bundle = load_bundle_from_uri(source, tracking_uri=tracking_uri)
+    bundle = load_bundle_from_uri(source, tracking_uri=tracking_uri,
+                                  decode_weights=decode_weights)
     return LoadedModel(bundle, name, version, source)

@@ -359,8 +359,6 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         EnvironmentalError: the machine failed (disk full or read-only, device, out of
             memory): the run stopped, no study was failed for it, and a rerun resumes.
     """
-    from triage.model.device import select_device
-
     start = time.perf_counter()
     clock = Stopwatch()
     export_dir, out_dir = Path(export_dir), Path(out_dir)
@@ -368,9 +366,16 @@ def run_export(export_dir: Path | str, out_dir: Path | str, *, bundle: ModelBund
         raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
-    device = str(select_device(device, option="device"))  # before any ingest
-    runtime = bundle.check_runtime(runtime)
     engine = engine or LocalEngine(workers)
+    if engine.scores_in_driver:  # before any ingest
+        from triage.model.device import select_device  # imports torch
+
+        device = str(select_device(device, option="device"))
+    else:  # the engine's workers pick their devices; this process needs no torch
+        from triage.model.config import check_device_name
+
+        check_device_name(device, option="device")
+    runtime = bundle.check_runtime(runtime)
     config = IngestConfig.from_dict(bundle.ingest_config,
                                     source="the model bundle's ingest_config")
     provenance = _provenance(bundle, router, model_name, model_version)
