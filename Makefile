@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency bench-table1 bench-lodo bench-site bench-strategies-smoke bench-ray bench-monitor bench-guarantee bench-pacs lint clean
+.PHONY: help install tools demo test test-all typecheck bench bench-quality bench-triage bench-run bench-efficiency bench-table1 bench-lodo bench-site bench-strategies-smoke bench-ray bench-ray-nodes bench-monitor bench-guarantee bench-pacs lint clean
 
 help:
 	@echo "make demo      create the venv, install, run the pipeline end to end on a synthetic export"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-pacs  triage listen latency to an SR in Orthanc, triage run from DICOMweb vs folder (STUDIES=100)"
 	@echo "make bench-strategies-smoke  the three above, 1 seed, 1 fold, 1 epoch (not written to docs)"
 	@echo "make bench-ray  triage run --engine local vs ray on this machine (writes docs/benchmarks.md)"
+	@echo "make bench-ray-nodes  triage run on a simulated two-node Ray cluster, one node removed"
 	@echo "make bench-guarantee  guarantee modes over redraws and the feedback loop, simulated (minutes)"
 
 $(PY):
@@ -87,6 +88,9 @@ bench-run: install
 
 bench-ray: install
 	$(PY) -m benchmarks.run.ray_compare
+
+bench-ray-nodes: install
+	$(PY) -m benchmarks.run.two_nodes
 
 STUDIES ?= 100
 bench-pacs: install tools

@@ -54,7 +54,8 @@ def test_a_task_or_actor_that_dies_once_is_retried(ray_local, armed, local_rows,
     assert _rows(tmp_path / "out") == local_rows
 
 
-@pytest.mark.slow  # 60-110 s on 2 shared cores: 4 actor and 2 worker deaths, each restarted
+# 60-110 s on 2 shared cores (4 actor and 2 worker deaths, each restarted): in the fast
+# suite all the same, as CI must run the fault tests of the Ray engine
 def test_a_study_that_kills_every_try_is_failed_with_the_reason(ray_local, armed, local_rows,
                                                                 run_case, bundle, router,
                                                                 tmp_path):
@@ -156,7 +157,7 @@ print(json.dumps({"value": value, "thread": "triage-ray-start" in threads,
 """
 
 
-@pytest.mark.slow  # 15-30 s on 2 shared cores: a local Ray instance started in a subprocess
+# 15-30 s on 2 shared cores: a local Ray instance started in a subprocess
 def test_ray_started_in_the_background_serves_the_driver_until_closed(tmp_path):
     import json
     import os

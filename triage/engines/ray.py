@@ -40,7 +40,7 @@ import re
 import signal
 import sys
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -111,22 +111,28 @@ def check_address(address: str | None) -> str | None:
                       f"ray://HOST:PORT (Ray Client, port 10001 by default).")
 
 
+def _node() -> str:
+    """The Ray node this task runs on (its id), which the driver counts studies by."""
+    return str(ray.get_runtime_context().get_node_id())
+
+
 def _ingest(studies: list[StudyGroup], config: IngestConfig, cache_root: Path
-            ) -> list[StudyOutcome]:
-    """Ingest a group of studies in one task (fewer tasks: less of Ray's per-task cost)."""
+            ) -> tuple[str, list[StudyOutcome]]:
+    """Ingest a group of studies in one task (fewer tasks: less of Ray's per-task cost);
+    the node it ran on, and the outcomes."""
     limiter = _one_blas_thread()  # one core per task, as in the local pool
     try:
-        return [ingest_study(study, config, cache_root) for study in studies]
+        return _node(), [ingest_study(study, config, cache_root) for study in studies]
     finally:
         limiter.restore_original_limits()
 
 
 def _prepare(studies: list[StudyGroup], config: IngestConfig, cache_root: Path
              ) -> tuple[Any, ...]:
-    """Ingest a group of studies for scoring: ``(metas, volume, volume, ...)``, a meta
-    ``(outcome without volume, reason, has volume)`` and a volume (or None) per study; one
-    object each, so that the driver fetches the small metas only and each volume goes to
-    the actor alone."""
+    """Ingest a group of studies for scoring: ``((node, metas), volume, volume, ...)``,
+    the node it ran on, a meta ``(outcome without volume, reason, has volume)`` and a volume
+    (or None) per study; one object each, so that the driver fetches the small metas only
+    and each volume goes to the actor alone."""
     lower_priority()  # the model has the cores first, as in the local engine
     limiter = _one_blas_thread()
     metas, arrays = [], []
@@ -139,7 +145,7 @@ def _prepare(studies: list[StudyGroup], config: IngestConfig, cache_root: Path
             arrays.append(outcome.array)
     finally:
         limiter.restore_original_limits()
-    return (metas, *arrays)
+    return ((_node(), metas), *arrays)
 
 
 class _Scorer:
@@ -218,6 +224,8 @@ class RayEngine(Engine):
         self._stop = False  # the start-up thread stops Ray when released
         self._inference: _Inference | None = None  # actors `prepare` started
         self._preparing: threading.Thread | None = None  # `prepare` starting them
+        #: Studies ingested on each Ray node (by node id), in this engine's runs so far.
+        self.studies_per_node: Counter[str] = Counter()
         self._prepare_error: BaseException | None = None
 
     @property
@@ -371,7 +379,8 @@ class RayEngine(Engine):
                 (ref,), _ = ray.wait(list(running), num_returns=1)
                 group = running.pop(ref)
                 try:
-                    outcomes = ray.get(ref)
+                    node, outcomes = ray.get(ref)
+                    self.studies_per_node[node] += len(group)
                 except RayError as err:
                     if self._split(group, pending, err):
                         continue
@@ -484,7 +493,8 @@ class RayEngine(Engine):
                 if ref in ingesting:
                     group, volumes = ingesting.pop(ref)
                     try:
-                        metas = ray.get(ref)
+                        node, metas = ray.get(ref)
+                        self.studies_per_node[node] += len(group)
                     except RayError as err:
                         if self._split(group, pending, err):
                             continue
@@ -557,6 +567,8 @@ class RayEngine(Engine):
                                 "max_retries": self.max_retries}
         if hasattr(self, "_device"):
             info |= {"inference_actors": self._actor_count, "inference_device": self._device}
+        if self.studies_per_node:
+            info["studies_per_node"] = dict(self.studies_per_node.most_common())
         return info
 
 
