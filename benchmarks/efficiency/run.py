@@ -14,7 +14,8 @@ one also as an ONNX graph), and a narrower student distilled from it (`triage tr
 threads, AUROC in-domain and on the held-out device, ECE after temperature, device groups
 with a certified routine threshold; then the goal (>= 2x the fp32 forward throughput,
 held-out AUROC within 1 point, no certified group lost) and the variants that meet it.
-Then an incoming export (150 studies) through `triage run` (torch, onnx, int8) and through
+Then an incoming export (150 studies) through `triage run` (torch, onnx, int8, and the
+70 % pruned network's ONNX graph) and through
 the pipeline a MONAI user would write (LoadImage with PydicomReader -> EnsureChannelFirst
 -> Orientation -> Spacing -> ScaleIntensityRange -> ResizeWithPadOrCrop -> the same
 network, in a DataLoader with 2 workers), in interleaved rounds: studies/min and the ratio
@@ -172,6 +173,7 @@ def measure_variants(paths: dict[str, Path]) -> list[dict[str, Any]]:
 
     save_bundle(onnx, save / "onnx")
     save_bundle(int8, save / "int8")
+    save_bundle(pruned_onnx, save / "pruned-onnx")
     return rows
 
 
@@ -200,14 +202,15 @@ def goal(variants: list[dict[str, Any]]) -> str:
 
 PIPELINES: tuple[tuple[str, str, str], ...] = (("triage run, fp32 torch", "parent/bundle", "torch"),
              ("triage run, ONNX fp32", "variants/onnx", "onnx"),
-             ("triage run, ONNX int8", "variants/int8", "onnx"))
+             ("triage run, ONNX int8", "variants/int8", "onnx"),
+             ("triage run, pruned 70% + ONNX fp32", "variants/pruned-onnx", "onnx"))
 PEER = "MONAI peer (LoadImage/PydicomReader ... DataLoader, 2 workers), fp32 torch"
 
 
 def measure_runs(paths: dict[str, Path], rounds: int) -> list[dict[str, Any]]:
-    """`triage run` (torch, onnx, int8) and the MONAI peer on the incoming export, in
-    `rounds` interleaved rounds (each pipeline once per round, so that a burst of other
-    jobs' load falls on all of them); a row keeps every round and its fastest."""
+    """`triage run` (torch, onnx, int8, pruned + onnx) and the MONAI peer on the incoming
+    export, in `rounds` interleaved rounds (each pipeline once per round, so that a burst
+    of other jobs' load falls on all of them); a row keeps every round and its fastest."""
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
     seconds: dict[str, list[float]] = {}
     studies: dict[str, int] = {}
@@ -373,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--studies", type=int, default=300)
     parser.add_argument("--incoming", type=int, default=150)
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2,
+    parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved rounds of the run-level comparison")
     parser.add_argument("--no-doc", action="store_true", help="print, do not edit the doc")
     args = parser.parse_args(argv)

@@ -138,7 +138,7 @@ def notes(floor_mib: float, warmup: bool) -> list[str]:
         "thread (pylibjpeg-openjpeg has no thread option) with BLAS limited to one "
         "thread, so a 1-worker triage row uses one core, as dcm2niix does by default. "
         "With workers, triage submits studies largest first (pixels × a per-syntax "
-        "decode cost) and reads the headers inline below 1,024 files per worker (a pool "
+        "decode cost) and reads the headers inline below 4,096 files per worker (a pool "
         "costs more than it saves there); both triage rows split the compressed series "
         "that would otherwise be decoded alone at the end into one part per worker, as "
         "`triage ingest` does (`triage.ingest.stream`; the load-to-volume row through "

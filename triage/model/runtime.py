@@ -100,7 +100,7 @@ class OnnxSession:
         graph: the serialized ONNX model.
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (see `onnx_providers`).
         threads: intra-op threads (default: torch's thread count when torch is loaded,
-            so both runtimes use the cores the run gives inference).
+            so both runtimes use the cores the run gives inference); idle, they sleep.
     """
 
     def __init__(self, graph: bytes, *, device: str = "auto", threads: int | None = None
@@ -111,6 +111,11 @@ class OnnxSession:
         options.intra_op_num_threads = threads if threads is not None else _torch_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle threads sleep instead of spinning, as triage asks of torch's OpenMP
+        # (`triage.engines.threads`): in `triage run` the ingest workers need the cores
+        # between batches. Measured (2 cores, 150 studies, the 70 % pruned graph): the run
+        # 5.7 -> 4.8 s; the forward pass alone no slower (8-10 -> 7 ms per volume).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.providers = onnx_providers(device)
         self.session = ort.InferenceSession(graph, sess_options=options,
                                             providers=self.providers)
