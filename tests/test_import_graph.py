@@ -1,4 +1,5 @@
-"""The subpackages of triage/ import each other without a cycle, counting every import.
+"""The subpackages of triage/ import each other without a cycle, counting every import;
+triage/dicom's stages import only the stages before them.
 
 An import inside a function is still an import: a cycle hidden that way means a type
 lives in the wrong package. The graph is computed with `ast` from every module under
@@ -103,3 +104,53 @@ def test_subpackages_of_triage_import_each_other_without_a_cycle():
     assert {"dicom", "ingest", "model", "train", "registry"} <= set(graph)
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle or [])
+
+
+#: triage/dicom's layers in the order of the flow: the shared top-level modules (""), then
+#: one subpackage per stage. A module imports only its own layer and the layers before it.
+DICOM_LAYERS = ("", "scan", "select", "pixels", "volume")
+DICOM = ROOT / "dicom"
+
+
+def _dicom_layer(module: str) -> str | None:
+    """'triage.dicom.scan.index' -> 'scan'; 'triage.dicom.tags', 'triage.dicom' -> '';
+    anything outside triage.dicom -> None."""
+    parts = module.split(".")
+    if parts[:2] != ["triage", "dicom"]:
+        return None
+    if len(parts) > 2 and (DICOM / parts[2]).is_dir():
+        return parts[2]
+    return ""
+
+
+def dicom_layer_violations() -> list[str]:
+    """'importer -> imported' for every import of a later layer of triage/dicom."""
+    rank = {layer: n for n, layer in enumerate(DICOM_LAYERS)}
+    found = []
+    for path in sorted(DICOM.rglob("*.py")):
+        module = _module_name(path)
+        source = _dicom_layer(module)
+        assert source is not None
+        for name in sorted(_imports(path)):
+            target = _dicom_layer(name)
+            if target is not None and rank[target] > rank[source]:
+                found.append(f"{module} ({source or 'shared'}) -> {name} ({target})")
+    return found
+
+
+def test_dicom_layers_name_every_subpackage_of_triage_dicom():
+    subpackages = {p.parent.name for p in DICOM.glob("*/__init__.py")}
+    assert subpackages == set(DICOM_LAYERS) - {""}
+
+
+def test_dicom_layer_of_a_module():
+    assert _dicom_layer("triage.dicom") == ""
+    assert _dicom_layer("triage.dicom.tags.LOADER_TAGS") == ""
+    assert _dicom_layer("triage.dicom.scan") == "scan"
+    assert _dicom_layer("triage.dicom.volume.loader.load_series") == "volume"
+    assert _dicom_layer("triage.errors") is None
+
+
+def test_dicom_stages_import_only_the_shared_modules_and_earlier_stages():
+    violations = dicom_layer_violations()
+    assert not violations, "\n".join(violations)

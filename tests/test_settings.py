@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from triage.data.synth.config import SynthConfig
-from triage.dicom.loader import LoadOptions
-from triage.dicom.selection_rules import SelectionRules
+from triage.dicom.select.selection_rules import SelectionRules
+from triage.dicom.volume.loader import LoadOptions
 from triage.errors import ConfigError
 from triage.ingest.config import DEFAULT_CONFIG as INGEST_YAML
 from triage.ingest.config import IngestConfig

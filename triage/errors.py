@@ -64,7 +64,7 @@ class GeometryError(DicomError):
     """A series cannot be made into a trustworthy volume (positions, orientation, spacing).
 
     Attributes:
-        verdict: the geometry verdict (a `triage.dicom.volume.GeometryVerdict`, a string
+        verdict: the geometry verdict (a `triage.dicom.verdict.GeometryVerdict`, a string
             enum) so that reports record why a series failed; None when not geometric.
     """
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from triage.dicom import codecs
-from triage.dicom.index import InstanceRecord
-from triage.dicom.loader import LoadOptions, load_series
-from triage.dicom.volume import Volume
+from triage.dicom.pixels import codecs
+from triage.dicom.scan.index import InstanceRecord
+from triage.dicom.volume.loader import LoadOptions, load_series
+from triage.dicom.volume.model import Volume
 from triage.errors import TriageError
 from triage.ingest.parallel_load import decode_part, merge_parts
 from triage.ingest.schedule import plan_series, splittable

@@ -278,9 +278,9 @@ def run_triage_load(export: Path, out_dir: Path, workers: int) -> ToolResult:
     part decoding, without the preprocessing and caching). `out_dir` is not written.
     """
     from benchmarks.ingest.load_pool import load_many
-    from triage.dicom.grouping import group_studies
-    from triage.dicom.scan import scan_export
-    from triage.dicom.selection import select_series
+    from triage.dicom.scan.grouping import group_studies
+    from triage.dicom.scan.scan import scan_export
+    from triage.dicom.select.selection import select_series
     from triage.ingest.config import IngestConfig
 
     started = time.perf_counter()
@@ -377,12 +377,12 @@ def decode_only(name: str, export: Path, workers: int, syntaxes: tuple[str, ...]
                 ) -> ToolResult:
     """Decode every frame of the export whose transfer syntax starts with one of `syntaxes`.
 
-    Every file is read and its header parsed first (`triage.dicom.source.read_source`,
-    untimed); the seconds are those of `triage.dicom.codecs.decode_single_frame` alone
+    Every file is read and its header parsed first (`triage.dicom.pixels.source.read_source`,
+    untimed); the seconds are those of `triage.dicom.pixels.codecs.decode_single_frame` alone
     (fragments joined, the plugin on one thread).
     """
-    from triage.dicom import codecs
-    from triage.dicom.source import read_source
+    from triage.dicom.pixels import codecs
+    from triage.dicom.pixels.source import read_source
 
     frames, folders = [], series_folders(export)
     for folder in folders:

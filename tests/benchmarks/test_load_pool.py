@@ -11,9 +11,9 @@ from pydicom.uid import JPEG2000Lossless
 
 from benchmarks.ingest.load_pool import load_many
 from tests.dicom.loader_factory import SeriesRecipe, write_series
-from triage.dicom import codecs
-from triage.dicom.index import InstanceRecord
-from triage.dicom.scan import scan_export
+from triage.dicom.pixels import codecs
+from triage.dicom.scan.index import InstanceRecord
+from triage.dicom.scan.scan import scan_export
 from triage.ingest.schedule import plan_series
 
 pytestmark = pytest.mark.skipif(not codecs.direct_available(JPEG2000Lossless),
@@ -77,6 +77,6 @@ def test_one_long_series_is_decoded_by_all_workers(export: Path) -> None:
 
 
 def _options():
-    from triage.dicom.loader import LoadOptions
+    from triage.dicom.volume.loader import LoadOptions
 
     return LoadOptions()

@@ -305,7 +305,7 @@ def test_device_noise_makes_that_device_noisier(make_synth_export):
     import csv
 
     from triage.data.synth.devices import get_device
-    from triage.dicom.loader import load_series
+    from triage.dicom.volume.loader import load_series
     from triage.preprocess.stats import estimate_noise_hu
 
     noise = {}

@@ -23,7 +23,7 @@ from triage.data.synth.dicom_writer import (
     secondary_capture_dataset,
     text_report_dataset,
 )
-from triage.dicom.index import InstanceRecord
+from triage.dicom.scan.index import InstanceRecord
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 CORONAL = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)

@@ -34,8 +34,9 @@ from tests.dicom.loader_factory import (
     phantom_hu,
     write_series,
 )
-from triage.dicom.loader import load_series
-from triage.dicom.volume import GeometryVerdict, Volume
+from triage.dicom.verdict import GeometryVerdict
+from triage.dicom.volume.loader import load_series
+from triage.dicom.volume.model import Volume
 
 BASE = SeriesRecipe()
 CASES = {

@@ -14,9 +14,10 @@ import pytest
 from pydicom.uid import UID, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from tests.dicom.loader_factory import SeriesRecipe, write_series
-from triage.dicom import codecs, decode, geometry, tags
+from triage.dicom import geometry, tags
 from triage.dicom.fast_reader import read_fast
-from triage.dicom.source import read_source
+from triage.dicom.pixels import codecs, decode
+from triage.dicom.pixels.source import read_source
 
 pytestmark = pytest.mark.skipif(
     not (codecs.direct_available(JPEG2000Lossless) and codecs.direct_available(RLELossless)),
@@ -75,10 +76,10 @@ def test_scan_and_load_of_uncompressed_files_never_import_pydicom(make_synth_exp
     export = make_synth_export(studies=3, slices=4, devices="acme")
     script = textwrap.dedent("""
         import sys
-        from triage.dicom.grouping import group_studies
-        from triage.dicom.loader import load_series
-        from triage.dicom.scan import scan_export
-        from triage.dicom.selection import SelectionRules, select_series
+        from triage.dicom.scan.grouping import group_studies
+        from triage.dicom.volume.loader import load_series
+        from triage.dicom.scan.scan import scan_export
+        from triage.dicom.select.selection import SelectionRules, select_series
 
         verdicts = []
         for study in group_studies(scan_export(sys.argv[1], workers=1)):
@@ -171,10 +172,10 @@ def test_rle_and_jpeg2000_loads_import_no_pydicom(make_synth_export) -> None:
     export = make_synth_export(studies=2, slices=4, devices="borealis,cygnus")
     script = textwrap.dedent("""
         import sys
-        from triage.dicom.grouping import group_studies
-        from triage.dicom.loader import load_series
-        from triage.dicom.scan import scan_export
-        from triage.dicom.selection import SelectionRules, select_series
+        from triage.dicom.scan.grouping import group_studies
+        from triage.dicom.volume.loader import load_series
+        from triage.dicom.scan.scan import scan_export
+        from triage.dicom.select.selection import SelectionRules, select_series
 
         verdicts = []
         for study in group_studies(scan_export(sys.argv[1], workers=1)):

@@ -23,8 +23,8 @@ from tests.dicom.loader_factory import (
     write_series,
 )
 from triage.dicom import geometry
-from triage.dicom.loader import LoadOptions, load_series
-from triage.dicom.volume import GeometryVerdict
+from triage.dicom.verdict import GeometryVerdict
+from triage.dicom.volume.loader import LoadOptions, load_series
 from triage.errors import DicomError, GeometryError
 
 AXIAL_NORMAL = np.array([0.0, 0.0, 1.0])
@@ -343,7 +343,7 @@ def test_loading_a_series_does_not_import_numpy_ma(tmp_path: Path) -> None:
     import sys
 
     paths = [str(p) for p in write_series(tmp_path, SeriesRecipe(n_slices=6, rows=8, cols=8)).paths]
-    code = ("import sys; from triage.dicom.loader import load_series; "
+    code = ("import sys; from triage.dicom.volume.loader import load_series; "
             f"load_series({paths!r}); print('numpy.ma' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

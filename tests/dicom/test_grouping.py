@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.dicom.loader_factory import STUDY, SeriesRecipe, write_series
-from triage.dicom.grouping import group_studies
-from triage.dicom.scan import scan_export
-from triage.dicom.selection import StudyStatus, select_series
+from triage.dicom.scan.grouping import group_studies
+from triage.dicom.scan.scan import scan_export
+from triage.dicom.select.selection import StudyStatus, select_series
 from triage.engines.runner import ingest_export
 from triage.ingest.config import IngestConfig
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from triage.dicom.header import read_instance
+from triage.dicom.scan.header import read_instance
 
 
 def test_implicit_vr_pixel_data_in_an_explicit_vr_file_is_not_truncated(tmp_path: Path

@@ -14,11 +14,13 @@ from pydicom import config
 
 from tests.dicom.factories import ACME, build_export, study_header, write_ct_series
 from triage.data.synth.devices import DEVICE_PROFILES
-from triage.dicom import fast_reader, header, slice_header, values
-from triage.dicom.header_fast import fast_record
-from triage.dicom.loader import load_series
+from triage.dicom import fast_reader, values
+from triage.dicom.pixels import slice_header
+from triage.dicom.pixels.source import read_source
 from triage.dicom.raw_header import NeedMoreBytes, Unsupported, walk_header
-from triage.dicom.source import read_source
+from triage.dicom.scan import header
+from triage.dicom.scan.header_fast import fast_record
+from triage.dicom.volume.loader import load_series
 from triage.errors import GeometryError
 
 

@@ -15,12 +15,12 @@ from tests.dicom.factories import (
     study_header,
     write_ct_series,
 )
-from triage.dicom.dicomdir import read_dicomdir
-from triage.dicom.header import read_instance
-from triage.dicom.index import ScanErrorCode
 from triage.dicom.limits import ResourceLimitError, ResourceLimits
-from triage.dicom.loader import LoadOptions, load_series
-from triage.dicom.scan import scan_export
+from triage.dicom.scan.dicomdir import read_dicomdir
+from triage.dicom.scan.header import read_instance
+from triage.dicom.scan.index import ScanErrorCode
+from triage.dicom.scan.scan import scan_export
+from triage.dicom.volume.loader import LoadOptions, load_series
 from triage.errors import DicomError
 
 MIB = 1 << 20

@@ -27,9 +27,10 @@ from tests.dicom.loader_factory import (
     write_series,
 )
 from triage.data.synth.dicom_writer import ds_str, save, secondary_capture_dataset
-from triage.dicom import codecs
-from triage.dicom.loader import LoadOptions, load_series
-from triage.dicom.volume import GeometryVerdict, Volume
+from triage.dicom.pixels import codecs
+from triage.dicom.verdict import GeometryVerdict
+from triage.dicom.volume.loader import LoadOptions, load_series
+from triage.dicom.volume.model import Volume
 from triage.errors import DicomError, GeometryError, UnsupportedTransferSyntaxError
 
 SIGNED_12 = PixelEncoding(slope=1.0, intercept=0.0, signed=True, bits_stored=12)
@@ -323,7 +324,7 @@ def test_provenance(tmp_path: Path) -> None:
 
 def test_unexpected_exceptions_become_dicom_errors(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from triage.dicom import assemble
+    from triage.dicom.volume import assemble
 
     def broken(*args: object, **kwargs: object) -> None:
         raise IndexError("simulated bug")

@@ -9,9 +9,9 @@ import pytest
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from tests.dicom.loader_factory import SeriesRecipe, oblique_orientation, write_series
-from triage.dicom import codecs
-from triage.dicom.loader import decode_stored, load_series
-from triage.dicom.volume import Volume
+from triage.dicom.pixels import codecs
+from triage.dicom.volume.loader import decode_stored, load_series
+from triage.dicom.volume.model import Volume
 from triage.errors import DicomError
 
 

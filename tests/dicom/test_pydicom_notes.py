@@ -10,9 +10,9 @@ import pydicom
 import pytest
 
 from tests.dicom.loader_factory import SeriesRecipe, write_series
-from triage.dicom.grouping import group_studies
 from triage.dicom.pydicom_notes import capture_pydicom, redact
-from triage.dicom.scan import scan_export
+from triage.dicom.scan.grouping import group_studies
+from triage.dicom.scan.scan import scan_export
 from triage.ingest.config import IngestConfig
 from triage.ingest.study import ingest_study
 

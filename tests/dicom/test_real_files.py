@@ -28,10 +28,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from triage.dicom import decode
 from triage.dicom.fast_reader import read_fast
-from triage.dicom.loader import load_series
-from triage.dicom.slice_header import read_image_info
+from triage.dicom.pixels import decode
+from triage.dicom.pixels.slice_header import read_image_info
+from triage.dicom.volume.loader import load_series
 from triage.errors import DicomError, GeometryError
 
 _NOT_DICOM = {".txt", ".json", ".dump", ".icc", ".gz"}

@@ -25,8 +25,8 @@ from tests.dicom.factories import (
     truncate,
     write_ct_series,
 )
-from triage.dicom.header import read_instance
-from triage.dicom.index import (
+from triage.dicom.scan.header import read_instance
+from triage.dicom.scan.index import (
     IDENTIFIER_FIELDS,
     INDEX_COLUMNS,
     IgnoreReason,
@@ -34,7 +34,7 @@ from triage.dicom.index import (
     ScanErrorCode,
     ScanResult,
 )
-from triage.dicom.scan import scan_export
+from triage.dicom.scan.scan import scan_export
 from triage.errors import DicomError
 
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.dicom.factories import CORONAL, build_export, make_record, make_series
-from triage.dicom.grouping import StudyGroup, group_studies
-from triage.dicom.index import InstanceRecord, ScanErrorCode, ScanResult
-from triage.dicom.scan import scan_export
-from triage.dicom.selection import (
+from triage.dicom.scan.grouping import StudyGroup, group_studies
+from triage.dicom.scan.index import InstanceRecord, ScanErrorCode, ScanResult
+from triage.dicom.scan.scan import scan_export
+from triage.dicom.select.selection import (
     Rejection,
     SelectionRules,
     SeriesSelection,
@@ -208,7 +208,7 @@ def test_ct_series_without_image_type_is_selected_with_a_note(tmp_path):
     """ImageType is Type 1, but dcm2niix and SimpleITK load a CT series without it: it is
     accepted with a warning instead of rejected whole as "image type (missing)"."""
     from tests.dicom.loader_factory import SeriesRecipe, write_series
-    from triage.dicom.loader import load_series
+    from triage.dicom.volume.loader import load_series
 
     written = write_series(tmp_path / "export", SeriesRecipe(n_slices=4, rows=16, cols=16),
                            mutate=lambda _k, ds: delattr(ds, "ImageType"))

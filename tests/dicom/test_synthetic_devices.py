@@ -17,8 +17,8 @@ import pytest
 import SimpleITK as sitk
 
 from triage.data.synth.study import SeriesKind
-from triage.dicom.loader import load_series
-from triage.dicom.volume import GeometryVerdict
+from triage.dicom.verdict import GeometryVerdict
+from triage.dicom.volume.loader import load_series
 from triage.errors import GeometryError
 
 JPEG_LS = "1.2.840.10008.1.2.4.80"

@@ -17,8 +17,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from triage.dicom.grouping import group_studies
-from triage.dicom.scan import scan_export
+from triage.dicom.scan.grouping import group_studies
+from triage.dicom.scan.scan import scan_export
 from triage.engines.runner import ingest_export
 from triage.ingest.config import IngestConfig
 

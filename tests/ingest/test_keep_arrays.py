@@ -9,8 +9,8 @@ import pytest
 
 from tests.dicom.loader_factory import SeriesRecipe, write_series
 from triage.data.synth.dicom_writer import make_uid
-from triage.dicom.grouping import group_studies
-from triage.dicom.scan import scan_export
+from triage.dicom.scan.grouping import group_studies
+from triage.dicom.scan.scan import scan_export
 from triage.ingest.config import IngestConfig
 from triage.ingest.stream import stream_ingest
 from triage.preprocess.cache import VolumeCache

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from triage.dicom.grouping import StudyGroup
-from triage.dicom.index import InstanceRecord, ScanErrorCode
+from triage.dicom.scan.grouping import StudyGroup
+from triage.dicom.scan.index import InstanceRecord, ScanErrorCode
 from triage.ingest.schedule import (
     decode_cost,
     largest_first,

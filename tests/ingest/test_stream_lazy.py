@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from triage.dicom.grouping import group_studies
-from triage.dicom.scan import scan_export
+from triage.dicom.scan.grouping import group_studies
+from triage.dicom.scan.scan import scan_export
 from triage.ingest.config import IngestConfig
 from triage.ingest.stream import stream_ingest
 

@@ -11,8 +11,8 @@ from pydicom.uid import JPEG2000Lossless
 
 from tests.dicom.loader_factory import SeriesRecipe, write_series
 from triage.data.synth.dicom_writer import make_uid
-from triage.dicom import codecs
-from triage.dicom.selection import select_series
+from triage.dicom.pixels import codecs
+from triage.dicom.select.selection import select_series
 from triage.engines.runner import ingest_export
 from triage.ingest import stream
 from triage.ingest.config import IngestConfig

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from triage.dicom.volume import Volume
+from triage.dicom.volume.model import Volume
 from triage.ingest.volume_qc import VolumeQC, _std_float64, measure_volume
 from triage.preprocess.stats import sample_slices
 

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from triage.dicom.volume import LPS_TO_RAS
+from triage.dicom.volume.model import LPS_TO_RAS
 from triage.preprocess.align import align, gaussian_decimation_matrix
 from triage.preprocess.config import PreprocessConfig
 

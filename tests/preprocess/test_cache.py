@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import triage.io
-from triage.dicom.volume import GeometryVerdict
+from triage.dicom.verdict import GeometryVerdict
 from triage.preprocess.cache import CacheError, VolumeCache, cache_key
 from triage.preprocess.config import PreprocessConfig
 from triage.preprocess.pipeline import PREPROCESS_VERSION, PreparedVolume

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.dicom.loader_factory import SeriesRecipe, phantom_hu, write_series
-from triage.dicom.loader import load_series
-from triage.dicom.volume import GeometryVerdict
+from triage.dicom.verdict import GeometryVerdict
+from triage.dicom.volume.loader import load_series
 from triage.preprocess.align import slice_weights
 from triage.preprocess.config import PreprocessConfig
 from triage.preprocess.pipeline import preprocess

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from triage.dicom.volume import GeometryVerdict, Volume
+from triage.dicom.verdict import GeometryVerdict
+from triage.dicom.volume.model import Volume
 from triage.preprocess.config import PreprocessConfig
 from triage.preprocess.normalize import UnsupportedModalityError
 from triage.preprocess.pipeline import PREPROCESS_VERSION, preprocess

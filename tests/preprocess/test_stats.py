@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from triage.dicom.volume import Volume
+from triage.dicom.volume.model import Volume
 from triage.preprocess.normalize import UnsupportedModalityError
 from triage.preprocess.stats import (
     EDGE_WIDTH_PER_SIGMA,

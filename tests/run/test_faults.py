@@ -164,8 +164,8 @@ def test_a_failing_device_stops_the_run_and_the_rerun_scores_the_rest(run_case, 
 STREAM = """
 import sys, time
 from pathlib import Path
-from triage.dicom.grouping import group_studies
-from triage.dicom.scan import scan_export
+from triage.dicom.scan.grouping import group_studies
+from triage.dicom.scan.scan import scan_export
 from triage.ingest.config import IngestConfig
 from triage.ingest.stream import stream_ingest
 from triage.train.tiny import INGEST

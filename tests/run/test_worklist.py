@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from triage.dicom.grouping import StudyGroup
-from triage.dicom.index import InstanceRecord
+from triage.dicom.scan.grouping import StudyGroup
+from triage.dicom.scan.index import InstanceRecord
 from triage.run.worklist import (
     REVIEW_NAME,
     WORKLIST_COLUMNS,

@@ -39,9 +39,9 @@ from triage.data.splitting import (
     patient_strata,
 )
 from triage.dicom.device import UNKNOWN_DEVICE
-from triage.dicom.grouping import StudyGroup, group_studies, study_identifiers
-from triage.dicom.scan import scan_export
-from triage.dicom.selection import SelectionRules, select_series
+from triage.dicom.scan.grouping import StudyGroup, group_studies, study_identifiers
+from triage.dicom.scan.scan import scan_export
+from triage.dicom.select.selection import SelectionRules, select_series
 from triage.errors import LabelsError
 
 log = logging.getLogger(__name__)

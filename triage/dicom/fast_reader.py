@@ -8,7 +8,7 @@ the loader needs some 25 top-level values plus the pixel bytes. `read_fast` read
 file and walks it with the same strict walk the export scan uses
 (`triage.dicom.raw_header.walk_header`), keeping the raw bytes of
 `triage.dicom.tags.LOADER_TAGS` and locating the pixel data; compressed pixel data is
-then handed, still encapsulated, to the decoder (`triage.dicom.decode`).
+then handed, still encapsulated, to the decoder (`triage.dicom.pixels.decode`).
 
 Whatever the walk declines, and every file with enhanced functional groups, float pixel
 data or a pixel data length that contradicts its syntax, makes `read_fast` return None:
@@ -16,7 +16,7 @@ the loader then reads the file with `dcmread`. The values are parsed by
 `triage.dicom.values` on both paths; the tests load series through both and require
 identical volumes.
 
-The export scan has already walked every file once (`triage.dicom.header_fast`); for a
+The export scan has already walked every file once (`triage.dicom.scan.header_fast`); for a
 file this reader would take, it hands what its walk found to the loader in the file's
 record (`WalkedHeader`: the raw values of `LOADER_TAGS` and where the pixel data lies),
 so that `read_fast` reads the bytes and checks that the pixel data element is where the

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from triage.dicom.volume import GeometryVerdict
+from triage.dicom.verdict import GeometryVerdict
 
 
 def unit_axes(orientation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 `walk_header` collects the raw bytes of the tags asked for and finds where the pixel data
 element starts, in about a tenth of the time of ``pydicom.dcmread(stop_before_pixels=True)``
 (which builds a `Dataset` of every element). It is the one fast path over DICOM headers: the export
-scan (`triage.dicom.header_fast`) and the loader (`triage.dicom.fast_reader`) both use it,
+scan (`triage.dicom.scan.header_fast`) and the loader (`triage.dicom.fast_reader`) both use it,
 with pydicom as their fallback.
 
 It accepts only files that pydicom reads the same way without any guessing, and raises

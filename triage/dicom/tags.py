@@ -99,7 +99,7 @@ ENCAPSULATED_SYNTAXES = frozenset(
     [f"1.2.840.10008.1.2.4.{n}" for n in (50, 51, 57, 70, 80, 81, 90, 91, 201, 202, 203)]
     + [RLE_SYNTAX])
 #: `pydicom.uid.UID(uid).name` of every syntax read without pydicom (native, RLE, JPEG 2000,
-#: JPEG-LS: `triage.dicom.codecs`), so that naming them in a volume's provenance imports no
+#: JPEG-LS: `triage.dicom.pixels.codecs`), so that naming them in a volume's provenance imports no
 #: pydicom (~0.2 s per worker process); a test checks them against pydicom.
 SYNTAX_NAMES = {
     IMPLICIT_VR_LE: "Implicit VR Little Endian",
@@ -117,7 +117,7 @@ SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 #: Text values decoded with the character set on the pydicom path: ASCII only on the fast one.
 TEXT_TAGS = (MANUFACTURER, MODEL_NAME, STATION_NAME, SERIES_DESCRIPTION, PATIENT_ID,
              ACCESSION_NUMBER)
-#: Top-level tags the loader reads (`triage.dicom.slice_header`).
+#: Top-level tags the loader reads (`triage.dicom.pixels.slice_header`).
 LOADER_TAGS = frozenset({
     IMAGE_TYPE, SOP_CLASS, SOP_INSTANCE, MODALITY, MANUFACTURER, MODEL_NAME, SLICE_THICKNESS,
     GANTRY_TILT, PATIENT_POSITION, STUDY_UID, SERIES_UID, INSTANCE_NUMBER, IMAGE_POSITION,
@@ -125,7 +125,7 @@ LOADER_TAGS = frozenset({
     PIXEL_SPACING, BITS_ALLOCATED, BITS_STORED, PIXEL_REPRESENTATION, RESCALE_INTERCEPT,
     RESCALE_SLOPE, MODALITY_LUT_SEQUENCE, *FUNCTIONAL_GROUPS,
 })
-#: Top-level tags the scan's record reads (`triage.dicom.record`).
+#: Top-level tags the scan's record reads (`triage.dicom.scan.record`).
 SCAN_TAGS = frozenset({
     SPECIFIC_CHARACTER_SET, *TEXT_TAGS, *FUNCTIONAL_GROUPS, IMAGE_TYPE, SOP_CLASS,
     SOP_INSTANCE, STUDY_DATE, MODALITY, BODY_PART, SLICE_THICKNESS, STUDY_UID, SERIES_UID,

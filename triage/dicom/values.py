@@ -6,8 +6,8 @@ such as ``'-125.000000000000000000'`` as a float but a junk one such as ``'abc'`
 *string*, and under RAISE both raise. Here every value that is a number is read as one
 (as dcm2niix does), anything else becomes None, and each repair is noted in ``malformed``.
 
-The scan (`triage.dicom.record`) and the loader (`triage.dicom.slice_header`,
-`triage.dicom.multiframe`) read every value through these functions, whichever reader
+The scan (`triage.dicom.scan.record`) and the loader (`triage.dicom.pixels.slice_header`,
+`triage.dicom.pixels.multiframe`) read every value through these functions, whichever reader
 (`RawValues` from the raw walk, or a pydicom `Dataset`) holds the header. A slice's plane
 geometry - ImagePositionPatient, ImageOrientationPatient, PixelSpacing, SliceThickness -
 is read in one place, `frame_geometry`; enhanced multi-frame macros go through

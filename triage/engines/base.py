@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from triage.dicom.grouping import StudyGroup
+from triage.dicom.scan.grouping import StudyGroup
 from triage.engines.stopwatch import Stopwatch
 from triage.ingest.config import IngestConfig
 from triage.ingest.study import StudyOutcome

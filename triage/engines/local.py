@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from triage.dicom.grouping import StudyGroup
+from triage.dicom.scan.grouping import StudyGroup
 from triage.engines.base import Engine, Scored, TriageJob
 from triage.engines.scoring import score_batch, volume_for
 from triage.engines.threads import available_cpus

@@ -50,7 +50,7 @@ import numpy as np
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
-from triage.dicom.grouping import StudyGroup
+from triage.dicom.scan.grouping import StudyGroup
 from triage.engines.base import Engine, Scored, TriageJob
 from triage.engines.scoring import score_batch, volume_for
 from triage.engines.threads import available_cpus

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from triage.dicom.grouping import group_studies
-from triage.dicom.index import printable
-from triage.dicom.scan import scan_export
+from triage.dicom.scan.grouping import group_studies
+from triage.dicom.scan.index import printable
+from triage.dicom.scan.scan import scan_export
 from triage.engines import Engine
 from triage.engines.local import LocalEngine
 from triage.ingest.config import IngestConfig

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from triage.dicom.grouping import StudyGroup
+from triage.dicom.scan.grouping import StudyGroup
 from triage.errors import EnvironmentalError, describe_environmental, is_environmental
 from triage.ingest.config import IngestConfig
 from triage.ingest.report import IngestStatus

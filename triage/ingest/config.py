@@ -15,8 +15,8 @@ from typing import Any
 
 from triage.configs import config_path
 from triage.dicom.limits import ResourceLimits
-from triage.dicom.loader import LoadOptions
-from triage.dicom.selection import SelectionRules
+from triage.dicom.select.selection import SelectionRules
+from triage.dicom.volume.loader import LoadOptions
 from triage.errors import ConfigError
 from triage.preprocess.config import PreprocessConfig
 from triage.settings import check_keys, dataclass_from_mapping, load_yaml

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from triage.dicom.loader import LoadOptions, decode_stored
+from triage.dicom.volume.loader import LoadOptions, decode_stored
 from triage.errors import TriageError
 
 

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from triage.dicom.grouping import StudyGroup
-from triage.dicom.index import InstanceRecord
+from triage.dicom.scan.grouping import StudyGroup
+from triage.dicom.scan.index import InstanceRecord
 
 _NATIVE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
 _RLE = "1.2.840.10008.1.2.5"

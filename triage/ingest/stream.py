@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from triage.dicom import codecs
-from triage.dicom.grouping import StudyGroup
+from triage.dicom.pixels import codecs
+from triage.dicom.scan.grouping import StudyGroup
 from triage.errors import is_environmental
 from triage.ingest.config import IngestConfig
 from triage.ingest.lifeline import die_with_parent

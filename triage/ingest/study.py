@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from triage.dicom.grouping import StudyGroup
-from triage.dicom.loader import load_series
 from triage.dicom.pydicom_notes import capture_pydicom
-from triage.dicom.selection import SeriesRef, SeriesSelection, select_series
+from triage.dicom.scan.grouping import StudyGroup
+from triage.dicom.select.selection import SeriesRef, SeriesSelection, select_series
+from triage.dicom.volume.loader import load_series
 from triage.errors import (
     DicomError,
     EnvironmentalError,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from triage.dicom.volume import Volume
+from triage.dicom.volume.model import Volume
 from triage.preprocess.stats import BODY_THRESHOLD_HU, sample_slices
 
 

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from triage.dicom.grouping import StudyGroup
+from triage.dicom.scan.grouping import StudyGroup
 from triage.io import atomic_write_text
 
 HEADERS_DIR = "headers"

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from triage.dicom.grouping import group_studies
-from triage.dicom.scan import scan_export
+from triage.dicom.scan.grouping import group_studies
+from triage.dicom.scan.scan import scan_export
 from triage.engines.stopwatch import Stopwatch
 from triage.errors import EnvironmentalError
 from triage.ingest.config import IngestConfig

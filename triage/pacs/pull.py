@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from triage.dicom.grouping import StudyGroup, group_studies
-from triage.dicom.scan import scan_export
+from triage.dicom.scan.grouping import StudyGroup, group_studies
+from triage.dicom.scan.scan import scan_export
 from triage.engines.stopwatch import Stopwatch
 from triage.errors import ConfigError
 from triage.ingest.config import IngestConfig

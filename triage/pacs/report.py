@@ -140,8 +140,8 @@ def create_sink(target: str) -> Sink:
 
 def _headers_from_export(export_dir: Path, store: HeaderStore,
                          missing: set[str]) -> None:
-    from triage.dicom.grouping import group_studies
-    from triage.dicom.scan import scan_export
+    from triage.dicom.scan.grouping import group_studies
+    from triage.dicom.scan.scan import scan_export
 
     for group in group_studies(scan_export(export_dir)):
         if group.study_uid in missing:

@@ -233,7 +233,7 @@ def regularize_slices(array: np.ndarray, affine: np.ndarray, positions: np.ndarr
     """Irregularly spaced slices straight onto the spacing the output grid has there.
 
     Array axis 2 holds slices at `positions` (mm along the affine's third column from
-    slice 0; `triage.dicom.volume.Volume.slice_positions`). They are resampled once, at
+    slice 0; `triage.dicom.volume.model.Volume.slice_positions`). They are resampled once, at
     the target spacing of the output axis that axis 2 becomes, from the slice that comes
     first along that output axis (as MONAI ``Spacing`` anchors its grid), so the rest of
     `align` finds that axis already on its grid and leaves it as it is.

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 import triage
-from triage.dicom.volume import GeometryVerdict
+from triage.dicom.verdict import GeometryVerdict
 from triage.errors import TriageError
 from triage.io import atomic_open, atomic_write_text
 from triage.preprocess.config import PreprocessConfig

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from triage.dicom.volume import GeometryVerdict, Volume
+from triage.dicom.verdict import GeometryVerdict
+from triage.dicom.volume.model import Volume
 from triage.preprocess.align import align
 from triage.preprocess.config import PreprocessConfig
 from triage.preprocess.normalize import normalizer_for

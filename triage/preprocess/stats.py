@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from triage.dicom.device import UNKNOWN_DEVICE
-from triage.dicom.volume import Volume
+from triage.dicom.volume.model import Volume
 from triage.io import atomic_write_text
 from triage.preprocess.normalize import UnsupportedModalityError
 

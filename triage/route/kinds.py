@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from triage.dicom.volume import GeometryVerdict
+from triage.dicom.verdict import GeometryVerdict
 from triage.route.guarantee import high_statement, label_parts, low_statement
 from triage.route.rules import Rule, RuleContext, Stage, register_rule
 from triage.route.thresholds import GroupThresholds

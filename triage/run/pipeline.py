@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from triage.dicom.device import UNKNOWN_DEVICE
-from triage.dicom.grouping import StudyGroup, group_studies
-from triage.dicom.scan import scan_export
+from triage.dicom.scan.grouping import StudyGroup, group_studies
+from triage.dicom.scan.scan import scan_export
 from triage.engines import Engine, Scored, TriageJob
 from triage.engines.local import LocalEngine
 from triage.engines.scoring import score_batch, volume_for

@@ -25,9 +25,9 @@ from typing import Any
 
 from triage.csv_cells import restore_row, safe_row
 
-# Identifiers are read from the study's headers in `triage.dicom.grouping` (where `data`
+# Identifiers are read from the study's headers in `triage.dicom.scan.grouping` (where `data`
 # needs them too, below `run`); re-exported for the worklist's callers.
-from triage.dicom.grouping import StudyIdentifiers, study_identifiers  # noqa: F401
+from triage.dicom.scan.grouping import StudyIdentifiers, study_identifiers  # noqa: F401
 from triage.io import atomic_open
 
 WORKLIST_NAME = "worklist.csv"

@@ -1,6 +1,6 @@
 """The configurable rules of series selection, and the codes of their rejections.
 
-`SelectionRules` says which series may be classified (`triage.dicom.series_check` applies
+`SelectionRules` says which series may be classified (`triage.dicom.select.series_check` applies
 it to one series); `Rejection` is the stable code each broken rule gives. docs/ingest.md
 lists the rules in the order they are checked.
 """

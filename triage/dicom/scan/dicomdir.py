@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from triage.dicom.index import InstanceRecord, ScanErrorCode, failed_record
 from triage.dicom.limits import ResourceLimits, check_deflated_file
+from triage.dicom.scan.index import InstanceRecord, ScanErrorCode, failed_record
 from triage.errors import DicomError
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""`Volume`: a 3D image with its geometry and provenance, and the geometry verdict.
+"""`Volume`: a 3D image with its geometry, its verdict (`triage.dicom.verdict`) and provenance.
 
 Conventions (stated once, used everywhere):
     * ``Volume.array`` is float32 indexed ``[i, j, k]`` = ``[column, row, slice]``, i.e.
@@ -15,43 +15,13 @@ Conventions (stated once, used everywhere):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
+from triage.dicom.verdict import GeometryVerdict
+
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-class GeometryVerdict(StrEnum):
-    """What the loader concluded about a series' geometry; recorded in every report."""
-
-    OK = "ok"
-    RESAMPLED_IRREGULAR = "resampled-irregular"
-    TILT = "tilt"
-    GAPS = "gaps"
-    DUPLICATES = "duplicates"
-    MIXED_LOCALIZER = "mixed-localizer"
-    MISSING_POSITIONS = "missing-positions"
-    MALFORMED = "malformed-values"
-    #: Slices disagree on size, pixel spacing or orientation beyond a stray localizer.
-    INCONSISTENT = "inconsistent-slices"
-    #: Irregular spacing that the options forbade resampling.
-    IRREGULAR = "irregular-spacing"
-
-    @property
-    def trustworthy(self) -> bool:
-        """True when the volume's geometry can be used for classification.
-
-        `RESAMPLED_IRREGULAR`, `MIXED_LOCALIZER` and `TILT` are trustworthy but flagged:
-        the loader resampled onto a regular grid, set the stray localizer aside, or
-        resliced the gantry tilt onto an orthogonal grid (see docs/geometry.md).
-        """
-        return self in _TRUSTWORTHY
-
-
-_TRUSTWORTHY = {GeometryVerdict.OK, GeometryVerdict.RESAMPLED_IRREGULAR,
-                GeometryVerdict.MIXED_LOCALIZER, GeometryVerdict.TILT}
 
 
 @dataclass

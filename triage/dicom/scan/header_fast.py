@@ -8,7 +8,7 @@ the file with pydicom instead, for every file it does not fully understand (see
 corrupt, missing UIDs, a DICOMDIR), so that error messages come from one place. Text in
 a character set other than ASCII, ESC sequences, enhanced multi-frame functional groups
 and unknown Specific Character Set values also go to pydicom. Both paths build the record
-with `triage.dicom.record.record_from_dataset`: the record does not depend on the path
+with `triage.dicom.scan.record.record_from_dataset`: the record does not depend on the path
 (the tests compare them file by file). For a file the loader's fast reader takes, the
 record also carries what the walk found for the loader (`fast_reader.WalkedHeader`), so
 that the loader does not walk the header a second time.
@@ -22,9 +22,9 @@ from typing import BinaryIO
 
 from triage.dicom import tags
 from triage.dicom.fast_reader import walked_header
-from triage.dicom.index import InstanceRecord
 from triage.dicom.raw_header import NeedMoreBytes, RawHeader, Unsupported, walk_header
-from triage.dicom.record import check_fragments, expected_native_length, record_from_dataset
+from triage.dicom.scan.index import InstanceRecord
+from triage.dicom.scan.record import check_fragments, expected_native_length, record_from_dataset
 from triage.dicom.values import RawValues
 
 #: Bytes read first; a header that does not fit is read whole (rare).

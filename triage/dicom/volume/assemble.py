@@ -1,6 +1,6 @@
 """Turn checked frames into a `Volume`: sort, judge, stack, reslice tilt, resample, affine.
 
-Called by `triage.dicom.loader.load_series` after the per-file and per-series checks.
+Called by `triage.dicom.volume.loader.load_series` after the per-file and per-series checks.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from triage.dicom import geometry
-from triage.dicom.decode import rescale_into, syntax_name
 from triage.dicom.device import device_group
-from triage.dicom.slice_header import FrameHeader
-from triage.dicom.source import SourceFile
-from triage.dicom.volume import GeometryVerdict, Volume
+from triage.dicom.pixels.decode import rescale_into, syntax_name
+from triage.dicom.pixels.slice_header import FrameHeader
+from triage.dicom.pixels.source import SourceFile
+from triage.dicom.verdict import GeometryVerdict
+from triage.dicom.volume.model import Volume
 from triage.errors import DicomError, GeometryError
 
 if TYPE_CHECKING:
-    from triage.dicom.loader import LoadOptions
+    from triage.dicom.volume.loader import LoadOptions
 
 LOGGER = logging.getLogger(__name__)
 _PRECEDENCE = [GeometryVerdict.TILT, GeometryVerdict.RESAMPLED_IRREGULAR,

@@ -14,11 +14,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from triage.dicom import decode, multiframe
 from triage.dicom.fast_reader import FastFile, WalkedHeader, read_fast
 from triage.dicom.limits import ResourceLimitError, ResourceLimits, check_deflated_file
+from triage.dicom.pixels import decode, multiframe
+from triage.dicom.pixels.slice_header import (
+    FrameHeader,
+    ImageInfo,
+    read_frame_header,
+    read_image_info,
+)
 from triage.dicom.pydicom_notes import capture_pydicom
-from triage.dicom.slice_header import FrameHeader, ImageInfo, read_frame_header, read_image_info
 from triage.dicom.tags import SEGMENTATION_STORAGE
 from triage.errors import DicomError
 

@@ -1,7 +1,7 @@
 """Build an `InstanceRecord` from one header's values, whichever reader read them.
 
-The scan reads a header either with the strict raw walk (`triage.dicom.header_fast`) or
-with pydicom (`triage.dicom.header`); both end here, so that every value is parsed by the
+The scan reads a header either with the strict raw walk (`triage.dicom.scan.header_fast`) or
+with pydicom (`triage.dicom.scan.header`); both end here, so that every value is parsed by the
 same rules (`triage.dicom.values`) and the record does not depend on the reader.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from triage.dicom import tags
 from triage.dicom.device import device_group
-from triage.dicom.index import InstanceRecord, ScanErrorCode
+from triage.dicom.scan.index import InstanceRecord, ScanErrorCode
 from triage.dicom.values import (
     RawValues,
     decoded_text,

@@ -1,11 +1,11 @@
 """Read one file's header into an `InstanceRecord`, without decoding pixels.
 
-The common, well-formed file is read by the strict raw walk (`triage.dicom.header_fast`);
+The common, well-formed file is read by the strict raw walk (`triage.dicom.scan.header_fast`);
 everything that walk declines - and every file with a problem to report - is read here
 with ``pydicom.dcmread(stop_before_pixels=True)`` and raw element access (no value
 conversion through pydicom); the pixel data's element header is then checked against the
 file size so that truncated files are caught without reading the pixels. Both paths build
-the record with `triage.dicom.record`. `read_instance` is pure and picklable: the scanner
+the record with `triage.dicom.scan.record`. `read_instance` is pure and picklable: the scanner
 runs it in worker processes. pydicom is imported only when a file needs it.
 """
 
@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from triage.dicom import tags
-from triage.dicom.header_fast import fast_record
-from triage.dicom.index import InstanceRecord, ScanErrorCode, failed_record
 from triage.dicom.limits import ResourceLimitError, ResourceLimits, check_deflated_file
 from triage.dicom.pydicom_notes import capture_pydicom
-from triage.dicom.record import (
+from triage.dicom.scan.header_fast import fast_record
+from triage.dicom.scan.index import InstanceRecord, ScanErrorCode, failed_record
+from triage.dicom.scan.record import (
     MEDIA_STORAGE_DIRECTORY,
     PixelCheck,
     check_fragments,

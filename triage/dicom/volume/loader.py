@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from triage.dicom import geometry
-from triage.dicom.assemble import assemble_volume
 from triage.dicom.fast_reader import WalkedHeader
 from triage.dicom.limits import ResourceLimits
-from triage.dicom.slice_header import FrameHeader
-from triage.dicom.source import SourceFile, read_source
-from triage.dicom.volume import GeometryVerdict, Volume
+from triage.dicom.pixels.slice_header import FrameHeader
+from triage.dicom.pixels.source import SourceFile, read_source
+from triage.dicom.verdict import GeometryVerdict
+from triage.dicom.volume.assemble import assemble_volume
+from triage.dicom.volume.model import Volume
 from triage.errors import DicomError, GeometryError
 from triage.settings import require_finite
 

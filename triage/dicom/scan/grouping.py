@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from triage.dicom.device import UNKNOWN_DEVICE
-from triage.dicom.index import InstanceRecord, ScanResult, relative_path
+from triage.dicom.scan.index import InstanceRecord, ScanResult, relative_path
 
 UNREADABLE_PREFIX = "unreadable:"
 PATIENT_PART = "#patient-"

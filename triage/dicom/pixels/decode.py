@@ -3,7 +3,7 @@
 Native little-endian pixel data is viewed with `np.frombuffer` (no copy) and corrected
 for unused high bits exactly as pydicom does (shift left, then arithmetic or logical
 shift right, which sign-extends signed values and masks unsigned ones). Single greyscale
-JPEG 2000 and RLE frames go straight to their plugin (`triage.dicom.codecs`); everything
+JPEG 2000 and RLE frames go straight to their plugin (`triage.dicom.pixels.codecs`); everything
 else - other compressed syntaxes, big endian, 1-bit, float pixel data - goes through
 pydicom's decoder plugins (pydicom is imported only then). Encapsulated data is decoded
 by the first of `BACKENDS` (an ordered table, as pydicom's own decoder backends) that
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from triage.dicom import codecs
-from triage.dicom.slice_header import ImageInfo
+from triage.dicom.pixels import codecs
+from triage.dicom.pixels.slice_header import ImageInfo
 from triage.dicom.tags import JPEG2000_SYNTAXES, NATIVE_SYNTAXES, RLE_SYNTAX, SYNTAX_NAMES
 from triage.errors import DicomError, UnsupportedTransferSyntaxError
 
@@ -57,7 +57,7 @@ def ensure_decodable(transfer_syntax: str, path: Path) -> None:
     """Check that an installed plugin can decode `transfer_syntax`.
 
     Native syntaxes need none; JPEG 2000 and RLE pass when the plugin that
-    `triage.dicom.codecs` calls directly is installed (a frame it declines is checked
+    `triage.dicom.pixels.codecs` calls directly is installed (a frame it declines is checked
     again against pydicom's decoders before pydicom decodes it).
 
     Args:
@@ -182,7 +182,7 @@ def _pydicom(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarray:
 
 
 #: Decoders of encapsulated pixel data, in the order they are tried: the plugins called
-#: directly for one greyscale frame (`triage.dicom.codecs`), then pydicom's decoders.
+#: directly for one greyscale frame (`triage.dicom.pixels.codecs`), then pydicom's decoders.
 BACKENDS: tuple[Backend, ...] = (
     Backend("openjpeg", JPEG2000_SYNTAXES, codecs.direct_available, _direct),
     Backend("pylibjpeg-rle", frozenset({RLE_SYNTAX}), codecs.direct_available, _direct),

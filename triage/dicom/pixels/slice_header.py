@@ -27,7 +27,7 @@ from triage.dicom.values import (
     raw_text,
     unsigned_short,
 )
-from triage.dicom.volume import GeometryVerdict
+from triage.dicom.verdict import GeometryVerdict
 from triage.errors import GeometryError
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from triage.dicom import tags
-from triage.dicom.slice_header import (
+from triage.dicom.pixels.slice_header import (
     FrameHeader,
     ImageInfo,
     check_dropped,
@@ -28,7 +28,7 @@ from triage.dicom.slice_header import (
     read_frame_header,
 )
 from triage.dicom.values import decimals, first_item, macro_geometry
-from triage.dicom.volume import GeometryVerdict
+from triage.dicom.verdict import GeometryVerdict
 from triage.errors import DicomError, GeometryError
 
 if TYPE_CHECKING:

@@ -20,9 +20,10 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from triage.dicom.dicomdir import missing_files, read_dicomdir
-from triage.dicom.header import MEDIA_STORAGE_DIRECTORY, os_error_record, read_instance
-from triage.dicom.index import (
+from triage.dicom.limits import ResourceLimits
+from triage.dicom.scan.dicomdir import missing_files, read_dicomdir
+from triage.dicom.scan.header import MEDIA_STORAGE_DIRECTORY, os_error_record, read_instance
+from triage.dicom.scan.index import (
     IgnoredPath,
     IgnoreReason,
     InstanceRecord,
@@ -31,7 +32,6 @@ from triage.dicom.index import (
     failed_record,
     relative_path,
 )
-from triage.dicom.limits import ResourceLimits
 from triage.errors import DicomError
 
 

@@ -32,7 +32,7 @@ from io import BytesIO
 import numpy as np
 
 from triage.dicom import tags
-from triage.dicom.slice_header import ImageInfo
+from triage.dicom.pixels.slice_header import ImageInfo
 
 JPEG2000_SYNTAXES = tags.JPEG2000_SYNTAXES
 RLE_SYNTAX = tags.RLE_SYNTAX

@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from triage.dicom.grouping import StudyGroup
-from triage.dicom.selection_rules import SECONDARY_CAPTURE_CLASSES, Rejection, SelectionRules
-from triage.dicom.series_check import (
+from triage.dicom.scan.grouping import StudyGroup
+from triage.dicom.select.selection_rules import SECONDARY_CAPTURE_CLASSES, Rejection, SelectionRules
+from triage.dicom.select.series_check import (
     SeriesRef,
     SeriesRejection,
     error_counts,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from triage.dicom.geometry import median_of
-from triage.dicom.index import InstanceRecord
-from triage.dicom.selection_rules import SECONDARY_CAPTURE_CLASSES, Rejection, SelectionRules
+from triage.dicom.scan.index import InstanceRecord
+from triage.dicom.select.selection_rules import SECONDARY_CAPTURE_CLASSES, Rejection, SelectionRules
 
 
 @dataclass(frozen=True)
