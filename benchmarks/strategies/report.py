@@ -77,9 +77,10 @@ def table1(rows: Sequence[Mapping[str, Any]], variants: Sequence[str],
 
 
 def lodo_table(rows: Sequence[Mapping[str, Any]], devices: Sequence[str],
-               shifts: Sequence[str] = SHIFTS) -> str:
+               shifts: Sequence[str] = SHIFTS, prefix: str = "") -> str:
     """Held-out accuracy / AUROC per held-out device (rows) and shift of its studies
-    (columns), mean ± sd over seeds, with a mean over folds."""
+    (columns), mean ± sd over seeds, with a mean over folds (`prefix`: ``pool.`` for the
+    figures on lodo's pool)."""
     lines = _header(["held-out device", "variant", *[f"{s} acc / AUROC" for s in shifts]])
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     for variant in variants:
@@ -90,18 +91,62 @@ def lodo_table(rows: Sequence[Mapping[str, Any]], devices: Sequence[str],
                 continue
             cells = [device if device == "mean over folds" else f"`{device}`", variant]
             for shift in shifts:
-                acc = mean_sd(r.get(f"{shift}.accuracy", math.nan) for r in mine)
-                auc = mean_sd(r.get(f"{shift}.auroc", math.nan) for r in mine)
+                acc = mean_sd(r.get(f"{prefix}{shift}.accuracy", math.nan) for r in mine)
+                auc = mean_sd(r.get(f"{prefix}{shift}.auroc", math.nan) for r in mine)
                 cells.append(f"{acc} / {auc}")
             lines.append(_row(cells))
     return "\n".join(lines)
 
 
+def lodo_targets(rows: Sequence[Mapping[str, Any]], devices: Sequence[str], method: str,
+                 baseline: str = "baseline", margin: float = 0.03,
+                 prefix: str = "") -> list[dict[str, Any]]:
+    """The issue's targets, fold by fold (the folds where `method` has both figures):
+    `method`'s clean held-out AUROC (``held``) within `margin` of its in-domain AUROC
+    (``inside``; ``gap_met``), and above `baseline`'s (``base``) by more than the seed-to-seed
+    spread (the larger of the two variants' sd over seeds; ``gain_met``, None with one seed
+    or no baseline). Means over seeds; `prefix` as `lodo_table`'s."""
+    def figures(variant: str, device: str, key: str) -> list[float]:
+        return [float(r[f"{prefix}{key}"]) for r in rows if r["variant"] == variant
+                and r["device"] == device
+                and math.isfinite(float(r.get(f"{prefix}{key}", math.nan)))]
+
+    def sd(values: list[float]) -> float:
+        return statistics.stdev(values) if len(values) > 1 else math.nan
+
+    folds = []
+    for device in devices:
+        held, inside = figures(method, device, "clean.auroc"), figures(method, device,
+                                                                       "in_domain_auroc")
+        base = figures(baseline, device, "clean.auroc")
+        base_inside = figures(baseline, device, "in_domain_auroc")
+        if not held or not inside:
+            continue
+        fold: dict[str, Any] = {
+            "device": device, "seeds": len(held), "held": statistics.mean(held),
+            "held_sd": sd(held), "inside": statistics.mean(inside), "inside_sd": sd(inside),
+            "base": math.nan, "base_sd": math.nan, "base_inside": math.nan,
+            "base_inside_sd": math.nan, "gain": math.nan, "spread": math.nan,
+            "gain_met": None}
+        fold["gap"] = fold["inside"] - fold["held"]
+        fold["gap_met"] = fold["gap"] <= margin
+        if base_inside:
+            fold["base_inside"], fold["base_inside_sd"] = (statistics.mean(base_inside),
+                                                           sd(base_inside))
+        if base:
+            fold["base"], fold["base_sd"] = statistics.mean(base), sd(base)
+            fold["gain"] = fold["held"] - fold["base"]
+            fold["spread"] = max(sd(held), sd(base))
+            if not math.isnan(fold["spread"]):
+                fold["gain_met"] = fold["gain"] > fold["spread"]
+        folds.append(fold)
+    return folds
+
+
 def lodo_verdict(rows: Sequence[Mapping[str, Any]], devices: Sequence[str],
-                 method: str, baseline: str = "baseline", margin: float = 0.03) -> list[str]:
-    """The issue's targets, fold by fold: `method`'s clean held-out AUROC within `margin` of
-    its in-domain AUROC, and above `baseline`'s by more than the seed-to-seed spread (the
-    larger of the two variants' sd over seeds); then the worst fold.
+                 method: str, baseline: str = "baseline", margin: float = 0.03,
+                 prefix: str = "") -> list[str]:
+    """`lodo_targets` as sentences, one per fold, then the worst fold.
 
     Example:
         >>> rows = [{"variant": v, "device": "a", "seed": s, "in_domain_auroc": 0.99,
@@ -112,37 +157,69 @@ def lodo_verdict(rows: Sequence[Mapping[str, Any]], devices: Sequence[str],
         ...                     "target <= 0.03: met)")
         True
     """
-    def figures(variant: str, device: str, key: str) -> list[float]:
-        return [float(r[key]) for r in rows if r["variant"] == variant
-                and r["device"] == device and math.isfinite(float(r.get(key, math.nan)))]
-
-    def sd(values: list[float]) -> float:
-        return statistics.stdev(values) if len(values) > 1 else math.nan
-
-    lines, worst = [], None
-    for device in devices:
-        held, inside = figures(method, device, "clean.auroc"), figures(method, device,
-                                                                       "in_domain_auroc")
-        base = figures(baseline, device, "clean.auroc")
-        if not held or not inside:
-            continue
-        gap = statistics.mean(inside) - statistics.mean(held)
-        text = (f"- `{device}`: {method} held-out AUROC {statistics.mean(held):.3f} vs "
-                f"in-domain {statistics.mean(inside):.3f} (gap {gap:.3f}, target <= "
-                f"{margin:g}: {'met' if gap <= margin else 'missed'})")
-        if base:
-            gain = statistics.mean(held) - statistics.mean(base)
-            spread = max(sd(held), sd(base))
-            verdict = ("not judged (one seed)" if math.isnan(spread)
-                       else "met" if gain > spread else "missed")
-            text += (f"; vs {baseline} {statistics.mean(base):.3f}: {gain:+.3f}, seed spread "
-                     f"{spread:.3f} ({verdict})")
-        lines.append(text + f"; {len(held)} seed(s).")
-        if worst is None or statistics.mean(held) < worst[1]:
-            worst = (device, statistics.mean(held))
-    if worst is not None:
-        lines.append(f"- Worst fold: `{worst[0]}`, {method} held-out AUROC {worst[1]:.3f}.")
+    folds = lodo_targets(rows, devices, method, baseline, margin, prefix)
+    lines = []
+    for fold in folds:
+        text = (f"- `{fold['device']}`: {method} held-out AUROC {fold['held']:.3f} vs "
+                f"in-domain {fold['inside']:.3f} (gap {fold['gap']:.3f}, target <= "
+                f"{margin:g}: {'met' if fold['gap_met'] else 'missed'})")
+        if not math.isnan(fold["base"]):
+            verdict = ("not judged (one seed)" if fold["gain_met"] is None
+                       else "met" if fold["gain_met"] else "missed")
+            text += (f"; vs {baseline} {fold['base']:.3f}: {fold['gain']:+.3f}, seed spread "
+                     f"{fold['spread']:.3f} ({verdict})")
+        lines.append(text + f"; {fold['seeds']} seed(s).")
+    if folds:
+        worst = min(folds, key=lambda f: f["held"])
+        lines.append(f"- Worst fold: `{worst['device']}`, {method} held-out AUROC "
+                     f"{worst['held']:.3f}.")
     return lines
+
+
+def _mean_sd(mean: float, sd: float) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.3f}" if math.isnan(sd) else f"{mean:.3f} ± {sd:.3f}"
+
+
+def lodo_pool_table(rows: Sequence[Mapping[str, Any]], devices: Sequence[str], method: str,
+                    baseline: str = "baseline", margin: float = 0.03,
+                    prefix: str = "pool.") -> str:
+    """The targets on lodo's pool, one line per fold: `baseline` and `method`'s in-domain
+    and clean held-out AUROC (mean ± sd over seeds), `method`'s in-domain gap, its gain over
+    `baseline` against the seed spread; then how many folds meet each target and the worst
+    fold (`lodo_targets`).
+
+    Example:
+        >>> rows = [{"variant": v, "device": "a", "seed": s, "pool.in_domain_auroc": 0.95,
+        ...          "pool.clean.auroc": x + 0.01 * s}
+        ...         for v, x in (("baseline", 0.85), ("full", 0.90)) for s in (0, 1)]
+        >>> lodo_pool_table(rows, ["a"], "full").splitlines()[2].split(" | ")[4:]
+        ['0.905 ± 0.007', '0.045 (missed)', '+0.050', '0.007', 'met |']
+    """
+    folds = lodo_targets(rows, devices, method, baseline, margin, prefix)
+    lines = _header(["held-out device", f"in-domain AUROC {baseline}",
+                     f"in-domain AUROC {method}", f"held-out AUROC {baseline}",
+                     f"held-out AUROC {method}", f"{method} gap (<= {margin:g})",
+                     f"{method} − {baseline}", "seed spread", "gain > spread"])
+    for fold in folds:
+        verdict = ("not judged" if fold["gain_met"] is None
+                   else "met" if fold["gain_met"] else "missed")
+        gain = "–" if math.isnan(fold["gain"]) else f"{fold['gain']:+.3f}"
+        spread = "–" if math.isnan(fold["spread"]) else f"{fold['spread']:.3f}"
+        lines.append(_row([
+            f"`{fold['device']}`", _mean_sd(fold["base_inside"], fold["base_inside_sd"]),
+            _mean_sd(fold["inside"], fold["inside_sd"]), _mean_sd(fold["base"], fold["base_sd"]),
+            _mean_sd(fold["held"], fold["held_sd"]),
+            f"{fold['gap']:.3f} ({'met' if fold['gap_met'] else 'missed'})", gain, spread,
+            verdict]))
+    if folds:
+        worst = min(folds, key=lambda f: f["held"])
+        lines += ["", f"In-domain gap target met on {sum(f['gap_met'] for f in folds)}/"
+                      f"{len(folds)} folds; gain beyond the seed spread on "
+                      f"{sum(bool(f['gain_met']) for f in folds)}/{len(folds)}. Worst fold: "
+                      f"`{worst['device']}`, {method} held-out AUROC {worst['held']:.3f}."]
+    return "\n".join(lines)
 
 
 def site_table(rows: Sequence[Mapping[str, Any]], sizes: Sequence[int]) -> str:

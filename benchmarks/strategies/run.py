@@ -12,6 +12,10 @@ Modes (``--mode``):
             are scored clean and under 3 shifts of its cached volumes that mirror the synth
             generator's device knobs: extra noise (``--device-noise``), an HU gain / offset
             (a profile's ``hu_offset``), and in-plane blur (a smoother reconstruction kernel).
+            Each run's bundle is also re-scored on a separate, harder pool export of every
+            device (`LODO_POOL_*`, ``--pool-*``; each run's ``pool.json`` keeps its figures
+            per pool), in-domain on the training devices' studies, held out on the held-out
+            device's, clean and shifted. ``--no-train`` re-scores stored runs only.
     site    a new device (the held-out one) with 50 and 100 labelled studies: the model
             trained without it (zero-shot) against it fine-tuned on those studies and a model
             trained on them from scratch, all scored on the device's remaining studies.
@@ -64,6 +68,22 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "full": {"loss": {"name": "focal"}, "perturb": {"enabled": True}, "layered": LAYERED,
              "consistency": CONSISTENCY, "finetune": FINETUNE},
 }
+# lodo's pool: a separate export of every device (another data seed than training's, 0, and
+# pretraining's, 100) with smaller, fainter lesions than training's: the held-out devices'
+# own ~100 studies sit at an AUROC ceiling (0.98-0.99) that does not separate the variants.
+# Chosen once, from one baseline bundle's clean AUROC (docs/benchmarks.md, lodo section).
+LODO_POOL_STUDIES = 500  # 100 per device (sized to the time left: see the lodo section)
+LODO_POOL_SEED = 200
+LODO_POOL_LESION = "--lesion-size 10,18 --lesion-contrast -60"
+# How it was chosen: 150-study trial exports (seed 200, 30 per device) scored by the
+# `acme` fold's baseline, seed 0: clean AUROC 0.924 over all their studies at these flags,
+# 0.670 at ``--lesion-size 8,14 --lesion-contrast -45``.
+LODO_POOL_CHOICE = ("chosen once, before any `full` run was scored on it, from one baseline "
+                    "bundle (the `acme` fold's, seed 0) on a 150-study trial export of the "
+                    "same seed: clean AUROC 0.924 over all its studies at these flags (0.670 at "
+                    "`--lesion-size 8,14 --lesion-contrast -45`), off the 0.98-0.99 ceiling "
+                    "of the held-out devices' own studies")
+POOL_FILE = "pool.json"
 # Shifts of the held-out device's volumes, in HU (converted with the bundle's CT window).
 SHIFT_NOISE_HU = 30.0
 SHIFT_GAIN, SHIFT_OFFSET_HU = 1.1, 25.0
@@ -92,9 +112,9 @@ def shift_volume(x: np.ndarray, shift: str, window: tuple[float, float],
 
 
 def score(bundle_dir: Path, samples: list, cache_root: Path, shift: str = "clean",
-          seed: int = 0) -> dict[str, float]:
+          seed: int = 0, clean: list[np.ndarray] | None = None) -> dict[str, float]:
     """Accuracy (at 0.5, calibrated), AUROC and ECE (top-label, 15 bins) of the bundle on
-    `samples` under `shift`."""
+    `samples` under `shift` (`clean`: their cached volumes, when already loaded)."""
     from sklearn.metrics import roc_auc_score
 
     from triage.calibrate import ece
@@ -105,7 +125,9 @@ def score(bundle_dir: Path, samples: list, cache_root: Path, shift: str = "clean
     window = tuple(bundle.preprocess_config.get("ct_window", (-200.0, 300.0)))
     data = CachedVolumeDataset(samples, cache_root, preload=False)
     rng = np.random.default_rng(seed)
-    arrays = [shift_volume(data.array(i), shift, window, rng) for i in range(len(data))]
+    if clean is None:
+        clean = [data.array(i) for i in range(len(data))]
+    arrays = [shift_volume(x, shift, window, rng) for x in clean]
     p = bundle.predict_proba(np.stack(arrays), device="cpu")
     y = data.labels()
     auroc = float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else math.nan
@@ -120,7 +142,9 @@ def config_for(variant: str, seed: int, args: argparse.Namespace, init: Path | N
     if "finetune" in overrides:
         if init is None:
             raise SystemExit(f"variant {variant} needs a pretrained model")
-        overrides["finetune"]["init"] = str(init)
+        # Resolved: a worktree whose bench_output links to another checkout's resumes the
+        # runs trained there (the path is part of the config's fingerprint).
+        overrides["finetune"]["init"] = str(init.resolve())
     config = TrainConfig.from_yaml(args.config).replace(
         runtime={"seed": seed, "experiment": f"strategies-{args.mode}"}, **overrides)
     if args.epochs:
@@ -283,6 +307,7 @@ def run_lodo(args: argparse.Namespace) -> tuple[list[dict], str]:
     folds = devices if args.folds == "all" else [_match(d, devices)
                                                  for d in args.folds.split(",")]
     resolved = resolve_samples(read_manifest(args.manifest), args.ingest)
+    pool = None if args.no_pool else lodo_pool(args, devices)
     rows = []
     for device in folds:
         held = split_samples(resolved, device)[HELD_OUT]
@@ -295,8 +320,11 @@ def run_lodo(args: argparse.Namespace) -> tuple[list[dict], str]:
                 config = config_for(variant, seed, args, init)
                 row = finished_row(out, config)
                 if row is not None:
-                    rows.append(row)
+                    rows.append(with_lodo_pool(row, out, device, seed, pool))
                     continue
+                if args.no_train:
+                    raise SystemExit(f"--no-train: {out} holds no finished run of this "
+                                     "config")
                 outcome = train(config, args.manifest, args.ingest, out, device,
                                 f"lodo-{device}-{variant}-seed{seed}")
                 row = {"variant": variant, "seed": seed, "device": device,
@@ -306,9 +334,9 @@ def run_lodo(args: argparse.Namespace) -> tuple[list[dict], str]:
                     for key, value in score(outcome.bundle_dir, held, args.ingest / CACHE_DIR,
                                             shift, seed).items():
                         row[f"{shift}.{key}"] = value
-                rows.append(keep_row(out, config, row))
                 print(f"lodo {device} {variant} seed {seed}: {outcome.seconds:.0f} s, clean "
                       f"acc {row['clean.accuracy']:.3f}", flush=True)
+                rows.append(with_lodo_pool(keep_row(out, config, row), out, device, seed, pool))
     notes = [f"Shifts of the held-out device's cached volumes: noise + {SHIFT_NOISE_HU:g} HU "
              f"sd; HU gain {SHIFT_GAIN:g} and offset {SHIFT_OFFSET_HU:+g} HU; in-plane Gaussian "
              f"blur sigma {SHIFT_BLUR_SIGMA:g} voxel. Calibrated probability, threshold 0.5."]
@@ -318,8 +346,154 @@ def run_lodo(args: argparse.Namespace) -> tuple[list[dict], str]:
     if verdict:
         body += ("\n\nTargets (clean held-out AUROC of the last variant, " + f"`{method}`):\n\n"
                  + "\n".join(verdict))
+    if pool is not None:
+        body = pool_section(rows, folds, method, pool) + "\n\n" + body
+        args.summary_params = {f"pool.{key}": pool[key] for key in (
+            "synth_args", "studies", "seed", "matrix", "fingerprint", "synth_s", "ingest_s",
+            "cpu_s")}
     return rows, report.section("Strategies: leave-one-device-out over every device and "
                                 "shift", args.command, args.when, notes, body)
+
+
+def harder(synth_args: str, lesion: str) -> str:
+    """`synth_args` with its lesion flags (``--lesion-size``, ``--lesion-contrast``) replaced
+    by `lesion`'s: the training export's knobs (slices, device noise) at another difficulty.
+
+    Example:
+        >>> harder("--slices 40 --lesion-size 14,24 --lesion-contrast -90 --device-noise c=5",
+        ...        "--lesion-contrast -60")
+        '--slices 40 --device-noise c=5 --lesion-contrast -60'
+    """
+    tokens, kept, skip = synth_args.split(), [], False
+    for token in tokens:
+        if skip:
+            skip = False
+        elif token in ("--lesion-size", "--lesion-contrast"):
+            skip = True
+        elif not token.startswith(("--lesion-size=", "--lesion-contrast=")):
+            kept.append(token)
+    return " ".join([*kept, *lesion.split()])
+
+
+def lodo_pool(args: argparse.Namespace, devices: list[str]) -> dict[str, Any]:
+    """lodo's pool (`LODO_POOL_*`): generated and ingested once under
+    ``bench_output/strategies/lodo/pool/``; `prepare_pool`'s result plus ``fingerprint``
+    (of the export's arguments and the shifts: the key of each run's `POOL_FILE`),
+    ``synth_args`` and ``devices`` (the synth profiles)."""
+    import hashlib
+
+    from benchmarks.triage.data import pool_root, prepare_pool
+
+    profiles = sorted({d.split("-")[0] for d in devices})
+    synth_args = harder(args.synth_args, args.pool_lesion)
+    name = pool_root(profiles, args.pool_studies, args.pool_seed, args.matrix, synth_args).name
+    pool = prepare_pool(profiles, args.pool_studies, args.pool_seed, matrix=args.matrix,
+                        synth_args=synth_args, workers=1, root=OUT / "lodo" / "pool" / name)
+    shifts = (SHIFT_NOISE_HU, SHIFT_GAIN, SHIFT_OFFSET_HU, SHIFT_BLUR_SIGMA)
+    pool["fingerprint"] = hashlib.sha256(f"{name} {shifts}".encode()).hexdigest()[:16]
+    pool.update(synth_args=synth_args, devices=profiles, studies=args.pool_studies,
+                seed=args.pool_seed, matrix=args.matrix)
+    return pool
+
+
+def pool_scores(bundle_dir: Path, device: str, pool: dict[str, Any], seed: int
+                ) -> dict[str, float]:
+    """One run's figures on lodo's pool (`lodo_pool`), calibrated with the bundle's own
+    temperature: ``in_domain_*`` on the pool's studies of the bundle's training devices
+    (clean), ``<shift>.*`` on those of `device`, the one it was trained without, clean and
+    under each shift (`shift_volume`, seeded with the run's seed); the set sizes and the
+    seconds / CPU seconds it took (``seconds``, ``cpu_seconds``)."""
+    from triage.data.dataset import CACHE_DIR, resolve_samples
+    from triage.data.manifest import read_manifest
+
+    started, cpu = time.perf_counter(), time.process_time()
+    trained_on = json.loads((bundle_dir / "bundle.json").read_text())["train_devices"]
+    if device in trained_on:
+        raise ValueError(f"{bundle_dir} was trained on {device}: it is no held-out model")
+    samples = resolve_samples(read_manifest(pool["manifest"]), pool["ingest"]).samples
+    inside = [s for s in samples if s.device_group in trained_on]
+    held = [s for s in samples if s.device_group == device]
+    if not inside or not held:
+        raise ValueError(f"the pool holds {len(inside)} in-domain and {len(held)} held-out "
+                         f"studies for {bundle_dir}")
+    cache = Path(pool["ingest"]) / CACHE_DIR
+    row: dict[str, float] = {"n_in_domain": len(inside), "n_held_out": len(held)}
+    for key, value in score(bundle_dir, inside, cache, "clean", seed,
+                            _pool_arrays(cache, inside)).items():
+        row[f"in_domain_{key}"] = value
+    for shift in report.SHIFTS:
+        for key, value in score(bundle_dir, held, cache, shift, seed,
+                                _pool_arrays(cache, held)).items():
+            row[f"{shift}.{key}"] = value
+    row["seconds"] = time.perf_counter() - started
+    row["cpu_seconds"] = time.process_time() - cpu
+    return row
+
+
+_POOL_ARRAYS: dict[tuple[Path, str], np.ndarray] = {}
+
+
+def _pool_arrays(cache_root: Path, samples: list) -> list[np.ndarray]:
+    """The samples' cached volumes, read once per process: the 30 runs share the pool
+    (about 0.55 MB a volume at matrix 128, 0.4 GB for 750 studies)."""
+    from triage.data.dataset import load_array
+    from triage.preprocess.cache import VolumeCache
+
+    missing = [s for s in samples if (cache_root, s.study_uid) not in _POOL_ARRAYS]
+    if missing:
+        cache = VolumeCache(cache_root)
+        for sample in missing:
+            _POOL_ARRAYS[(cache_root, sample.study_uid)] = load_array(cache, sample)
+    return [_POOL_ARRAYS[(cache_root, s.study_uid)] for s in samples]
+
+
+def with_lodo_pool(row: dict, out: Path, device: str, seed: int,
+                   pool: dict[str, Any] | None) -> dict:
+    """`row` with the run's figures on lodo's pool as ``pool.<key>`` (`pool_scores`), read
+    from the run's `POOL_FILE` when an earlier invocation scored it on the same pool (the
+    file keeps one entry per pool fingerprint), else scored and stored there."""
+    if pool is None:
+        return row
+    path = out / POOL_FILE
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    found = stored.get(pool["fingerprint"])
+    if found is None:
+        found = pool_scores(out / "bundle", device, pool, seed)
+        stored[pool["fingerprint"]] = found
+        path.write_text(json.dumps(stored, indent=1, default=float))
+        print(f"lodo pool {device} {row['variant']} seed {seed}: {found['seconds']:.0f} s, "
+              f"clean AUROC {found['clean.auroc']:.3f}", flush=True)
+    return {**row, **{f"pool.{key}": value for key, value in found.items()}}
+
+
+def pool_section(rows: list[dict], folds: list[str], method: str, pool: dict[str, Any]) -> str:
+    """lodo's figures on its pool: the targets per fold, the shifts, and what it cost."""
+    scored = [r for r in rows if "pool.clean.auroc" in r]
+    seconds = sum(float(r["pool.seconds"]) for r in scored)
+    cpu = sum(float(r["pool.cpu_seconds"]) for r in scored)
+    by_fold = {r["device"]: r for r in scored}
+    sizes = ", ".join(f"`{d.split('-')[0]}` {int(by_fold[d]['pool.n_in_domain'])} / "
+                      f"{int(by_fold[d]['pool.n_held_out'])}" for d in folds if d in by_fold)
+    return "\n".join([
+        f"**On a separate, harder evaluation export (the pool)**: `triage synth` of all "
+        f"{len(pool['devices'])} devices, {pool['studies']} studies (data seed "
+        f"{pool['seed']}; training's export used 0), `{pool['synth_args']}`, matrix "
+        f"{pool['matrix']}: smaller and fainter lesions than training's "
+        f"(`{LODO_POOL_LESION}` vs `--lesion-size 14,24 --lesion-contrast -90`), "
+        f"{LODO_POOL_CHOICE}. The stored bundles are re-scored, not retrained, "
+        "with their own temperature; in-domain = the pool's studies of the fold's 4 training "
+        "devices, held-out = its studies of the held-out device, clean and under the same "
+        "shifts (noise seeded with the run's seed); studies in-domain / held out per fold "
+        f"(those ingest turned into a volume): {sizes}.",
+        "", report.lodo_pool_table(rows, folds, method), "",
+        "Held-out accuracy / AUROC on the pool under each shift:", "",
+        report.lodo_table(rows, folds, prefix="pool."), "",
+        f"Pool cost: synthesis + ingest {(pool['synth_s'] + pool['ingest_s']) / 60:.1f} min "
+        f"wall ({pool['cpu_s'] / 60:.1f} min CPU, 1 worker); re-scoring {len(scored)} bundles "
+        f"{seconds / 60:.1f} min wall, {cpu / 60:.1f} min CPU (as first scored; a rerun reads "
+        f"each run's `{POOL_FILE}`).", "",
+        "On each run's own test sets (in-domain = the training devices' test split; held-out "
+        "= every study of the held-out device in the training export, about 100):"])
 
 
 def site_manifest(manifest: Path, device: str, n: int, seed: int, out: Path) -> Path:
@@ -412,7 +586,16 @@ def main(argv: list[str] | None = None) -> int:
                              "(site: 150 studies, 10 labelled)")
     parser.add_argument("--no-pool", action="store_true",
                         help="table1: do not score on the large test export (1,200 studies, "
-                             "generated once)")
+                             "generated once); lodo: on its harder pool (--pool-*)")
+    parser.add_argument("--pool-studies", type=int, default=LODO_POOL_STUDIES,
+                        help="lodo: the pool's studies (all devices, round-robin)")
+    parser.add_argument("--pool-seed", type=int, default=LODO_POOL_SEED,
+                        help="lodo: the pool's data seed")
+    parser.add_argument("--pool-lesion", default=LODO_POOL_LESION,
+                        help="lodo: the pool's lesion flags, replacing --synth-args' own")
+    parser.add_argument("--no-train", action="store_true",
+                        help="lodo: stop instead of training a run not finished before "
+                             "(re-score the stored runs only)")
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
     if args.quick:
@@ -453,13 +636,44 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     begin, end = f"<!-- strategies-{args.mode}:begin -->", f"<!-- strategies-{args.mode}:end -->"
     write_marked_section(args.doc, begin, end, text)
-    log_to_mlflow(args.mode, text, rows)
+    log_to_mlflow(args.mode, text, rows, getattr(args, "summary_params", None))
     return 0
 
 
-def log_to_mlflow(mode: str, text: str, rows: list[dict]) -> None:
-    """One `strategies-<mode>-summary` run: the section as markdown, the rows, and the mean
-    over seeds of every figure as a metric (``<device>.<variant or arm>[.n<labelled>].<key>``)."""
+def target_metrics(rows: list[dict]) -> dict[str, float]:
+    """lodo's targets as metrics, on the held-out device's own studies and (``pool.``) on
+    the pool: per fold the last variant's in-domain gap, gain over the baseline and seed
+    spread (``<device>.<prefix>target.*``), the folds meeting each target and the worst
+    fold's held-out AUROC (``<prefix>targets.*``). Empty for rows of other modes."""
+    fold_rows = [r for r in rows if "device" in r and "variant" in r]
+    if not fold_rows:
+        return {}
+    method = list(dict.fromkeys(r["variant"] for r in fold_rows))[-1]
+    devices = list(dict.fromkeys(r["device"] for r in fold_rows))
+    metrics: dict[str, float] = {}
+    for prefix in ("", "pool."):
+        folds = report.lodo_targets(fold_rows, devices, method, prefix=prefix)
+        for fold in folds:
+            for key in ("gap", "gain", "spread"):
+                metrics[f"{fold['device']}.{prefix}target.{key}"] = fold[key]
+        if folds:
+            metrics[f"{prefix}targets.gap_met_folds"] = sum(f["gap_met"] for f in folds)
+            metrics[f"{prefix}targets.gain_met_folds"] = sum(bool(f["gain_met"])
+                                                             for f in folds)
+            metrics[f"{prefix}targets.worst_held_out_auroc"] = min(f["held"] for f in folds)
+    scored = [r for r in fold_rows if "pool.seconds" in r]
+    if scored:
+        metrics["pool.rescoring_seconds"] = sum(float(r["pool.seconds"]) for r in scored)
+        metrics["pool.rescoring_cpu_seconds"] = sum(float(r["pool.cpu_seconds"])
+                                                    for r in scored)
+    return metrics
+
+
+def log_to_mlflow(mode: str, text: str, rows: list[dict],
+                  params: dict[str, Any] | None = None) -> None:
+    """One `strategies-<mode>-summary` run: the section as markdown, the rows, the mean
+    over seeds of every figure as a metric (``<device>.<variant or arm>[.n<labelled>].<key>``),
+    lodo's targets (`target_metrics`) and `params` (lodo: its pool's settings)."""
     from triage.registry.tracking import start_run
 
     grouped: dict[str, list[float]] = {}
@@ -475,8 +689,12 @@ def log_to_mlflow(mode: str, text: str, rows: list[dict]) -> None:
                    tags={"triage.kind": f"strategies-{mode}-summary"}) as run:
         run.log_text(text, f"strategies_{mode}.md")
         run.log_json(rows, f"strategies_{mode}_rows.json")
-        run.log_metrics({key.replace(" ", "_"): statistics.mean(values)
-                         for key, values in grouped.items()})
+        metrics = {key: statistics.mean(values) for key, values in grouped.items()}
+        metrics.update(target_metrics(rows))
+        run.log_metrics({key.replace(" ", "_"): value for key, value in metrics.items()
+                         if math.isfinite(value)})
+        if params:
+            run.log_params(params)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -60,7 +61,8 @@ def pool_root(devices: list[str], studies: int, seed: int, matrix: int = 128,
 
 
 def prepare_pool(devices: list[str], studies: int, seed: int, *, matrix: int = 128,
-                 synth_args: str = SYNTH_ARGS, workers: int = 2) -> dict[str, object]:
+                 synth_args: str = SYNTH_ARGS, workers: int = 2,
+                 root: Path | None = None) -> dict[str, object]:
     """Generate and ingest the pool export once; paths and timings.
 
     Args:
@@ -69,13 +71,15 @@ def prepare_pool(devices: list[str], studies: int, seed: int, *, matrix: int = 1
         seed: the export's seed (the model's export uses 0).
         matrix: ``--matrix``.
         synth_args: the difficulty flags.
-        workers: ``--workers`` of the generator.
+        workers: ``--workers`` of the generator (and of ingest).
+        root: the cache folder; `pool_root`'s by default (another benchmark's pool lives
+            under its own output folder, named the same way).
 
     Returns:
         ``manifest``, ``ingest`` (paths) and ``synth_s``, ``ingest_s`` (seconds; from the
         first run when cached).
     """
-    root = pool_root(devices, studies, seed, matrix, synth_args)
+    root = root or pool_root(devices, studies, seed, matrix, synth_args)
     export, ingest, done = root / "export", root / "ingest", root / ".complete"
     if not done.exists():
         # An unfinished earlier attempt (killed mid-way) is this harness's own: start over.
@@ -85,22 +89,31 @@ def prepare_pool(devices: list[str], studies: int, seed: int, *, matrix: int = 1
                  "--seed", str(seed), "--matrix", str(matrix), "--devices", ",".join(devices),
                  "--no-extras", "--thick-fraction", "0", *synth_args.split(), "--workers",
                  str(workers), "--overwrite"]
-        print(f"generating {export.relative_to(REPO)} ({studies} studies) ...", flush=True)
-        started = time.perf_counter()
+        print(f"generating {shown(export)} ({studies} studies) ...", flush=True)
+        started, cpu = time.perf_counter(), _children_cpu()
         run_logged(synth, root / "synth.log", cwd=REPO)
-        synth_s = time.perf_counter() - started
+        synth_s, synth_cpu_s = time.perf_counter() - started, _children_cpu() - cpu
         print(f"  {synth_s:.0f} s; ingesting ...", flush=True)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _children_cpu()
         run_logged([sys.executable, "-m", "triage", "ingest", str(export), "--out", str(ingest),
                     "--config", str(INGEST_CONFIG), "--workers", str(workers), "--json"],
                    root / "ingest.log", cwd=REPO)
-        ingest_s = time.perf_counter() - started
+        ingest_s, ingest_cpu_s = time.perf_counter() - started, _children_cpu() - cpu
         print(f"  {ingest_s:.0f} s", flush=True)
         done.write_text(json.dumps({"synth": synth, "synth_s": synth_s,
-                                    "ingest_s": ingest_s}, indent=1))
+                                    "ingest_s": ingest_s, "synth_cpu_s": synth_cpu_s,
+                                    "ingest_cpu_s": ingest_cpu_s}, indent=1))
     info = json.loads(done.read_text())
     return {"manifest": export / "manifest.csv", "ingest": ingest,
-            "synth_s": info["synth_s"], "ingest_s": info["ingest_s"], "root": root}
+            "synth_s": info["synth_s"], "ingest_s": info["ingest_s"],
+            "cpu_s": info.get("synth_cpu_s", math.nan) + info.get("ingest_cpu_s", math.nan),
+            "root": root}
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished child processes."""
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 #: On top of the quality recipe: context statistics over tissue only, so that lesions at
