@@ -6,10 +6,13 @@ certified version every study goes to review. The random audit (docs/feedback.md
 each scored study with probability `audit` (a hash of its UID in the product; a uniform
 draw here), independently of its score and finding: the calibration sample. Once a week
 the site recalibrates on the labels no version has used yet (`fit_thresholds` under the
-mode) and promotes the new version when it certifies every device the champion certifies
-(the routing-guarantee gate), after which those labels are consumed. Routes use the
-champion's thresholds; miss rates are counted on the studies' true labels, and the
-champion's exact (population) miss rate per device is recorded each day.
+mode), which consumes the labels of the devices whose routine threshold the new version
+certified, promoted or not, as `triage recalibrate` does (`spent_labels`); the other
+devices' labels wait for the next week. A device whose week's labels certify nothing keeps
+the champion's thresholds (`carry_over`). The new version is promoted when it certifies
+every device the champion certifies (the routing-guarantee gate). Routes use the champion's
+thresholds; miss rates are counted on the studies' true labels, and the champion's exact
+(population) miss rate per device is recorded each day.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 
 from benchmarks.guarantee.pool import DEVICES, Device
 from benchmarks.guarantee.redraw import config
+from triage.feedback.recalibrate import carry_over
 from triage.route import fit_thresholds
 
 
@@ -66,7 +70,7 @@ def simulate(settings: LoopSettings, devices: Sequence[Device] = DEVICES) -> dic
     certified_day: dict[str, int | None] = dict.fromkeys(names)
     champion = None
     versions: list[int] = []
-    buffer: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    buffer: list[tuple[str, np.ndarray, np.ndarray]] = []
     for day in range(settings.days):
         rng = np.random.default_rng([settings.seed, day])
         for device in devices:
@@ -84,17 +88,24 @@ def simulate(settings: LoopSettings, devices: Sequence[Device] = DEVICES) -> dic
             row["routine_pos"][day] = int((routine & ~audited & (y == 1)).sum())
             row["positives"][day] = int(y.sum())
             row["true_miss"][day] = device.rates(t_low, None)["miss"]
-            buffer.append((p[audited], y[audited], np.full(int(audited.sum()), device.name)))
+            buffer.append((device.name, p[audited], y[audited]))
         if (day + 1) % settings.recalibrate_every:
             continue
-        p, y, groups = (np.concatenate(parts) for parts in zip(*buffer, strict=True))
+        p = np.concatenate([part[1] for part in buffer])
+        y = np.concatenate([part[2] for part in buffer])
+        groups = np.concatenate([np.full(part[1].size, part[0]) for part in buffer])
         if y.sum() == 0 or y.sum() == y.size:
             continue
         fitted = fit_thresholds(p, y, groups, cfg)
+        fresh = {n for n in names if (g := fitted.get(n)) and g.t_low is not None}
+        buffer = [part for part in buffer if part[0] not in fresh]  # `spent_labels`
+        if champion is not None:  # no temperature here: the logit rule is the threshold
+            fitted = carry_over(fitted, champion.to_dict(), parent=str(len(versions)),
+                                scale=1.0)
         new = {n for n in names if (g := fitted.get(n)) and g.t_low is not None}
         old = {n for n in names if champion and (g := champion.get(n)) and g.t_low is not None}
         if new and new >= old:
-            champion, buffer = fitted, []
+            champion = fitted
             versions.append(day + 1)
             for name in new:
                 if certified_day[name] is None:

@@ -153,10 +153,11 @@ def render(results: dict[str, Any]) -> str:
         "a device is certified its studies go to review. The random audit labels a share "
         "of the scored studies (the calibration sample, docs/feedback.md). Weekly, the "
         "labels no version has used are fitted; the new version is promoted when it "
-        "certifies every device the champion certifies (the routing-guarantee gate) and "
-        "its labels are then consumed — those of devices it does not certify too (the "
-        "product consumes them already at registration, gate or not: this is the "
-        "optimistic case). "
+        "certifies every device the champion certifies (the routing-guarantee gate). As "
+        "`triage recalibrate` does, each weekly version consumes the labels of the devices "
+        "whose routine threshold it certified, promoted or not; a device it did not certify "
+        "keeps its labels for the next week, and the champion's thresholds where it had "
+        "them (`carry_over`). "
         f"{len(loops[0]['replicates']) if loops else 0} replicate deployments per row "
         "(seeds 0, 1, …); medians and means over them.",
         "",

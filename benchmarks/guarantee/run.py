@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=400)
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--per-day", type=int, default=100, help="studies per device per day")
-    parser.add_argument("--replicates", type=int, default=3)
+    parser.add_argument("--replicates", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="smoke run (seconds)")
     parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--out", type=Path,

@@ -62,3 +62,14 @@ def test_loop_certifies_pooled_before_device_and_never_before_enough_labels():
     assert all(v is None for v in device["certified_day"].values())  # 99 each: ~99 days
     first = days - 1
     assert np.all(pooled["daily"]["acme"]["review"][:first] == 100)
+
+
+def test_loop_keeps_the_labels_of_a_device_it_does_not_certify():
+    # borealis scores 2.8 logits lower: `auto` refuses it the pooled threshold, so it needs
+    # its own 99 positives (~1 audited a day); the weekly versions that certify the other
+    # two devices from day ~35 on must not consume borealis's labels on the way
+    auto = loop.simulate(loop.LoopSettings("marginal", "auto", 0.1, days=200, per_day=100))
+    days = auto["certified_day"]
+    assert days["acme"] is not None and days["acme"] <= 56
+    assert days["borealis"] is not None and 63 <= days["borealis"] <= 160
+    assert days["borealis"] > days["acme"]

@@ -8,7 +8,13 @@ import pytest
 
 from tests.feedback.conftest import MODEL, write_reviewed
 from triage.feedback.importer import import_reviews
-from triage.feedback.recalibrate import choose_sample, logits_from_labels, refit
+from triage.feedback.recalibrate import (
+    carry_over,
+    choose_sample,
+    logits_from_labels,
+    refit,
+    spent_labels,
+)
 from triage.feedback.store import LabelStore
 from triage.route import ThresholdConfig, load_rules
 from triage.route.audit import in_sample
@@ -107,3 +113,63 @@ def test_refit_recovers_the_temperature_and_consumed_labels_are_not_reused(
         db.consume(sample.labels, "2", "2025-04-01T00:00:00+00:00")
     again = _choose(store, ruleset, versions=("1", "2"))
     assert again.labels == [] and again.skipped["already used"] == len(sample.labels)
+
+
+def test_an_uncertified_device_keeps_its_labels_until_its_routine_threshold_certifies(
+        make_run, tmp_path, ruleset):
+    run = make_run(n=3000, fraction=0.5, seed=2, temperature=1.0, true_temperature=2.0)
+    store = tmp_path / "labels.sqlite"
+    import_reviews(write_reviewed(tmp_path / "r.csv", run.out / "review_worklist.csv",
+                                  run.truth), run.out, store)
+    labels = _choose(store, ruleset).labels
+    acme = [lb for lb in labels if lb.device_group == "acme"]
+    borealis = [lb for lb in labels if lb.device_group == "borealis"]
+    # min_positives_needed(0.05, 0.1) = 45: 40 borealis labels cannot certify its routine
+    lax = ThresholdConfig(alpha=0.05, delta=0.1, min_negatives=50, min_urgent_count=50)
+    _, fitted = refit(acme + borealis[:40], lax)
+    assert fitted.groups["acme"].t_low is not None
+    assert fitted.groups["borealis"].t_low is None
+    spent = spent_labels(acme + borealis[:40], fitted)
+    assert spent == acme
+    with LabelStore(store) as db:
+        db.consume(spent, "2", "2025-04-01T00:00:00+00:00")
+    # the next recalibration gets every borealis label, the 40 it saw included
+    again = _choose(store, ruleset, versions=("1", "2"))
+    assert again.labels == borealis and again.skipped["already used"] == len(acme)
+    _, fitted = refit(again.labels, lax)
+    assert fitted.groups["borealis"].t_low is not None
+    assert spent_labels(again.labels, fitted) == borealis
+
+
+def test_a_device_the_new_labels_cannot_certify_keeps_the_parents_rule_on_the_logit(
+        make_run, tmp_path, ruleset):
+    run = make_run(n=3000, fraction=0.5, seed=2, temperature=1.0, true_temperature=2.0)
+    store = tmp_path / "labels.sqlite"
+    import_reviews(write_reviewed(tmp_path / "r.csv", run.out / "review_worklist.csv",
+                                  run.truth), run.out, store)
+    labels = _choose(store, ruleset).labels
+    lax = ThresholdConfig(alpha=0.05, delta=0.1, min_negatives=50, min_urgent_count=50,
+                          ppv_target=0.7)
+    t_parent, parent = refit(labels, lax)
+    assert all(g.t_low is not None and g.t_high is not None for g in parent.groups.values())
+    # a week later: a few acme labels only, another temperature
+    week = [lb for lb in labels if lb.device_group == "acme"][:30]
+    t_new, fitted = refit(week, lax)
+    assert fitted.groups["acme"].t_low is None and "borealis" not in fitted.groups
+    assert spent_labels(week, fitted) == []
+    kept = carry_over(fitted, parent.to_dict(), parent="4", scale=t_parent / t_new)
+    d = np.linspace(-12, 12, 4001)  # the network's logit difference
+    for name in ("acme", "borealis"):
+        old, new = parent.groups[name], kept.groups[name]
+        assert (new.low_carried_from, new.high_carried_from) == ("4", "4")
+        assert (new.miss_bound, new.low_guarantee) == (old.miss_bound, old.low_guarantee)
+        p_old, p_new = 1 / (1 + np.exp(-d / t_parent)), 1 / (1 + np.exp(-d / t_new))
+        # the same studies routine and urgent as under the parent (grid points at the
+        # boundary itself aside: float rounding)
+        assert np.sum((p_old < old.t_low) != (p_new < new.t_low)) <= 1
+        assert np.sum((p_old >= old.t_high) != (p_new >= new.t_high)) <= 1
+    # a carried threshold is carried on with the version that certified it
+    again = carry_over(refit(week, lax)[1], kept.to_dict(), parent="5", scale=1.0)
+    assert again.groups["borealis"].low_carried_from == "4"
+    # and never consumes labels
+    assert spent_labels(week, kept) == []

@@ -81,6 +81,10 @@ def recalibrate_cmd(
                f"positive), triaged {result.window[0]} to {result.window[1]}; temperature "
                f"{result.parent_temperature:.4g} -> {result.temperature:.4g}; certified: "
                f"{', '.join(certified) or 'nothing'}. Gate it with `triage promote`.")
+    if result.kept:
+        waiting = sorted(g for g, d in result.devices.items() if not d["consumed"])
+        typer.echo(f"{result.kept} labels of devices without a certified routine threshold "
+                   f"({', '.join(waiting)}) stay for the next recalibration.")
 
 
 def register(app: typer.Typer) -> None:

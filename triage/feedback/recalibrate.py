@@ -3,8 +3,11 @@
 The champion's network is kept; its temperature and its routing thresholds are fitted
 again on the valid calibration sample of the label store (`triage.feedback.sample`),
 using only labels that never calibrated a version before. The new version is registered
-with lineage tags (parent, label window, counts) and the labels are marked as consumed
-by it. It is *not* promoted: ``triage promote`` gates it like any challenger.
+with lineage tags (parent, label window, counts). The labels of the devices whose routine
+threshold it certified are marked as consumed by it; those of a device it did not certify
+stay for the next recalibration (`spent_labels`), so a slow device's positives add up until
+its certificate can be computed. It is *not* promoted: ``triage promote`` gates it like any
+challenger.
 
 The logits are recovered from the journal: ``d = T_run * logit(p_calibrated)``, with the
 temperature the run recorded. ``p_calibrated`` has 6 decimals, so ``d`` is exact to about
@@ -17,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +32,7 @@ import numpy as np
 from triage.feedback.errors import RecalibrationError
 from triage.feedback.sample import CalibrationSample, select_sample
 from triage.feedback.store import Label, LabelStore
+from triage.route.thresholds import GroupThresholds
 
 LOGGER = logging.getLogger(__name__)
 EXPERIMENT = "triage-recalibration"
@@ -48,7 +53,12 @@ class Recalibration:
         parent_temperature: the parent's temperature.
         n_labels: studies calibrated on; `n_positive` of them with a finding.
         n_positive: positives among them.
-        devices: device group -> {"n", "positives", "certified"}.
+        devices: device group -> {"n", "positives", "certified", "carried", "consumed"}:
+            ``carried`` when a threshold keeps the parent's certificate (`carry_over`); its
+            labels are consumed when its routine threshold was certified on them
+            (`spent_labels`).
+        kept: labels left for the next recalibration (devices without a certified routine
+            threshold).
         window: first and last day (UTC) the studies were triaged.
         read_window: first and last read date (empty when no reader gave one).
         skipped: why other labels were not used (reason -> count).
@@ -64,6 +74,7 @@ class Recalibration:
     n_labels: int
     n_positive: int
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    kept: int = 0
     window: tuple[str, str] = ("", "")
     read_window: tuple[str, str] = ("", "")
     skipped: dict[str, int] = field(default_factory=dict)
@@ -185,14 +196,88 @@ def recalibrate(model_uri: str, store_path: Path | str, *,
                 f"for {sample.missing} unlabelled sampled studies). Run `triage run "
                 f"--audit-fraction F` and import the reviewed worklists.")
         temperature, fitted = refit(sample.labels, ruleset.thresholds)
+        spent = spent_labels(sample.labels, fitted)
+        fitted = carry_over(fitted, bundle.routing, parent=parent,
+                            scale=bundle.temperature / temperature)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         new = dataclasses.replace(bundle, temperature=temperature, routing=fitted.to_dict(),
                                   created_utc=now, code_version=code_version())
         result = _register(new, sample, name=name, parent=parent, parent_tags=parent_tags,
                            parent_temperature=bundle.temperature, fitted=fitted,
                            rules_version=ruleset.full_version, uri=uri, client=client)
-        store.consume(sample.labels, result.version, now)
+        store.consume(spent, result.version, now)
     return result
+
+
+def carry_over(fitted: Any, parent_routing: Any, *, parent: str, scale: float) -> Any:
+    """`fitted` with the parent's certified thresholds where the new labels certified none.
+
+    The new version shares the parent's network, so a parent threshold is a rule on the
+    network's logit difference d: routine when ``d < T_parent * logit(t_low)``. With the new
+    temperature that same rule reads ``p < sigmoid(scale * logit(t_low))``, ``scale =
+    T_parent / T_new``; it routes every study as the parent did, and the parent's
+    certificate (counts, bounds, guarantee label) still covers it. Without this a device the
+    champion certified would lose its thresholds whenever a week's labels are too few to
+    certify it again (it gathers ~1 audited positive a day; its routine certificate needs
+    100-300), and the routing-guarantee gate would refuse every such version. A threshold
+    certified on the new labels always wins; a carried one names the version whose
+    certificate it keeps (``low_carried_from``, ``high_carried_from``).
+
+    Example:
+        >>> from triage.route.thresholds import (FittedThresholds, GroupThresholds,
+        ...                                      ThresholdConfig)
+        >>> old = FittedThresholds(ThresholdConfig(), {"a": GroupThresholds(
+        ...     "a", 400, 3000, t_low=0.02, low_guarantee="pac/device a=0.01 d=0.05")})
+        >>> new = FittedThresholds(ThresholdConfig(), {"a": GroupThresholds("a", 10, 80)})
+        >>> a = carry_over(new, old.to_dict(), parent="3", scale=0.5).groups["a"]
+        >>> (round(a.t_low, 4), a.n_pos, a.low_carried_from, a.low_guarantee)
+        (0.125, 10, '3', 'pac/device a=0.01 d=0.05')
+    """
+    from triage.route.thresholds import FittedThresholds
+
+    if not parent_routing:
+        return fitted
+    previous = FittedThresholds.from_dict(parent_routing, source=f"version {parent}'s routing")
+
+    def moved(t: float) -> float:
+        logit = math.log(t / (1.0 - t))
+        return float(1.0 / (1.0 + math.exp(-scale * logit)))
+
+    groups = dict(fitted.groups)
+    for name, old in previous.groups.items():
+        new = groups.get(name) or GroupThresholds(name, 0, 0)
+        changes: dict[str, Any] = {}
+        if new.t_low is None and old.t_low is not None:
+            changes.update(t_low=moved(old.t_low), miss_count=old.miss_count,
+                           miss_bound=old.miss_bound, low_guarantee=old.low_guarantee,
+                           low_check=old.low_check, low_reason="",
+                           low_carried_from=old.low_carried_from or parent)
+        if new.t_high is None and old.t_high is not None:
+            changes.update(t_high=moved(old.t_high), urgent_count=old.urgent_count,
+                           urgent_positives=old.urgent_positives, ppv_bound=old.ppv_bound,
+                           fpr_bound=old.fpr_bound, high_guarantee=old.high_guarantee,
+                           high_check=old.high_check, high_reason="",
+                           high_carried_from=old.high_carried_from or parent)
+        if changes:
+            groups[name] = dataclasses.replace(new, **changes)
+    return dataclasses.replace(fitted, groups=groups)
+
+
+def spent_labels(labels: list[Label], fitted: Any) -> list[Label]:
+    """The labels a recalibration consumes: those of the device groups whose routine
+    threshold `fitted` certified (on the device's own labels or a pooled threshold).
+
+    A device left uncertified keeps its labels for the next recalibration. Consuming them
+    would restart its count at every recalibration that certifies another device, and a
+    slow device would never reach the positives its certificate needs (docs/benchmarks.md,
+    "Guarantee modes and the feedback loop"). Waiting chooses nothing from the scores: the
+    routine threshold is certified once the device's positives reach the count its bound
+    needs (`min_positives_needed`; the lowest candidate threshold has no misses), so the
+    later certificate is computed on positives whose number, not whose scores, decided when.
+    """
+    certified = {name for name, group in fitted.groups.items()
+                 if group.t_low is not None and not group.low_carried_from}
+    return [lb for lb in labels if lb.device_group in certified]
 
 
 def _register(bundle: Any, sample: CalibrationSample, *, name: str, parent: str,
@@ -212,7 +297,11 @@ def _register(bundle: Any, sample: CalibrationSample, *, name: str, parent: str,
         entry["n"] += 1
         entry["positives"] += lb.finding
     for group, entry in devices.items():
-        entry["certified"] = bool(fitted.groups[group].certified)
+        mine = fitted.groups[group]
+        entry["certified"] = bool(mine.certified)
+        entry["carried"] = bool(mine.low_carried_from or mine.high_carried_from)
+        entry["consumed"] = mine.t_low is not None and not mine.low_carried_from
+    kept = sum(entry["n"] for entry in devices.values() if not entry["consumed"])
     window = _window([lb.processed_at for lb in labels])
     read_window = _window([lb.read_date for lb in labels])
     with tempfile.TemporaryDirectory(prefix="triage-recalibrate-") as tmp:
@@ -227,6 +316,7 @@ def _register(bundle: Any, sample: CalibrationSample, *, name: str, parent: str,
             run.log_metrics({"calibration.temperature": bundle.temperature,
                              "recalibration.labels": len(labels),
                              "recalibration.positives": int(y.sum()),
+                             "recalibration.kept_labels": kept,
                              "recalibration.certified_devices": sum(
                                  d["certified"] for d in devices.values())})
             run.log_json({"devices": devices, "skipped": sample.skipped,
@@ -241,6 +331,7 @@ def _register(bundle: Any, sample: CalibrationSample, *, name: str, parent: str,
         "lineage.window_start": window[0], "lineage.window_end": window[1],
         "lineage.read_window_start": read_window[0], "lineage.read_window_end": read_window[1],
         "lineage.labels": str(len(labels)), "lineage.positives": str(int(y.sum())),
+        "lineage.kept": str(kept),
         "lineage.negatives": str(int(y.size - y.sum())),
         "lineage.devices": json.dumps(devices, sort_keys=True),
         "lineage.skipped": json.dumps(sample.skipped, sort_keys=True),
@@ -252,5 +343,5 @@ def _register(bundle: Any, sample: CalibrationSample, *, name: str, parent: str,
                 "(T %.4g -> %.4g).", name, version, parent, len(labels), parent_temperature,
                 bundle.temperature)
     return Recalibration(name, version, parent, bundle.temperature, parent_temperature,
-                         len(labels), int(y.sum()), devices, window, read_window,
+                         len(labels), int(y.sum()), devices, kept, window, read_window,
                          sample.skipped, sample.incomplete_runs, run_id)

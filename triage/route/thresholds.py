@@ -225,6 +225,10 @@ class GroupThresholds:
         high_guarantee: what covers `t_high`, e.g. ``marginal/pooled fpr=0.05``.
         low_check: ``auto``: the shift check behind a pooled `t_low` (or its refusal).
         high_check: ``auto``: the same for `t_high`.
+        low_carried_from: the model version whose certificate `t_low` keeps (a
+            recalibration whose labels could not certify the device's routine threshold
+            again: `triage.feedback.recalibrate.carry_over`); empty when certified here.
+        high_carried_from: the same for `t_high`.
 
     For ``marginal``, `miss_bound` is the bound ``k / (n + 1)`` on the expected miss rate.
     For a pooled threshold, the counts and bounds are the pool's; `n_pos`, `n_neg` stay
@@ -248,6 +252,8 @@ class GroupThresholds:
     high_guarantee: str = ""
     low_check: str = ""
     high_check: str = ""
+    low_carried_from: str = ""
+    high_carried_from: str = ""
 
     @property
     def certified(self) -> bool:
