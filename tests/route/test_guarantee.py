@@ -204,3 +204,18 @@ def test_status_says_what_each_mode_needs_and_how_many_more_positives(fitted):
     lines = status_lines(status)
     assert lines[0] == "guarantee pac, stratify device, alpha 0.01, delta 0.05"
     assert any(line.startswith("| tiny |") for line in lines)
+
+
+def test_the_status_names_the_version_whose_certificate_a_carried_threshold_keeps():
+    from dataclasses import replace
+
+    from triage.route.thresholds import GroupThresholds
+
+    label = "pac/device a=0.01 d=0.05"
+    group = GroupThresholds("acme", 12, 90, t_low=0.02, low_guarantee=label)
+    fitted = FittedThresholds(ThresholdConfig(), {"acme": group})
+    assert certification_status(fitted)["groups"][0]["routine"] == label
+    carried = FittedThresholds(ThresholdConfig(), {"acme": replace(group, low_carried_from="3")})
+    row = certification_status(carried)["groups"][0]
+    assert row["routine"] == f"{label} (certified by version 3)"
+    assert row["to_certify"] == ""

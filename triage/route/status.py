@@ -12,6 +12,12 @@ from triage.route.guarantee import SOURCE_DEVICE, SOURCE_POOLED, Guarantee, labe
 from triage.route.thresholds import FittedThresholds, GroupThresholds
 
 
+def _carried(label: str, version: str) -> str:
+    """A threshold's label, naming the version whose certificate it keeps (a recalibration
+    carried it over: `triage.feedback.recalibrate.carry_over`)."""
+    return f"{label} (certified by version {version})" if label and version else label
+
+
 def _row(group: GroupThresholds, fitted: FittedThresholds) -> dict[str, Any]:
     cfg = fitted.config
     source = SOURCE_POOLED if group.group == POOLED_NAME else SOURCE_DEVICE
@@ -33,8 +39,8 @@ def _row(group: GroupThresholds, fitted: FittedThresholds) -> dict[str, Any]:
         "negatives": group.n_neg,
         "needs": {mode.value: {"positives": cfg.positives_needed(mode),
                                "negatives": cfg.negatives_needed(mode)} for mode in Guarantee},
-        "routine": group.low_guarantee,
-        "urgent": group.high_guarantee,
+        "routine": _carried(group.low_guarantee, group.low_carried_from),
+        "urgent": _carried(group.high_guarantee, group.high_carried_from),
         "certified": group.certified,
         "more_positives": more,
         "to_certify": todo,
