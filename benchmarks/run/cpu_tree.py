@@ -19,7 +19,6 @@ that a run's processes spend does much less. This runs `triage run --engine loca
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import os
@@ -32,7 +31,15 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmarks.common import env_with_repo
-from benchmarks.run.data import NETWORKS, OUT, REPO, prepare_export, prepare_model, triage_cmd
+from benchmarks.run.data import (
+    NETWORKS,
+    OUT,
+    REPO,
+    prepare_export,
+    prepare_model,
+    run_parser,
+    triage_cmd,
+)
 
 PR_SET_CHILD_SUBREAPER = 36
 SAMPLE_S = 0.1
@@ -151,12 +158,8 @@ def measure(cmd: list[str], log: Path, timeout: float = 900) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--studies", type=int, default=150)
-    parser.add_argument("--network", default="demo", choices=sorted(NETWORKS))
-    parser.add_argument("--matrix", type=int, default=64)
+    parser = run_parser(__doc__.splitlines()[0], 150, doc=False)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--engines", default="local,ray")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     args = parser.parse_args(argv)

@@ -8,6 +8,8 @@ its train or ingest config changes (their hash names its folder).
 
 from __future__ import annotations
 
+import argparse
+import csv
 import hashlib
 import json
 import sys
@@ -133,3 +135,23 @@ def bundle_facts(bundle: Path) -> tuple[str, str]:
                 "×".join(str(n) for n in meta["in_shape"]))
     except (OSError, ValueError, KeyError, TypeError):
         return "?", "?"
+
+
+def run_parser(description: str, studies: int, *, doc: bool = True) -> argparse.ArgumentParser:
+    """The options every run benchmark takes: the export (``--studies``, ``--matrix``), the
+    network and batch size of the model, and (`doc`) the document its section goes to."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--studies", type=int, default=studies)
+    parser.add_argument("--network", default="demo", choices=sorted(NETWORKS))
+    parser.add_argument("--matrix", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=4)
+    if doc:
+        parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    return parser
+
+
+def worklist_rows(out: Path) -> list[dict]:
+    """A run's worklist rows without the timestamp column (what two engines must agree on)."""
+    with (out / "worklist.csv").open(encoding="utf-8", newline="") as fh:
+        return [{k: v for k, v in row.items() if k != "processed_at"}
+                for row in csv.DictReader(fh)]

@@ -15,8 +15,6 @@ local run. Figures go between the ``ray`` markers of ``docs/benchmarks.md``::
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import os
 import shutil
@@ -26,7 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.common import env_with_repo, run_measured, write_marked_section
-from benchmarks.run.data import NETWORKS, OUT, REPO, prepare_export, prepare_model, triage_cmd
+from benchmarks.run.data import (
+    NETWORKS,
+    OUT,
+    REPO,
+    prepare_export,
+    prepare_model,
+    run_parser,
+    triage_cmd,
+    worklist_rows,
+)
 from benchmarks.run.measure import LoadSampler
 from triage.engines.ray import GROUP
 
@@ -47,21 +54,10 @@ def _measure(cmd: list[str], stem: Path, timeout: float) -> dict:
             "summary": json.loads(text[text.index("{"):])}
 
 
-def _rows(out: Path) -> list[dict]:
-    with (out / "worklist.csv").open(encoding="utf-8", newline="") as fh:
-        return [{k: v for k, v in row.items() if k != "processed_at"}
-                for row in csv.DictReader(fh)]
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--studies", type=int, default=400)
-    parser.add_argument("--network", default="demo", choices=sorted(NETWORKS))
-    parser.add_argument("--matrix", type=int, default=64)
+    parser = run_parser(__doc__.splitlines()[0], 400)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     export = prepare_export(args.studies, args.matrix)
@@ -85,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                                       str(out), "--json", "--batch-size",
                                       str(args.batch_size), "--engine", engine),
                            logs / f"{engine}-{round_no}", args.timeout)
-            got["rows"] = _rows(out)
+            got["rows"] = worklist_rows(out)
             runs[engine].append(got)
             print(f"round {round_no + 1} {engine}: {got['wall_s']:.1f} s, "
                   f"{got['tree_mib']:.0f} MiB", flush=True)

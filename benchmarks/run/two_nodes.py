@@ -16,9 +16,7 @@ between the ``ray-nodes`` markers of ``docs/benchmarks.md``::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import csv
 import io
 import json
 import os
@@ -29,7 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.common import write_marked_section
-from benchmarks.run.data import NETWORKS, OUT, REPO, prepare_export, prepare_model
+from benchmarks.run.data import (
+    NETWORKS,
+    OUT,
+    prepare_export,
+    prepare_model,
+    run_parser,
+    worklist_rows,
+)
 
 BEGIN, END = "<!-- ray-nodes:begin -->", "<!-- ray-nodes:end -->"
 
@@ -50,12 +55,6 @@ def _remove_when(cluster, node, out: Path, rows: int, done: threading.Event,
             removed.append({"after_rows": _journal_rows(out), "at_s": time.perf_counter()})
             cluster.remove_node(node, allow_graceful=False)
             return
-
-
-def _worklist(out: Path) -> list[dict]:
-    with (out / "worklist.csv").open(encoding="utf-8", newline="") as fh:
-        return [{k: v for k, v in row.items() if k != "processed_at"}
-                for row in csv.DictReader(fh)]
 
 
 def run_once(export: Path, bundle: Path, out: Path, remove_after: int | None,
@@ -100,19 +99,14 @@ def run_once(export: Path, bundle: Path, out: Path, remove_after: int | None,
     per_node = {names.get(node, node[:8]): n
                 for node, n in summary.get("studies_per_node", {}).items()}
     return {"code": code, "wall_s": wall, "studies": summary["studies"],
-            "per_node": per_node, "rows": _worklist(out),
+            "per_node": per_node, "rows": worklist_rows(out),
             "removed_after_rows": removed[0]["after_rows"] if removed else None,
             "removed_at_s": removed[0]["at_s"] - started if removed else None,
             "route": summary.get("route", {})}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--studies", type=int, default=400)
-    parser.add_argument("--network", default="demo", choices=sorted(NETWORKS))
-    parser.add_argument("--matrix", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser = run_parser(__doc__.splitlines()[0], 400)
     args = parser.parse_args(argv)
     began = time.perf_counter()
     export = prepare_export(args.studies, args.matrix)

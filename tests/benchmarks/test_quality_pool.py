@@ -9,29 +9,16 @@ import pytest
 
 from benchmarks.quality.pool import METRICS, pool_rows
 from triage.calibrate import binary_report, probabilities
-from triage.train.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
-def lodo_bundle(tiny_training_set, tmp_path_factory):
+def lodo_bundle(bundle_without_cygnus, tiny_training_set, tmp_path_factory):
     """A tiny model trained without `cygnus`, and a copy of the set to score as the pool."""
-    from triage.train.run import train_model
-
-    root = tmp_path_factory.mktemp("pool")
-    pool = root / "pool"
+    pool = tmp_path_factory.mktemp("pool") / "pool"
     shutil.copytree(tiny_training_set.ingest_dir.parent, pool)
-    config = TrainConfig.from_dict({
-        "model": {"name": "cnn-small", "options": {"channels": [4, 8]}},
-        "optim": {"epochs": 1, "batch_size": 4}, "runtime": {"experiment": "test"}})
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        outcome = train_model(manifest_path=tiny_training_set.manifest_path,
-                              ingest_dir=tiny_training_set.ingest_dir, config=config,
-                              out_dir=root / "run", holdout_device="cygnus", progress=False,
-                              log_model=False)
     rel = tiny_training_set.ingest_dir.relative_to(tiny_training_set.ingest_dir.parent)
     manifest = tiny_training_set.manifest_path.relative_to(tiny_training_set.ingest_dir.parent)
-    return outcome.bundle_dir, {"manifest": pool / manifest, "ingest": pool / rel}
+    return bundle_without_cygnus, {"manifest": pool / manifest, "ingest": pool / rel}
 
 
 def test_pool_rows_split_the_export_by_the_devices_the_model_saw(lodo_bundle):

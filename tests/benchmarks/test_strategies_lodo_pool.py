@@ -12,31 +12,18 @@ import pytest
 from benchmarks.strategies import report, run
 from triage.data.dataset import CACHE_DIR, resolve_samples
 from triage.data.manifest import read_manifest
-from triage.train.config import TrainConfig
 
 HELD = "cygnus"
 
 
 @pytest.fixture(scope="module")
-def held_out_bundle(tiny_training_set, tmp_path_factory):
+def held_out_bundle(bundle_without_cygnus, tiny_training_set):
     """A tiny model trained without `HELD`; the training set doubles as the pool."""
-    from triage.train.run import train_model
-
-    root = tmp_path_factory.mktemp("lodo-pool")
-    config = TrainConfig.from_dict({
-        "model": {"name": "cnn-small", "options": {"channels": [4, 8]}},
-        "optim": {"epochs": 1, "batch_size": 4}, "runtime": {"experiment": "test"}})
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        outcome = train_model(manifest_path=tiny_training_set.manifest_path,
-                              ingest_dir=tiny_training_set.ingest_dir, config=config,
-                              out_dir=root / "run", holdout_device=HELD, progress=False,
-                              log_model=False)
     pool = {"manifest": tiny_training_set.manifest_path, "ingest": tiny_training_set.ingest_dir,
             "fingerprint": "pool-a", "synth_args": "--lesion-contrast -60", "studies": 49,
             "seed": 200, "matrix": 24, "devices": ["acme", "borealis", "cygnus", "ember"],
             "synth_s": 60.0, "ingest_s": 30.0, "cpu_s": 80.0}
-    return outcome.bundle_dir, pool
+    return bundle_without_cygnus, pool
 
 
 def test_in_domain_and_held_out_use_disjoint_devices(held_out_bundle, tiny_training_set):

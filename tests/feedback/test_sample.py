@@ -3,6 +3,8 @@ rules, decisions imported into a real store (the fast variant of `test_loop.py`)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,17 @@ from .conftest import DEFAULT_RULES
 @pytest.fixture(scope="module")
 def ruleset() -> RuleSet:
     return load_rules(DEFAULT_RULES)
+
+
+@pytest.fixture
+def reviewed_run(make_run, tmp_path) -> Path:
+    """A label store holding every decision of a 3,000-study run audited at F = 0.5 (two
+    devices); the run reports p = sigmoid(d / 1), the findings follow sigmoid(d / 2)."""
+    run = make_run(n=3000, fraction=0.5, seed=2, temperature=1.0, true_temperature=2.0)
+    store = tmp_path / "labels.sqlite"
+    import_reviews(write_reviewed(tmp_path / "r.csv", run.out / "review_worklist.csv",
+                                  run.truth), run.out, store)
+    return store
 
 
 def _frame(rows) -> list:
@@ -92,12 +105,8 @@ def test_a_run_with_an_unlabelled_sampled_study_waits(make_run, tmp_path, rulese
 
 
 def test_refit_recovers_the_temperature_and_consumed_labels_are_not_reused(
-        make_run, tmp_path, ruleset):
-    # the run reports p = sigmoid(d / 1); the findings follow sigmoid(d / 2)
-    run = make_run(n=3000, fraction=0.5, seed=2, temperature=1.0, true_temperature=2.0)
-    store = tmp_path / "labels.sqlite"
-    import_reviews(write_reviewed(tmp_path / "r.csv", run.out / "review_worklist.csv",
-                                  run.truth), run.out, store)
+        reviewed_run, ruleset):
+    store = reviewed_run
     sample = _choose(store, ruleset)
     assert len(sample.labels) > 1000
     d = logits_from_labels(sample.labels)[:, 1]
@@ -116,11 +125,8 @@ def test_refit_recovers_the_temperature_and_consumed_labels_are_not_reused(
 
 
 def test_an_uncertified_device_keeps_its_labels_until_its_routine_threshold_certifies(
-        make_run, tmp_path, ruleset):
-    run = make_run(n=3000, fraction=0.5, seed=2, temperature=1.0, true_temperature=2.0)
-    store = tmp_path / "labels.sqlite"
-    import_reviews(write_reviewed(tmp_path / "r.csv", run.out / "review_worklist.csv",
-                                  run.truth), run.out, store)
+        reviewed_run, ruleset):
+    store = reviewed_run
     labels = _choose(store, ruleset).labels
     acme = [lb for lb in labels if lb.device_group == "acme"]
     borealis = [lb for lb in labels if lb.device_group == "borealis"]
@@ -142,11 +148,8 @@ def test_an_uncertified_device_keeps_its_labels_until_its_routine_threshold_cert
 
 
 def test_a_device_the_new_labels_cannot_certify_keeps_the_parents_rule_on_the_logit(
-        make_run, tmp_path, ruleset):
-    run = make_run(n=3000, fraction=0.5, seed=2, temperature=1.0, true_temperature=2.0)
-    store = tmp_path / "labels.sqlite"
-    import_reviews(write_reviewed(tmp_path / "r.csv", run.out / "review_worklist.csv",
-                                  run.truth), run.out, store)
+        reviewed_run, ruleset):
+    store = reviewed_run
     labels = _choose(store, ruleset).labels
     lax = ThresholdConfig(alpha=0.05, delta=0.1, min_negatives=50, min_urgent_count=50,
                           ppv_target=0.7)
