@@ -176,3 +176,26 @@ def test_a_device_the_new_labels_cannot_certify_keeps_the_parents_rule_on_the_lo
     assert again.groups["borealis"].low_carried_from == "4"
     # and never consumes labels
     assert spent_labels(week, kept) == []
+
+
+def test_a_threshold_is_carried_for_lack_of_data_never_against_evidence():
+    from triage.route.fit import SHIFT_REFUSED
+    from triage.route.thresholds import FittedThresholds, GroupThresholds
+
+    cfg = ThresholdConfig(guarantee="marginal", stratify="auto")
+    pooled = "marginal/pooled a=0.01"
+    parent = FittedThresholds(cfg, {
+        "lent": GroupThresholds("lent", 40, 400, t_low=0.03, low_guarantee=pooled),
+        "own": GroupThresholds("own", 150, 900, t_low=0.02,
+                               low_guarantee="marginal/device a=0.01")}).to_dict()
+    refused = f"its positives score lower than the other devices' (p=0.001), {SHIFT_REFUSED}"
+    week = FittedThresholds(cfg, {"lent": GroupThresholds("lent", 9, 80, low_check=refused),
+                                  "own": GroupThresholds("own", 8, 70, low_check=refused)})
+    kept = carry_over(week, parent, parent="1", scale=1.0).groups
+    # the new shift check refuses the pooled threshold the parent lent: not carried
+    assert kept["lent"].t_low is None
+    # it says nothing of the device's own threshold: carried
+    assert kept["own"].t_low == pytest.approx(0.02) and kept["own"].low_carried_from == "1"
+    # enough positives of its own and still no threshold: evidence, not carried
+    enough = FittedThresholds(cfg, {"own": GroupThresholds("own", 150, 900)})
+    assert carry_over(enough, parent, parent="1", scale=1.0).groups["own"].t_low is None

@@ -32,7 +32,9 @@ import numpy as np
 from triage.feedback.errors import RecalibrationError
 from triage.feedback.sample import CalibrationSample, select_sample
 from triage.feedback.store import Label, LabelStore
-from triage.route.thresholds import GroupThresholds
+from triage.route.fit import refused_by_shift
+from triage.route.guarantee import SOURCE_POOLED, Guarantee, label_parts
+from triage.route.thresholds import FittedThresholds, GroupThresholds
 
 LOGGER = logging.getLogger(__name__)
 EXPERIMENT = "triage-recalibration"
@@ -210,7 +212,8 @@ def recalibrate(model_uri: str, store_path: Path | str, *,
 
 
 def carry_over(fitted: Any, parent_routing: Any, *, parent: str, scale: float) -> Any:
-    """`fitted` with the parent's certified thresholds where the new labels certified none.
+    """`fitted` with the parent's certified thresholds where the new labels were too few to
+    certify them again.
 
     The new version shares the parent's network, so a parent threshold is a rule on the
     network's logit difference d: routine when ``d < T_parent * logit(t_low)``. With the new
@@ -219,40 +222,54 @@ def carry_over(fitted: Any, parent_routing: Any, *, parent: str, scale: float) -
     certificate (counts, bounds, guarantee label) still covers it. Without this a device the
     champion certified would lose its thresholds whenever a week's labels are too few to
     certify it again (it gathers ~1 audited positive a day; its routine certificate needs
-    100-300), and the routing-guarantee gate would refuse every such version. A threshold
+    100-300), and the routing-guarantee gate would refuse every such version.
+
+    A side is carried only for lack of data, never against evidence: the device has fewer
+    positives (routine) or negatives (urgent; under ``pac`` also positives) than its own
+    certificate needs, and, where the parent's threshold was the pooled one, the new shift
+    check did not refuse the pooled threshold for it (`refused_by_shift`). A threshold
     certified on the new labels always wins; a carried one names the version whose
     certificate it keeps (``low_carried_from``, ``high_carried_from``).
 
     Example:
-        >>> from triage.route.thresholds import (FittedThresholds, GroupThresholds,
-        ...                                      ThresholdConfig)
+        >>> from triage.route.thresholds import FittedThresholds, ThresholdConfig
         >>> old = FittedThresholds(ThresholdConfig(), {"a": GroupThresholds(
         ...     "a", 400, 3000, t_low=0.02, low_guarantee="pac/device a=0.01 d=0.05")})
         >>> new = FittedThresholds(ThresholdConfig(), {"a": GroupThresholds("a", 10, 80)})
         >>> a = carry_over(new, old.to_dict(), parent="3", scale=0.5).groups["a"]
         >>> (round(a.t_low, 4), a.n_pos, a.low_carried_from, a.low_guarantee)
         (0.125, 10, '3', 'pac/device a=0.01 d=0.05')
+        >>> enough = FittedThresholds(ThresholdConfig(), {"a": GroupThresholds("a", 400, 80)})
+        >>> carry_over(enough, old.to_dict(), parent="3", scale=0.5).groups["a"].t_low is None
+        True
     """
-    from triage.route.thresholds import FittedThresholds
-
     if not parent_routing:
         return fitted
     previous = FittedThresholds.from_dict(parent_routing, source=f"version {parent}'s routing")
+    cfg = fitted.config
+    pac = cfg.guarantee == Guarantee.PAC
 
     def moved(t: float) -> float:
         logit = math.log(t / (1.0 - t))
         return float(1.0 / (1.0 + math.exp(-scale * logit)))
 
+    def pooled(label: str) -> bool:
+        return label_parts(label)[1] == SOURCE_POOLED
+
     groups = dict(fitted.groups)
     for name, old in previous.groups.items():
         new = groups.get(name) or GroupThresholds(name, 0, 0)
+        few_pos = new.n_pos < cfg.required_positives
+        few_neg = new.n_neg < cfg.required_negatives or (pac and few_pos)
         changes: dict[str, Any] = {}
-        if new.t_low is None and old.t_low is not None:
+        if (new.t_low is None and old.t_low is not None and few_pos
+                and not (pooled(old.low_guarantee) and refused_by_shift(new.low_check))):
             changes.update(t_low=moved(old.t_low), miss_count=old.miss_count,
                            miss_bound=old.miss_bound, low_guarantee=old.low_guarantee,
                            low_check=old.low_check, low_reason="",
                            low_carried_from=old.low_carried_from or parent)
-        if new.t_high is None and old.t_high is not None:
+        if (new.t_high is None and old.t_high is not None and few_neg
+                and not (pooled(old.high_guarantee) and refused_by_shift(new.high_check))):
             changes.update(t_high=moved(old.t_high), urgent_count=old.urgent_count,
                            urgent_positives=old.urgent_positives, ppv_bound=old.ppv_bound,
                            fpr_bound=old.fpr_bound, high_guarantee=old.high_guarantee,

@@ -39,6 +39,16 @@ HIGH_FIELDS = ("t_high", "urgent_count", "urgent_positives", "ppv_bound", "fpr_b
                "high_reason", "high_guarantee")
 
 
+#: How a side's shift check words a refusal of the pooled threshold (`refused_by_shift`).
+SHIFT_REFUSED = "so the pooled threshold does not apply"
+
+
+def refused_by_shift(check: str) -> bool:
+    """True when an `auto` side's shift check (``low_check``, ``high_check``) refused the
+    pooled threshold: its device's scores differ from the other devices'."""
+    return SHIFT_REFUSED in check
+
+
 def _who(name: str) -> str:
     return "the pooled calibration devices" if name == POOLED_NAME else f"device {name}"
 
@@ -134,8 +144,7 @@ def _auto_side(own: GroupThresholds, pooled: GroupThresholds, mine: np.ndarray,
     if not pvalue >= cfg.shift_level:  # NaN (no other device) refuses too
         shown = "no other device to compare" if np.isnan(pvalue) else (
             f"one-sided Mann–Whitney p={pvalue:.3g} < {cfg.shift_level:g}")
-        text = (f"its {kind} score {direction} than the other devices' ({shown}), so the "
-                f"pooled threshold does not apply")
+        text = f"its {kind} score {direction} than the other devices' ({shown}), {SHIFT_REFUSED}"
         return _changed(own, {why: f"{own_reason}, and {text}", check: text})
     text = (f"pooled: its {kind} are not shown to score {direction} than the other devices' "
             f"(one-sided Mann–Whitney p={pvalue:.3g} >= {cfg.shift_level:g}, "
