@@ -100,6 +100,8 @@ def test_import_recalibrate_promote_run(champion, tmp_path, monkeypatch, capsys)
         NAME, "2").tags
     assert tags["lineage.parent_version"] == "1" and tags["lineage.root_version"] == "1"
     assert tags["lineage.labels"] == str(recal["n_labels"])
+    assert tags["lineage.kept"] == str(recal["kept"]) == str(
+        sum(d["n"] for d in recal["devices"].values() if not d["consumed"]))
     assert tags["lineage.window_start"] <= tags["lineage.window_end"]
     assert float(tags["calibration.temperature"]) == pytest.approx(recal["temperature"])
     with LabelStore(store) as db:
