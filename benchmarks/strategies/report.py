@@ -139,6 +139,9 @@ def lodo_targets(rows: Sequence[Mapping[str, Any]], devices: Sequence[str], meth
             fold["spread"] = max(sd(held), sd(base))
             if not math.isnan(fold["spread"]):
                 fold["gain_met"] = fold["gain"] > fold["spread"]
+                # the same question against the standard error of the difference of means
+                fold["gain_se"] = math.sqrt(sd(held) ** 2 / len(held)
+                                            + sd(base) ** 2 / len(base))
         folds.append(fold)
     return folds
 
@@ -215,9 +218,13 @@ def lodo_pool_table(rows: Sequence[Mapping[str, Any]], devices: Sequence[str], m
             verdict]))
     if folds:
         worst = min(folds, key=lambda f: f["held"])
+        beyond_se = sum(f["gain"] > f["gain_se"] for f in folds if "gain_se" in f)
+        judged_se = sum("gain_se" in f for f in folds)
         lines += ["", f"In-domain gap target met on {sum(f['gap_met'] for f in folds)}/"
                       f"{len(folds)} folds; gain beyond the seed spread on "
-                      f"{sum(bool(f['gain_met']) for f in folds)}/{len(folds)}. Worst fold: "
+                      f"{sum(bool(f['gain_met']) for f in folds)}/{len(folds)} (beyond the "
+                      f"standard error of the difference of the means, sqrt(sd_{method}² / n "
+                      f"+ sd_{baseline}² / n), on {beyond_se}/{judged_se}). Worst fold: "
                       f"`{worst['device']}`, {method} held-out AUROC {worst['held']:.3f}."]
     return "\n".join(lines)
 

@@ -120,8 +120,11 @@ def test_pool_table_renders_each_folds_verdicts():
     assert lines[0].startswith("| held-out device | in-domain AUROC baseline |")
     assert lines[2].split(" | ")[5:] == ["0.010 (met)", "+0.050", "0.010", "met |"]
     assert lines[3].split(" | ")[5:] == ["0.070 (missed)", "+0.010", "0.020", "missed |"]
+    # the standard error of the difference: a 0.0082 (gain 0.05), b 0.0163 (gain 0.01)
     assert lines[-1] == ("In-domain gap target met on 1/2 folds; gain beyond the seed spread "
-                         "on 1/2. Worst fold: `b`, full held-out AUROC 0.830.")
+                         "on 1/2 (beyond the standard error of the difference of the means, "
+                         "sqrt(sd_full² / n + sd_baseline² / n), on 1/2). Worst fold: `b`, full "
+                         "held-out AUROC 0.830.")
     one_seed = [r for r in rows if r["seed"] == 0]
     assert "| not judged |" in report.lodo_pool_table(one_seed, ["a"], "full")
 
