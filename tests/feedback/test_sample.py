@@ -20,7 +20,9 @@ from triage.feedback.recalibrate import (
 from triage.feedback.store import LabelStore
 from triage.route import ThresholdConfig, load_rules
 from triage.route.audit import in_sample
+from triage.route.fit import SHIFT_REFUSED
 from triage.route.rules import RuleSet
+from triage.route.thresholds import FittedThresholds, GroupThresholds
 
 from .conftest import DEFAULT_RULES
 
@@ -179,9 +181,6 @@ def test_a_device_the_new_labels_cannot_certify_keeps_the_parents_rule_on_the_lo
 
 
 def test_a_threshold_is_carried_for_lack_of_data_never_against_evidence():
-    from triage.route.fit import SHIFT_REFUSED
-    from triage.route.thresholds import FittedThresholds, GroupThresholds
-
     cfg = ThresholdConfig(guarantee="marginal", stratify="auto")
     pooled = "marginal/pooled a=0.01"
     parent = FittedThresholds(cfg, {

@@ -3,6 +3,8 @@ from before guarantee modes, suspected-positive priority and the certification s
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import yaml
@@ -20,6 +22,7 @@ from triage.route import (
     fit_thresholds,
 )
 from triage.route.status import certification_status, status_lines
+from triage.route.thresholds import GroupThresholds
 
 from .conftest import DEFAULT_RULES
 
@@ -207,10 +210,6 @@ def test_status_says_what_each_mode_needs_and_how_many_more_positives(fitted):
 
 
 def test_the_status_names_the_version_whose_certificate_a_carried_threshold_keeps():
-    from dataclasses import replace
-
-    from triage.route.thresholds import GroupThresholds
-
     label = "pac/device a=0.01 d=0.05"
     group = GroupThresholds("acme", 12, 90, t_low=0.02, low_guarantee=label)
     fitted = FittedThresholds(ThresholdConfig(), {"acme": group})
