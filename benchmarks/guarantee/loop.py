@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmarks.guarantee.pool import DEVICES, Device
 from benchmarks.guarantee.redraw import config
-from triage.feedback.recalibrate import carry_over
+from triage.feedback.recalibrate import carry_over, certified_here
 from triage.route import fit_thresholds
 
 
@@ -97,7 +97,7 @@ def simulate(settings: LoopSettings, devices: Sequence[Device] = DEVICES) -> dic
         if y.sum() == 0 or y.sum() == y.size:
             continue
         fitted = fit_thresholds(p, y, groups, cfg)
-        fresh = {n for n in names if (g := fitted.get(n)) and g.t_low is not None}
+        fresh = certified_here(fitted)
         buffer = [part for part in buffer if part[0] not in fresh]  # `spent_labels`
         if champion is not None:  # no temperature here: the logit rule is the threshold
             fitted = carry_over(fitted, champion.to_dict(), parent=str(len(versions)),

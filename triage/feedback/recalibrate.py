@@ -32,7 +32,7 @@ import numpy as np
 from triage.feedback.errors import RecalibrationError
 from triage.feedback.sample import CalibrationSample, select_sample
 from triage.feedback.store import Label, LabelStore
-from triage.route.fit import refused_by_shift
+from triage.route.fit import HIGH_FIELDS, LOW_FIELDS, refused_by_shift
 from triage.route.guarantee import SOURCE_POOLED, Guarantee, label_parts
 from triage.route.thresholds import FittedThresholds, GroupThresholds
 
@@ -264,16 +264,13 @@ def carry_over(fitted: Any, parent_routing: Any, *, parent: str, scale: float) -
         changes: dict[str, Any] = {}
         if (new.t_low is None and old.t_low is not None and few_pos
                 and not (pooled(old.low_guarantee) and refused_by_shift(new.low_check))):
-            changes.update(t_low=moved(old.t_low), miss_count=old.miss_count,
-                           miss_bound=old.miss_bound, low_guarantee=old.low_guarantee,
-                           low_check=old.low_check, low_reason="",
+            changes.update({f: getattr(old, f) for f in LOW_FIELDS}, t_low=moved(old.t_low),
+                           low_check=old.low_check,
                            low_carried_from=old.low_carried_from or parent)
         if (new.t_high is None and old.t_high is not None and few_neg
                 and not (pooled(old.high_guarantee) and refused_by_shift(new.high_check))):
-            changes.update(t_high=moved(old.t_high), urgent_count=old.urgent_count,
-                           urgent_positives=old.urgent_positives, ppv_bound=old.ppv_bound,
-                           fpr_bound=old.fpr_bound, high_guarantee=old.high_guarantee,
-                           high_check=old.high_check, high_reason="",
+            changes.update({f: getattr(old, f) for f in HIGH_FIELDS}, t_high=moved(old.t_high),
+                           high_check=old.high_check,
                            high_carried_from=old.high_carried_from or parent)
         if changes:
             groups[name] = dataclasses.replace(new, **changes)
@@ -292,9 +289,15 @@ def spent_labels(labels: list[Label], fitted: Any) -> list[Label]:
     needs (`min_positives_needed`; the lowest candidate threshold has no misses), so the
     later certificate is computed on positives whose number, not whose scores, decided when.
     """
-    certified = {name for name, group in fitted.groups.items()
-                 if group.t_low is not None and not group.low_carried_from}
+    certified = certified_here(fitted)
     return [lb for lb in labels if lb.device_group in certified]
+
+
+def certified_here(fitted: Any) -> set[str]:
+    """The device groups whose routine threshold `fitted` certified on its own labels (not
+    carried over from a parent: `carry_over`); their labels are the ones consumed."""
+    return {name for name, group in fitted.groups.items()
+            if group.t_low is not None and not group.low_carried_from}
 
 
 def _register(bundle: Any, sample: CalibrationSample, *, name: str, parent: str,
@@ -313,11 +316,12 @@ def _register(bundle: Any, sample: CalibrationSample, *, name: str, parent: str,
         entry = devices.setdefault(lb.device_group, {"n": 0, "positives": 0})
         entry["n"] += 1
         entry["positives"] += lb.finding
+    consumed = certified_here(fitted)
     for group, entry in devices.items():
         mine = fitted.groups[group]
         entry["certified"] = bool(mine.certified)
         entry["carried"] = bool(mine.low_carried_from or mine.high_carried_from)
-        entry["consumed"] = mine.t_low is not None and not mine.low_carried_from
+        entry["consumed"] = group in consumed
     kept = sum(entry["n"] for entry in devices.values() if not entry["consumed"])
     window = _window([lb.processed_at for lb in labels])
     read_window = _window([lb.read_date for lb in labels])
