@@ -231,3 +231,52 @@ def test_median3_keeps_a_step_edge_and_removes_a_lone_spike():
     expected = torch.zeros_like(v)
     expected[..., 4:, :, :] = 1.0
     assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("size", [(3, 3, 3), (9, 9, 5), (1, 7, 3), (13, 3, 11)])
+def test_box_mean_is_the_in_grid_mean(size):
+    """The contrast front end's box mean: each voxel averages the voxels of its box that lie
+    inside the grid (border voxels fewer), for boxes smaller and larger than the grid; the
+    same values as avg_pool3d without the padding in its count."""
+    from torch.nn import functional as F
+
+    from triage.model.nets import _box_mean
+
+    v = torch.rand(2, 3, 12, 10, 8, generator=torch.Generator().manual_seed(0))
+    expected = v
+    for axis, k in enumerate(size):
+        dim, n, half = axis + 2, v.shape[axis + 2], k // 2
+        expected = torch.stack([expected.narrow(dim, max(0, i - half),
+                                                min(n, i + half + 1) - max(0, i - half)
+                                                ).mean(dim) for i in range(n)], dim)
+    assert torch.allclose(_box_mean(v, size), expected, atol=1e-6)
+    if size == (9, 9, 5):
+        pooled = v
+        for axis, k in enumerate(size):
+            shape = [1, 1, 1]
+            shape[axis] = k
+            pooled = F.avg_pool3d(pooled, tuple(shape), stride=1,
+                                  padding=tuple(s // 2 for s in shape),
+                                  count_include_pad=False)
+        assert torch.allclose(_box_mean(v, size), pooled, atol=1e-6)
+
+
+@pytest.mark.parametrize("floor", [None, 0.3])
+def test_blob_fcn_onnx_graph_gives_the_torch_logits(floor):
+    """The shipped network (context front end, contrast prior) exports to ONNX: the graph
+    takes the pooling path of the box mean and plain memory layout, and gives torch's
+    logits."""
+    from triage.model.runtime import OnnxSession, export_onnx
+
+    options = {"channels": [16, 8], "strides": [1, 1], "kernel": 1, "pool": "max",
+               "context": [9, 9, 5], "downsample": [2, 2, 2], "contrast_prior": 1.0}
+    if floor is not None:
+        options |= {"tissue_floor": floor, "tissue_mask": "median"}
+    model = create_model(ModelConfig("blob-fcn", options), (24, 20, 12), seed=0).eval()
+    x = torch.rand(3, 1, 24, 20, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    graph = export_onnx(model, (24, 20, 12))
+    out = OnnxSession(graph, device="cpu", threads=1).run(x.numpy())
+    assert out.shape == (3, 2)
+    assert abs(out - expected).max() < 1e-4
