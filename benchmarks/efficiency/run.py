@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -61,6 +62,9 @@ PARENT = {"name": "blob-fcn", "options": {
     "context": [9, 9, 5], "downsample": [2, 2, 2], "contrast_prior": 1.0}}
 PRUNE_RATIOS = (0.3, 0.5, 0.7)
 FINETUNE_EPOCHS = 2
+# Forward timing: one batch of 4 volumes per variant per round, the variants interleaved
+# round by round, so a change of load on the shared machine falls on all of them alike.
+FORWARD_ROUNDS = 15
 STUDENT = {"name": "blob-fcn", "options": {
     "channels": [16, 8], "strides": [1, 1], "kernel": 1, "pool": "max", "context": [9, 9, 5],
     "downsample": [2, 2, 2], "contrast_prior": 1.0}}
@@ -150,16 +154,20 @@ def measure_variants(paths: dict[str, Path]) -> list[dict[str, Any]]:
     top = max(PRUNE_RATIOS)
     pruned_onnx = make_variant(pruned[top], data, quantize="none").bundle
     volumes = load_volumes(data, (data.test + data.calib)[:4])
+    variants = [("fp32 torch", parent), ("ONNX fp32", onnx), ("ONNX int8", int8),
+                *((f"pruned {r:.0%} (torch)", b) for r, b in pruned.items()),
+                (f"pruned {top:.0%} + ONNX fp32", pruned_onnx), ("distilled (torch)", student)]
+    times: dict[str, list[float]] = {name: [] for name, _ in variants}
+    for _ in range(FORWARD_ROUNDS):
+        for name, bundle in variants:
+            times[name].append(forward_ms(bundle, volumes, runtime=bundle.runtime, repeats=1))
     rows = []
-    for name, bundle in (("fp32 torch", parent), ("ONNX fp32", onnx), ("ONNX int8", int8),
-                         *((f"pruned {r:.0%} (torch)", b) for r, b in pruned.items()),
-                         (f"pruned {top:.0%} + ONNX fp32", pruned_onnx),
-                         ("distilled (torch)", student)):
+    for name, bundle in variants:
         row = {"variant": name, "params": sum(v.numel() for k, v in bundle.state_dict.items()
                                               if "running" not in k and "num_batches" not in k),
                "file_mb": round(_file_mb(bundle), 3),
-               "forward_ms": round(forward_ms(bundle, volumes, runtime=bundle.runtime,
-                                              repeats=5), 2),
+               "forward_ms": round(statistics.median(times[name]), 2),
+               "forward_ms_range": [round(min(times[name]), 2), round(max(times[name]), 2)],
                "temperature": round(bundle.temperature, 3),
                "certified": _certified(bundle)}
         for split, samples in (("test", data.test), ("held_out", data.held_out)):
@@ -175,6 +183,13 @@ def measure_variants(paths: dict[str, Path]) -> list[dict[str, Any]]:
     save_bundle(int8, save / "int8")
     save_bundle(pruned_onnx, save / "pruned-onnx")
     return rows
+
+
+def _forward(row: dict[str, Any]) -> str:
+    """``median (min–max)`` forward ms of a variant row (an older row: the median alone)."""
+    low_high = row.get("forward_ms_range")
+    text = f"{row['forward_ms']:.2f}"
+    return text + (f" ({low_high[0]:.2f}–{low_high[1]:.2f})" if low_high else "")
 
 
 def _certified(bundle: Any) -> str:
@@ -325,8 +340,10 @@ def section(variants: list[dict[str, Any]], runs: list[dict[str, Any]],
         f"variant's temperature and thresholds are refitted on its own scores of the "
         f"{meta['n_calib']} calibration studies under the rules the parent recorded; "
         f"*certified*: device groups whose routine threshold is certified (per device or "
-        f"pooled), of those calibrated. Forward ms: median of 5 batches of 4 volumes, per "
-        f"volume. {meta['n_test']} in-domain test and {meta['n_held_out']} held-out studies, "
+        f"pooled), of those calibrated. Forward ms: per volume, the median over "
+        f"{FORWARD_ROUNDS} rounds of one batch of 4 volumes per variant, the variants "
+        f"interleaved round by round (the range: fastest and slowest round). "
+        f"{meta['n_test']} in-domain test and {meta['n_held_out']} held-out studies, "
         f"so an AUROC step is about a hundredth. Load average at the end of the run: "
         f"{meta['load']} (other processes shared the cores: timings are noisy).",
         "",
@@ -335,7 +352,7 @@ def section(variants: list[dict[str, Any]], runs: list[dict[str, Any]],
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in variants:
         lines.append(f"| {r['variant']} | {r['params']:,} | {r['file_mb']:.3f} | "
-                     f"{r['forward_ms']:.2f} | {r['temperature']} | {r['test_auroc']} | "
+                     f"{_forward(r)} | {r['temperature']} | {r['test_auroc']} | "
                      f"{r['held_out_auroc']} | {r['test_ece']} | {r['held_out_ece']} | "
                      f"{r['certified']} |")
     lines += ["", "Goal (>= 2x the fp32 torch forward throughput, held-out AUROC within 1 point, "

@@ -268,14 +268,18 @@ def run_table1(args: argparse.Namespace) -> tuple[list[dict], str]:
     notes = [f"Held out: `{holdout}`. All figures after temperature scaling (fitted on each "
              "run's calibration split); mean ± sd over seeds. Seed-study figures are its "
              "accuracy / cross-domain accuracy (? = not reported)."]
-    body = report.table1(rows, args.variants)
+    gains = ("\n\nGain over the baseline, relative to its figure (means over seeds), beside "
+             "the seed study's:\n\n")
+    body = (report.table1(rows, args.variants) + gains
+            + report.relative_gains(rows, args.variants))
     if any("pool_held_out_auroc" in r for r in rows):
         n_in = max(r.get("pool_n_in_domain", 0) for r in rows)
         n_held = max(r.get("pool_n_held_out", 0) for r in rows)
         body = (f"On the large test export (`benchmarks.quality.pool`, another seed of the "
                 f"same generator and difficulty): in-domain = its {n_in} studies of the "
                 f"training devices, held-out = its {n_held} of `{holdout}`.\n\n"
-                + report.table1(rows, args.variants, report.TABLE1_POOL_COLUMNS)
+                + report.table1(rows, args.variants, report.TABLE1_POOL_COLUMNS) + gains
+                + report.relative_gains(rows, args.variants, report.TABLE1_POOL_COLUMNS)
                 + "\n\nOn each run's own test sets (in-domain = the other devices' test "
                   "split, about 50 studies; held-out = every study of the held-out device "
                   "in the training export):\n\n" + body)

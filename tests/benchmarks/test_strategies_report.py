@@ -144,6 +144,26 @@ def test_table1_reads_the_large_test_export_columns():
     assert text[2].startswith("| baseline | 1 | 0.900 | – | – | – | – | 0.800 |")
 
 
+def test_relative_gains_put_the_seed_study_gains_beside_ours():
+    """Gains relative to the baseline's mean over seeds, ours on the chosen columns (the
+    large test export's here) and the seed study's where it reports the strategy."""
+    rows = [{"variant": "baseline", "seed": s, "pool_in_domain_accuracy": a,
+             "pool_held_out_accuracy": 0.5, "pool_held_out_auroc": 0.8}
+            for s, a in ((0, 0.7), (1, 0.9))]
+    rows += [{"variant": "combined", "seed": 0, "pool_in_domain_accuracy": 0.88,
+              "pool_held_out_accuracy": 0.6, "pool_held_out_auroc": 0.72},
+             {"variant": "layered", "seed": 0, "pool_in_domain_accuracy": 0.8}]
+    text = report.relative_gains(rows, ["baseline", "layered", "combined"],
+                                 report.TABLE1_POOL_COLUMNS).splitlines()
+    assert text[0] == ("| strategy | accuracy | seed study accuracy | cross-domain acc | "
+                       "seed study cross-domain acc | held-out AUROC |")
+    assert len(text) == 4  # the baseline has no row of its own
+    assert text[2] == "| layered | +0.0 % | ? | – | ? | – |"
+    # 0.88 / 0.8, 0.867 / 0.812, 0.6 / 0.5, 0.781 / 0.701, 0.72 / 0.8
+    assert text[3] == "| combined | +10.0 % | +6.8 % | +20.0 % | +11.4 % | -10.0 % |"
+    assert report._relative(0.79999, 0.8) == "+0.0 %"  # rounded to zero: no "-0.0 %"
+
+
 def test_summary_run_logs_the_mean_over_seeds_of_each_figure(tmp_path, monkeypatch):
     import mlflow
 
