@@ -49,6 +49,15 @@ def test_min_positives_needed_follows_from_the_bound():
     assert ThresholdConfig(min_positives=500).required_positives == 500
 
 
+@pytest.mark.parametrize("delta", [0.01, 0.05, 0.1, 0.2])
+@pytest.mark.parametrize("alpha", [0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2])
+def test_min_positives_needed_agrees_with_the_clopper_pearson_bound(alpha, delta):
+    """The closed form (no scipy at a run's start-up) gives the fewest n whose bound with
+    no miss, as `cp_upper` computes it, is at most alpha."""
+    n = min_positives_needed(alpha, delta)
+    assert cp_upper(0, n, delta) <= alpha < cp_upper(0, n - 1, delta)
+
+
 def test_hand_example_single_group():
     # 400 positives spread evenly, 600 negatives far below: the routine scan may count at
     # most k misses with P(Bin(400, 0.01) <= k) <= 0.05, i.e. k = 0 (cdf(0) = 0.018,

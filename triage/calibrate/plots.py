@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from triage.calibrate.inputs import CalibrationInputError, check_labels, check_n_bins, check_pair
 from triage.calibrate.metrics import ECE_KINDS, ece, reliability_bins, risk_coverage
 from triage.io import atomic_open
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Figures are built on `Figure` with an Agg canvas, never through pyplot: nothing changes
 # the backend or the current figure of a caller who uses pyplot, and nothing leaks.
@@ -22,8 +23,18 @@ AFTER_COLOR = "#1f77b4"
 BEFORE_COLOR = "#d62728"
 
 
+def _figure(**kwargs: Any) -> Figure:
+    """A new figure (matplotlib is imported here, on first use: about 0.3 s that a run
+    which draws nothing does not pay)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def _save(fig: Figure, path: Path | str) -> Path:
     """Render `fig` to `path` as a PNG, atomically, and return the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     path = Path(path)
     FigureCanvasAgg(fig)
     with atomic_open(path, "wb") as fh:
@@ -76,7 +87,7 @@ def reliability_diagram(p_pos: Any, labels: Any, path: Path | str, *, n_bins: in
         p_before, _ = check_pair(before, y)
         series.insert(0, ("before", p_before, BEFORE_COLOR))
 
-    fig = Figure(figsize=(6, 6.5))
+    fig = _figure(figsize=(6, 6.5))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     width = 1.0 / n_bins
     for i, (name, probs, color) in enumerate(series):
@@ -141,7 +152,7 @@ def confusion_matrix_figure(labels: Any, predicted: Any, path: Path | str, *,
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
 
-    fig = Figure(figsize=(4.5, 4))
+    fig = _figure(figsize=(4.5, 4))
     ax = fig.subplots()
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(matrix):
@@ -191,7 +202,7 @@ def per_group_bars(df: pd.DataFrame, metric: str, path: Path | str, *, title: st
     if "n" in groups.columns:
         names = [f"{name}\nn={int(n)}" for name, n in zip(names, groups["n"], strict=True)]
 
-    fig = Figure(figsize=(max(4.0, 0.8 * len(names) + 2), 4))
+    fig = _figure(figsize=(max(4.0, 0.8 * len(names) + 2), 4))
     ax = fig.subplots()
     x = np.arange(len(names))
     ax.bar(x, np.nan_to_num(values), color=AFTER_COLOR, alpha=0.8)
@@ -235,7 +246,7 @@ def risk_coverage_curve(p_pos: Any, labels: Any, path: Path | str, *, title: str
     path = _check_path(path)
     p, y = check_pair(p_pos, labels)
     coverage, risk = risk_coverage(p, y)
-    fig = Figure(figsize=(5.5, 4))
+    fig = _figure(figsize=(5.5, 4))
     ax = fig.subplots()
     ax.step(np.r_[0.0, coverage], np.r_[risk[0], risk], where="pre", color=AFTER_COLOR,
             label="selective risk")

@@ -5,6 +5,7 @@ Measured costs and the choice of the default are in docs/training.md.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -94,6 +95,13 @@ def _median3(v: torch.Tensor) -> torch.Tensor:
     return v
 
 
+def _exporting() -> bool:
+    """Whether an ONNX export is tracing the network (without importing `torch.onnx`,
+    about 0.3 s of a run's start-up: not yet imported, no export is under way)."""
+    onnx = sys.modules.get("torch.onnx")
+    return onnx is not None and bool(onnx.is_in_onnx_export())
+
+
 def _box_mean(v: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Mean of `v` (B, C, X, Y, Z) over a centred box of `size` voxels (odd), taken over the
     voxels inside the grid only (a border voxel averages fewer).
@@ -110,7 +118,7 @@ def _box_mean(v: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         if k == 1:
             continue
         dim, n, half = axis + 2, v.shape[axis + 2], k // 2
-        if torch.onnx.is_in_onnx_export():
+        if _exporting():
             kernel = [1, 1, 1]
             kernel[axis] = k
             v = F.avg_pool3d(v, tuple(kernel), stride=1, padding=tuple(s // 2 for s in kernel),
@@ -248,7 +256,7 @@ class _BlobNet(torch.nn.Module):
         # CPU time of the default layout, forward and backward. (3x3x3 convolutions gain
         # nothing in inference, and the 70 %-pruned ones lose; ONNX has no memory formats:
         # an exported graph leaves the layout to its runtime.)
-        if self.pointwise and not torch.onnx.is_in_onnx_export():
+        if self.pointwise and not _exporting():
             v = v.contiguous(memory_format=torch.channels_last_3d)
         return self.features(v)
 
