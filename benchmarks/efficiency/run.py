@@ -158,9 +158,10 @@ def measure_variants(paths: dict[str, Path]) -> list[dict[str, Any]]:
                 *((f"pruned {r:.0%} (torch)", b) for r, b in pruned.items()),
                 (f"pruned {top:.0%} + ONNX fp32", pruned_onnx), ("distilled (torch)", student)]
     times: dict[str, list[float]] = {name: [] for name, _ in variants}
-    for _ in range(FORWARD_ROUNDS):
-        for name, bundle in variants:
-            times[name].append(forward_ms(bundle, volumes, runtime=bundle.runtime, repeats=1))
+    for round_no in range(FORWARD_ROUNDS):
+        for name, bundle in variants:  # warmed up once, in the first round
+            times[name].append(forward_ms(bundle, volumes, runtime=bundle.runtime, repeats=1,
+                                          warm_up=round_no == 0))
     rows = []
     for name, bundle in variants:
         row = {"variant": name, "params": sum(v.numel() for k, v in bundle.state_dict.items()

@@ -120,12 +120,14 @@ def load_volumes(data: ExportData, samples: Sequence[Sample]) -> list[np.ndarray
 
 
 def forward_ms(bundle: ModelBundle, volumes: Sequence[np.ndarray], *, runtime: str,
-               batch_size: int = 4, repeats: int = 3) -> float:
+               batch_size: int = 4, repeats: int = 3, warm_up: bool = True) -> float:
     """Median forward milliseconds per volume of `runtime` on CPU over a batch of
-    `volumes` (one warm-up pass first; threads as the process has them)."""
+    `volumes` (one warm-up pass first unless `warm_up` is False, for a caller that
+    already ran one; threads as the process has them)."""
     batch = np.stack([np.asarray(v, np.float32).reshape(-1, *bundle.in_shape)[0]
                       for v in list(volumes)[:batch_size]])
-    bundle.predict_logits(batch, device="cpu", batch_size=batch_size, runtime=runtime)
+    if warm_up:
+        bundle.predict_logits(batch, device="cpu", batch_size=batch_size, runtime=runtime)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

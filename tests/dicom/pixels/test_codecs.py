@@ -70,25 +70,33 @@ def test_tilt_reslice_in_place_equals_a_fresh_output() -> None:
     np.testing.assert_array_equal(fresh, same)
 
 
+LOAD_SCRIPT = textwrap.dedent("""
+    import sys
+    from triage.dicom.scan.grouping import group_studies
+    from triage.dicom.volume.loader import load_series
+    from triage.dicom.scan.scan import scan_export
+    from triage.dicom.select.selection import SelectionRules, select_series
+
+    verdicts = []
+    for study in group_studies(scan_export(sys.argv[1], workers=1)):
+        chosen = select_series(study, SelectionRules(min_slices=2)).chosen
+        verdicts.append(load_series([r.path for r in chosen.instances]).verdict.value)
+    print(sorted(verdicts), "pydicom" in sys.modules)
+""")
+
+
+def _load_in_a_fresh_process(export_dir) -> subprocess.CompletedProcess:
+    """Scan, select and load every study of `export_dir` in a new interpreter; it prints
+    the sorted verdicts and whether pydicom was imported."""
+    return subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(export_dir)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
 def test_scan_and_load_of_uncompressed_files_never_import_pydicom(make_synth_export) -> None:
     """Start-up time: pydicom (0.2-0.4 s to import) is only for files the fast paths decline
     and for compressed pixel data (`pydicom.encaps` cuts the frames out)."""
     export = make_synth_export(studies=3, slices=4, devices="acme")
-    script = textwrap.dedent("""
-        import sys
-        from triage.dicom.scan.grouping import group_studies
-        from triage.dicom.volume.loader import load_series
-        from triage.dicom.scan.scan import scan_export
-        from triage.dicom.select.selection import SelectionRules, select_series
-
-        verdicts = []
-        for study in group_studies(scan_export(sys.argv[1], workers=1)):
-            chosen = select_series(study, SelectionRules(min_slices=2)).chosen
-            verdicts.append(load_series([r.path for r in chosen.instances]).verdict.value)
-        print(verdicts, "pydicom" in sys.modules)
-    """)
-    run = subprocess.run([sys.executable, "-c", script, str(export.out_dir)],
-                         capture_output=True, text=True, timeout=120, check=False)
+    run = _load_in_a_fresh_process(export.out_dir)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "['ok', 'ok', 'ok'] False"
 
@@ -170,20 +178,6 @@ def test_rle_and_jpeg2000_loads_import_no_pydicom(make_synth_export) -> None:
     """Start-up time: the direct RLE and JPEG 2000 paths walk the items and read SIZ
     themselves, so a compressed CT series loads without importing pydicom."""
     export = make_synth_export(studies=2, slices=4, devices="borealis,cygnus")
-    script = textwrap.dedent("""
-        import sys
-        from triage.dicom.scan.grouping import group_studies
-        from triage.dicom.volume.loader import load_series
-        from triage.dicom.scan.scan import scan_export
-        from triage.dicom.select.selection import SelectionRules, select_series
-
-        verdicts = []
-        for study in group_studies(scan_export(sys.argv[1], workers=1)):
-            chosen = select_series(study, SelectionRules(min_slices=2)).chosen
-            verdicts.append(load_series([r.path for r in chosen.instances]).verdict.value)
-        print(sorted(verdicts), "pydicom" in sys.modules)
-    """)
-    run = subprocess.run([sys.executable, "-c", script, str(export.out_dir)],
-                         capture_output=True, text=True, timeout=120, check=False)
+    run = _load_in_a_fresh_process(export.out_dir)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "['ok', 'ok'] False"
