@@ -233,7 +233,7 @@ def test_median3_keeps_a_step_edge_and_removes_a_lone_spike():
     assert torch.equal(out, expected)
 
 
-@pytest.mark.parametrize("size", [(3, 3, 3), (9, 9, 5), (1, 7, 3), (13, 3, 11)])
+@pytest.mark.parametrize("size", [(3, 3, 3), (9, 9, 5), (1, 7, 3), (13, 3, 11), (1, 1, 1)])
 def test_box_mean_is_the_in_grid_mean(size):
     """The contrast front end's box mean: each voxel averages the voxels of its box that lie
     inside the grid (border voxels fewer), for boxes smaller and larger than the grid; the
@@ -243,6 +243,7 @@ def test_box_mean_is_the_in_grid_mean(size):
     from triage.model.nets import _box_mean
 
     v = torch.rand(2, 3, 12, 10, 8, generator=torch.Generator().manual_seed(0))
+    original = v.clone()
     expected = v
     for axis, k in enumerate(size):
         dim, n, half = axis + 2, v.shape[axis + 2], k // 2
@@ -250,6 +251,7 @@ def test_box_mean_is_the_in_grid_mean(size):
                                                 min(n, i + half + 1) - max(0, i - half)
                                                 ).mean(dim) for i in range(n)], dim)
     assert torch.allclose(_box_mean(v, size), expected, atol=1e-6)
+    assert torch.equal(v, original)  # the scaling in place falls on a copy
     if size == (9, 9, 5):
         pooled = v
         for axis, k in enumerate(size):
@@ -259,6 +261,23 @@ def test_box_mean_is_the_in_grid_mean(size):
                                   padding=tuple(s // 2 for s in shape),
                                   count_include_pad=False)
         assert torch.allclose(_box_mean(v, size), pooled, atol=1e-6)
+
+
+@pytest.mark.parametrize("factors", [(2, 2, 2), (3, 2, 1), (1, 1, 1), (4, 1, 3)])
+@pytest.mark.parametrize("shape", [(12, 10, 8), (13, 11, 7)])
+def test_block_mean_is_avg_pool3d(factors, shape):
+    """The front end's downsampling: block means with a trailing remainder dropped, as
+    avg_pool3d gives them (odd grids included), and the input left as it was."""
+    from torch.nn import functional as F
+
+    from triage.model.nets import _block_mean
+
+    v = torch.rand(2, 3, *shape, generator=torch.Generator().manual_seed(1))
+    original = v.clone()
+    out = _block_mean(v, factors)
+    assert out.shape == F.avg_pool3d(v, factors).shape
+    assert torch.allclose(out, F.avg_pool3d(v, factors), atol=1e-6)
+    assert torch.equal(v, original)
 
 
 @pytest.mark.parametrize("floor", [None, 0.3])

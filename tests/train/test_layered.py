@@ -24,6 +24,66 @@ def test_every_pool_operator_runs_and_keeps_the_shape():
     assert info.operators.tolist() == [1] * len(COUNT_NAMES)
 
 
+@pytest.mark.parametrize("sigma", [1.5, 6.0])
+@pytest.mark.parametrize("shape", [(40, 30, 12), (9, 20, 7)])
+def test_smoothing_equals_monai_gaussian_filter(sigma, shape):
+    """The displacement field's smoothing gives MONAI GaussianFilter's values (truncated at
+    3 sigma, zero padding), grids shorter than the kernel included."""
+    import torch
+    from monai.networks.layers import GaussianFilter
+
+    from triage.train.layered import _smooth
+
+    field = torch.rand(3, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    expected = GaussianFilter(3, sigma, 3.0)(field[None])[0]
+    torch.testing.assert_close(_smooth(field, sigma)[0], expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("magnitude", [0.5, 2.0])
+def test_elastic_magnitude_is_the_displacement_sd_in_voxels(magnitude):
+    """MONAI's magnitude is a bare factor on a smoothed field of sd ~0.005 voxel; the
+    operator's is the displacement's standard deviation along each axis, in voxels (judged
+    away from the zero-padded borders, over a few draws)."""
+    from monai.transforms import Rand3DElastic
+
+    from triage.train.layered import _displacement
+
+    transform = Rand3DElastic(sigma_range=(5.0, 7.0), magnitude_range=(magnitude, magnitude),
+                              prob=1.0, padding_mode="zeros")
+    transform.set_random_state(seed=3)
+    inner = np.concatenate([_displacement(transform, (72, 72, 72))[:, 24:-24, 24:-24, 24:-24]
+                            .numpy().ravel() for _ in range(6)])
+    assert inner.std() == pytest.approx(magnitude, rel=0.15)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_elastic_is_monais_rand3delastic_with_the_magnitude_in_voxels(seed):
+    """With sigma and magnitude fixed, the operator gives what MONAI's Rand3DElastic gives
+    for the same seed once MONAI's magnitude is scaled by the smoothed field's spread."""
+    import math
+
+    import torch
+    from monai.transforms import Rand3DElastic
+
+    from triage.train.layered import _elastic, _smooth
+
+    image = np.random.default_rng(seed).random((1, 40, 30, 12)).astype(np.float32)
+    sigma, voxels = 6.0, 1.5
+    kernel = _smooth(torch.zeros(1, 1, 1, 1), sigma)[1]
+    spread = math.sqrt(1.0 / 3.0) * float((kernel ** 2).sum()) ** 1.5
+    ours = Rand3DElastic(sigma_range=(sigma, sigma), magnitude_range=(voxels, voxels),
+                         prob=1.0, padding_mode="zeros")
+    monai = Rand3DElastic(sigma_range=(sigma, sigma),
+                          magnitude_range=(voxels / spread, voxels / spread), prob=1.0,
+                          padding_mode="zeros")
+    for transform in (ours, monai):
+        transform.set_random_state(seed=seed)
+    expected = np.asarray(monai(image))
+    out = np.asarray(_elastic(ours, image))
+    assert np.abs(expected - image).max() > 0.2  # a real deformation
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
 def test_the_same_generator_gives_the_same_volume():
     aug = LayeredAugmentation(LayeredAugmentConfig(enabled=True, p_strong=1.0))
     a, ia = aug(volume(), None, np.random.default_rng(5))

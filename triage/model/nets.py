@@ -5,6 +5,8 @@ Measured costs and the choice of the default are in docs/training.md.
 
 from __future__ import annotations
 
+import functools
+import math
 import sys
 from collections.abc import Sequence
 
@@ -102,38 +104,81 @@ def _exporting() -> bool:
     return onnx is not None and bool(onnx.is_in_onnx_export())
 
 
+@functools.lru_cache(maxsize=32)
+def _inverse_counts(shape: tuple[int, ...], size: tuple[int, ...], dtype: torch.dtype,
+                    device: torch.device) -> torch.Tensor:
+    """1 / (the number of in-grid voxels in a centred box of `size` at each voxel of a grid
+    of `shape`), shaped (1, 1, X, Y, Z) to scale a box sum; the counts factorize per axis."""
+    out = torch.ones((1, 1, 1, 1, 1), dtype=dtype, device=device)
+    for axis, (n, k) in enumerate(zip(shape, size, strict=True)):
+        at = torch.arange(n, device=device)
+        count = torch.clamp(at + k // 2 + 1, max=n) - torch.clamp(at - k // 2, min=0)
+        view = [1] * 5
+        view[axis + 2] = n
+        out = out * count.to(dtype).view(view)
+    return out.reciprocal_()
+
+
 def _box_mean(v: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Mean of `v` (B, C, X, Y, Z) over a centred box of `size` voxels (odd), taken over the
     voxels inside the grid only (a border voxel averages fewer).
 
-    Separable (the in-grid counts factorize per axis): per axis, the volume plus its
-    neighbours along the axis (shifted slices added in place), divided by the count. The
+    Separable: per axis, the volume plus its neighbours along the axis (shifted slices
+    added in place); the sum is scaled once by the in-grid counts (cached per grid). The
     same values as ``avg_pool3d(..., stride=1, count_include_pad=False)`` at about a quarter
     of its CPU time in torch; an ONNX export takes the pooling, which ONNX Runtime runs
     faster than the slices.
     """
     from torch.nn import functional as F
 
+    if _exporting():
+        for axis, k in enumerate(size):
+            if k > 1:
+                kernel = [1, 1, 1]
+                kernel[axis] = k
+                v = F.avg_pool3d(v, tuple(kernel), stride=1,
+                                 padding=tuple(s // 2 for s in kernel),
+                                 count_include_pad=False)
+        return v
+    if all(k == 1 for k in size):
+        return v.clone()
     for axis, k in enumerate(size):
         if k == 1:
             continue
-        dim, n, half = axis + 2, v.shape[axis + 2], k // 2
-        if _exporting():
-            kernel = [1, 1, 1]
-            kernel[axis] = k
-            v = F.avg_pool3d(v, tuple(kernel), stride=1, padding=tuple(s // 2 for s in kernel),
-                             count_include_pad=False)
-            continue
+        dim, n = axis + 2, v.shape[axis + 2]
         total = v.clone()
-        for shift in range(1, min(half, n - 1) + 1):  # the neighbours at +shift and -shift
+        for shift in range(1, min(k // 2, n - 1) + 1):  # the neighbours at +shift and -shift
             total.narrow(dim, 0, n - shift).add_(v.narrow(dim, shift, n - shift))
             total.narrow(dim, shift, n - shift).add_(v.narrow(dim, 0, n - shift))
-        at = torch.arange(n)
-        count = (torch.clamp(at + half + 1, max=n) - torch.clamp(at - half, min=0)).to(v.dtype)
-        shape = [1] * 5
-        shape[dim] = n
-        v = total / count.view(shape)
-    return v
+        v = total
+    return v.mul_(_inverse_counts(tuple(v.shape[2:]), tuple(size), v.dtype, v.device))
+
+
+def _block_mean(v: torch.Tensor, factors: Sequence[int]) -> torch.Tensor:
+    """Mean of `v` (B, C, X, Y, Z) over non-overlapping blocks of `factors` voxels, a
+    trailing remainder dropped: ``avg_pool3d(v, factors)``, as strided slices added per
+    axis (about half its CPU time in torch on the pipeline's grids; an ONNX export takes
+    the pooling)."""
+    from torch.nn import functional as F
+
+    if _exporting():
+        return F.avg_pool3d(v, tuple(factors))
+    if all(f == 1 for f in factors):
+        return v.clone()
+    for axis, f in enumerate(factors):
+        if f == 1:
+            continue
+        dim, n = axis + 2, v.shape[axis + 2] // f
+        index: list[slice] = [slice(None)] * v.dim()
+        parts = []
+        for k in range(f):
+            index[dim] = slice(k, n * f, f)
+            parts.append(v[tuple(index)])
+        total = parts[0] + parts[1]
+        for part in parts[2:]:
+            total += part
+        v = total
+    return v.mul_(1.0 / math.prod(factors))
 
 
 class _BlobNet(torch.nn.Module):
@@ -196,9 +241,7 @@ class _BlobNet(torch.nn.Module):
 
     def _pooled(self, v: torch.Tensor) -> torch.Tensor:
         # Average-pool (not strided sampling): cheaper layers, nothing skipped.
-        from torch.nn import functional as F
-
-        return F.avg_pool3d(v, self.downsample) if any(d > 1 for d in self.downsample) else v
+        return _block_mean(v, self.downsample) if any(d > 1 for d in self.downsample) else v
 
     def _front(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Input channels and the darkness contrast, both at the evidence map's grid.
@@ -227,21 +270,21 @@ class _BlobNet(torch.nn.Module):
         local = _box_mean(x, (3, 3, 3))
         if self.tissue_floor is None:
             mean = _box_mean(x, self.context)
-            sd = (_box_mean(x * x, self.context) - mean * mean).clamp_min(0).add(1e-6).sqrt()
+            sd = _box_mean(x * x, self.context).sub_(mean * mean).clamp_min_(0).add_(1e-6).sqrt_()
         else:
             level = _median3(x) if self.tissue_mask == "median" else x
             tissue = (level > self.tissue_floor).to(x.dtype)
-            share = _box_mean(tissue, self.context).clamp_min(1e-3)
-            mean = _box_mean(x * tissue, self.context) / share
-            sd = (_box_mean(x * x * tissue, self.context) / share - mean * mean
-                  ).clamp_min(0).add(1e-6).sqrt()
-        contrast = (mean - local) / (sd + self.contrast_eps)
+            share = _box_mean(tissue, self.context).clamp_min_(1e-3)
+            mean = _box_mean(x * tissue, self.context).div_(share)
+            sd = (_box_mean(x * x * tissue, self.context).div_(share).sub_(mean * mean)
+                  .clamp_min_(0).add_(1e-6).sqrt_())
+        contrast = (mean - local).div_(sd + self.contrast_eps)
         if self.tissue_floor is not None:
             contrast = contrast * (_box_mean(tissue, (3, 3, 3)) > 0.999).to(x.dtype)
         # Pooled first, then combined: the channels are affine in the pooled statistics
-        # (average pooling is linear), and the combining runs on 1/8 of the voxels.
-        local, mean, sd, x, contrast = self._pooled(
-            torch.cat([local, mean, sd, x, contrast], 1)).split(1, 1)
+        # (average pooling is linear), and the combining runs on 1/8 of the voxels. Each
+        # statistic is pooled on its own: concatenating the full-grid ones first costs a copy.
+        local, mean, sd, x, contrast = (self._pooled(t) for t in (local, mean, sd, x, contrast))
         channels = torch.cat([(local - 0.5) * 4, (mean - local) * 10, sd * 10,
                               (x - local) * 10], 1)
         return channels, contrast

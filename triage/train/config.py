@@ -232,7 +232,8 @@ class LayeredAugmentConfig:
         strong_scale: the strong tier's magnitudes are the weak ones times this.
         rotate_deg: largest in-plane rotation (degrees), weak tier.
         elastic_sigma: (low, high) smoothing of the elastic displacement field (voxels).
-        elastic_magnitude: (low, high) displacement magnitude (voxels), weak tier.
+        elastic_magnitude: (low, high) standard deviation of the elastic displacement along
+            each axis (voxels), weak tier; the strong tier's reaches `strong_scale` times it.
         intensity_scale: gain in ``1 ± intensity_scale`` (weak tier).
         intensity_shift: offset in ``± intensity_shift`` (normalized units, weak tier).
         bias_coeff: bias-field coefficient upper bound (weak tier).
@@ -249,7 +250,7 @@ class LayeredAugmentConfig:
     strong_scale: float = 2.0
     rotate_deg: float = 5.0
     elastic_sigma: tuple[float, float] = (5.0, 7.0)
-    elastic_magnitude: tuple[float, float] = (0.0, 2.0)
+    elastic_magnitude: tuple[float, float] = (0.0, 1.0)
     intensity_scale: float = 0.05
     intensity_shift: float = 0.03
     bias_coeff: float = 0.15
