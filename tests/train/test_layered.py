@@ -149,3 +149,21 @@ def test_unknown_operator_and_bad_probability_are_config_errors():
         tiny_config(layered={"weak": {"cutout": 0.5}})
     with pytest.raises(ConfigError, match="layered.strong.noise"):
         tiny_config(layered={"strong": {"noise": 1.5}})
+
+
+def test_fingerprint_sees_a_switched_off_section_only_as_off():
+    """A default of a transform a run does not use cannot change its result, so it leaves
+    the run's fingerprint (resumed trainings, stored benchmark rows) as it was; switched
+    on, every parameter counts."""
+    from triage.train.config import TrainConfig
+
+    base = TrainConfig()
+    assert not base.layered.enabled
+    moved = base.replace(layered={"elastic_magnitude": (0.0, 3.0), "p_strong": 0.9})
+    assert moved.fingerprint() == base.fingerprint()
+    on = base.replace(layered={"enabled": True})
+    assert on.fingerprint() != base.fingerprint()
+    assert on.replace(layered={"elastic_magnitude": (0.0, 3.0)}).fingerprint() \
+        != on.fingerprint()
+    assert base.replace(augment={"enabled": not base.augment.enabled}).fingerprint() \
+        != base.fingerprint()

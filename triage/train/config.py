@@ -250,7 +250,7 @@ class LayeredAugmentConfig:
     strong_scale: float = 2.0
     rotate_deg: float = 5.0
     elastic_sigma: tuple[float, float] = (5.0, 7.0)
-    elastic_magnitude: tuple[float, float] = (0.0, 1.0)
+    elastic_magnitude: tuple[float, float] = (0.0, 0.5)
     intensity_scale: float = 0.05
     intensity_shift: float = 0.03
     bias_coeff: float = 0.15
@@ -540,9 +540,15 @@ class TrainConfig:
         return out
 
     def fingerprint(self) -> str:
-        """sha256 (16 hex) of everything except `runtime` fields that do not change the
-        result (device, workers, preload, checkpointing, experiment name)."""
+        """sha256 (16 hex) of everything that can change the result: not the `runtime`
+        fields that do not (device, workers, preload, checkpointing, experiment name), and
+        of a switched-off section (``perturb``, ``augment``, ``layered``) only that it is
+        off, so that a new default of a transform a run does not use leaves its resumable
+        runs and stored benchmark rows valid."""
         data = self.to_dict()
         data["runtime"] = {"seed": data["runtime"]["seed"]}
+        for section in ("perturb", "augment", "layered"):
+            if not data[section]["enabled"]:
+                data[section] = {"enabled": False}
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
