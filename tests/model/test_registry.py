@@ -299,3 +299,17 @@ def test_blob_fcn_onnx_graph_gives_the_torch_logits(floor):
     out = OnnxSession(graph, device="cpu", threads=1).run(x.numpy())
     assert out.shape == (3, 2)
     assert abs(out - expected).max() < 1e-4
+
+
+def test_box_mean_cached_in_inference_mode_serves_a_training_step():
+    """The in-grid counts are cached per grid: made during a scoring pass (inference mode),
+    they still serve a later step that differentiates through the box mean."""
+    from triage.model.nets import _box_mean, _inverse_counts
+
+    _inverse_counts.cache_clear()
+    v = torch.rand(1, 1, 7, 6, 5)
+    with torch.inference_mode():
+        _box_mean(v, (3, 3, 3))
+    w = v.clone().requires_grad_()
+    _box_mean(w, (3, 3, 3)).sum().backward()
+    assert w.grad is not None and torch.isfinite(w.grad).all()

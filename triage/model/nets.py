@@ -108,15 +108,17 @@ def _exporting() -> bool:
 def _inverse_counts(shape: tuple[int, ...], size: tuple[int, ...], dtype: torch.dtype,
                     device: torch.device) -> torch.Tensor:
     """1 / (the number of in-grid voxels in a centred box of `size` at each voxel of a grid
-    of `shape`), shaped (1, 1, X, Y, Z) to scale a box sum; the counts factorize per axis."""
-    out = torch.ones((1, 1, 1, 1, 1), dtype=dtype, device=device)
-    for axis, (n, k) in enumerate(zip(shape, size, strict=True)):
-        at = torch.arange(n, device=device)
-        count = torch.clamp(at + k // 2 + 1, max=n) - torch.clamp(at - k // 2, min=0)
-        view = [1] * 5
-        view[axis + 2] = n
-        out = out * count.to(dtype).view(view)
-    return out.reciprocal_()
+    of `shape`), shaped (1, 1, X, Y, Z) to scale a box sum; the counts factorize per axis.
+    Made outside inference mode, so a training step may use what a scoring pass cached."""
+    with torch.inference_mode(False):
+        out = torch.ones((1, 1, 1, 1, 1), dtype=dtype, device=device)
+        for axis, (n, k) in enumerate(zip(shape, size, strict=True)):
+            at = torch.arange(n, device=device)
+            count = torch.clamp(at + k // 2 + 1, max=n) - torch.clamp(at - k // 2, min=0)
+            view = [1] * 5
+            view[axis + 2] = n
+            out = out * count.to(dtype).view(view)
+        return out.reciprocal_()
 
 
 def _box_mean(v: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
