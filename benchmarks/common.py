@@ -22,8 +22,11 @@ SAMPLE_INTERVAL_S = 0.05
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Resident bytes of `root` and all its descendants, from /proc (0 where unavailable)."""
+def tree_memory_bytes(root: int) -> tuple[int, int]:
+    """Resident bytes of `root` and all its descendants from /proc, summed two ways: RSS
+    (a page shared after fork counts once per process sharing it) and PSS (a shared page
+    split among its sharers: the tree's physical memory; 0 where ``smaps_rollup`` is
+    missing). (0, 0) where /proc is unavailable."""
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -36,25 +39,37 @@ def tree_rss_bytes(root: int) -> int:
     while frontier:
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - tree
         tree |= frontier
-    total = 0
+    rss = pss = 0
     for pid in tree:
         try:
             with open(f"/proc/{pid}/statm", "rb") as fh:
-                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                rss += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"Pss:"):
+                        pss += int(line.split()[1]) * 1024
+                        break
         except (OSError, IndexError, ValueError):
             continue
-    return total
+    return rss, pss
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Resident bytes (RSS) of `root` and all its descendants (`tree_memory_bytes`)."""
+    return tree_memory_bytes(root)[0]
 
 
 class TreeSampler(threading.Thread):
     """Samples the summed RSS of a process tree every `SAMPLE_INTERVAL_S` until stopped.
 
-    Pages shared after fork are counted once per process. Without /proc (macOS) the peak
-    stays 0.
+    Pages shared after fork are counted once per process in `peak` (RSS) and split among
+    their sharers in `peak_pss` (PSS, the physical memory). Without /proc (macOS) both
+    stay 0.
 
     Attributes:
         pid: the root process.
-        peak: the largest sum seen, in bytes.
+        peak: the largest RSS sum seen, in bytes.
+        peak_pss: the largest PSS sum seen, in bytes.
 
     Example:
         >>> sampler = TreeSampler(os.getpid())
@@ -66,14 +81,15 @@ class TreeSampler(threading.Thread):
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.pid, self.peak = pid, 0
+        self.pid, self.peak, self.peak_pss = pid, 0, 0
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         if not os.path.isdir("/proc"):
             return
         while True:
-            self.peak = max(self.peak, tree_rss_bytes(self.pid))
+            rss, pss = tree_memory_bytes(self.pid)
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
             if self._stop_event.wait(SAMPLE_INTERVAL_S):
                 return
 
@@ -120,6 +136,8 @@ class ProcessRun:
         maxrss_mib: ``ru_maxrss`` from ``os.wait4``: the largest single process.
         tree_mib: the sampled peak of the summed RSS of the process and its descendants.
         cpu_s: user + system time of the process and the children it reaped.
+        tree_pss_mib: the sampled peak of their summed PSS (pages shared after fork
+            counted once: the tree's physical memory).
     """
 
     exit_code: int
@@ -127,6 +145,7 @@ class ProcessRun:
     maxrss_mib: float
     tree_mib: float
     cpu_s: float
+    tree_pss_mib: float = 0.0
 
 
 def run_measured(cmd: list[str], out_log: Path, err_log: Path, *, cwd: Path,
@@ -152,7 +171,8 @@ def run_measured(cmd: list[str], out_log: Path, err_log: Path, *, cwd: Path,
             sampler.stop()
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     return ProcessRun(proc.returncode, wall, usage.ru_maxrss * RSS_UNIT / 2**20,
-                      sampler.peak / 2**20, usage.ru_utime + usage.ru_stime)
+                      sampler.peak / 2**20, usage.ru_utime + usage.ru_stime,
+                      sampler.peak_pss / 2**20)
 
 
 def run_logged(cmd: list[str], log: Path, *, cwd: Path) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import env_with_repo, run_measured
+from benchmarks.common import ProcessRun, env_with_repo, run_measured
 from benchmarks.run.data import OUT, REPO, triage_cmd
 
 PROBE_BATCHES = 8
@@ -43,6 +43,7 @@ class Measured:
         wall_s: wall time around the subprocess (e2e: the throughput's denominator).
         maxrss_mib: ``ru_maxrss`` of the largest single process of the tree.
         tree_mib: peak of the sampled RSS sum over the process tree.
+        tree_pss_mib: peak of the sampled PSS sum over it (shared pages counted once).
         scored: studies the model scored (e2e: rows with a probability; studies that fail
             ingest by design cost ingest time but no forward pass), volumes (forward).
         cpu_s: user + system CPU seconds of the process and the children it reaped.
@@ -58,6 +59,7 @@ class Measured:
     scored: int
     cpu_s: float = float("nan")
     result: dict[str, Any] = field(default_factory=dict)
+    tree_pss_mib: float = float("nan")
 
     @property
     def timed_s(self) -> float:
@@ -93,12 +95,8 @@ class LoadSampler(threading.Thread):
 
 
 def measure(kind: str, cmd: list[str], log_stem: Path, timeout_s: float
-            ) -> tuple[float, float, float, float, dict[str, Any]]:
-    """Run `cmd` once in a fresh subprocess.
-
-    Returns:
-        (wall s, ru_maxrss MiB, tree MiB, CPU s of the tree, the JSON it printed).
-    """
+            ) -> tuple[ProcessRun, dict[str, Any]]:
+    """Run `cmd` once in a fresh subprocess: its measures and the JSON it printed."""
     log_stem.parent.mkdir(parents=True, exist_ok=True)
     out_log, err_log = log_stem.with_suffix(".out"), log_stem.with_suffix(".err")
     run = run_measured(cmd, out_log, err_log, cwd=REPO, timeout_s=timeout_s,
@@ -107,7 +105,13 @@ def measure(kind: str, cmd: list[str], log_stem: Path, timeout_s: float
         raise SystemExit(f"{kind} run failed with exit status {run.exit_code}; see {err_log}")
     text = out_log.read_text(errors="replace")
     result = json.loads(text[text.index("{"):])
-    return run.wall_s, run.maxrss_mib, run.tree_mib, run.cpu_s, result
+    return run, result
+
+
+def _measured(kind: str, network: str, studies: int, run: ProcessRun, scored: int,
+              result: dict[str, Any]) -> Measured:
+    return Measured(kind, network, studies, run.wall_s, run.maxrss_mib, run.tree_mib, scored,
+                    run.cpu_s, result, run.tree_pss_mib)
 
 
 def run_dir(network: str, studies: int) -> Path:
@@ -123,14 +127,14 @@ def e2e(network: str, export: Path, bundle: Path, studies: int, args: argparse.N
     cmd = triage_cmd("run", str(export), "--model", str(bundle), "--out", str(out), "--json",
                      "--batch-size", str(args.batch_size), "--device", args.device,
                      "--workers", str(args.workers))
-    wall, rss, tree, cpu, result = measure(
+    run, result = measure(
         "e2e", cmd, OUT / "logs" / f"{network}-e2e-s{studies}-{tag}", args.timeout)
     if result.get("processed") != studies:
         raise SystemExit(f"triage run processed {result.get('processed')} of {studies} "
                          f"studies (see {out})")
     with (out / "worklist.csv").open(encoding="utf-8", newline="") as fh:
         scored = sum(1 for row in csv.DictReader(fh) if row["p_calibrated"])
-    return Measured("e2e", network, studies, wall, rss, tree, scored, cpu, result)
+    return _measured("e2e", network, studies, run, scored, result)
 
 
 def forward(network: str, bundle: Path, cache: Path, scored: int, args: argparse.Namespace,
@@ -139,12 +143,12 @@ def forward(network: str, bundle: Path, cache: Path, scored: int, args: argparse
     cmd = [sys.executable, "-m", "benchmarks.run.run", "--forward-child", "--bundle",
            str(bundle), "--cache", str(cache), "--batch-size", str(args.batch_size),
            "--device", args.device]
-    wall, rss, tree, cpu, result = measure(
+    run, result = measure(
         "forward", cmd, OUT / "logs" / f"{network}-forward-s{scored}-{tag}", args.timeout)
     if result["volumes"] != scored:
         raise SystemExit(f"forward-only found {result['volumes']} cached volumes, expected "
                          f"{scored} (one per study the run scored)")
-    return Measured("forward", network, scored, wall, rss, tree, scored, cpu, result)
+    return _measured("forward", network, scored, run, scored, result)
 
 
 def forward_child(args: argparse.Namespace) -> dict[str, Any]:

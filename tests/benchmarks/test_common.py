@@ -29,3 +29,33 @@ def test_each_benchmark_replaces_only_its_own_section(tmp_path, name, write, beg
     assert text.count(begin) == 1 and f"{begin}\nsecond\n{end}" in text
     assert text.startswith("# Benchmarks\n\nintro\n") and OTHER in text and "first" not in text
     assert not list(tmp_path.glob(".*.tmp"))  # replaced atomically, nothing left behind
+
+
+def test_tree_pss_counts_pages_shared_after_fork_once(tmp_path):
+    """A process that fills 200 MiB and forks a child that only waits: the tree's RSS sum
+    counts the shared pages in both, its PSS sum once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from benchmarks.common import tree_memory_bytes
+
+    script = ("import os, sys, time\n"
+              "block = bytearray(200 * 2**20)\n"
+              "for i in range(0, len(block), 4096): block[i] = 1\n"
+              "if os.fork() == 0:\n    time.sleep(30); os._exit(0)\n"
+              "print('ready', flush=True); time.sleep(30)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.2)
+        rss, pss = tree_memory_bytes(proc.pid)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the forked child too
+        proc.wait()
+    mib = 2 ** 20
+    assert rss > 390 * mib  # 200 MiB in each of the two processes
+    assert 195 * mib < pss < 290 * mib  # once, plus two interpreters' own pages

@@ -16,10 +16,11 @@ STAGES = {"scan": 10.0, "ingest_wait": 100.0, "inference": 80.0, "read_cache": 5
 
 
 def _e2e(studies: int, wall: float, rss: float, tree: float, network: str = "demo",
-         cpu: float = 400.0) -> Measured:
+         cpu: float = 400.0, pss: float | None = None) -> Measured:
     return Measured("e2e", network, studies, wall, rss, tree, studies, cpu,
                     {"seconds": wall - 24, "processed": studies, "route": {"review": studies},
-                     "stage_seconds": STAGES, "inference_threads": 1})
+                     "stage_seconds": STAGES, "inference_threads": 1},
+                    tree if pss is None else pss)
 
 
 def _forward(studies: int, forward_s: float, network: str = "demo") -> Measured:
@@ -111,6 +112,19 @@ def test_verdicts_say_met_or_missed_with_the_reason():
     fast = [_e2e(400, 66.0, 1000.0, 1000.0), _forward(400, 60.0), _e2e(100, 20.0, 500.0, 500.0)]
     met = verdicts(summarize(fast, 400, (100, 400)))
     assert met[0].endswith(": met.") and "**missed**" in met[1]
+
+
+def test_memory_verdict_judges_the_tree_by_rss_and_by_pss():
+    """The tree's RSS counts the pages forked workers share with the main process once per
+    process; its PSS counts them once. The verdict names both, and each must hold."""
+    runs = [_e2e(400, 240.0, 1000.0, 1100.0, pss=700.0), _forward(400, 60.0),
+            _e2e(100, 62.0, 950.0, 1000.0, pss=500.0)]
+    s = summarize(runs, 400, (100, 400), cpus=2)
+    assert abs(s["pss_ratio"] - 1.4) < 1e-12
+    line = verdicts(s)[1]
+    assert "1.10× for the process tree's RSS, 1.40× for its PSS" in line
+    assert line.endswith("**missed**.")
+    assert "| 1,100 | 700 |" in table(s)
 
 
 def test_section_names_every_network_and_its_config():
