@@ -22,11 +22,8 @@ SAMPLE_INTERVAL_S = 0.05
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
 
 
-def tree_memory_bytes(root: int) -> tuple[int, int]:
-    """Resident bytes of `root` and all its descendants from /proc, summed two ways: RSS
-    (a page shared after fork counts once per process sharing it) and PSS (a shared page
-    split among its sharers: the tree's physical memory; 0 where ``smaps_rollup`` is
-    missing). (0, 0) where /proc is unavailable."""
+def _tree(root: int) -> set[int]:
+    """`root` and all its descendants, from /proc."""
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -39,6 +36,18 @@ def tree_memory_bytes(root: int) -> tuple[int, int]:
     while frontier:
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - tree
         tree |= frontier
+    return tree
+
+
+def tree_memory_bytes(root: int) -> tuple[int, int | None]:
+    """Resident bytes of `root` and all its descendants from /proc, summed two ways: RSS
+    (a page shared after fork counts once per process sharing it) and PSS (a shared page
+    split among its sharers: the tree's physical memory; 0 where ``smaps_rollup`` is
+    missing). PSS is None when a process started or ended while the sum was read: the
+    shares read before and after it would not add up (a worker that exits after its share
+    was read leaves its pages counted in full by the parent read next). (0, 0) where /proc
+    is unavailable."""
+    tree = _tree(root)
     rss = pss = 0
     for pid in tree:
         try:
@@ -51,7 +60,7 @@ def tree_memory_bytes(root: int) -> tuple[int, int]:
                         break
         except (OSError, IndexError, ValueError):
             continue
-    return rss, pss
+    return rss, pss if _tree(root) == tree else None
 
 
 def tree_rss_bytes(root: int) -> int:
@@ -89,7 +98,9 @@ class TreeSampler(threading.Thread):
             return
         while True:
             rss, pss = tree_memory_bytes(self.pid)
-            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
+            self.peak = max(self.peak, rss)
+            if pss is not None:  # else the tree changed while it was read
+                self.peak_pss = max(self.peak_pss, pss)
             if self._stop_event.wait(SAMPLE_INTERVAL_S):
                 return
 

@@ -59,3 +59,18 @@ def test_tree_pss_counts_pages_shared_after_fork_once(tmp_path):
     mib = 2 ** 20
     assert rss > 390 * mib  # 200 MiB in each of the two processes
     assert 195 * mib < pss < 290 * mib  # once, plus two interpreters' own pages
+
+
+def test_tree_pss_is_withheld_when_the_tree_changes_while_read(monkeypatch):
+    """A worker that exits after its share was read leaves its pages counted in full by
+    the parent read next: a sample whose process set changed gives no PSS (RSS stays)."""
+    import os
+
+    from benchmarks import common
+
+    trees = iter([{os.getpid()}, {os.getpid(), 999_999_999}])
+    monkeypatch.setattr(common, "_tree", lambda root: next(trees))
+    rss, pss = common.tree_memory_bytes(os.getpid())
+    assert rss > 0 and pss is None
+    monkeypatch.setattr(common, "_tree", lambda root: {os.getpid()})
+    assert common.tree_memory_bytes(os.getpid())[1] > 0
