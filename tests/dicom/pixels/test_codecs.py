@@ -101,6 +101,15 @@ def test_scan_and_load_of_uncompressed_files_never_import_pydicom(make_synth_exp
     assert run.stdout.strip() == "['ok', 'ok', 'ok'] False"
 
 
+def _pydicom_test_files(syntaxes):
+    """(path, header read) of pydicom's own test files in one of `syntaxes`."""
+    root = Path(pydicom.__file__).parent / "data" / "test_files"
+    for path in sorted(root.rglob("*.dcm")):
+        quick = read_fast(path)
+        if quick is not None and quick.transfer_syntax in syntaxes:
+            yield path, quick
+
+
 def test_j2k_parameters_are_pydicoms_and_agree_with_openjpeg() -> None:
     """The direct J2K path reads precision and sign from SIZ (`codecs.j2k_parameters`);
     for every J2K file of pydicom's data that equals pydicom's `get_j2k_parameters` and
@@ -111,11 +120,7 @@ def test_j2k_parameters_are_pydicoms_and_agree_with_openjpeg() -> None:
     from pydicom.pixels.utils import get_j2k_parameters
 
     checked = 0
-    root = Path(pydicom.__file__).parent / "data" / "test_files"
-    for path in sorted(root.rglob("*.dcm")):
-        quick = read_fast(path)
-        if quick is None or quick.transfer_syntax not in codecs.JPEG2000_SYNTAXES:
-            continue
+    for path, quick in _pydicom_test_files(codecs.JPEG2000_SYNTAXES):
         frame = codecs.frame_bytes(quick.data, quick.pixel_offset)
         if frame is None or frame[:4] != b"\xff\x4f\xff\x51":
             continue
@@ -138,11 +143,7 @@ def test_direct_jpegls_equals_pydicom_on_its_test_files() -> None:
     if not codecs.direct_available(JPEGLSLossless):
         pytest.skip("pyjpegls is not installed")
     checked = 0
-    root = Path(pydicom.__file__).parent / "data" / "test_files"
-    for path in sorted(root.rglob("*.dcm")):
-        quick = read_fast(path)
-        if quick is None or quick.transfer_syntax not in codecs.JPEGLS_SYNTAXES:
-            continue
+    for path, quick in _pydicom_test_files(codecs.JPEGLS_SYNTAXES):
         try:
             info = read_source(path, 0).info
         except Exception:  # noqa: BLE001 - files the loader refuses are not this test's
