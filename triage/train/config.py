@@ -375,6 +375,35 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class AverageConfig:
+    """Weight averaging (SWA, `torch.optim.swa_utils.AveragedModel`): the trained network is
+    the running mean of the weights after every optimizer step of the last epochs, not the
+    weights of the last step. An average over the tail of training sits in a flatter region
+    of the loss than any single step, which is what carries over to a domain the model has
+    not seen (Izmailov et al. 2018; Cha et al. 2021, SWAD) and makes runs of different seeds
+    agree more. Batch-norm statistics are averaged with the weights.
+
+    Attributes:
+        enabled: average (off: the last step's weights, as before).
+        start: fraction of ``optim.epochs`` trained before averaging begins; the first
+            averaged epoch is ``floor(start * epochs) + 1`` (0.5 of 10 epochs: epochs 6-10).
+    """
+
+    enabled: bool = False
+    start: float = 0.5
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.enabled, bool), "average", "enabled", self.enabled,
+                 "true or false")
+        _require(isinstance(self.start, int | float) and 0 <= self.start < 1, "average",
+                 "start", self.start, "a fraction in [0, 1)")
+
+    def first_epoch(self, epochs: int) -> int:
+        """0-based index of the first averaged epoch of a run of `epochs` epochs."""
+        return min(int(self.start * epochs), epochs - 1)
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """How predictions are scored.
 
@@ -452,7 +481,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig,
     "sampling": SamplingConfig, "perturb": PerturbConfig, "augment": AugmentConfig,
     "layered": LayeredAugmentConfig, "consistency": ConsistencyConfig,
-    "finetune": FinetuneConfig, "eval": EvalConfig,
+    "finetune": FinetuneConfig, "average": AverageConfig, "eval": EvalConfig,
     "runtime": RuntimeConfig,
     "distill": DistillConfig,
 }
@@ -471,6 +500,7 @@ class TrainConfig:
     layered: LayeredAugmentConfig = field(default_factory=LayeredAugmentConfig)
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    average: AverageConfig = field(default_factory=AverageConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
@@ -544,11 +574,14 @@ class TrainConfig:
         fields that do not (device, workers, preload, checkpointing, experiment name), and
         of a switched-off section (``perturb``, ``augment``, ``layered``) only that it is
         off, so that a new default of a transform a run does not use leaves its resumable
-        runs and stored benchmark rows valid."""
+        runs and stored benchmark rows valid. A switched-off ``average`` (a section added
+        after such rows were stored) is left out altogether."""
         data = self.to_dict()
         data["runtime"] = {"seed": data["runtime"]["seed"]}
         for section in ("perturb", "augment", "layered"):
             if not data[section]["enabled"]:
                 data[section] = {"enabled": False}
+        if not data["average"]["enabled"]:
+            del data["average"]
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
 from triage.errors import ConfigError
@@ -165,11 +166,12 @@ def fit(model: nn.Module, train_ds: Any, val_ds: Any | None, config: TrainConfig
     steps = _steps_per_epoch(config, len(labels))
     scheduler = create_scheduler(optimizer, config.optim, steps)
 
+    averaged = _averaged_model(model, config)
     history: list[EpochLog] = []
     start = 0
     resumed_from = None
     if ckpt_path.exists():
-        start, history = _resume(ckpt_path, config, model, optimizer, scheduler)
+        start, history = _resume(ckpt_path, config, model, optimizer, scheduler, averaged)
         resumed_from = start
         log.info("Resuming %s after epoch %d of %d.", out_dir, start, config.optim.epochs)
 
@@ -189,9 +191,13 @@ def fit(model: nn.Module, train_ds: Any, val_ds: Any | None, config: TrainConfig
             steps = 0
             rendered: Counter[int] = Counter()
             operators = None
+            averaging = (averaged if averaged is not None and epoch
+                         >= config.average.first_epoch(config.optim.epochs) else None)
             for batch in loader:
                 values = _train_step(model, batch, terms, optimizer, scheduler,
                                      second_key, config.optim.grad_clip, device)
+                if averaging is not None:
+                    averaging.update_parameters(model)
                 totals.update(values)
                 steps += 1
                 if "rendered_as" in batch:
@@ -202,9 +208,12 @@ def fit(model: nn.Module, train_ds: Any, val_ds: Any | None, config: TrainConfig
                 bar.advance(f"epoch {epoch + 1}/{config.optim.epochs}  loss "
                             f"{values['loss']:.4f}  lr {optimizer.param_groups[0]['lr']:.2e}")
             n_steps = max(steps, 1)
+            # Once averaging has begun, the averaged weights are what the run will ship:
+            # validate those.
+            shipped = averaging.module if averaging is not None else model
             val = {}
             if val_ds is not None and len(val_ds):
-                val = evaluate(model, val_ds, criterion=criterion, nll=nll, device=device,
+                val = evaluate(shipped, val_ds, criterion=criterion, nll=nll, device=device,
                                batch_size=config.optim.batch_size,
                                threshold=config.eval.threshold)
             entry = EpochLog(
@@ -214,16 +223,19 @@ def fit(model: nn.Module, train_ds: Any, val_ds: Any | None, config: TrainConfig
                 train_consistency=totals["consistency"] / n_steps, val=val,
                 rendered=_rendered_names(rendered, device_names) if rendered else {},
                 terms={term.name: totals[term.name] / n_steps for term in terms},
-                augment=_operator_names(operators), model=tracked_metrics(model),
+                augment=_operator_names(operators), model=tracked_metrics(shipped),
                 frozen=list(frozen))
             history.append(entry)
             epochs_run += 1
             bar.epoch_done(entry)
             last = epoch + 1 == config.optim.epochs
             if last or (epoch + 1) % config.runtime.checkpoint_every == 0:
-                _save(ckpt_path, config, model, optimizer, scheduler, epoch + 1, history)
+                _save(ckpt_path, config, model, optimizer, scheduler, epoch + 1, history,
+                      averaged)
             if on_epoch is not None:
                 on_epoch(entry)
+    if averaged is not None and int(averaged.n_averaged):
+        model.load_state_dict(averaged.module.state_dict())
     return FitResult(history=history, epochs_run=epochs_run, resumed_from=resumed_from,
                      checkpoint=ckpt_path)
 
@@ -389,8 +401,21 @@ def _rendered_names(counts: Counter[int], names: list[str]) -> dict[str, int]:
 
 # -- checkpoints ---------------------------------------------------------------------------
 
+def _averaged_model(model: nn.Module, config: TrainConfig) -> AveragedModel | None:
+    """The running weight average of `config.average` (None when off), buffers included:
+    batch-norm statistics are averaged with the weights, so no extra pass over the
+    training set is needed to refresh them."""
+    if not config.average.enabled:
+        return None
+    return AveragedModel(model, use_buffers=True)
+
+
 def _save(path: Path, config: TrainConfig, model: nn.Module, optimizer: Any, scheduler: Any,
-          epoch: int, history: list[EpochLog]) -> None:
+          epoch: int, history: list[EpochLog], averaged: AveragedModel | None = None
+          ) -> None:
+    extra = {}
+    if averaged is not None:
+        extra["average"] = {k: v.detach().cpu() for k, v in averaged.state_dict().items()}
     save_checkpoint(path, {
         "epoch": epoch,
         "fingerprint": config.fingerprint(),
@@ -400,11 +425,13 @@ def _save(path: Path, config: TrainConfig, model: nn.Module, optimizer: Any, sch
         "scheduler": scheduler.state_dict(),
         "history": [dataclasses.asdict(h) for h in history],
         "rng": rng_state(),
+        **extra,
     })
 
 
 def _resume(path: Path, config: TrainConfig, model: nn.Module, optimizer: Any,
-            scheduler: Any) -> tuple[int, list[EpochLog]]:
+            scheduler: Any, averaged: AveragedModel | None = None
+            ) -> tuple[int, list[EpochLog]]:
     state = load_checkpoint(path)
     if state.get("fingerprint") != config.fingerprint():
         raise ConfigError(
@@ -415,6 +442,8 @@ def _resume(path: Path, config: TrainConfig, model: nn.Module, optimizer: Any,
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if averaged is not None:
+        averaged.load_state_dict(state["average"])
     restore_rng_state(state["rng"])
     return int(state["epoch"]), [EpochLog.from_dict(h) for h in state["history"]]
 
