@@ -26,7 +26,10 @@ loader, from those raw bytes, with the same parser (`triage.dicom.values`).
 
 from __future__ import annotations
 
+import functools
+import itertools
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,15 +69,20 @@ class FastFile:
     encapsulated: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WalkedHeader:
     """What the scan's walk of one file found that `read_fast` would walk again.
 
     Carried from the scan to the loader in the file's `InstanceRecord` (data passed
-    along, not a cache): only for a file `read_fast` takes, with the same checks.
+    along, not a cache): only for a file `read_fast` takes, with the same checks. An
+    export's scan holds one per file, so the raw values are packed into one byte string
+    (about 0.5 kB a file, against 2.3 kB as a dict of byte strings); `values` unpacks
+    them when the loader reads the file.
 
     Attributes:
-        values: raw values of the `LOADER_TAGS` present.
+        tags: the `LOADER_TAGS` present, in order.
+        packed: their raw values, one after the other.
+        ends: where each value ends in `packed` (little-endian uint32s).
         transfer_syntax: the file's transfer syntax.
         file_size: the file's size when it was walked.
         pixel_offset: byte offset of the PixelData value.
@@ -82,12 +90,38 @@ class WalkedHeader:
         encapsulated: the pixel data is compressed, in items.
     """
 
-    values: dict[int, bytes]
+    tags: tuple[int, ...]
+    packed: bytes
+    ends: bytes
     transfer_syntax: str
     file_size: int
     pixel_offset: int
     pixel_length: int
     encapsulated: bool
+
+    @classmethod
+    def pack(cls, values: dict[int, bytes], transfer_syntax: str, file_size: int,
+             pixel_offset: int, pixel_length: int, encapsulated: bool) -> WalkedHeader:
+        """A walked header holding `values` (tag: raw value) packed."""
+        ends = list(itertools.accumulate(len(v) for v in values.values()))
+        if transfer_syntax:  # one string for the export's few syntaxes
+            transfer_syntax = sys.intern(str.__str__(transfer_syntax))
+        return cls(_shared_tags(tuple(values)), b"".join(values.values()),
+                   struct.pack(f"<{len(ends)}I", *ends), transfer_syntax, file_size,
+                   pixel_offset, pixel_length, encapsulated)
+
+    @property
+    def values(self) -> dict[int, bytes]:
+        """The raw values by tag."""
+        ends = struct.unpack(f"<{len(self.tags)}I", self.ends)
+        return {tag: self.packed[start:end]
+                for tag, start, end in zip(self.tags, (0, *ends), ends, strict=False)}
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_tags(tags: tuple[int, ...]) -> tuple[int, ...]:
+    # Files of one export carry the same few sets of tags: one tuple for each set.
+    return tags
 
 
 def walked_header(header: RawHeader, size: int) -> WalkedHeader | None:
@@ -112,9 +146,9 @@ def walked_header(header: RawHeader, size: int) -> WalkedHeader | None:
         if length == UNDEFINED or header.pixel_offset + length > size:
             return None
     values = header.values
-    return WalkedHeader({t: values[t] for t in LOADER_TAGS if t in values},
-                        header.transfer_syntax, size, header.pixel_offset, length,
-                        header.encapsulated)
+    return WalkedHeader.pack({t: values[t] for t in LOADER_TAGS if t in values},
+                             header.transfer_syntax, size, header.pixel_offset, length,
+                             header.encapsulated)
 
 
 def read_fast(path: Path, walked: WalkedHeader | None = None) -> FastFile | None:

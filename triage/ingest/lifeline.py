@@ -4,7 +4,8 @@ A `triage run` or `triage ingest` killed with SIGKILL cannot shut its pool down,
 workers (each holding a decoded study, hundreds of MB) would wait forever for work that
 never comes. Each worker therefore asks Linux to kill it when its parent dies
 (``prctl(PR_SET_PDEATHSIG)``), and a watchdog thread, for other systems and for a parent
-that dies before the request is made, exits once the parent is gone.
+that dies before the request is made, exits once the parent is gone. A worker started by
+a forkserver (`triage.processes`) watches the process that owns its pool instead.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -41,16 +43,41 @@ def _watch(parent: int) -> None:
             os._exit(1)
 
 
+def _watch_process(pid: int) -> None:
+    """Exit once process `pid` (not this process's parent) has ended."""
+    try:
+        fd = os.pidfd_open(pid)  # Linux: readable once the process has exited
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfd here: poll for the process
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass  # alive, another user's: cannot happen for our own starter
+            time.sleep(POLL_SECONDS)
+    select.select([fd], [], [])
+    os._exit(1)
+
+
 def die_with_parent(parent: int | None = None) -> None:
     """Make the calling worker process exit when the process that started it dies.
 
     Call it first thing in a worker (a pool initializer).
 
     Args:
-        parent: the parent's process ID, taken in the parent (``os.getpid()`` in its
-            ``initargs``), so that a parent that died before the worker got here is
-            noticed; default: the current parent.
+        parent: the ID of the process whose death ends this worker, taken there
+            (``os.getpid()`` in the pool's ``initargs``), so that one that died before the
+            worker got here is noticed; default: the current parent. A worker started by
+            a forkserver has the server as its parent, which outlives the pool's owner
+            while a worker holds its pipe: it watches the owner itself (`_watch_process`).
     """
+    if parent is not None and parent != os.getppid():
+        threading.Thread(target=_watch_process, args=(parent,), name="triage-lifeline",
+                         daemon=True).start()
+        return
     parent = os.getppid() if parent is None else parent
     _parent_death_signal(signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the request was made

@@ -36,6 +36,7 @@ from triage.ingest.parallel_load import decode_part, merge_parts
 from triage.ingest.report import IngestStatus, StudyReport
 from triage.ingest.schedule import plan_series
 from triage.ingest.study import StudyOutcome, ingest_study, series_to_load
+from triage.processes import forkserver_available, worker_context
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -83,7 +84,9 @@ def lower_priority(niceness: int = WORKER_NICENESS) -> int | None:
 
 
 def _process_pool(workers: int, background: bool) -> ProcessPoolExecutor:
-    """A pool of `workers` ingest processes (`_init_worker`), lowered when `background`.
+    """A pool of `workers` ingest processes (`_init_worker`), lowered when `background`,
+    started from a forkserver (`triage.processes`): their memory does not grow with what
+    the caller holds.
 
     The pool's module loads multiprocessing (~13 ms), which an inline stream (one worker)
     never needs: it is imported here, and a dead pool is caught as `BrokenExecutor`, the
@@ -91,8 +94,8 @@ def _process_pool(workers: int, background: bool) -> ProcessPoolExecutor:
     """
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(workers, initializer=_init_worker,
-                               initargs=(background, os.getpid()))
+    return ProcessPoolExecutor(workers, mp_context=worker_context(),
+                               initializer=_init_worker, initargs=(background, os.getpid()))
 
 
 def _init_worker(background: bool = False, parent: int | None = None) -> None:
@@ -186,8 +189,8 @@ def _plan_parts(studies: Sequence[StudyGroup], config: IngestConfig, cache_root:
             chosen = None
         series.append(chosen)
     records = [list(s.instances) if s is not None else [] for s in series]
-    # Workers fork after this: import the decoders once, here, for all of them.
-    codecs.preload({r.transfer_syntax for rs in records for r in rs if r.transfer_syntax})
+    if not forkserver_available():  # workers fork after this: import the decoders here
+        codecs.preload({r.transfer_syntax for rs in records for r in rs if r.transfer_syntax})
     parts: dict[int, list[list[str]]] = {}
     for job in plan_series(records, workers):
         if job.parts > 1:

@@ -209,3 +209,21 @@ def test_one_decimal_parser_rejects_what_python_float_accepts(text):
     assert isinstance(notes[0], values.Dropped)
     with pytest.raises(GeometryError, match="RescaleSlope is"):
         slice_header.decimal(raw, 0x00281053, "RescaleSlope", Path("x.dcm"), 1.0)
+
+
+def test_a_walked_header_packs_its_values_and_gives_them_back():
+    """The scan holds one walked header per file: packed into one byte string, the raw
+    values come back as they went in, empty ones (a sequence) and their order included;
+    files with the same tags share one tuple of tags, and the record pickles."""
+    import pickle
+
+    raw = {0x00280010: b"\x40\x00", 0x00081115: b"", 0x00200032: b"-125.0\\-125.0\\10.5 "}
+    walked = fast_reader.WalkedHeader.pack(raw, "1.2.840.10008.1.2.1", 4096, 1200, 2048,
+                                           False)
+    assert walked.values == raw and list(walked.values) == list(raw)
+    other = fast_reader.WalkedHeader.pack(dict(raw), "1.2.840.10008.1.2.1", 4096, 1200,
+                                          2048, False)
+    assert other.tags is walked.tags
+    assert pickle.loads(pickle.dumps(walked)) == walked
+    assert fast_reader.WalkedHeader.pack({}, "1.2.840.10008.1.2", 10, 2, 8, False).values \
+        == {}

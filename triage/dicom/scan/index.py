@@ -55,7 +55,7 @@ class IgnoreReason(StrEnum):
     OUTSIDE_EXPORT = "outside-export"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InstanceRecord:
     """What the scan learned about one file (or one unreadable folder) of an export.
 

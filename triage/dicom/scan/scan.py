@@ -171,7 +171,11 @@ def scan_export(
 
         names = [str(p) for p in walk.files]  # strings pickle faster than paths
         chunks = [names[i:i + chunk_size] for i in range(0, len(names), chunk_size)]
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        from triage.processes import worker_context
+
+        # From a forkserver: a reader forked from the caller would hold a copy-on-write
+        # view of everything the caller holds (a loaded network, in `triage run`).
+        with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
             reader = functools.partial(_read_chunk, max_inflated_bytes=inflate_cap)
             read = [r for result in pool.map(reader, chunks) for r in result]
     records, ignored, dicomdirs = list(walk.problems), list(walk.ignored), list(walk.dicomdirs)
