@@ -73,6 +73,21 @@ def test_every_dicom_file_has_one_record_in_path_order(export, scan):
     assert set(paths) == on_disk | {export.paths["loop"]}
 
 
+def test_records_hold_each_repeated_value_once(scan):
+    """A scan keeps one record per file for a whole run: the records have no instance
+    dict, and the values every file of a series repeats are one string, not one each."""
+    by_series: dict[str, list[InstanceRecord]] = {}
+    for r in scan.records:
+        if r.series_uid and r.error is None:
+            by_series.setdefault(r.series_uid, []).append(r)
+    first, second = max(by_series.values(), key=len)[:2]
+    assert not hasattr(first, "__dict__")
+    for name in ("study_uid", "series_uid", "modality", "manufacturer", "device_group",
+                 "transfer_syntax"):
+        assert getattr(first, name) is getattr(second, name), name
+    assert first.sop_instance_uid != second.sop_instance_uid
+
+
 def test_non_dicom_files_are_ignored_and_counted_not_errors(export, scan):
     assert scan.non_dicom == (export.root / "README.txt", export.root / "preview.jpg")
     assert {i.reason for i in scan.ignored} == {IgnoreReason.NOT_DICOM}
