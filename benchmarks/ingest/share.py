@@ -1,7 +1,7 @@
 """Where the time goes: the JPEG 2000 series alone, dcm2niix against triage and its decoder.
 
 Both dcm2niix and triage decode JPEG 2000 with OpenJPEG. Run on the export's JPEG 2000
-series alone (a folder of symlinks, `jpeg2000_view`), dcm2niix's time, triage's
+series alone (a folder of hard links, `jpeg2000_view`), dcm2niix's time, triage's
 load-to-volume time and the time of triage's OpenJPEG calls alone (`openjpeg-decode`) show
 how much of the load-to-volume comparison the shared decoder decides. The same series
 rewritten uncompressed (`uncompressed_copy`) split each tool's time in two: what it does
@@ -34,9 +34,12 @@ def _is_jpeg2000(folder: Path) -> bool:
 
 
 def jpeg2000_view(export: Path, out: Path) -> tuple[Path, int] | None:
-    """A folder of symlinks to the export's JPEG 2000 series folders, and how many.
+    """A folder of the export's JPEG 2000 series folders, and how many.
 
-    None when the export holds none. Rebuilt on every call (cheap; never stale).
+    Each file is a hard link to the export's (a copy where the two folders lie on different
+    file systems): the scan does not follow a symlink out of the export it scans, so a
+    folder of symlinks would be an empty export to triage. None when the export holds no
+    JPEG 2000 series. Rebuilt on every call (cheap; never stale).
     """
     folders = [f for f in series_folders(export) if _is_jpeg2000(f)]
     if not folders:
@@ -45,8 +48,13 @@ def jpeg2000_view(export: Path, out: Path) -> tuple[Path, int] | None:
     shutil.rmtree(view, ignore_errors=True)
     view.mkdir(parents=True)
     for folder in folders:
-        name = str(folder.relative_to(export)).replace(os.sep, "_")
-        (view / name).symlink_to(folder.resolve(), target_is_directory=True)
+        linked = view / str(folder.relative_to(export)).replace(os.sep, "_")
+        linked.mkdir()
+        for file in (p for p in folder.iterdir() if p.is_file()):
+            try:
+                os.link(file, linked / file.name)
+            except OSError:
+                shutil.copy2(file, linked / file.name)
     return view, len(folders)
 
 
@@ -115,6 +123,8 @@ def share_table(rows: list[Row], n_series: int, uncompressed: list[Row] | None =
         result = row.ok[-1].result
         produced = (f"{result.detail.get('frames', 0)} frames decoded"
                     if row.tool.name == "openjpeg-decode" else f"{result.series} series")
+        if row.tool.name != "openjpeg-decode" and result.series != n_series:
+            produced = f"**{result.series} of {n_series} series: not comparable**"
         lines.append(f"| {row.tool.label} | {row.wall:.2f} ({min(walls):.2f}–{max(walls):.2f}) "
                      f"| {row.in_process:.2f} | {ratio} | {split} "
                      f"| {mib(max(run.maxrss_mib for run in row.ok))} | {produced} |")
