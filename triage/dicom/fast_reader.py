@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import itertools
 import struct
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from triage.dicom.tags import (
     PIXEL_DATA,
     UNDEFINED,
 )
-from triage.dicom.values import RawValues
+from triage.dicom.values import RawValues, shared
 
 #: The pixel data element's tag as its first four bytes in a little-endian file.
 _PIXEL_DATA_TAG = struct.pack("<HH", PIXEL_DATA >> 16, PIXEL_DATA & 0xFFFF)
@@ -104,10 +103,8 @@ class WalkedHeader:
              pixel_offset: int, pixel_length: int, encapsulated: bool) -> WalkedHeader:
         """A walked header holding `values` (tag: raw value) packed."""
         ends = list(itertools.accumulate(len(v) for v in values.values()))
-        if transfer_syntax:  # one string for the export's few syntaxes
-            transfer_syntax = sys.intern(str.__str__(transfer_syntax))
         return cls(_shared_tags(tuple(values)), b"".join(values.values()),
-                   struct.pack(f"<{len(ends)}I", *ends), transfer_syntax, file_size,
+                   struct.pack(f"<{len(ends)}I", *ends), shared(transfer_syntax), file_size,
                    pixel_offset, pixel_length, encapsulated)
 
     @property

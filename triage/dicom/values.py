@@ -29,9 +29,10 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 from triage.dicom.tags import (
     FUNCTIONAL_GROUPS,
@@ -98,6 +99,17 @@ class Dropped(str):
 
     def __reduce__(self) -> tuple:
         return Dropped, (str(self), self.keyword, self.text, self.expected)
+
+
+@overload
+def shared(text: str) -> str: ...
+@overload
+def shared(text: None) -> None: ...
+def shared(text: str | None) -> str | None:
+    """`text` as a plain, interned string: a value every file of a study or series repeats
+    (its UIDs, the scanner's names, the transfer syntax) is then held once by a scan of the
+    export, not once per file."""
+    return sys.intern(str.__str__(text)) if text else text
 
 
 def raw_text(ds: Dataset | RawValues, tag: int) -> str | None:

@@ -43,16 +43,16 @@ def _watch(parent: int) -> None:
             os._exit(1)
 
 
-def _watch_process(pid: int) -> None:
-    """Exit once process `pid` (not this process's parent) has ended."""
+def _watch_process(parent: int) -> None:
+    """Exit once process `parent` (not this process's parent) has ended."""
     try:
-        fd = os.pidfd_open(pid)  # Linux: readable once the process has exited
+        fd = os.pidfd_open(parent)  # Linux: readable once the process has exited
     except ProcessLookupError:
         os._exit(1)
     except (AttributeError, OSError):  # no pidfd here: poll for the process
         while True:
             try:
-                os.kill(pid, 0)
+                os.kill(parent, 0)
             except ProcessLookupError:
                 os._exit(1)
             except PermissionError:
@@ -75,12 +75,12 @@ def die_with_parent(parent: int | None = None) -> None:
             while a worker holds its pipe: it watches the owner itself (`_watch_process`).
     """
     if parent is not None and parent != os.getppid():
-        threading.Thread(target=_watch_process, args=(parent,), name="triage-lifeline",
-                         daemon=True).start()
-        return
-    parent = os.getppid() if parent is None else parent
-    _parent_death_signal(signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the request was made
-        os._exit(1)
-    threading.Thread(target=_watch, args=(parent,), name="triage-lifeline",
+        watch = _watch_process
+    else:
+        parent = os.getppid() if parent is None else parent
+        _parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the request was made
+            os._exit(1)
+        watch = _watch
+    threading.Thread(target=watch, args=(parent,), name="triage-lifeline",
                      daemon=True).start()

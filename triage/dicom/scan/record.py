@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -24,6 +23,7 @@ from triage.dicom.values import (
     multi_text,
     plane_geometry,
     raw_text,
+    shared,
     unsigned_short,
 )
 
@@ -84,12 +84,6 @@ def expected_native_length(ds: Dataset | RawValues) -> int | None:
     return (pixels * bits + 7) // 8
 
 
-def _shared(text: str | None) -> str | None:
-    """`text` interned: the values every file of a study or series repeats (its UIDs, the
-    scanner's names) are then held once, not once per file."""
-    return sys.intern(str.__str__(text)) if text else text
-
-
 def record_from_dataset(
     path: Path, size: int, ds: Dataset | RawValues, syntax: str | None,
     has_pixel_data: bool, walked: WalkedHeader | None = None
@@ -100,23 +94,23 @@ def record_from_dataset(
     """
     notes: list[str] = []
     geometry = plane_geometry(ds, notes)
-    manufacturer = _shared(decoded_text(ds, tags.MANUFACTURER))
-    model_name = _shared(decoded_text(ds, tags.MODEL_NAME))
+    manufacturer = shared(decoded_text(ds, tags.MANUFACTURER))
+    model_name = shared(decoded_text(ds, tags.MODEL_NAME))
     return InstanceRecord(
         path=path,
         file_size=size,
-        sop_class_uid=_shared(raw_text(ds, tags.SOP_CLASS)
+        sop_class_uid=shared(raw_text(ds, tags.SOP_CLASS)
                        or (raw_text(ds.file_meta, tags.MEDIA_STORAGE_SOP_CLASS)
                            if ds.file_meta is not None else None)),
         sop_instance_uid=raw_text(ds, tags.SOP_INSTANCE),
-        study_uid=_shared(raw_text(ds, tags.STUDY_UID)),
-        series_uid=_shared(raw_text(ds, tags.SERIES_UID)),
-        frame_of_reference_uid=_shared(raw_text(ds, tags.FRAME_OF_REFERENCE)),
-        modality=_shared(raw_text(ds, tags.MODALITY)),
+        study_uid=shared(raw_text(ds, tags.STUDY_UID)),
+        series_uid=shared(raw_text(ds, tags.SERIES_UID)),
+        frame_of_reference_uid=shared(raw_text(ds, tags.FRAME_OF_REFERENCE)),
+        modality=shared(raw_text(ds, tags.MODALITY)),
         manufacturer=manufacturer,
         model_name=model_name,
-        station_name=_shared(decoded_text(ds, tags.STATION_NAME)),
-        device_group=sys.intern(device_group(manufacturer, model_name)),
+        station_name=shared(decoded_text(ds, tags.STATION_NAME)),
+        device_group=shared(device_group(manufacturer, model_name)),
         image_type=multi_text(ds, tags.IMAGE_TYPE),
         rows=unsigned_short(ds, tags.ROWS),
         columns=unsigned_short(ds, tags.COLUMNS),
@@ -127,14 +121,14 @@ def record_from_dataset(
         slice_thickness=geometry.thickness,
         instance_number=integer(ds, tags.INSTANCE_NUMBER, "InstanceNumber", notes),
         acquisition_number=integer(ds, tags.ACQUISITION_NUMBER, "AcquisitionNumber", notes),
-        transfer_syntax=_shared(str(syntax)) if syntax else None,
+        transfer_syntax=shared(str(syntax)) if syntax else None,
         has_pixel_data=has_pixel_data,
-        series_description=_shared(decoded_text(ds, tags.SERIES_DESCRIPTION)),
-        body_part=_shared(raw_text(ds, tags.BODY_PART)),
+        series_description=shared(decoded_text(ds, tags.SERIES_DESCRIPTION)),
+        body_part=shared(raw_text(ds, tags.BODY_PART)),
         series_number=integer(ds, tags.SERIES_NUMBER, "SeriesNumber", notes),
         malformed=tuple(dict.fromkeys(notes)),
-        patient_id=_shared(decoded_text(ds, tags.PATIENT_ID)),
-        accession_number=_shared(decoded_text(ds, tags.ACCESSION_NUMBER)),
-        study_date=_shared(raw_text(ds, tags.STUDY_DATE)),
+        patient_id=shared(decoded_text(ds, tags.PATIENT_ID)),
+        accession_number=shared(decoded_text(ds, tags.ACCESSION_NUMBER)),
+        study_date=shared(raw_text(ds, tags.STUDY_DATE)),
         walked=walked,
     )
