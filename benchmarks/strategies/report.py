@@ -277,6 +277,77 @@ def lodo_pool_table(rows: Sequence[Mapping[str, Any]], devices: Sequence[str], m
     return "\n".join(lines)
 
 
+def lodo_headroom(rows: Sequence[Mapping[str, Any]], devices: Sequence[str], variant: str,
+                  prefix: str = "pool.") -> list[dict[str, Any]]:
+    """What training on a device adds on it, per fold: `variant`'s clean AUROC on the pool's
+    studies of `device` by the fold that held it out (``held``, one figure per seed) and by
+    the other folds' models, which trained on it (``with``: ``<prefix>device.<device>.auroc``
+    of every other fold and seed); ``headroom`` = mean(with) - mean(held). The folds' models
+    train on the same number of devices, so the difference is the device's own, not more
+    data's."""
+    def sd(values: list[float]) -> float:
+        return statistics.stdev(values) if len(values) > 1 else math.nan
+
+    out = []
+    for device in devices:
+        held = [float(r[f"{prefix}clean.auroc"]) for r in rows if r["variant"] == variant
+                and r["device"] == device and f"{prefix}clean.auroc" in r]
+        key = f"{prefix}device.{device}.auroc"
+        trained = [float(r[key]) for r in rows if r["variant"] == variant
+                   and r["device"] != device and key in r]
+        if not held or not trained:
+            continue
+        out.append({"device": device, "held": statistics.mean(held), "held_sd": sd(held),
+                    "with": statistics.mean(trained), "with_sd": sd(trained),
+                    "n_with": len(trained),
+                    "headroom": statistics.mean(trained) - statistics.mean(held)})
+    return out
+
+
+def lodo_headroom_table(rows: Sequence[Mapping[str, Any]], devices: Sequence[str],
+                        method: str, baseline: str = "baseline", prefix: str = "pool.") -> str:
+    """`lodo_headroom` of `baseline` and `method` side by side, one line per fold, with the
+    seed spread of the targets (`lodo_targets`) and whether the baseline's headroom exceeds
+    it: where it does not, the baseline loses no more than the spread by not seeing the
+    device, so a method that only closes that loss has no gain beyond the spread to show.
+
+    Example:
+        >>> rows = [{"variant": v, "device": d, "seed": s, "pool.clean.auroc": h + 0.01 * s,
+        ...          "pool.in_domain_auroc": 0.95, "pool.device.a.auroc": w,
+        ...          "pool.device.b.auroc": w}
+        ...         for v, h, w in (("baseline", 0.80, 0.90), ("full", 0.88, 0.91))
+        ...         for d in ("a", "b") for s in (0, 1)]
+        >>> cells = lodo_headroom_table(rows, ["a", "b"], "full").splitlines()[2].split(" | ")
+        >>> cells[1:4], cells[6:]
+        (['0.805 ± 0.007', '0.900 ± 0.000', '+0.095'], ['+0.025', '0.007', 'yes |'])
+    """
+    base = {f["device"]: f for f in lodo_headroom(rows, devices, baseline, prefix)}
+    mine = {f["device"]: f for f in lodo_headroom(rows, devices, method, prefix)}
+    spreads = {f["device"]: f["spread"]
+               for f in lodo_targets(rows, devices, method, baseline, prefix=prefix)}
+    lines = _header(["held-out device", f"{baseline} held out", f"{baseline} trained with it",
+                     f"{baseline} headroom", f"{method} held out", f"{method} trained with it",
+                     f"{method} headroom", "seed spread", f"{baseline} headroom > spread"])
+    judged = room = 0
+    for device in devices:
+        if device not in base or device not in mine:
+            continue
+        b, m = base[device], mine[device]
+        spread = spreads.get(device, math.nan)
+        verdict = "–" if math.isnan(spread) else "yes" if b["headroom"] > spread else "no"
+        judged += verdict != "–"
+        room += verdict == "yes"
+        lines.append(_row([f"`{device}`", _mean_sd(b["held"], b["held_sd"]),
+                           _mean_sd(b["with"], b["with_sd"]), f"{b['headroom']:+.3f}",
+                           _mean_sd(m["held"], m["held_sd"]), _mean_sd(m["with"], m["with_sd"]),
+                           f"{m['headroom']:+.3f}",
+                           "–" if math.isnan(spread) else f"{spread:.3f}", verdict]))
+    if judged:
+        lines += ["", f"The {baseline} loses more than the seed spread by not seeing the "
+                      f"device on {room}/{judged} folds."]
+    return "\n".join(lines)
+
+
 def site_table(rows: Sequence[Mapping[str, Any]], sizes: Sequence[int]) -> str:
     """Site adaptation: accuracy / AUROC / ECE on the new device's test studies per arm
     (rows) and number of labelled studies of the new device (columns)."""

@@ -67,6 +67,66 @@ def test_pool_figures_are_resumed_from_the_runs_pool_json(held_out_bundle, tmp_p
     assert run.with_lodo_pool(row, tmp_path, HELD, 1, None) == row
 
 
+def test_device_scores_give_each_pool_device_its_own_figures(held_out_bundle):
+    bundle, pool = held_out_bundle
+    devices = run.device_scores(bundle, pool)
+    samples = resolve_samples(read_manifest(pool["manifest"]), pool["ingest"]).samples
+    assert sorted(devices) == sorted({s.device_group for s in samples})
+    row = run.pool_scores(bundle, HELD, pool, seed=0)
+    held = devices[HELD]
+    # the held-out device's figures are the pool row's clean ones; the others sum to in-domain
+    assert held["auroc"] == pytest.approx(row["clean.auroc"])
+    assert held["n"] == row["n_held_out"]
+    assert sum(v["n"] for v in devices.values()) == row["n_in_domain"] + row["n_held_out"]
+
+
+def test_an_entry_scored_before_the_device_figures_gets_them_once(held_out_bundle, tmp_path,
+                                                                  monkeypatch):
+    bundle, pool = held_out_bundle
+    shutil.copytree(bundle, tmp_path / "bundle")
+    old = {"n_in_domain": 36, "n_held_out": 12, "clean.auroc": 0.9, "seconds": 1.0,
+           "cpu_seconds": 1.0}
+    (tmp_path / run.POOL_FILE).write_text(json.dumps({pool["fingerprint"]: old}))
+    monkeypatch.setattr(run, "pool_scores", lambda *a, **k: pytest.fail("re-scored the pool"))
+    calls = []
+    real = run.device_scores
+    monkeypatch.setattr(run, "device_scores", lambda *a: calls.append(a) or real(*a))
+    row = {"variant": "baseline", "seed": 0, "device": HELD}
+    first = run.with_lodo_pool(row, tmp_path, HELD, 0, pool)
+    assert first["pool.clean.auroc"] == 0.9  # the stored entry kept
+    device_keys = [k for k in first if k.startswith("pool.device.") and k.endswith(".auroc")]
+    assert len(device_keys) == 4 and len(calls) == 1
+    stored = json.loads((tmp_path / run.POOL_FILE).read_text())[pool["fingerprint"]]
+    assert set(stored[run.DEVICES_KEY]) == {k.split(".")[2] for k in device_keys}
+    assert run.with_lodo_pool(row, tmp_path, HELD, 0, pool) == first
+    assert len(calls) == 1  # read back, not scored again
+
+
+def test_headroom_table_compares_a_device_held_out_with_the_folds_that_trained_on_it():
+    def rows_for(device, held, others, step):
+        return [{"variant": v, "device": device, "seed": s, "pool.clean.auroc": h + step * s,
+                 "pool.in_domain_auroc": 0.9,
+                 **{f"pool.device.{d}.auroc": w for d, w in others.items()}}
+                for v, h in held.items() for s in (0, 1, 2)]
+
+    # a: the baseline loses 0.08 held out (room to gain); b: 0.005, within its spread
+    rows = (rows_for("a", {"baseline": 0.80, "full": 0.86}, {"b": 0.905}, 0.01)
+            + rows_for("b", {"baseline": 0.90, "full": 0.90}, {"a": 0.89}, 0.02))
+    folds = report.lodo_headroom(rows, ["a", "b"], "baseline")
+    assert [f["n_with"] for f in folds] == [3, 3]
+    assert folds[0]["headroom"] == pytest.approx(0.89 - 0.81)
+    assert folds[1]["headroom"] == pytest.approx(0.905 - 0.92)
+    lines = report.lodo_headroom_table(rows, ["a", "b"], "full").splitlines()
+    assert lines[0].startswith("| held-out device | baseline held out | baseline trained with")
+    assert lines[2].split(" | ")[3] == "+0.080" and lines[2].endswith("| 0.010 | yes |")
+    assert lines[3].split(" | ")[3] == "-0.015" and lines[3].endswith("| 0.020 | no |")
+    assert lines[-1] == ("The baseline loses more than the seed spread by not seeing the "
+                         "device on 1/2 folds.")
+    # a fold no other fold's model was trained alongside: left out, not invented
+    assert len(report.lodo_headroom(rows_for("a", {"baseline": 0.8}, {}, 0.0), ["a"],
+                                    "baseline")) == 0
+
+
 def test_lodo_mode_rescores_finished_runs_without_training(held_out_bundle, tiny_training_set,
                                                            tmp_path, monkeypatch):
     bundle, pool = held_out_bundle
@@ -99,6 +159,8 @@ def test_lodo_mode_rescores_finished_runs_without_training(held_out_bundle, tiny
     assert line.endswith("| +0.000 | 0.000 | missed |")
     assert "gain beyond the seed spread on 0/1" in text
     assert "`--lesion-contrast -60`" in text and "On each run's own test sets" in text
+    assert "What seeing a device in training adds on it" in text
+    assert all(f"pool.device.{HELD}.auroc" in r for r in rows)
     metrics = run.target_metrics(rows)
     assert metrics["pool.targets.gain_met_folds"] == 0
     assert metrics["pool.targets.worst_held_out_auroc"] == pytest.approx(rows[0]
