@@ -682,7 +682,9 @@ def target_metrics(rows: list[dict]) -> dict[str, float]:
     """lodo's targets as metrics, on the held-out device's own studies and (``pool.``) on
     the pool: per fold the last variant's in-domain gap, gain over the baseline and seed
     spread (``<device>.<prefix>target.*``), the folds meeting each target and the worst
-    fold's held-out AUROC (``<prefix>targets.*``). Empty for rows of other modes."""
+    fold's held-out AUROC (``<prefix>targets.*``); on the pool, each variant's headroom
+    (`report.lodo_headroom`: ``<device>.pool.headroom.<variant>``, where other folds'
+    models trained on the device). Empty for rows of other modes."""
     fold_rows = [r for r in rows if "device" in r and "variant" in r]
     if not fold_rows:
         return {}
@@ -699,6 +701,9 @@ def target_metrics(rows: list[dict]) -> dict[str, float]:
             metrics[f"{prefix}targets.gain_met_folds"] = sum(bool(f["gain_met"])
                                                              for f in folds)
             metrics[f"{prefix}targets.worst_held_out_auroc"] = min(f["held"] for f in folds)
+    for variant in dict.fromkeys(r["variant"] for r in fold_rows):
+        for fold in report.lodo_headroom(fold_rows, devices, variant):
+            metrics[f"{fold['device']}.pool.headroom.{variant}"] = fold["headroom"]
     scored = [r for r in fold_rows if "pool.seconds" in r]
     if scored:
         metrics["pool.rescoring_seconds"] = sum(float(r["pool.seconds"]) for r in scored)

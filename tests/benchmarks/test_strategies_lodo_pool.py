@@ -122,6 +122,9 @@ def test_headroom_table_compares_a_device_held_out_with_the_folds_that_trained_o
     assert lines[3].split(" | ")[3] == "-0.015" and lines[3].endswith("| 0.020 | no |")
     assert lines[-1] == ("The baseline loses more than the seed spread by not seeing the "
                          "device on 1/2 folds.")
+    metrics = run.target_metrics(rows)
+    assert metrics["a.pool.headroom.baseline"] == pytest.approx(0.08)
+    assert metrics["b.pool.headroom.full"] == pytest.approx(0.905 - 0.92)
     # a fold no other fold's model was trained alongside: left out, not invented
     assert len(report.lodo_headroom(rows_for("a", {"baseline": 0.8}, {}, 0.0), ["a"],
                                     "baseline")) == 0
@@ -163,6 +166,8 @@ def test_lodo_mode_rescores_finished_runs_without_training(held_out_bundle, tiny
     assert all(f"pool.device.{HELD}.auroc" in r for r in rows)
     metrics = run.target_metrics(rows)
     assert metrics["pool.targets.gain_met_folds"] == 0
+    # one fold: no other fold's model trained on the held-out device, so no headroom
+    assert not any(".pool.headroom." in key for key in metrics)
     assert metrics["pool.targets.worst_held_out_auroc"] == pytest.approx(rows[0]
                                                                          ["pool.clean.auroc"])
     # a run without a finished row stops the re-scoring instead of training
