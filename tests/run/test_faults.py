@@ -161,6 +161,34 @@ def test_a_failing_device_stops_the_run_and_the_rerun_scores_the_rest(run_case, 
     assert all(r.p_calibrated for r in result.rows if r.ingest_status == "ok")
 
 
+def _die(*_: object, **__: object) -> None:
+    os._exit(3)  # the worker is gone, as when the machine kills it (a memory limit)
+
+
+def test_workers_that_die_on_any_task_stop_the_run_and_fail_no_study(run_case, tiny_model,
+                                                                     router, tmp_path,
+                                                                     monkeypatch):
+    from triage.ingest import stream
+    from triage.registry.bundle import load_bundle
+
+    bundle = load_bundle(tiny_model.bundle_dir)
+    out = tmp_path / "out"
+    monkeypatch.setattr(stream, "ingest_study", _die)
+    monkeypatch.setattr(stream, "_alive", _die)
+    with pytest.raises(EnvironmentalError, match=r"The run stopped: ingest worker processes "
+                                                 r"die or hang even on a task that reads no study"):
+        run_export(run_case.export_dir, out, bundle=bundle, router=router, workers=2,
+                   batch_size=2, device="cpu")
+    journal = out / JOURNAL_NAME
+    assert "worker process died" not in (journal.read_text(encoding="utf-8")
+                                         if journal.exists() else "")
+    monkeypatch.undo()  # the machine mended: the rerun ingests every study
+    result = run_export(run_case.export_dir, out, bundle=bundle, router=router, workers=2,
+                        batch_size=2, device="cpu")
+    assert len(result.rows) == 7
+    assert sum(r.route == "failed" for r in result.rows) == 2  # the corrupt and short one
+
+
 STREAM = """
 import sys, time
 from pathlib import Path

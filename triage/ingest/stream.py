@@ -29,7 +29,7 @@ import numpy as np
 
 from triage.dicom.pixels import codecs
 from triage.dicom.scan.grouping import StudyGroup
-from triage.errors import is_environmental
+from triage.errors import EnvironmentalError, is_environmental
 from triage.ingest.config import IngestConfig
 from triage.ingest.lifeline import die_with_parent
 from triage.ingest.parallel_load import decode_part, merge_parts
@@ -144,12 +144,44 @@ def _part_result(future: Future, study: StudyGroup) -> dict[str, np.ndarray] | N
 
 def _isolated(study: StudyGroup, config: IngestConfig, cache_root: Path,
               background: bool, keep_arrays: bool) -> StudyOutcome:
+    """`study` ingested alone in a fresh worker, after a worker died on a batch holding it.
+
+    If that worker dies too, the study is failed only when a worker can still run a task
+    with no study (`check_workers`): where even that dies, the machine is failing (memory
+    limits, a broken install), and no study is written down for it.
+    """
     with _process_pool(1, background) as pool:
         try:
             return _result(pool.submit(ingest_study, study, config, cache_root,
                                        keep_array=keep_arrays), study)
         except BrokenExecutor as err:
-            return _crashed(study, err)
+            crash = err
+    check_workers(background)
+    return _crashed(study, crash)
+
+
+def _alive() -> int:
+    """The task `check_workers` gives a worker: nothing to do with any study."""
+    return os.getpid()
+
+
+def check_workers(background: bool = False, timeout: float = 120.0) -> None:
+    """Raise `EnvironmentalError` unless a fresh ingest worker can start and run a task that
+    touches no study (`_alive`), within `timeout` seconds."""
+    pool = _process_pool(1, background)
+    try:
+        pool.submit(_alive).result(timeout=timeout)
+    except Exception as err:  # noqa: BLE001 - whatever stopped it, the worker is not usable
+        # A worker hung in its start would block a waiting shutdown (and the interpreter's
+        # exit): end it first. The pool has no public way to (before Python 3.14).
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise EnvironmentalError(
+            f"ingest worker processes die or hang even on a task that reads no study "
+            f"({type(err).__name__}): the machine is failing (memory limit, process limit "
+            f"or a broken installation), not a study") from err
+    pool.shutdown(wait=True)
 
 
 def _inline(studies: Iterable[StudyGroup], config: IngestConfig, cache_root: Path,
