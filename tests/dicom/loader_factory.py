@@ -235,6 +235,17 @@ def expected_lps(volume_affine: np.ndarray, shape: tuple[int, int, int]) -> np.n
     return idx @ volume_affine[:3, :3].T + volume_affine[:3, 3]
 
 
+def own_study(*names: str) -> Mutator:
+    """A mutator that puts the series in a study of its own, its Study Instance UID derived
+    from `names` (the same names give the same study)."""
+    uid = make_uid(*names, "study")
+
+    def mutate(_: int, ds: FileDataset) -> None:
+        ds.StudyInstanceUID = uid
+
+    return mutate
+
+
 def overlong_decimals(keyword: str = "ImagePositionPatient", digits: int = 18) -> Mutator:
     """A mutator rewriting `keyword` as over-long decimal strings ('-125.000000000000000000').
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.dicom.loader_factory import SeriesRecipe, write_series
-from triage.data.synth.dicom_writer import make_uid
+from tests.dicom.loader_factory import SeriesRecipe, own_study, write_series
 from triage.dicom.scan.grouping import group_studies
 from triage.dicom.scan.scan import scan_export
 from triage.ingest.config import IngestConfig
@@ -20,20 +19,12 @@ CONFIG = IngestConfig.from_dict({
     "preprocess": {"target_spacing": [8.0, 8.0, 8.0], "target_shape": [16, 16, 8]}})
 
 
-def _own_study(name: str):
-    uid = make_uid("keep-arrays", name, "study")
-
-    def mutate(_: int, ds) -> None:
-        ds.StudyInstanceUID = uid
-
-    return mutate
-
-
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("export")
     for name in ("a", "b", "c"):
-        write_series(root, SeriesRecipe(n_slices=10), name=name, mutate=_own_study(name))
+        write_series(root, SeriesRecipe(n_slices=10), name=name,
+                     mutate=own_study("keep-arrays", name))
     return group_studies(scan_export(root))
 
 

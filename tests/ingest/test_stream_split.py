@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from pydicom.uid import JPEG2000Lossless
 
-from tests.dicom.loader_factory import SeriesRecipe, write_series
-from triage.data.synth.dicom_writer import make_uid
+from tests.dicom.loader_factory import SeriesRecipe, own_study, write_series
 from triage.dicom.pixels import codecs
 from triage.dicom.select.selection import select_series
 from triage.engines.runner import ingest_export
@@ -25,16 +24,6 @@ pytestmark = pytest.mark.skipif(not codecs.direct_available(JPEG2000Lossless),
 CONFIG = {"selection": {"min_slices": 8},
           "preprocess": {"target_spacing": [8.0, 8.0, 8.0], "target_shape": [16, 16, 8]}}
 SPLIT_LOG = "Decoding series {uid} of study"
-
-
-def _in_study(name: str):
-    """A `write_series` mutator that puts the series in a study of its own."""
-    uid = make_uid("stream-split", name, "study")
-
-    def mutate(_: int, ds) -> None:
-        ds.StudyInstanceUID = uid
-
-    return mutate
 
 
 @pytest.fixture
@@ -53,7 +42,7 @@ def export(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, str, l
                                           file_order="shuffled"), name="j2k")
     if request.param != "alone":
         write_series(root, SeriesRecipe(n_slices=10), name="native",
-                     mutate=_in_study("native"))
+                     mutate=own_study("stream-split", "native"))
     return root, j2k.series_uid, j2k.paths
 
 

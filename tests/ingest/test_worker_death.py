@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dicom.loader_factory import SeriesRecipe, write_series
-from triage.data.synth.dicom_writer import make_uid
+from tests.dicom.loader_factory import SeriesRecipe, own_study, write_series
 from triage.engines.runner import ingest_export
 from triage.errors import EnvironmentalError
 from triage.ingest import stream
@@ -25,20 +24,12 @@ CONFIG = {"selection": {"min_slices": 4},
 POISON_SLICES = 7  # the study whose ingest kills its worker: told apart by its size
 
 
-def _in_study(name: str):
-    uid = make_uid("worker-death", name, "study")
-
-    def mutate(_: int, ds) -> None:
-        ds.StudyInstanceUID = uid
-
-    return mutate
-
-
 @pytest.fixture
 def export(tmp_path: Path) -> Path:
     root = tmp_path / "export"
     for name, slices in (("a", 10), ("poison", POISON_SLICES), ("b", 9)):
-        write_series(root, SeriesRecipe(n_slices=slices), name=name, mutate=_in_study(name))
+        write_series(root, SeriesRecipe(n_slices=slices), name=name,
+                     mutate=own_study("worker-death", name))
     return root
 
 
