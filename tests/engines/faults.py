@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 ENV = "TRIAGE_TEST_FAULTS"
+CANARY = "no study"  # what the ``alive`` stage is armed with: the engine's study-free task
 
 
 def _marker(folder: Path, stage: str, times: str, study_uid: str) -> Path:
@@ -27,7 +28,8 @@ def arm(folder: Path, stage: str, study_uid: str, times: str = "once") -> Path:
 
     Args:
         folder: the session's fault folder (``$TRIAGE_TEST_FAULTS``).
-        stage: ``ingest`` (the ingest task) or ``score`` (the inference actor).
+        stage: ``ingest`` (the ingest task), ``score`` (the inference actor) or ``alive``
+            (the task that reads no study, armed with `CANARY`: the cluster failing).
     """
     path = _marker(folder, stage, times, study_uid)
     path.write_text(study_uid, encoding="utf-8")
@@ -57,7 +59,7 @@ def install() -> None:
         return
     import triage.engines.ray as engine
 
-    real_ingest, real_score = engine.ingest_study, engine.score_batch
+    real_ingest, real_score, real_alive = engine.ingest_study, engine.score_batch, engine._alive
 
     def ingest_study(study, *args, **kwargs):
         _maybe_die("ingest", study.study_uid)
@@ -68,5 +70,10 @@ def install() -> None:
             _maybe_die("score", uid)
         return real_score(bundle, arrays, uids=uids, **kwargs)
 
+    def _alive():
+        _maybe_die("alive", CANARY)
+        return real_alive()
+
     engine.ingest_study = ingest_study
     engine.score_batch = score_batch
+    engine._alive = _alive

@@ -7,6 +7,8 @@ import pytest
 
 from tests.engines import faults
 from triage.engines.ray import RayEngine
+from triage.errors import EnvironmentalError
+from triage.run.journal import JOURNAL_NAME
 from triage.run.pipeline import run_export
 from triage.run.worklist import WORKLIST_NAME, read_worklist
 
@@ -75,6 +77,21 @@ def test_a_study_that_kills_every_try_is_failed_with_the_reason(ray_local, armed
     # every other study, its batch partner included, is as the local engine has it
     expected = {r["study_uid"]: r for r in local_rows}
     assert rows == {uid: expected[uid] for uid in rows}
+
+
+def test_a_cluster_whose_workers_die_on_any_task_stops_the_run(ray_local, armed, local_rows,
+                                                               run_case, bundle, router,
+                                                               tmp_path):
+    victim = next(r["study_uid"] for r in local_rows if r["p_calibrated"])
+    faults.arm(armed, "ingest", victim, "always")
+    faults.arm(armed, "alive", faults.CANARY, "always")  # not even a study-free task runs
+    out = tmp_path / "out"
+    with pytest.raises(EnvironmentalError, match="The run stopped: Ray workers die or hang "
+                                                 "even on a task that reads no study"):
+        _ray_run(run_case, bundle, router, out, retries=1)
+    journal = out / JOURNAL_NAME
+    written = journal.read_text(encoding="utf-8") if journal.exists() else ""
+    assert victim not in written and "died" not in written  # nothing written down for it
 
 
 def test_ray_ingest_gives_the_local_report_and_device_stats(ray_local, run_case, tmp_path):

@@ -116,6 +116,12 @@ def _node() -> str:
     return str(ray.get_runtime_context().get_node_id())
 
 
+def _alive() -> str:
+    """The task `RayEngine` runs to tell a failing study from a failing cluster: it reads no
+    study (the node it ran on)."""
+    return _node()
+
+
 def _ingest(studies: list[StudyGroup], config: IngestConfig, cache_root: Path
             ) -> tuple[str, list[StudyOutcome]]:
     """Ingest a group of studies in one task (fewer tasks: less of Ray's per-task cost);
@@ -358,12 +364,25 @@ class RayEngine(Engine):
                          type(cause).__name__)
             return failed_outcome(study, f"internal error while ingesting "
                                          f"({type(cause).__name__})")
+        self._check_workers()
         LOGGER.error("Ingest of study %s failed on Ray after %d retries (%s).",
                      study.study_uid, self.max_retries, type(err).__name__)
         return failed_outcome(study, f"the Ray worker ingesting this study died "
                                      f"{self.max_retries + 1} times ({type(err).__name__}); "
                                      f"a decoder may have crashed on its pixel data, or its "
                                      f"node was lost")
+
+    def _check_workers(self, timeout: float = 120.0) -> None:
+        """Raise `EnvironmentalError` unless a task that reads no study (`_alive`) runs on
+        the cluster within `timeout` seconds, Ray's retries included: a study is written
+        down as failed for killing its workers only when workers still run without it."""
+        try:
+            ray.get(self._task(_alive, num_cpus=1)().remote(), timeout=timeout)
+        except Exception as err:  # noqa: BLE001 - whatever stopped it, the cluster failed
+            raise EnvironmentalError(
+                f"Ray workers die or hang even on a task that reads no study "
+                f"({type(err).__name__}): a node or the cluster is failing, not a "
+                f"study") from err
 
     def ingest(self, studies: Sequence[StudyGroup], config: IngestConfig,
                cache_root: Path) -> Iterator[tuple[StudyGroup, StudyOutcome]]:
