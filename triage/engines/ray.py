@@ -376,9 +376,11 @@ class RayEngine(Engine):
         """Raise `EnvironmentalError` unless a task that reads no study (`_alive`) runs on
         the cluster within `timeout` seconds, Ray's retries included: a study is written
         down as failed for killing its workers only when workers still run without it."""
+        ref = self._task(_alive, num_cpus=1)().remote()
         try:
-            ray.get(self._task(_alive, num_cpus=1)().remote(), timeout=timeout)
+            ray.get(ref, timeout=timeout)
         except Exception as err:  # noqa: BLE001 - whatever stopped it, the cluster failed
+            _cancel({ref: None})  # a task still waiting for a worker is not left queued
             raise EnvironmentalError(
                 f"Ray workers die or hang even on a task that reads no study "
                 f"({type(err).__name__}): a node or the cluster is failing, not a "
