@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 
 ENV = "TRIAGE_TEST_FAULTS"
-CANARY = "no study"  # what the ``alive`` stage is armed with: the engine's study-free task
+CANARY = "no study"  # the engine's study-free checks (`triage.engines.ray.NO_STUDY`): arm
+# ``alive`` (its ingest check) or ``score`` (its inference check) with it: the cluster failing
 
 
 def _marker(folder: Path, stage: str, times: str, study_uid: str) -> Path:

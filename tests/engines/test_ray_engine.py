@@ -94,6 +94,24 @@ def test_a_cluster_whose_workers_die_on_any_task_stops_the_run(ray_local, armed,
     assert victim not in written and "died" not in written  # nothing written down for it
 
 
+def test_inference_actors_that_die_on_any_volume_stop_the_run(ray_local, armed, local_rows,
+                                                              run_case, bundle, router,
+                                                              tmp_path):
+    from triage.engines.ray import NO_STUDY
+
+    assert faults.CANARY == NO_STUDY
+    victim = [r["study_uid"] for r in local_rows if r["p_calibrated"]][1]
+    faults.arm(armed, "score", victim, "always")
+    faults.arm(armed, "score", faults.CANARY, "always")  # a blank volume kills it too
+    out = tmp_path / "out"
+    with pytest.raises(EnvironmentalError, match="The run stopped: inference actors die or "
+                                                 "hang even on a volume of no study"):
+        _ray_run(run_case, bundle, router, out, retries=1)
+    journal = out / JOURNAL_NAME
+    written = journal.read_text(encoding="utf-8") if journal.exists() else ""
+    assert victim not in written and "died" not in written  # nothing written down for it
+
+
 def test_ray_ingest_gives_the_local_report_and_device_stats(ray_local, run_case, tmp_path):
     from triage.engines.runner import ingest_export
     from triage.ingest.config import IngestConfig

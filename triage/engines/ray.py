@@ -116,6 +116,9 @@ def _node() -> str:
     return str(ray.get_runtime_context().get_node_id())
 
 
+NO_STUDY = "no study"  # the identifier the engine's checks score under: no study's
+
+
 def _alive() -> str:
     """The task `RayEngine` runs to tell a failing study from a failing cluster: it reads no
     study (the node it ran on)."""
@@ -545,7 +548,7 @@ class RayEngine(Engine):
                     if isinstance(err, RayActorError) and actor in actors:  # dead for good
                         # (its other batches fail alike and find it replaced already)
                         actors[actors.index(actor)] = new_actor()
-                    yield from self._batch_lost(batch, waiting, err)
+                    yield from self._batch_lost(batch, waiting, err, new_actor)
                     continue
                 yield [Scored(w.study, w.outcome, p, e)
                        for w, (p, e) in zip(batch, scores, strict=True)]
@@ -555,8 +558,11 @@ class RayEngine(Engine):
             _kill(list(dict.fromkeys([*actors, *(actor for actor, _ in scoring.values())])))
 
     def _batch_lost(self, batch: list[_Waiting], waiting: deque[_Waiting],
-                    err: RayError) -> Iterator[list[Scored]]:
-        """A batch Ray could not score: each study again alone, then failed alone."""
+                    err: RayError, new_actor: Callable[[], Any]) -> Iterator[list[Scored]]:
+        """A batch Ray could not score: each study again alone, then failed alone (once a
+        fresh actor still scores a volume of no study: `_check_scorer`)."""
+        if isinstance(err, RayActorError) and len(batch) == 1:
+            self._check_scorer(new_actor, batch[0].volume)
         if isinstance(err, RayActorError):
             what = (f"the inference actor died {self.max_retries + 1} times while scoring "
                     f"this study")
@@ -571,6 +577,25 @@ class RayEngine(Engine):
         LOGGER.error("Scoring study %s failed on Ray (%s).", item.study.study_uid,
                      type(err).__name__)
         yield [Scored(item.study, item.outcome, None, f"{what} ({type(err).__name__})")]
+
+    def _check_scorer(self, new_actor: Callable[[], Any], volume: ray.ObjectRef,
+                      timeout: float = 300.0) -> None:
+        """Raise `EnvironmentalError` unless a fresh inference actor scores a blank volume
+        of `volume`'s shape (no study's data) within `timeout` seconds: a study is written
+        down as failed for killing the actor only when the actor still scores without it."""
+        actor = None
+        try:
+            blank = np.zeros_like(ray.get(volume, timeout=timeout))
+            actor = new_actor()
+            ray.get(actor.score.remote([NO_STUDY], blank), timeout=timeout)
+        except Exception as err:  # noqa: BLE001 - whatever stopped it, inference failed
+            raise EnvironmentalError(
+                f"inference actors die or hang even on a volume of no study "
+                f"({type(err).__name__}): the device, a node or the cluster is failing, "
+                f"not a study") from err
+        finally:
+            if actor is not None:
+                _kill([actor])
 
     def _batch_failed(self, batch: list[_Waiting], err: RayTaskError) -> list[Scored]:
         cause = err.cause if isinstance(err.cause, BaseException) else err
