@@ -79,19 +79,24 @@ def test_a_study_that_kills_every_try_is_failed_with_the_reason(ray_local, armed
     assert rows == {uid: expected[uid] for uid in rows}
 
 
+def _stops_writing_nothing_for(victim: str, message: str, run_case, bundle, router, out):
+    """The Ray run stops as environmental with `message`, and its journal holds nothing
+    about `victim` nor any death."""
+    with pytest.raises(EnvironmentalError, match=f"The run stopped: {message}"):
+        _ray_run(run_case, bundle, router, out, retries=1)
+    journal = out / JOURNAL_NAME
+    written = journal.read_text(encoding="utf-8") if journal.exists() else ""
+    assert victim not in written and "died" not in written  # nothing written down for it
+
+
 def test_a_cluster_whose_workers_die_on_any_task_stops_the_run(ray_local, armed, local_rows,
                                                                run_case, bundle, router,
                                                                tmp_path):
     victim = next(r["study_uid"] for r in local_rows if r["p_calibrated"])
     faults.arm(armed, "ingest", victim, "always")
     faults.arm(armed, "alive", faults.CANARY, "always")  # not even a study-free task runs
-    out = tmp_path / "out"
-    with pytest.raises(EnvironmentalError, match="The run stopped: Ray workers die or hang "
-                                                 "even on a task that reads no study"):
-        _ray_run(run_case, bundle, router, out, retries=1)
-    journal = out / JOURNAL_NAME
-    written = journal.read_text(encoding="utf-8") if journal.exists() else ""
-    assert victim not in written and "died" not in written  # nothing written down for it
+    _stops_writing_nothing_for(victim, "Ray workers die or hang even on a task that reads "
+                                       "no study", run_case, bundle, router, tmp_path / "out")
 
 
 def test_inference_actors_that_die_on_any_volume_stop_the_run(ray_local, armed, local_rows,
@@ -103,13 +108,8 @@ def test_inference_actors_that_die_on_any_volume_stop_the_run(ray_local, armed, 
     victim = [r["study_uid"] for r in local_rows if r["p_calibrated"]][1]
     faults.arm(armed, "score", victim, "always")
     faults.arm(armed, "score", faults.CANARY, "always")  # a blank volume kills it too
-    out = tmp_path / "out"
-    with pytest.raises(EnvironmentalError, match="The run stopped: inference actors die or "
-                                                 "hang even on a volume of no study"):
-        _ray_run(run_case, bundle, router, out, retries=1)
-    journal = out / JOURNAL_NAME
-    written = journal.read_text(encoding="utf-8") if journal.exists() else ""
-    assert victim not in written and "died" not in written  # nothing written down for it
+    _stops_writing_nothing_for(victim, "inference actors die or hang even on a volume of "
+                                       "no study", run_case, bundle, router, tmp_path / "out")
 
 
 def test_ray_ingest_gives_the_local_report_and_device_stats(ray_local, run_case, tmp_path):
