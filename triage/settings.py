@@ -110,4 +110,16 @@ def load_yaml(path: Path | str, what: str) -> Any:
     except OSError as err:
         raise ConfigError(f"Cannot read {what} {path}: {err.strerror}.") from err
     except yaml.YAMLError as err:
-        raise ConfigError(f"{what.capitalize()} {path} is not valid YAML: {err}") from err
+        raise ConfigError(f"{what.capitalize()} {path} is not valid YAML: "
+                          f"{_yaml_problem(err)}.") from err
+
+
+def _yaml_problem(err: Exception) -> str:
+    """Where and what, in one line: ``line 2, column 1: did not find expected ',' or ']'``
+    (the parser's own text spans four lines and names ``<unicode string>``)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or getattr(err, "context", None)
+    text = " ".join(str(problem or err).split()).rstrip(".")
+    if mark is None:
+        return text
+    return f"line {mark.line + 1}, column {mark.column + 1}: {text}"

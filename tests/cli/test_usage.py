@@ -158,3 +158,145 @@ def test_real_console_entry():
     bare = run()
     assert bare.returncode == 2 and "Traceback" not in bare.stderr
     assert (bare.stdout + bare.stderr).count("Usage") == 1
+
+
+# -- values checked before any work: one line naming the option --------------------------
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    """Paths the commands' own checks accept (existing manifest, ingest folder, export
+    folder, labels CSV) and an invalid YAML file; MLflow points into `tmp_path`."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for folder in ("ingest", "export"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "m.csv").write_text("")
+    (tmp_path / "labels.csv").write_text("accession,label\n")
+    (tmp_path / "bad.yaml").write_text("foo: [1, 2\n")
+    return tmp_path
+
+
+def _one_error_line(code: int, err: str) -> str:
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+INVALID_YAML = {
+    "ingest --config": (["ingest", "{export}", "-o", "{out}", "--config", "{bad}"],
+                        "Ingest config"),
+    "train --config": (["train", "--manifest", "{m}", "-i", "{ingest}", "--config", "{bad}"],
+                       "Train config"),
+    "train --rules": (["train", "--manifest", "{m}", "-i", "{ingest}", "--rules", "{bad}"],
+                      "Rules file"),
+    "promote --gates": (["promote", "-n", "x", "--model-version", "1", "--manifest", "{m}",
+                         "-i", "{ingest}", "--gates", "{bad}"], "Promotion gates"),
+    "manifest build --config": (["manifest", "build", "{export}", "--labels", "{labels}",
+                                 "-o", "{out}", "--config", "{bad}"], "Ingest config"),
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID_YAML))
+def test_invalid_yaml_is_one_line_naming_file_line_and_column(files, capsys, case):
+    argv, what = INVALID_YAML[case]
+    paths = {"export": files / "export", "out": files / "out", "bad": files / "bad.yaml",
+             "m": files / "m.csv", "ingest": files / "ingest", "labels": files / "labels.csv"}
+    err = _one_error_line(main([a.format(**paths) for a in argv]), capsys.readouterr().err)
+    assert err == (f"error: {what} {paths['bad']} is not valid YAML: line 2, column 1: did "
+                   f"not find expected ',' or ']'.")
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["train", "--epochs", "0"], "error: --epochs 0: invalid optim option: Train option "
+                                 "'optim.epochs' is 0; expected a positive integer."),
+    (["train", "--device", "tpu"], "error: --device tpu: invalid runtime option: Train "
+                                   "option 'runtime.device' is 'tpu'; expected one of auto, "
+                                   "cpu, cuda, mps."),
+    (["evaluate", "--lodo", "--device", "tpu"], "error: --device tpu: invalid runtime "
+                                                "option"),
+    (["evaluate", "--lodo", "--seed", "-1"], "error: --seed -1: invalid runtime option"),
+], ids=["train-epochs", "train-device", "evaluate-device", "evaluate-seed"])
+def test_config_overrides_name_their_option(files, capsys, argv, expected):
+    code = main([*argv, "--manifest", str(files / "m.csv"), "-i", str(files / "ingest"),
+                 "-o", str(files / "out")])
+    err = _one_error_line(code, capsys.readouterr().err)
+    assert err.startswith(expected) and "replace()" not in err, err
+
+
+@pytest.mark.parametrize("command", [
+    ["evaluate", "-m", "/no/such/bundle"],
+    ["promote", "-n", "x", "--model-version", "1"],
+])
+def test_split_names_are_checked_first(files, capsys, command):
+    code = main([*command, "--manifest", str(files / "m.csv"), "-i", str(files / "ingest"),
+                 "--split", "test", "--split", "tset"])
+    err = _one_error_line(code, capsys.readouterr().err)
+    assert err == ("error: --split 'tset' is not a split; splits are train, val, calib, "
+                   "test. Did you mean 'test'?")
+
+
+@pytest.mark.parametrize("rules", ["bad.yaml", "missing.yaml"])
+def test_train_checks_its_rules_file_before_any_work(files, capsys, rules):
+    # The manifest is empty (invalid): the rules file is read first, before training.
+    code = main(["train", "--manifest", str(files / "m.csv"), "-i", str(files / "ingest"),
+                 "-o", str(files / "out"), "--rules", str(files / rules)])
+    err = _one_error_line(code, capsys.readouterr().err)
+    assert err.startswith(("error: Rules file", "error: Cannot read rules file")), err
+    assert str(files / rules) in err
+
+
+@pytest.mark.parametrize("name", ["", " "])
+def test_run_checks_the_experiment_name_before_any_work(files, capsys, name):
+    code = main(["run", str(files / "export"), "-m", "/no/such/bundle", "-o",
+                 str(files / "out"), "--experiment", name])
+    err = _one_error_line(code, capsys.readouterr().err)
+    assert err == (f"error: --experiment {name!r} is not an MLflow experiment name: it is "
+                   f"empty; give a name such as 'triage-runs'.")
+    assert not (files / "out").exists()
+
+
+def test_train_checks_the_experiment_name_of_its_config(files, capsys):
+    config = files / "train.yaml"
+    config.write_text("runtime:\n  experiment: ''\n")
+    code = main(["train", "--manifest", str(files / "m.csv"), "-i", str(files / "ingest"),
+                 "--config", str(config)])
+    err = _one_error_line(code, capsys.readouterr().err)
+    assert "'runtime.experiment'" in err and "not an MLflow experiment name" in err
+
+
+@pytest.mark.parametrize("command", [["ingest", "{export}", "-o", "{out}"],
+                                     ["run", "{export}", "-m", "x", "-o", "{out}"]])
+def test_negative_workers_are_refused(files, capsys, command):
+    argv = [a.format(export=files / "export", out=files / "out") for a in command]
+    code = main([*argv, "--workers", "-2"])
+    _assert_usage_error(code, capsys.readouterr().err, "--workers")
+    assert not (files / "out").exists()
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["export", "-m", "/no/such/bundle", "--finetune-epochs", "5", "--manifest", "{m}",
+      "-i", "{ingest}"], "error: --finetune-epochs fine-tunes a pruned network; it needs "
+                         "--prune"),
+    (["evaluate", "-m", "/no/such/bundle", "--device-group", "acme", "--manifest", "{m}",
+      "-i", "{ingest}"], "error: --device-group chooses the held-out devices of --lodo"),
+    (["listen", "-m", "/no/such/bundle", "-o", "{out}", "--stable-seconds", "0"],
+     "error: --stable-seconds must be more than 0, got 0.0."),
+], ids=["finetune-epochs-without-prune", "device-group-without-lodo", "stable-seconds-0"])
+def test_options_that_would_be_ignored_or_meaningless_are_refused(files, capsys, argv,
+                                                                 expected):
+    paths = {"m": files / "m.csv", "ingest": files / "ingest", "out": files / "out"}
+    err = _one_error_line(main([a.format(**paths) for a in argv]), capsys.readouterr().err)
+    assert err.startswith(expected), err
+
+
+def test_a_missing_alarm_file_means_no_alarm_with_a_warning(tmp_path, caplog):
+    from triage.cli.run import _active_alarms
+
+    with caplog.at_level("WARNING", logger="triage.cli.run"):
+        assert _active_alarms(tmp_path / "nope.json") == {}
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (f"Alarm file {tmp_path / 'nope.json'} does not exist yet: "
+                                   f"no drift alarm is active (`triage monitor --alarms "
+                                   f"{tmp_path / 'nope.json'}` creates it).")

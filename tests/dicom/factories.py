@@ -119,6 +119,22 @@ def overlong_positions(ds: FileDataset, _: int) -> None:
     set_raw_ds(ds, 0x00200032, [f"{v:.18f}" for v in values])
 
 
+def second_at_first_position(ds: FileDataset, index: int) -> None:
+    """Put the second slice where the first is: one position holds two images."""
+    if index == 1:
+        ds.ImagePositionPatient = [-16.0, -16.0, 0.0]  # `ct_datasets`' first position
+
+
+def short_pixel_data(ds: FileDataset, _: int) -> None:
+    """Drop the last 100 bytes of native pixel data (the header still needs them)."""
+    ds.PixelData = ds.PixelData[:-100]
+
+
+def huge_matrix(ds: FileDataset, _: int) -> None:
+    """Declare 65535 x 65535 pixels, far more than the pixel data holds."""
+    ds.Rows = ds.Columns = 65535
+
+
 def patch_bytes(path: Path, old: bytes, new: bytes) -> None:
     """Replace `old` by `new` (same length) once in the file: junk a valid value."""
     if len(old) != len(new):
@@ -319,3 +335,27 @@ def enhanced_ct_dataset(study: StudyHeader, frames: int = 4, size: int = 32) -> 
     ds.PerFrameFunctionalGroupsSequence = per_frame
     ds.PixelData = np.zeros((frames, size, size), dtype=np.uint16).tobytes()
     return ds
+
+
+def scramble_last_fragment(path: Path, skip: int = 64) -> Path:
+    """Scramble the encapsulated frame's data after its first `skip` bytes, lengths kept.
+
+    For RLE (whose 64-byte header `skip` keeps) this makes run lengths that overrun the
+    frame, on which pylibjpeg-rle's Rust decoder panics rather than raising.
+    """
+    data = bytearray(path.read_bytes())
+    start = data.rfind(b"\xfe\xff\x00\xe0") + 8 + skip
+    end = data.rfind(b"\xfe\xff\xdd\xe0")
+    for k in range(start, end if end > start else len(data)):
+        data[k] = (data[k] * 7 + 13) & 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+def j2k_declaring(path: Path, columns: int, rows: int) -> Path:
+    """Rewrite the JPEG 2000 codestream's SIZ image size (Xsiz, Ysiz), nothing else."""
+    data = bytearray(path.read_bytes())
+    soc = data.find(b"\xff\x4f\xff\x51")
+    data[soc + 8:soc + 16] = columns.to_bytes(4, "big") + rows.to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    return path

@@ -144,3 +144,54 @@ def test_a_run_folder_without_journal_is_refused(tmp_path, capsys):
                  "--store", str(tmp_path / "s.sqlite")])
     assert code == 2
     assert "'--run'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content,what", [
+    (b"", "it is empty"),
+    (b"study_uid,label\r\n1.2.3,1\r\n", "it is not a SQLite database"),
+], ids=["empty-file", "csv"])
+def test_a_file_that_is_not_a_label_store_is_refused_and_left_unchanged(
+        make_run, tmp_path, capsys, content, what):
+    run = make_run(n=10)
+    reviewed = write_reviewed(tmp_path / "r.csv", run.out / "worklist.csv", run.truth)
+    store = tmp_path / "labels.csv"
+    store.write_bytes(content)
+    assert _import(reviewed, run, store) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {store} is not a label store (the SQLite database `triage "
+                   f"feedback import` makes): {what}; the file was left unchanged. Pass "
+                   f"another label store path.")
+    assert store.read_bytes() == content
+
+
+def test_a_sqlite_database_of_something_else_is_refused_and_left_unchanged(tmp_path):
+    import sqlite3
+
+    from triage.feedback.errors import LabelStoreError
+
+    other = tmp_path / "mlflow.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE experiments (name TEXT)")
+    db.close()
+    before = other.read_bytes()
+    with pytest.raises(LabelStoreError, match=r"mlflow.db is not a label store .*: it is a "
+                                              r"SQLite database of something else \(tables "
+                                              r"experiments\)"):
+        LabelStore(other)
+    assert other.read_bytes() == before
+
+
+def test_recalibrate_and_monitor_refuse_a_file_that_is_not_a_label_store(tmp_path, capsys):
+    store = tmp_path / "labels.csv"
+    store.write_text("study_uid,label\n1.2.3,1\n")
+    before = store.read_bytes()
+    # recalibrate checks the store before it loads the model (no registry is contacted)
+    assert main(["recalibrate", "-m", "models:/nowhere@champion", "--labels",
+                 str(store)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {store} is not a label store") and "\n" not in err
+    assert "--store" not in err
+    assert main(["monitor", str(tmp_path), "--label-store", str(store), "--no-log"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {store} is not a label store") and "\n" not in err
+    assert store.read_bytes() == before

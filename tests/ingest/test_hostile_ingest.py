@@ -8,7 +8,15 @@ import os
 
 import pytest
 
-from tests.dicom.factories import ACME, build_dicomdir_export, study_header, write_ct_series
+from tests.dicom.factories import (
+    ACME,
+    build_dicomdir_export,
+    huge_matrix,
+    second_at_first_position,
+    short_pixel_data,
+    study_header,
+    write_ct_series,
+)
 from triage.engines.runner import REPORT_NAME, SUMMARY_NAME, ingest_export
 from triage.errors import ConfigError
 from triage.ingest.config import IngestConfig
@@ -46,6 +54,37 @@ def test_a_patient_named_export_folder_stays_out_of_summary_and_report(tmp_path)
     assert json.loads(summary)["scan_notes"] == ["DICOMDIR: lists 1 file(s) missing on disk"]
     assert "DOE^JOHN" not in summary and "DOE^JOHN" not in report
     assert {r.status for r in result.reports} == {"failed"}
+
+
+def test_a_series_directly_in_a_patient_named_export_root_is_named_without_its_path(tmp_path):
+    export = tmp_path / "DOE^JANE_4711" / "flat"
+    write_ct_series(export, study_header("flat"), ACME, "flat", slices=6,
+                    edit=second_at_first_position)
+    result = ingest_export(export, tmp_path / "out", IngestConfig.from_dict(SMALL), workers=1)
+    (row,) = read_report(result.report_path)
+    assert (row["stage"], row["verdict"]) == ("load", "duplicates")
+    assert row["reasons"].startswith("(export root): 1 slice position(s) hold more than one "
+                                     "image")
+    assert "DOE^JANE" not in (tmp_path / "out" / REPORT_NAME).read_text()
+
+
+def test_an_unreadable_series_names_its_first_file_and_what_is_wrong(tmp_path):
+    root = tmp_path / "DOE^JANE_4711"
+    write_ct_series(root / "SE1", study_header("short"), ACME, "short", slices=6,
+                    edit=short_pixel_data)
+    write_ct_series(root / "SE2", study_header("huge"), ACME, "huge", slices=6,
+                    edit=huge_matrix)
+    result = ingest_export(root, tmp_path / "out", IngestConfig.from_dict(SMALL), workers=1)
+    reasons = {r.study_uid: r.reasons for r in result.reports}
+    assert reasons[study_header("short").study_uid].endswith(
+        "all 6 file(s) unreadable (corrupt: 6), first SE1/IM0000.dcm: corrupt: pixel data "
+        "has 1948 bytes but Rows, Columns, frames, samples and BitsAllocated need 2048")
+    assert reasons[study_header("huge").study_uid].endswith(
+        "all 6 file(s) unreadable (over-limit: 6), first SE2/IM0000.dcm: over limit: The "
+        "header declares 65535x65535 pixels per frame (4,294,836,225), more than "
+        "limits.max_frame_pixels=4,194,304, the file was not decoded. Raise the limit in the "
+        "ingest config if such images are expected.")
+    assert "DOE^JANE" not in (tmp_path / "out" / REPORT_NAME).read_text()
 
 
 def test_a_study_over_the_configured_voxel_cap_gets_a_failed_row(tmp_path):

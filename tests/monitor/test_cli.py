@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.report.browser import render, tables
 from triage.cli import main
 from triage.monitor.alarms import AlarmState
@@ -72,3 +74,76 @@ def test_monitor_reads_an_mlflow_experiment_and_logs_its_alarms(tmp_path, monkey
     run = client_for().get_run(payload["mlflow_run_id"])
     assert "input-cusum:acme" in run.data.tags["triage.alarms_raised"]
     assert run.data.metrics["alarms_raised"] >= 1
+
+
+def test_since_is_compared_as_a_time_not_as_text(tmp_path, capsys):
+    # run i finished at 2025-01-01T<i>:00:00 (UTC): 06:00+01:00 is 05:00 UTC, so runs 5-19
+    folders = _folders(tmp_path, Scenario(seed=4))
+    base = ["monitor", *folders, "--report", str(tmp_path / "w.html"), "--no-log", "--json"]
+    assert main([*base, "--since", "2025-01-01T06:00+01:00"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["runs"]) == 15
+    assert main([*base, "--since", "2025-01-01"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["runs"]) == 20
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2025-3-1", "01/03/2025"])
+def test_a_since_that_is_not_an_iso_date_is_refused_up_front(tmp_path, capsys, value):
+    folders = _folders(tmp_path, Scenario(runs=2, seed=4))
+    code = main(["monitor", *folders, "--since", value, "--report", str(tmp_path / "w.html"),
+                 "--no-log"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err.startswith(f"error: --since {value!r} is not an ISO 8601 date or date-time; "
+                          f"give YYYY-MM-DD"), err
+    assert not (tmp_path / "w.html").exists()
+
+
+def _active(path):
+    from triage.monitor.alarms import Alarm
+
+    state = AlarmState(path, [Alarm("input-cusum:acme", "acme", "input", "cusum", "rose",
+                                    "2025-01-02T00:00:00+00:00"),
+                              Alarm("score-cusum:borealis", "borealis", "score", "cusum",
+                                    "moved", "2025-01-02T00:00:00+00:00")])
+    state.save()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("by", [[], ["--by", ""], ["--by", "  "]], ids=["none", "empty",
+                                                                           "blank"])
+def test_clear_needs_who_clears(tmp_path, capsys, by):
+    alarms = tmp_path / "alarms.json"
+    before = _active(alarms)
+    assert main(["monitor", "clear", "--alarms", str(alarms), *by]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: `triage monitor clear` needs --by NAME: who clears the alarms "
+                   "(recorded with each one).")
+    assert alarms.read_bytes() == before
+
+
+@pytest.mark.parametrize("choice", [["--device-group", "acm"], ["--alarm", "input-cusum:acm"]])
+def test_clearing_an_alarm_that_is_not_active_names_the_active_ones(tmp_path, capsys,
+                                                                    choice):
+    alarms = tmp_path / "alarms.json"
+    before = _active(alarms)
+    assert main(["monitor", "clear", "--alarms", str(alarms), *choice, "--by", "phys"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: No active alarm in {alarms} matches {choice[0]} {choice[1]!r}; "
+                   f"nothing was cleared. Active alarms: input-cusum:acme (device group "
+                   f"acme), score-cusum:borealis (device group borealis).")
+    assert alarms.read_bytes() == before
+    assert main(["monitor", "clear", "--alarms", str(alarms), "--device-group", "acme",
+                 "--by", "phys", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"cleared": ["input-cusum:acme"]}
+    [cleared] = [a for a in AlarmState.load(alarms).alarms if not a.active]
+    assert cleared.cleared_by == "phys"
+    # nothing active is not a mistake
+    assert main(["monitor", "clear", "--alarms", str(tmp_path / "none.json"), "--by",
+                 "phys"]) == 0
+    assert "none was active" in capsys.readouterr().out
+
+
+def test_clear_options_are_refused_outside_clear(tmp_path, capsys):
+    folders = _folders(tmp_path, Scenario(runs=2, seed=4))
+    assert main(["monitor", *folders, "--device-group", "acme", "--no-log"]) == 2
+    assert capsys.readouterr().err.startswith("error: --device-group and --alarm choose")

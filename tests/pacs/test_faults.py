@@ -152,13 +152,14 @@ def _run(source: str, out: Path, tiny_model, rules: Path, *extra: str) -> int:
 def test_corrupt_instance_pulled_by_dicomweb(orthanc, pacs_export, tiny_model, rules_path,
                                              tmp_path, capsys):
     """One instance with truncated pixel data, pushed to Orthanc (STOW-like REST upload):
-    its study gets a failed or review row; the other studies are triaged as usual."""
+    its study gets a failed or review row naming its files inside the staging folder, not
+    the output folder's path; the other studies are triaged as usual."""
     export = tmp_path / "export"
     shutil.copytree(pacs_export, export)
     uids = study_uids(export)
     bad = uids[0]
-    victim = next(p for p in sorted(export.rglob("*")) if p.is_file()
-                  and _study_of(p) == bad)
+    files = [p for p in sorted(export.rglob("*")) if p.is_file() and _study_of(p) == bad]
+    victim = files[len(files) // 2]  # a gap in the series: the loader names the folder
     ds = pydicom.dcmread(victim)
     ds.PixelData = ds.PixelData[: len(ds.PixelData) // 3]  # bad pixel data
     ds.save_as(victim)
@@ -170,6 +171,9 @@ def test_corrupt_instance_pulled_by_dicomweb(orthanc, pacs_export, tiny_model, r
     assert sorted(rows) == uids, summary
     assert rows[bad]["route"] in ("failed", "review"), rows[bad]
     assert all(rows[u]["route"] != "failed" for u in uids[1:])
+    # Reasons name staged files relative to the staging folder, as a folder run does.
+    text = rows[bad]["reasons"] + rows[bad]["warnings"]
+    assert str(tmp_path) not in text and "staging" not in text, text
 
 
 def _study_of(path: Path) -> str:

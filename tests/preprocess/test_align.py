@@ -192,3 +192,42 @@ def test_banded_product_equals_the_dense_one(axis):
     banded = _apply_banded(matrix, x, axis, rows=8)
     np.testing.assert_allclose(banded, _apply_along(matrix, x, axis), rtol=0, atol=1e-5)
     assert banded.shape[axis] == matrix.shape[0]
+
+
+@pytest.mark.parametrize("affine", [
+    np.diag([0.7, 0.8, 2.5, 1.0]),  # downsampled in-plane, upsampled along z
+    np.array([[0.7, 0.0, 0.1, 3.0], [0.0, 0.8, 0.0, -2.0], [0.0, 0.0, 2.5, 9.0],
+              [0.0, 0.0, 0.0, 1.0]]),  # sheared: the non-separable path
+])
+@pytest.mark.parametrize("interpolation", ["trilinear", "nearest"])
+def test_resampling_only_the_cropped_window_equals_cropping_the_whole_grid(affine,
+                                                                           interpolation):
+    from triage.preprocess import align as module
+
+    x = np.random.default_rng(0).normal(size=(90, 70, 60)).astype(np.float32)
+    config = PreprocessConfig(target_spacing=(1.0, 1.0, 1.0), target_shape=(40, 90, 30),
+                              interpolation=interpolation, anti_aliasing=False)
+    got = align(x, affine, config)
+    # The whole grid resampled, then cropped, as before the window.
+    grid, shape = module._spacing_grid(affine, x.shape, np.ones(3))
+    whole = module._resample(x, np.linalg.solve(affine, grid), shape,
+                             0 if interpolation == "nearest" else 1)
+    want, want_affine = module._crop_or_pad(whole, grid, config.target_shape, 0.0)
+    np.testing.assert_allclose(got.array, want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got.affine, want_affine, atol=1e-9)
+
+
+def test_a_scan_kilometres_long_costs_no_more_memory_than_its_target_shape():
+    import tracemalloc
+
+    x = np.zeros((16, 16, 20), np.float32)
+    affine = np.diag([1.0, 1.0, 1e5, 1.0])  # slices 100 m apart: a grid of 400,000 slices
+    config = PreprocessConfig(target_spacing=(4.0, 4.0, 5.0), target_shape=(8, 8, 16))
+    tracemalloc.start()
+    try:
+        out = align(x, affine, config)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.array.shape == (8, 8, 16)
+    assert peak < 1 << 20  # the whole grid would be 400,000 x 4 x 4 float32: 25 MiB

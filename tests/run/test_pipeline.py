@@ -16,6 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.dicom.factories import (
+    ACME,
+    second_at_first_position,
+    short_pixel_data,
+    study_header,
+    write_ct_series,
+)
 from tests.run.conftest import routing_for
 from triage.run.journal import JOURNAL_NAME
 from triage.run.pipeline import RunResult, run_export
@@ -93,6 +100,30 @@ def test_broken_studies_are_failed_with_their_reason(baseline, run_case):
     rejected = rows[run_case.rejected_uid]
     assert rejected.route == "failed" and "3 slices < min 4" in rejected.reasons
     assert rejected.p_calibrated == "" and rejected.series_uid == ""
+
+
+def test_reasons_name_files_inside_the_export_as_ingest_does(bundle, router, tmp_path):
+    """The export folder's own path (often the patient's name) is in no output of a run."""
+    from triage.engines.runner import ingest_export
+    from triage.ingest.config import IngestConfig
+
+    export = tmp_path / "DOE^JANE_4711" / "flat"
+    write_ct_series(export, study_header("flat"), ACME, "flat", slices=6,
+                    edit=second_at_first_position)
+    write_ct_series(export / "SE1", study_header("cut"), ACME, "cut", slices=6,
+                    edit=short_pixel_data)
+    out = tmp_path / "out"
+    result = run_export(export, out, bundle=bundle, router=router, workers=1,
+                        device="cpu")
+    reasons = {r.study_uid: r.reasons for r in result.rows}
+    flat, cut = study_header("flat").study_uid, study_header("cut").study_uid
+    assert reasons[flat].startswith("ingest failed: (export root): 1 slice position(s) hold")
+    assert "), first SE1/IM0000.dcm: corrupt: pixel data has 1948 bytes" in reasons[cut]
+    for name in (WORKLIST_NAME, REVIEW_NAME, JOURNAL_NAME):
+        assert "DOE^JANE" not in (out / name).read_text(encoding="utf-8"), name
+    ingested = ingest_export(export, tmp_path / "ingest",
+                             IngestConfig.from_dict(bundle.ingest_config), workers=1)
+    assert {r.study_uid: f"ingest failed: {r.reasons}" for r in ingested.reports} == reasons
 
 
 def test_scored_studies_carry_probability_distance_and_rules(baseline, run_case):

@@ -21,9 +21,10 @@ def export_cmd(
                                 help="Instead of ONNX: remove this share of every layer's "
                                      "channels (L1 norm, structured; e.g. 0.3, 0.5, 0.7), "
                                      "fine-tune, recalibrate; runs on torch."),
-    finetune_epochs: int = typer.Option(2, "--finetune-epochs", min=0,
+    finetune_epochs: int = typer.Option(None, "--finetune-epochs", min=0,
                                         help="With --prune: fine-tuning epochs on the "
-                                             "training split (the parent's settings)."),
+                                             "training split (the parent's settings; "
+                                             "default 2)."),
     manifest: Path = MANIFEST,
     ingest: Path = INGEST,
     out: Path = typer.Option(None, "--out", "-o", file_okay=False,
@@ -49,18 +50,21 @@ def export_cmd(
     except ValueError:
         raise ConfigError(f"--quantize {quantize!r}: expected one of "
                           f"{', '.join(q.value for q in Quantize)}.") from None
+    if finetune_epochs is not None and prune is None:
+        raise ConfigError("--finetune-epochs fine-tunes a pruned network; it needs --prune "
+                          "(an ONNX export keeps the weights as they are).")
+    if prune is not None and quantize_mode is not Quantize.NONE:
+        raise ConfigError("--prune makes a torch variant; export the pruned version with "
+                          "--quantize afterwards instead of combining them.")
     loaded = load_model(model)
     registered = model.startswith("models:/") and bool(loaded.version)
     if not registered and out is None:
         raise ConfigError(f"Model {model!r} is not a registered version, so the variant "
                           f"cannot be registered; pass --out FOLDER to write its bundle.")
-    if prune is not None and quantize_mode is not Quantize.NONE:
-        raise ConfigError("--prune makes a torch variant; export the pruned version with "
-                          "--quantize afterwards instead of combining them.")
     data = export_data(loaded.bundle, manifest, ingest)
     if prune is not None:
-        variant = make_pruned_variant(loaded.bundle, data, ratio=prune,
-                                      finetune_epochs=finetune_epochs)
+        epochs = {} if finetune_epochs is None else {"finetune_epochs": finetune_epochs}
+        variant = make_pruned_variant(loaded.bundle, data, ratio=prune, **epochs)
     else:
         variant = make_variant(loaded.bundle, data, quantize=quantize_mode)
     summary = {"parent": model, "method": variant.method, "runtime": variant.bundle.runtime,

@@ -16,7 +16,8 @@ def ingest(
     config: Path = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
                                 help="Ingest config YAML (default "
                                      "triage/configs/ingest/default.yaml)."),
-    workers: int = typer.Option(0, "--workers", "-j", help="Worker processes (0 = one per CPU)."),
+    workers: int = typer.Option(0, "--workers", "-j", min=0,
+                                help="Worker processes (0 = one per CPU)."),
     json_summary: bool = JSON,
     engine: str = ENGINE,
     ray_address: str = RAY_ADDRESS,

@@ -57,8 +57,8 @@ def listen(
                               f"backslash.")
     if not 0 < port < 65536:
         raise ConfigError(f"--port must be 1-65535, got {port}.")
-    if stable_seconds < 0:
-        raise ConfigError(f"--stable-seconds must be 0 or more, got {stable_seconds}.")
+    if not stable_seconds > 0:  # 0 would triage a study while its instances still arrive
+        raise ConfigError(f"--stable-seconds must be more than 0, got {stable_seconds}.")
     tls = None
     if tls_cert or tls_key or tls_ca:
         from triage.pacs.tls import TlsConfig

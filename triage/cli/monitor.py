@@ -18,8 +18,10 @@ def monitor(
     experiment: str = typer.Option("triage-runs", "--experiment",
                                    help="MLflow experiment of the runs (when no folder is "
                                         "given)."),
-    since: str = typer.Option("", "--since", help="Only runs finished on or after this date "
-                                                  "(ISO 8601, e.g. 2025-03-01)."),
+    since: str = typer.Option("", "--since",
+                              help="Only runs finished on or after this ISO 8601 date or "
+                                   "date-time: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM] "
+                                   "(UTC without an offset)."),
     labels: Path = typer.Option(None, "--labels", exists=True, dir_okay=False,
                                 help="Labels CSV (study_uid,label) for miss rate and PPV; "
                                      "needs run folders."),
@@ -39,7 +41,7 @@ def monitor(
     device_group: str = typer.Option(None, "--device-group",
                                      help="clear: only this device group's alarms."),
     alarm: str = typer.Option(None, "--alarm", help="clear: only this alarm id."),
-    by: str = typer.Option("", "--by", help="clear: who clears (recorded)."),
+    by: str = typer.Option("", "--by", help="clear (required): who clears (recorded)."),
     json_out: bool = JSON,
 ) -> None:
     """Check a window of runs for drift and performance drops; raise and print alarms.
@@ -49,22 +51,47 @@ def monitor(
     `triage monitor clear --alarms FILE [--device-group G | --alarm ID] --by NAME` clears.
     """
     from triage.errors import ConfigError
-    from triage.monitor.alarms import AlarmState
 
     if runs and runs[0] == "clear":
-        if alarms is None:
-            raise ConfigError("`triage monitor clear` needs --alarms FILE (or TRIAGE_ALARMS).")
-        state = AlarmState.load(alarms)
-        cleared = state.clear(device_group=device_group, alarm=alarm, by=by)
-        state.save()
-        if json_out:
-            echo_json({"cleared": [a.id for a in cleared]})
-        else:
-            typer.echo(f"cleared {len(cleared)} alarm(s): "
-                       f"{', '.join(a.id for a in cleared) or 'none was active'}")
+        _clear(runs[1:], alarms, device_group, alarm, by, json_out)
         return
+    if device_group is not None or alarm is not None:
+        raise ConfigError("--device-group and --alarm choose the alarms `triage monitor "
+                          "clear` clears; a check always looks at every device group.")
     _check(runs or [], experiment, since, labels, label_store, alarms, report, recent_runs,
            log, json_out)
+
+
+def _clear(extra: list[str], alarms: Path | None, device_group: str | None,
+           alarm: str | None, by: str, json_out: bool) -> None:
+    """`triage monitor clear`: clear the matching active alarms, recording who cleared."""
+    from triage.errors import ConfigError
+    from triage.monitor.alarms import AlarmState
+
+    if extra:
+        raise ConfigError(f"`triage monitor clear` takes no run folder, got "
+                          f"{' '.join(extra)}; choose alarms with --device-group or --alarm.")
+    if alarms is None:
+        raise ConfigError("`triage monitor clear` needs --alarms FILE (or TRIAGE_ALARMS).")
+    if not by.strip():
+        raise ConfigError("`triage monitor clear` needs --by NAME: who clears the alarms "
+                          "(recorded with each one).")
+    state = AlarmState.load(alarms)
+    active = state.active()
+    cleared = state.clear(device_group=device_group, alarm=alarm, by=by.strip())
+    if active and not cleared:
+        chosen = " and ".join(f"{flag} {value!r}" for flag, value in
+                              (("--device-group", device_group), ("--alarm", alarm))
+                              if value is not None)
+        listed = ", ".join(f"{a.id} (device group {a.device_group})" for a in active)
+        raise ConfigError(f"No active alarm in {alarms} matches {chosen}; nothing was "
+                          f"cleared. Active alarms: {listed}.")
+    state.save()
+    if json_out:
+        echo_json({"cleared": [a.id for a in cleared]})
+    else:
+        typer.echo(f"cleared {len(cleared)} alarm(s): "
+                   f"{', '.join(a.id for a in cleared) or 'none was active'}")
 
 
 def _check(runs, experiment, since, labels, label_store, alarms, report, recent_runs, log,
@@ -75,19 +102,29 @@ def _check(runs, experiment, since, labels, label_store, alarms, report, recent_
     from triage.monitor.monitor_report import render_monitor_report
     from triage.monitor.sources import (
         outcomes_from_store,
+        parse_since,
         read_labels_csv,
         records_from_folders,
         records_from_mlflow,
     )
     from triage.monitor.window import analyze, outcomes_from_labels
 
+    since_at = parse_since(since, "--since")
+    if label_store is not None:
+        from triage.feedback.store import LabelStore
+
+        with LabelStore(label_store):  # not a label store: refused before any run is read
+            pass
     if runs:
-        records, run_rows = records_from_folders(runs, since)
+        records, run_rows = records_from_folders(runs, since_at)
     else:
         if labels is not None:
             raise ConfigError("--labels joins labels to studies by UID, which only run "
                               "folders hold; pass the run folders, or use --label-store.")
-        records, run_rows = records_from_mlflow(experiment, since), []
+        from triage.registry.experiment import check_experiment_name
+
+        check_experiment_name(experiment, "--experiment")
+        records, run_rows = records_from_mlflow(experiment, since_at), []
     if not records:
         raise ConfigError("No run to monitor: no folder given and none in the experiment "
                           "(after --since).")

@@ -43,9 +43,11 @@ def promote_cmd(
 
     Exit code 0: promoted (or would be, with --dry-run); 1: a gate failed, nothing changed.
     """
+    from triage.data.manifest import check_splits
     from triage.registry.gates import GateConfig, report_markdown
     from triage.registry.promotion import promote
 
+    check_splits(split)  # before the registry is contacted
     result = promote(name, version, manifest_path=manifest, ingest_dir=ingest,
                      gates=GateConfig.from_yaml(gates), splits=tuple(split), dry_run=dry_run)
     if json_summary:

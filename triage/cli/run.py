@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from triage.route.rules import RuleSet
 
 RECORDED_RULES = "rules.yaml"
+log = logging.getLogger(__name__)
 
 
 def _ruleset(rules: Path | None, bundle: Any, out: Path) -> tuple[RuleSet, str]:
@@ -40,11 +42,19 @@ def _ruleset(rules: Path | None, bundle: Any, out: Path) -> tuple[RuleSet, str]:
 
 
 def _active_alarms(path: Path | None) -> dict[str, tuple[str, ...]]:
-    """Device group -> active alarm descriptions of the alarm file (none without one)."""
+    """Device group -> active alarm descriptions of the alarm file (none without one).
+
+    An alarm file that does not exist yet is the normal state before the first `triage
+    monitor` (docs/monitoring.md): no alarm is active, and a warning says so, since a
+    mistyped path would otherwise turn the stop-rule off unnoticed.
+    """
     if path is None:
         return {}
     from triage.monitor.alarms import AlarmState
 
+    if not path.exists():
+        log.warning("Alarm file %s does not exist yet: no drift alarm is active (`triage "
+                    "monitor --alarms %s` creates it).", path, path)
     return AlarmState.load(path).active_by_group()
 
 
@@ -73,7 +83,7 @@ def run(
     rules: Path = typer.Option(None, "--rules", "-r",
                                help="Rules YAML (default: the rules recorded with the model, "
                                     "else triage/configs/rules/default.yaml)."),
-    workers: int = typer.Option(0, "--workers", "-j",
+    workers: int = typer.Option(0, "--workers", "-j", min=0,
                                 help="Ingest worker processes (0 = one per CPU)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Volumes per forward pass."),
     device: str = typer.Option("auto", "--device",
@@ -127,6 +137,7 @@ def run(
     from triage.errors import ConfigError
     from triage.monitor.runlog import finish_run
     from triage.pacs.dicomweb import StudyFilter, is_dicomweb_url
+    from triage.registry.experiment import check_experiment_name
 
     prefer_passive_openmp()  # before the model loads torch
     remote = is_dicomweb_url(source)
@@ -143,6 +154,7 @@ def run(
         sink = create_sink(report_to)  # a bad destination is a usage error, before any work
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}.")
+    check_experiment_name(experiment, "--experiment")  # MLflow checks it after the studies
     if remote and engine != "local":
         raise ConfigError(f"--engine {engine} runs folder exports; a DICOMweb source is "
                           f"pulled and triaged on this machine (--engine local).")
@@ -165,6 +177,7 @@ def run(
         from triage.model.config import check_device_name
 
         check_device_name(device, option="--device")
+    active = _active_alarms(alarms)  # a bad alarm file: before the model download
     prepare_out_dir(out)
     loaded = load_model(model, decode_weights=in_driver)
     loaded.bundle.check_runtime(runtime)  # before any ingest
@@ -172,7 +185,6 @@ def run(
     # No fitted thresholds (a bundle from before routing): every scored study is reviewed.
     thresholds = getattr(loaded.bundle, "routing", None) or {}
     router = Router(ruleset, thresholds, loaded.bundle.train_devices)
-    active = _active_alarms(alarms)
     if active:
         router = router.with_alarms(active)
     router = with_audit(router, audit_fraction, audit_seed)

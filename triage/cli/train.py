@@ -17,14 +17,15 @@ def _config(path: Path | None, seed: int | None, epochs: int | None, device: str
     from triage.train.config import TrainConfig
 
     config = TrainConfig.from_yaml(path)
+    # Each override names its option in errors ("--epochs 0: ..."), not the config code.
     if init is not None:
-        config = config.replace(finetune={"init": init})
+        config = config.replace(finetune={"init": init}, source=f"--init {init}")
     if seed is not None:
-        config = config.replace(runtime={"seed": seed})
+        config = config.replace(runtime={"seed": seed}, source=f"--seed {seed}")
     if device is not None:
-        config = config.replace(runtime={"device": device})
+        config = config.replace(runtime={"device": device}, source=f"--device {device}")
     if epochs is not None:
-        config = config.replace(optim={"epochs": epochs})
+        config = config.replace(optim={"epochs": epochs}, source=f"--epochs {epochs}")
     return config
 
 
@@ -68,7 +69,7 @@ def train(
 
     cfg = _config(config, seed, epochs, device, init)
     if teacher:
-        cfg = cfg.replace(distill={"teacher": teacher})
+        cfg = cfg.replace(distill={"teacher": teacher}, source=f"--teacher {teacher}")
     outcome = train_model(manifest_path=manifest, ingest_dir=ingest, config=cfg, out_dir=out,
                           holdout_device=holdout_device, run_name=run_name,
                           progress=not json_summary, rules_path=rules)
@@ -107,12 +108,17 @@ def evaluate(
     json_summary: bool = JSON,
 ) -> None:
     """Per-device metrics of a model (--model), or the leave-one-device-out table (--lodo)."""
+    from triage.data.manifest import check_splits
     from triage.errors import ConfigError
     from triage.registry.evaluate import TABLE_METRICS, markdown_table
 
     if lodo == (model is not None):
         raise ConfigError("Give exactly one of --model URI (score a trained model) or "
                           "--lodo (train and score once per held-out device).")
+    if device_group and not lodo:
+        raise ConfigError("--device-group chooses the held-out devices of --lodo; --model "
+                          "is scored on every device group of its --split.")
+    check_splits(split)
     cfg = _config(config, seed, epochs, device)  # validates --device before any work
     out.mkdir(parents=True, exist_ok=True)
     if lodo:

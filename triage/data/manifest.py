@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 import pandas as pd
 
-from triage.errors import ManifestError
+from triage.errors import ConfigError, ManifestError
 from triage.io import atomic_open
 
 
@@ -26,6 +27,34 @@ class Split(StrEnum):
     VAL = "val"
     CALIB = "calib"
     TEST = "test"
+
+
+def check_splits(names: Iterable[str], option: str = "--split") -> tuple[Split, ...]:
+    """`names` as splits, before any work.
+
+    Raises:
+        ConfigError: a name that is not a split (the message names `option` and the
+            splits).
+
+    Example:
+        >>> check_splits(["test", "calib"])
+        (<Split.TEST: 'test'>, <Split.CALIB: 'calib'>)
+        >>> check_splits(["tset"])
+        Traceback (most recent call last):
+        ...
+        triage.errors.ConfigError: --split 'tset' is not a split; splits are train, val, ...
+    """
+    out = []
+    for name in names:
+        try:
+            out.append(Split(name))
+        except ValueError:
+            valid = [s.value for s in Split]
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{option} {name!r} is not a split; splits are "
+                              f"{', '.join(valid)}.{hint}") from None
+    return tuple(out)
 
 
 REQUIRED_COLUMNS = ("study_uid", "patient_key", "label", "device_group", "split")

@@ -18,17 +18,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _QUOTED = re.compile(r"""b?'[^']*'|b?"[^"]*\"""")
+#: An object's address in its repr (``<_io.BytesIO object at 0x7f…>``): new on every run.
+ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _STACK: list[list[str]] = []
 
 
 def redact(message: str) -> str:
-    """`message` on one line with every quoted value replaced by ``'…'``.
+    """`message` on one line with every quoted value replaced by ``'…'`` and object
+    addresses dropped (so that a rerun writes the same text).
 
     Example:
         >>> redact("Invalid value for VR PN: 'Doe^John'")
         "Invalid value for VR PN: '…'"
+        >>> redact("cannot identify image file <_io.BytesIO object at 0x7f32a2b775b0>")
+        'cannot identify image file <_io.BytesIO object>'
     """
-    return " ".join(_QUOTED.sub("'…'", message).split())
+    return " ".join(ADDRESS.sub("", _QUOTED.sub("'…'", message)).split())
 
 
 class _Collector(logging.Handler):

@@ -13,16 +13,15 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from triage.dicom.scan.grouping import group_studies
-from triage.dicom.scan.index import printable
 from triage.dicom.scan.scan import scan_export
 from triage.engines import Engine
 from triage.engines.local import LocalEngine
 from triage.ingest.config import IngestConfig
-from triage.ingest.report import StudyReport, summarize, write_report
+from triage.ingest.report import StudyReport, inside_export, summarize, write_report
 from triage.ingest.schedule import studies_largest_first
 from triage.ingest.stream import _init_worker  # noqa: F401 - tests
 from triage.io import atomic_write_text
@@ -99,7 +98,7 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
         if progress:
             progress(len(reports), len(studies), outcome.report)
 
-    reports = [_inside_export(r, export_dir) for r in reports]
+    reports = [inside_export(r, export_dir) for r in reports]
     write_report(reports, out_dir / REPORT_NAME)
     stats.to_json(out_dir / STATS_NAME)
     total = time.perf_counter() - start
@@ -115,18 +114,3 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
     atomic_write_text(out_dir / CONFIG_NAME, json.dumps(config.to_dict(), indent=1))
     return IngestResult(out_dir, reports, stats, len(scan.non_dicom), scan_seconds, total,
                         summary)
-
-
-def _inside_export(report: StudyReport, export_dir: Path) -> StudyReport:
-    """The row with file paths relative to the export and non-UTF-8 names escaped.
-
-    The export folder's own name often carries the patient's name; the path inside it is
-    what finds the file.
-    """
-    prefix = str(export_dir).rstrip(os.sep) + os.sep
-
-    def clean(text: str) -> str:
-        return printable(text.replace(prefix, "")) if text else text
-
-    return replace(report, reasons=clean(report.reasons), warnings=clean(report.warnings),
-                   rejected_series=clean(report.rejected_series))

@@ -175,6 +175,11 @@ def recalibrate(model_uri: str, store_path: Path | str, *,
     if not model_uri.startswith("models:/"):
         raise RecalibrationError(f"--model must be a registered model URI such as "
                                  f"models:/NAME@champion, got {model_uri!r}.")
+    if not Path(store_path).is_file():
+        raise RecalibrationError(f"Label store {store_path} does not exist; import reviewed "
+                                 f"worklists with `triage feedback import` first.")
+    with LabelStore(store_path):  # a file that is not a label store: before the model loads
+        pass
     loaded = load_model(model_uri, tracking_uri=uri)
     if not loaded.version:
         raise RecalibrationError(f"Model {model_uri!r} does not resolve to a registered "
@@ -183,9 +188,6 @@ def recalibrate(model_uri: str, store_path: Path | str, *,
     client = client_for(uri)
     parent_tags = client.get_model_version(name, parent).tags or {}
     ruleset = _rules(bundle)
-    if not Path(store_path).is_file():
-        raise RecalibrationError(f"Label store {store_path} does not exist; import reviewed "
-                                 f"worklists with `triage feedback import` first.")
     with LabelStore(store_path) as store:
         versions = {lb.model_version for lb in store.labels() if lb.model_name == name}
         family = _family(client, name, parent, versions)

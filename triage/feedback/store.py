@@ -29,6 +29,7 @@ from pathlib import Path
 from triage.feedback.errors import LabelStoreError
 
 STORE_FORMAT = "1"
+_SQLITE_HEADER = b"SQLite format 3\x00"
 _TABLES = ("labels", "sample", "runs", "conflicts", "consumed")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -124,6 +125,41 @@ def _marks(cls: type) -> str:
     return ", ".join("?" for _ in fields(cls))
 
 
+def _check_existing(path: Path) -> None:
+    """Refuse an existing `path` that is not a label store, without changing it.
+
+    sqlite3 would turn any file it may write (an empty file, a CSV) into a database; a
+    SQLite database of something else (``mlflow.db``) would get the store's tables.
+    """
+    not_store = (f"{path} is not a label store (the SQLite database `triage feedback "
+                 f"import` makes)")
+    if path.is_dir():
+        raise LabelStoreError(f"{not_store}: it is a folder; pass another label store path.")
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(len(_SQLITE_HEADER))
+    except OSError as err:
+        raise LabelStoreError(f"Label store {path} cannot be read: {err.strerror}.") from err
+    if header != _SQLITE_HEADER:
+        what = "it is empty" if not header else "it is not a SQLite database"
+        raise LabelStoreError(f"{not_store}: {what}; the file was left unchanged. Pass "
+                              f"another label store path.")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as err:
+        raise LabelStoreError(f"{not_store}: it cannot be read as one ({err}); pass another "
+                              f"label store path.") from err
+    if tables and "meta" not in tables:
+        raise LabelStoreError(f"{not_store}: it is a SQLite database of something else "
+                              f"(tables {', '.join(sorted(tables)[:5])}); the file was left "
+                              f"unchanged. Pass another label store path.")
+
+
 class LabelStore:
     """An open label store (a context manager; closes the connection on exit).
 
@@ -131,11 +167,14 @@ class LabelStore:
         path: the SQLite file (created with its tables when missing).
 
     Raises:
-        LabelStoreError: the file is not a SQLite database or another store format.
+        LabelStoreError: the file is not a SQLite database (left untouched), a SQLite
+            database of something else, or another store format.
     """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        if self.path.exists():
+            _check_existing(self.path)  # before sqlite3 writes its header into any file
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path)
@@ -151,8 +190,8 @@ class LabelStore:
                                 (STORE_FORMAT,))
             fmt = self.db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0]
         except sqlite3.DatabaseError as err:
-            raise LabelStoreError(f"Label store {self.path} is not a SQLite label store "
-                                  f"({err}); pass another --store path.") from err
+            raise LabelStoreError(f"Label store {self.path} cannot be opened as a SQLite "
+                                  f"database ({err}); pass another label store path.") from err
         if fmt != STORE_FORMAT:
             raise LabelStoreError(f"Label store {self.path} has format {fmt}; this triage "
                                   f"reads format {STORE_FORMAT}.")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,7 +17,11 @@ from pathlib import Path
 
 from triage.csv_cells import restore_row, safe_row
 from triage.dicom.device import UNKNOWN_DEVICE
+from triage.dicom.scan.index import printable
 from triage.io import atomic_open
+
+EXPORT_ROOT = "(export root)"
+"""How a reason names the export folder itself (a series whose files lie directly in it)."""
 
 
 class IngestStatus(StrEnum):
@@ -90,6 +96,36 @@ def read_report(path: Path | str) -> list[dict[str, str]]:
     """The rows of a report CSV as dicts of strings (text cells restored)."""
     with open(path, encoding="utf-8", newline="") as fh:
         return [restore_row(row) for row in csv.DictReader(fh)]
+
+
+def inside_export(report: StudyReport, export_dir: Path | str) -> StudyReport:
+    """The row with file paths relative to `export_dir` and non-UTF-8 names escaped.
+
+    The export folder's own path often carries the patient's name; the path inside it is
+    what finds the file. A path inside the export loses the export's prefix, and the export
+    folder itself (the label of a series whose files lie directly in it) becomes
+    `EXPORT_ROOT`. Every output that shows reasons (`triage ingest`'s report, `triage
+    run`'s worklists and journal) passes its rows through here once.
+
+    Example:
+        >>> row = StudyReport("1.2", IngestStatus.FAILED, reasons="/x/DOE/a.dcm: cut; /x/DOE: gap")
+        >>> inside_export(row, "/x/DOE").reasons
+        'a.dcm: cut; (export root): gap'
+    """
+    root = str(export_dir).rstrip(os.sep) or os.sep
+    # A path starts the text or follows punctuation or a space, never a name's character.
+    start = r"(?<![\w.\-/\\])"
+    inside = re.compile(start + re.escape(root.rstrip(os.sep) + os.sep))
+    itself = re.compile(start + re.escape(root) + r"(?=$|[\s:;,)\]'\"])")
+
+    def clean(text: str) -> str:
+        if not text:
+            return text
+        return printable(itself.sub(EXPORT_ROOT, inside.sub("", text)))
+
+    return dataclasses.replace(report, reasons=clean(report.reasons),
+                               warnings=clean(report.warnings),
+                               rejected_series=clean(report.rejected_series))
 
 
 def summarize(rows: Iterable[StudyReport]) -> dict[str, dict[str, int]]:

@@ -124,7 +124,10 @@ def ingest_study(study: StudyGroup, config: IngestConfig, cache_root: Path | str
             return StudyOutcome(report)
         return _load_and_cache(selection.chosen, report, config, VolumeCache(cache_root),
                                decoded, keep_array)
-    except Exception as err:  # noqa: BLE001 - one bad study never stops a batch
+    except BaseException as err:  # noqa: BLE001 - one bad study never stops a batch
+        # BaseException: a native library's panic (pyo3's PanicException) is one too.
+        if isinstance(err, KeyboardInterrupt | SystemExit | GeneratorExit):
+            raise
         if is_environmental(err):  # the machine, not the study: never its outcome
             raise EnvironmentalError(f"Ingesting study {study.study_uid} failed: "
                                      f"{describe_environmental(err)}.") from err

@@ -7,6 +7,7 @@ import csv
 import json
 import tempfile
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +16,73 @@ from triage.monitor.record import RunRecord, read_record
 from triage.monitor.runlog import RECORD_ARTIFACT, RUN_KIND_TAG
 from triage.monitor.window import Outcome
 
+SINCE_FORMATS = ("YYYY-MM-DD (midnight UTC) or YYYY-MM-DDTHH:MM[:SS] with an optional "
+                 "offset (Z, +01:00; UTC without one)")
 
-def records_from_folders(folders: Sequence[Path | str], since: str = ""
+
+def parse_since(text: str, option: str = "--since") -> datetime | None:
+    """`text` as an aware datetime (an ISO 8601 date or date-time; UTC when it names no
+    offset); None for an empty `text`.
+
+    Raises:
+        ConfigError: `text` is not an ISO 8601 date or date-time (the message names
+            `option` and the accepted formats).
+
+    Example:
+        >>> parse_since("2025-03-01")
+        datetime.datetime(2025, 3, 1, 0, 0, tzinfo=datetime.timezone.utc)
+        >>> parse_since("2025-3-1")
+        Traceback (most recent call last):
+        ...
+        triage.errors.ConfigError: --since '2025-3-1' is not an ISO 8601 date or date-time; ...
+    """
+    if not text.strip():
+        return None
+    when = _utc(text.strip())
+    if when is None:
+        raise ConfigError(f"{option} {text!r} is not an ISO 8601 date or date-time; give "
+                          f"{SINCE_FORMATS}, e.g. 2025-03-01 or 2025-03-01T08:00Z.")
+    return when
+
+
+def _utc(text: str) -> datetime | None:
+    """An ISO 8601 time as an aware datetime (naive: UTC); None when it is not one."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def _finished_since(finished_utc: str, since: datetime | None) -> bool:
+    """Whether a run that finished at `finished_utc` is in the window from `since` on (a
+    run without a readable finishing time is not, once `since` is given)."""
+    if since is None:
+        return True
+    finished = _utc(finished_utc)
+    return finished is not None and finished >= since
+
+
+def records_from_folders(folders: Sequence[Path | str], since: datetime | None = None
                          ) -> tuple[list[RunRecord], list[list[Any]]]:
-    """The records of run folders (finished at or after `since`) and their worklist rows."""
+    """The records of run folders (finished at or after `since`, `parse_since`) and their
+    worklist rows."""
     from triage.run.worklist import WORKLIST_NAME, read_worklist
 
     pairs = []
     for folder in folders:
         record = read_record(folder)
-        if record.finished_utc >= since:
+        if _finished_since(record.finished_utc, since):
             worklist = Path(folder) / WORKLIST_NAME
             pairs.append((record, read_worklist(worklist) if worklist.is_file() else []))
     pairs.sort(key=lambda p: p[0].finished_utc)
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def records_from_mlflow(experiment: str, since: str = "", uri: str | None = None
-                        ) -> list[RunRecord]:
+def records_from_mlflow(experiment: str, since: datetime | None = None,
+                        uri: str | None = None) -> list[RunRecord]:
     """The records the `triage run`s of MLflow `experiment` logged (finished at or after
-    `since`), oldest first.
+    `since`, `parse_since`), oldest first.
 
     Raises:
         ConfigError: no such experiment.
@@ -54,7 +102,7 @@ def records_from_mlflow(experiment: str, since: str = "", uri: str | None = None
     records = []
     with tempfile.TemporaryDirectory(prefix="triage-monitor-") as tmp:
         for run in runs:
-            if run.data.tags.get("triage.finished_utc", "") < since:
+            if not _finished_since(run.data.tags.get("triage.finished_utc", ""), since):
                 continue
             local = client.download_artifacts(run.info.run_id, RECORD_ARTIFACT, tmp)
             records.append(RunRecord.from_dict(json.loads(Path(local).read_text("utf-8"))))

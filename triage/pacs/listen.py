@@ -180,6 +180,7 @@ class Listener:
         self.identifiers: dict = {}
         self.triage = _Triage(bundle=bundle, router=router, journal=self.journal,
                               cache=VolumeCache(self.out_dir / CACHE_DIR), config=self.ingest,
+                              export_dir=self.spool.root,
                               identifiers=self.identifiers, provenance=provenance,
                               device=device, batch_size=1, on_row=self._on_row,
                               clock=Stopwatch())

@@ -181,11 +181,11 @@ def _run(source: Source, out_dir: Path, *, bundle: ModelBundle, router: Router,
     identifiers = {r.study_uid: StudyIdentifiers(r.patient_id, r.accession_number,
                                                  r.study_date) for r in refs}
     cache_root = out_dir / CACHE_DIR
-    triage = _Triage(bundle=bundle, router=router, journal=journal,
-                     cache=VolumeCache(cache_root), config=config, identifiers=identifiers,
-                     provenance=provenance, device=device, batch_size=batch_size,
-                     on_row=on_row, clock=clock, runtime=runtime)
     staging = out_dir / STAGING_DIR
+    triage = _Triage(bundle=bundle, router=router, journal=journal,
+                     cache=VolumeCache(cache_root), config=config, export_dir=staging,
+                     identifiers=identifiers, provenance=provenance, device=device,
+                     batch_size=batch_size, on_row=on_row, clock=clock, runtime=runtime)
     shutil.rmtree(staging, ignore_errors=True)  # what a killed run left half-fetched
     staged: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()

@@ -351,6 +351,20 @@ def _resample(x: np.ndarray, xform: np.ndarray, shape: tuple[int, ...], order: i
                                    output=np.float32).reshape(shape)
 
 
+def _crop_window(grid: np.ndarray, grid_shape: tuple[int, ...], shape: tuple[int, ...]
+                 ) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The part of the resampling grid that `_crop_or_pad` keeps, as a grid of its own.
+
+    `_crop_or_pad` on the result then only pads, and gives the same array and affine as
+    resampling the whole grid and cropping it.
+    """
+    start = [max(n // 2 - s // 2, 0) for n, s in zip(grid_shape, shape, strict=True)]
+    kept = tuple(min(s, n - b) for n, s, b in zip(grid_shape, shape, start, strict=True))
+    window = grid.copy()
+    window[:3, 3] += grid[:3, :3] @ np.asarray(start, dtype=np.float64)
+    return window, kept  # type: ignore[return-value]
+
+
 def _crop_or_pad(x: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], value: float
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Centre crop, then pad, to `shape`, as MONAI ``ResizeWithPadOrCrop("symmetric")``.
@@ -415,6 +429,10 @@ def align(array: np.ndarray, ras_affine: np.ndarray, config: PreprocessConfig,
     if grid_shape != x.shape or not (
             np.allclose(affine, grid, atol=_AFFINE_TOL)
             or np.allclose(xform, np.eye(4), atol=_AFFINE_TOL)):
+        # Only the voxels the centre crop keeps are computed: memory and time follow the
+        # target shape, not the scanned extent.
+        grid, grid_shape = _crop_window(grid, grid_shape, config.target_shape)
+        xform = np.linalg.solve(affine, grid)
         x = _resample(x, xform, grid_shape, 0 if config.interpolation == "nearest" else 1)
         affine = grid
     # else: the grid is the input's up to _AFFINE_TOL; MONAI keeps the data and its affine.

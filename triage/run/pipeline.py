@@ -47,7 +47,7 @@ from triage.errors import (
     is_environmental,
 )
 from triage.ingest.config import IngestConfig
-from triage.ingest.report import IngestStatus, StudyReport
+from triage.ingest.report import IngestStatus, StudyReport, inside_export
 from triage.ingest.schedule import studies_largest_first
 from triage.ingest.study import StudyOutcome
 from triage.ingest.volume_qc import VolumeQC
@@ -126,16 +126,21 @@ def _split(text: str) -> tuple[str, ...]:
 
 
 class _Triage:
-    """Scores, routes and journals finished studies (the consumer side of the pipeline)."""
+    """Scores, routes and journals finished studies (the consumer side of the pipeline).
+
+    `export_dir` is the folder the studies' files were scanned from (the export, the
+    listener's spool, the pull's staging folder): every row's reasons and warnings name
+    files relative to it, as `triage ingest`'s report does (`inside_export`).
+    """
 
     def __init__(self, *, bundle: ModelBundle, router: Router, journal: Journal,
-                 cache: VolumeCache, config: IngestConfig,
+                 cache: VolumeCache, config: IngestConfig, export_dir: Path,
                  identifiers: dict[str, StudyIdentifiers],
                  provenance: dict[str, str], device: str, batch_size: int,
                  on_row: Callable[[WorklistRow], None], clock: Stopwatch,
                  runtime: str | None = None) -> None:
         self.bundle, self.router, self.journal, self.cache = bundle, router, journal, cache
-        self.config = config
+        self.config, self.export_dir = config, export_dir
         self.identifiers, self.provenance = identifiers, provenance
         self.device, self.batch_size, self.on_row = device, batch_size, on_row
         self.clock, self.runtime = clock, runtime
@@ -188,7 +193,7 @@ class _Triage:
 
     def _row(self, study: StudyGroup, outcome: StudyOutcome, p: float | None,
              inference_error: str) -> WorklistRow:
-        report = outcome.report
+        report = inside_export(outcome.report, self.export_dir)
         distance = None
         try:
             if report.status is IngestStatus.OK:
@@ -438,7 +443,7 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
 
     triage = _Triage(bundle=bundle, router=router, journal=journal,
                      cache=VolumeCache(out_dir / CACHE_DIR), config=config,
-                     identifiers=identifiers,
+                     export_dir=export_dir, identifiers=identifiers,
                      provenance=provenance, device=device, batch_size=batch_size,
                      on_row=on_row, clock=clock, runtime=runtime)
     # Largest first bounds the tail of the pool (`triage.ingest.schedule`); rows are

@@ -17,6 +17,7 @@ from typing import Any
 from triage.configs import config_path
 from triage.errors import ConfigError
 from triage.model.config import DEVICES, ModelConfig
+from triage.registry.experiment import check_experiment_name
 from triage.settings import check_keys, dataclass_from_mapping, load_yaml, require_finite
 
 DEFAULT_CONFIG = config_path("train")
@@ -452,6 +453,8 @@ class RuntimeConfig:
                  "num_workers", self.num_workers, "an integer >= 0")
         _require(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 1,
                  "runtime", "checkpoint_every", self.checkpoint_every, "a positive integer")
+        # MLflow would refuse a bad name only when the run is logged, after the training
+        check_experiment_name(self.experiment, "Train option 'runtime.experiment'")
 
 
 @dataclass(frozen=True)
@@ -544,14 +547,23 @@ class TrainConfig:
         path = Path(path) if path is not None else DEFAULT_CONFIG
         return cls.from_dict(load_yaml(path, "train config"), source=str(path))
 
-    def replace(self, **sections: Any) -> TrainConfig:
+    def replace(self, *, source: str = "replace()", **sections: Any) -> TrainConfig:
         """A copy with some fields of some sections changed, e.g.
-        ``config.replace(loss={"name": "ce"}, perturb={"enabled": False})``."""
+        ``config.replace(loss={"name": "ce"}, perturb={"enabled": False})``.
+
+        Args:
+            source: what the new values came from, named in errors (the command-line
+                option, e.g. ``"--epochs"``).
+            sections: section name -> the fields to change.
+
+        Raises:
+            ConfigError: an unknown section or key, or a bad value (naming `source`).
+        """
         merged = self.to_dict()
         for name, values in sections.items():
-            check_keys({name: None}, list(SECTIONS), "section", "replace()")
+            check_keys({name: None}, list(SECTIONS), "section", source)
             merged[name] = {**merged[name], **values}
-        return TrainConfig.from_dict(merged, source="replace()")
+        return TrainConfig.from_dict(merged, source=source)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready nested mapping (tuples become lists)."""

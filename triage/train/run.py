@@ -217,6 +217,7 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
     from triage.train.perturb import DevicePerturbation
 
     started = time.perf_counter()
+    ruleset, rules = _load_rules(rules_path)  # a bad rules file: before any work
     manifest_path, ingest_dir, out_dir = Path(manifest_path), Path(ingest_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_root = ingest_dir / CACHE_DIR
@@ -316,10 +317,8 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
         else:
             log.warning("No calibration split with both classes: temperature left at 1.0.")
         bundle = bundle.with_temperature(temperature)
-        from triage.route.rules import DEFAULT_RULES as default_rules
-
         bundle, rules_version = _fit_routing(bundle, logits["calib"], sets["calib"],
-                                             temperature, rules_path or default_rules)
+                                             temperature, ruleset, rules)
         run.set_tags({"triage.rules_version": rules_version})
         metrics = evaluate_sets(logits, sets, temperature, config)
         bundle.metrics.update(_metric_dict(metrics[metrics["group"] == "all"]))
@@ -339,23 +338,35 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
                         seconds=time.perf_counter() - started)
 
 
-def _fit_routing(bundle: Any, calib_logits: np.ndarray, calib: list[Sample],
-                 temperature: float, rules_path: Path | str) -> tuple[Any, str]:
-    """Certify per-device routing thresholds on the calibration split (docs/calibration.md)
-    under the rules file's settings; the bundle keeps the thresholds and the rules."""
-    import dataclasses
+def _load_rules(rules_path: Path | str | None) -> tuple[Any, dict[str, Any]]:
+    """The rules file (default: the shipped rules) validated, and its parsed YAML, which the
+    bundle records.
 
-    import yaml
+    Raises:
+        ConfigError: the file cannot be read, is not YAML, or is not a valid rules file.
+    """
+    from triage.route.rules import DEFAULT_RULES, RuleSet
+    from triage.settings import load_yaml
+
+    path = Path(rules_path) if rules_path is not None else DEFAULT_RULES
+    data = load_yaml(path, "rules file")
+    return RuleSet.from_dict(data, source=str(path)), data
+
+
+def _fit_routing(bundle: Any, calib_logits: np.ndarray, calib: list[Sample],
+                 temperature: float, ruleset: Any, rules: dict[str, Any]) -> tuple[Any, str]:
+    """Certify per-device routing thresholds on the calibration split (docs/calibration.md)
+    under the rules file's settings; the bundle keeps the thresholds and the rules (`rules`,
+    the file's parsed YAML, from `_load_rules`)."""
+    import dataclasses
 
     from triage.calibrate import probabilities
     from triage.monitor.reference import score_reference
-    from triage.route import fit_thresholds, load_rules
+    from triage.route import fit_thresholds
 
-    ruleset = load_rules(rules_path)
     p = probabilities(calib_logits, temperature) if len(calib_logits) else np.zeros(0)
     fitted = fit_thresholds(p, np.array([s.label for s in calib], dtype=int),
                             [s.device_group for s in calib], ruleset.thresholds)
-    rules = yaml.safe_load(Path(rules_path).read_text(encoding="utf-8"))
     reference = score_reference(p, [s.device_group for s in calib])
     bundle = dataclasses.replace(bundle, routing=fitted.to_dict(), rules=rules,
                                  score_reference=reference)

@@ -176,9 +176,24 @@ def test_series_of_only_unreadable_files_and_errors_outside_series():
     assert selection.status is StudyStatus.UNREADABLE
     assert selection.reason == (
         "no series passes selection: series 2 (1.2.3.4): all 2 file(s) unreadable "
-        "(truncated: 2)")
+        "(truncated: 2), first /export/1.2.3.4/IM0000.dcm: truncated: x")
     assert selection.warnings == (
         "1 file(s) of this study outside any series could not be read (missing-uid: 1)",)
+
+
+def test_an_unreadable_series_names_its_first_file_on_one_bounded_line():
+    long = "corrupt: ValueError: bad item;\nsee " + "x" * 400
+    broken = [replace(r, error=error, error_code=code) for r, (error, code) in zip(
+        reversed(make_series(3)), [("over limit: big", ScanErrorCode.OVER_LIMIT),
+                                    ("zero-length file", ScanErrorCode.ZERO_LENGTH),
+                                    (long, ScanErrorCode.CORRUPT)], strict=True)]
+    (rejected,) = select_series(study(broken)).rejected
+    assert rejected.reason is Rejection.UNREADABLE
+    head = ("all 3 file(s) unreadable (corrupt: 1, over-limit: 1, zero-length: 1), first "
+            "/export/1.2.3.4/IM0000.dcm: corrupt: ValueError: bad item, see xxx")
+    assert rejected.message.startswith(head) and rejected.message.endswith("x…")
+    assert "\n" not in rejected.message and ";" not in rejected.message
+    assert len(rejected.message.split("IM0000.dcm: ", 1)[1]) == 240  # MAX_DETAIL
 
 
 @pytest.mark.parametrize(("options", "message"), [

@@ -134,16 +134,38 @@ def _pydicom_frame_bytes(buffer: bytes, offset: int) -> bytes | None:
 
 
 def j2k_parameters(codestream: bytes) -> dict[str, int | bool]:
-    """Precision and signedness of a JPEG 2000 codestream's first component, from SIZ.
+    """Image size, precision and signedness of a JPEG 2000 codestream, from SIZ.
 
-    Byte 42 of a codestream (SOC, SIZ marker, Lsiz, Rsiz, eight 4-byte sizes, Csiz) is
-    the first component's Ssiz: bit 7 the sign, bits 0-6 the precision minus one, as
-    pydicom's `get_j2k_parameters` reads it. Empty for a stream too short to hold it.
+    A codestream starts with SOC, the SIZ marker, Lsiz, Rsiz and eight 4-byte sizes, of
+    which the first four are Xsiz, Ysiz, XOsiz and YOsiz (the image is Xsiz - XOsiz
+    columns by Ysiz - YOsiz rows), then Csiz; byte 42 is the first component's Ssiz: bit
+    7 the sign, bits 0-6 the precision minus one, as pydicom's `get_j2k_parameters`
+    reads it. Empty for a stream too short to hold it.
     """
     if len(codestream) < 43 or codestream[:4] != b"\xff\x4f\xff\x51":
         return {}
+    x, y, x0, y0 = (int.from_bytes(codestream[k:k + 4], "big") for k in (8, 12, 16, 20))
     ssiz = codestream[42]
-    return {"precision": (ssiz & 0x7F) + 1, "is_signed": bool(ssiz & 0x80)}
+    return {"columns": x - x0, "rows": y - y0, "precision": (ssiz & 0x7F) + 1,
+            "is_signed": bool(ssiz & 0x80)}
+
+
+def check_j2k_size(codestream: bytes, info: ImageInfo) -> None:
+    """Refuse a JPEG 2000 codestream whose SIZ image size is not the header's.
+
+    OpenJPEG allocates the size SIZ declares: a few hundred bytes declaring 60000 x 60000
+    would take gigabytes before anything compares it with Rows and Columns. A stream whose
+    SIZ cannot be read (a JP2 file) is left to the decoder.
+
+    Raises:
+        ValueError: the sizes differ (the caller names the file).
+    """
+    params = j2k_parameters(codestream)
+    if params and (params["columns"], params["rows"]) != (info.columns, info.rows):
+        raise ValueError(
+            f"the JPEG 2000 codestream declares {params['columns']} x {params['rows']} "
+            f"pixels, but Columns x Rows is {info.columns} x {info.rows}; it is not "
+            "decoded")
 
 
 def _fits(params: dict, info: ImageInfo) -> bool:
@@ -160,6 +182,7 @@ def _decode_j2k(frame: bytes, info: ImageInfo) -> np.ndarray | None:
 
     if frame[:4] != b"\xff\x4f\xff\x51":
         return None  # a JP2 file rather than a codestream: pydicom warns and copes
+    check_j2k_size(frame, info)
     if not _fits(j2k_parameters(frame), info):
         return None  # pydicom's container and sign corrections apply: let it decode
     # reshape=False: the shape and type are known, and reshaping would parse the

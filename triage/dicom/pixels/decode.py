@@ -26,6 +26,7 @@ import numpy as np
 
 from triage.dicom.pixels import codecs
 from triage.dicom.pixels.slice_header import ImageInfo
+from triage.dicom.pydicom_notes import redact
 from triage.dicom.tags import JPEG2000_SYNTAXES, NATIVE_SYNTAXES, RLE_SYNTAX, SYNTAX_NAMES
 from triage.errors import DicomError, UnsupportedTransferSyntaxError
 
@@ -170,6 +171,8 @@ def _pydicom(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarray:
     from pydicom.pixels import get_decoder
     from pydicom.uid import UID
 
+    _check_j2k_frames(buffer[offset:], info)
+
     options: dict[str, Any] = dict(
         rows=info.rows, columns=info.columns, samples_per_pixel=info.samples_per_pixel,
         bits_allocated=info.bits_allocated, bits_stored=info.bits_stored,
@@ -179,6 +182,15 @@ def _pydicom(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarray:
     decoded = get_decoder(UID(info.transfer_syntax)).as_array(buffer[offset:], **options)
     arr = decoded[0] if isinstance(decoded, tuple) else decoded
     return arr[np.newaxis] if arr.ndim == 2 else arr
+
+
+def _check_j2k_frames(encapsulated: bytes, info: ImageInfo) -> None:
+    """`codecs.check_j2k_size` on every frame of JPEG 2000 data before pydicom decodes it."""
+    if info.transfer_syntax in JPEG2000_SYNTAXES:
+        from pydicom.encaps import generate_frames
+
+        for frame in generate_frames(encapsulated, number_of_frames=info.n_frames):
+            codecs.check_j2k_size(frame, info)
 
 
 #: Decoders of encapsulated pixel data, in the order they are tried: the plugins called
@@ -208,7 +220,7 @@ def encapsulated_stored(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarr
             arr = backend.decode(buffer, offset, info)
         except UnsupportedTransferSyntaxError:
             raise
-        except Exception as err:  # the plugins raise RuntimeError, ValueError and others
+        except BaseException as err:  # see `_decode_failed`
             raise _decode_failed(info, err) from err
         if arr is not None:
             return arr
@@ -217,10 +229,22 @@ def encapsulated_stored(buffer: bytes, offset: int, info: ImageInfo) -> np.ndarr
                      "data.", info.path)
 
 
-def _decode_failed(info: ImageInfo, err: Exception) -> DicomError:
+def _decode_failed(info: ImageInfo, err: BaseException) -> DicomError:
+    """The file's error for a plugin that failed on its data; re-raises interrupts.
+
+    The plugins raise RuntimeError, ValueError and others; pylibjpeg-rle's Rust decoder
+    panics on some corrupt segments, which pyo3 raises as ``PanicException``, a
+    `BaseException`: caught here too, or one corrupt file would stop the batch. The
+    plugin's text is put on one line (pydicom joins the messages of several plugins with
+    newlines), with quoted values and object addresses (``<_io.BytesIO object at 0x…>``,
+    different on every run) removed.
+    """
+    if isinstance(err, KeyboardInterrupt | SystemExit | GeneratorExit):
+        raise err
     return DicomError(
         f"Decoding the {syntax_name(info.transfer_syntax)} pixel data failed "
-        f"({type(err).__name__}: {err}). The file may be corrupt or truncated.", info.path)
+        f"({type(err).__name__}: {redact(str(err))}). The file may be corrupt or "
+        "truncated.", info.path)
 
 
 def _correct_unused_bits(arr: np.ndarray, info: ImageInfo) -> np.ndarray:
@@ -256,9 +280,11 @@ def dataset_stored(ds: Dataset, info: ImageInfo) -> np.ndarray:
     from pydicom.pixels import pixel_array
 
     try:
+        if "PixelData" in ds:
+            _check_j2k_frames(ds.PixelData, info)
         arr = pixel_array(ds)
-    except Exception as err:  # pydicom and its plugins raise many exception types
-        raise _decode_failed(info, err) from err
+    except BaseException as err:  # pydicom and its plugins raise many types: see
+        raise _decode_failed(info, err) from err  # `_decode_failed`
     if arr.ndim == 2:
         arr = arr[np.newaxis]
     if arr.ndim != 3:

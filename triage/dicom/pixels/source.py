@@ -232,6 +232,11 @@ def _check_image(info: ImageInfo, *, has_pixels: bool) -> None:
         raise DicomError(
             "The file lacks Rows, Columns or BitsAllocated, so its pixel data cannot be "
             "interpreted.", info.path)
+    if (info.bits_stored or 0) > info.bits_allocated:
+        raise DicomError(
+            f"BitsStored ({info.bits_stored}) exceeds BitsAllocated ({info.bits_allocated}): "
+            "the header contradicts itself, so the stored values cannot be interpreted.",
+            info.path)
     if info.samples_per_pixel != 1 or (info.photometric or "MONOCHROME2") not in _GREYSCALE:
         raise DicomError(
             f"The image is {info.photometric or 'colour'} with {info.samples_per_pixel} "

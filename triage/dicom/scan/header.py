@@ -29,6 +29,7 @@ from triage.dicom.scan.record import (
     PixelCheck,
     check_fragments,
     expected_native_length,
+    over_limit,
     record_from_dataset,
 )
 from triage.dicom.values import raw_text
@@ -43,7 +44,7 @@ __all__ = ["MEDIA_STORAGE_DIRECTORY", "os_error_record", "read_instance",
 _UNDEFINED = tags.UNDEFINED
 
 
-def read_instance(path: Path | str, max_inflated_bytes: int | None = None
+def read_instance(path: Path | str, limits: ResourceLimits | None = None
                   ) -> InstanceRecord | None:
     """Read one file's header (never its pixels) into a record; the scan's per-file step.
 
@@ -52,9 +53,11 @@ def read_instance(path: Path | str, max_inflated_bytes: int | None = None
 
     Args:
         path: the file to read.
-        max_inflated_bytes: a deflated data set inflating to more is refused
-            (``over-limit``) before pydicom inflates it; default
-            `ResourceLimits().max_inflated_bytes`.
+        limits: a deflated data set inflating to more than ``max_inflated_bytes`` is
+            refused (``over-limit``) before pydicom inflates it, and native pixel data
+            too short for a header that declares more than ``max_frame_pixels`` or
+            ``max_frames`` is ``over-limit`` rather than ``corrupt``; default
+            `ResourceLimits()`.
 
     Returns:
         The record, or None when the file is not DICOM (no ``DICM`` prefix and no data set
@@ -80,12 +83,12 @@ def read_instance(path: Path | str, max_inflated_bytes: int | None = None
             if record is not None:
                 return record
             raw.seek(0)
-            limit = max_inflated_bytes or ResourceLimits().max_inflated_bytes
             # pydicom warns (and logs) about odd values; those we use are noted in
             # `malformed`, and its texts may quote patient identifiers, so none may reach
             # a log or stderr.
             with capture_pydicom():
-                return _read_open_file(io.BufferedReader(raw), path, size, limit)
+                return _read_open_file(io.BufferedReader(raw), path, size,
+                                       limits or ResourceLimits())
     except ResourceLimitError as err:
         return failed_record(path, ScanErrorCode.OVER_LIMIT, f"over limit: {err.reason}",
                              size)
@@ -117,7 +120,7 @@ def os_error_record(path: Path, err: OSError, size: int | None = None) -> Instan
     return failed_record(path, ScanErrorCode.IO_ERROR, f"cannot read: {err.strerror}", size)
 
 
-def _read_open_file(fh: BinaryIO, path: Path, size: int, max_inflated_bytes: int
+def _read_open_file(fh: BinaryIO, path: Path, size: int, limits: ResourceLimits
                     ) -> InstanceRecord | None:
     head = fh.read(132)
     has_prefix = head[128:132] == b"DICM"
@@ -126,7 +129,7 @@ def _read_open_file(fh: BinaryIO, path: Path, size: int, max_inflated_bytes: int
     import pydicom  # here, not at the top: the fast path and non-DICOM files need none
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    check_deflated_file(fh, max_inflated_bytes, path)  # pydicom inflates without a cap
+    check_deflated_file(fh, limits.max_inflated_bytes, path)  # pydicom inflates without a cap
     ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
     if has_prefix and len(ds.file_meta) == 0:
         return failed_record(path, ScanErrorCode.CORRUPT,
@@ -138,7 +141,7 @@ def _read_open_file(fh: BinaryIO, path: Path, size: int, max_inflated_bytes: int
         present = bool(tags.PIXEL_TAGS & set(pydicom.dcmread(fh, force=True).keys()))
         pixels = header_cut or PixelCheck(present)
     else:
-        pixels = header_cut or _check_pixel_data(fh, ds, size, syntax)
+        pixels = header_cut or _check_pixel_data(fh, ds, size, syntax, limits)
     record = record_from_dataset(path, size, ds, str(syntax) if syntax else None,
                                  pixels.present)
     if record.sop_class_uid == MEDIA_STORAGE_DIRECTORY:
@@ -196,8 +199,14 @@ def _last_element(ds: Dataset) -> object | None:
     return items[-1][1] if items else None
 
 
-def _check_pixel_data(fh: BinaryIO, ds: Dataset, size: int, syntax: UID | None) -> PixelCheck:
-    """Read the pixel data element's header (where dcmread stopped) and check its length."""
+def _check_pixel_data(fh: BinaryIO, ds: Dataset, size: int, syntax: UID | None,
+                      limits: ResourceLimits) -> PixelCheck:
+    """Read the pixel data element's header (where dcmread stopped) and check its length.
+
+    Native pixel data shorter than the header's Rows x Columns x frames needs is
+    ``over-limit`` when that size breaks a cap of `limits` (the loader refuses such a
+    header before decoding, as it does for compressed data), else ``corrupt``.
+    """
     little = ds.original_encoding[1] is not False
     endian = "<" if little else ">"
     head = fh.read(8)
@@ -230,6 +239,9 @@ def _check_pixel_data(fh: BinaryIO, ds: Dataset, size: int, syntax: UID | None) 
     native = syntax is not None and not syntax.is_encapsulated
     expected = expected_native_length(ds) if native else None
     if expected is not None and length < expected and group << 16 | element == tags.PIXEL_DATA:
+        over = over_limit(ds, limits)
+        if over is not None:
+            return PixelCheck(True, ScanErrorCode.OVER_LIMIT, f"over limit: {over}")
         return PixelCheck(True, ScanErrorCode.CORRUPT,
                           f"corrupt: pixel data has {length} bytes but Rows, Columns, frames, "
                           f"samples and BitsAllocated need {expected}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from triage.dicom import tags
 from triage.dicom.device import device_group
+from triage.dicom.limits import ResourceLimitError, ResourceLimits
 from triage.dicom.scan.index import InstanceRecord, ScanErrorCode
 from triage.dicom.values import (
     RawValues,
@@ -82,6 +83,21 @@ def expected_native_length(ds: Dataset | RawValues) -> int | None:
     if (raw_text(ds, tags.PHOTOMETRIC) or "").startswith("YBR_FULL_422"):
         pixels = pixels * 2 // 3
     return (pixels * bits + 7) // 8
+
+
+def over_limit(ds: Dataset | RawValues, limits: ResourceLimits) -> str | None:
+    """Why the header's Rows, Columns and NumberOfFrames break `limits`, or None.
+
+    The text is `ResourceLimits.check_instance`'s, without a path: the one the loader
+    gives for the same header.
+    """
+    frames = integer(ds, tags.NUMBER_OF_FRAMES, "NumberOfFrames", [])
+    try:
+        limits.check_instance(unsigned_short(ds, tags.ROWS), unsigned_short(ds, tags.COLUMNS),
+                              frames, Path())
+    except ResourceLimitError as err:
+        return err.reason
+    return None
 
 
 def record_from_dataset(

@@ -119,9 +119,9 @@ def _key(info: os.stat_result) -> tuple[int, int]:
 MIN_FILES_PER_WORKER = 4096
 
 
-def _read_chunk(paths: list[str], max_inflated_bytes: int | None = None
+def _read_chunk(paths: list[str], limits: ResourceLimits | None = None
                 ) -> list[InstanceRecord | None]:
-    return [read_instance(p, max_inflated_bytes) for p in paths]
+    return [read_instance(p, limits) for p in paths]
 
 
 def scan_export(
@@ -143,8 +143,9 @@ def scan_export(
         use_dicomdir: read DICOMDIR files to report the files they list that are missing.
         min_files_per_worker: the pool has at most one worker per this many files, and
             fewer than two workers means reading inline (see `MIN_FILES_PER_WORKER`).
-        limits: caps on what one file may cost to read (the scan uses
-            ``max_inflated_bytes``); default `ResourceLimits()`.
+        limits: caps on what one file may cost to read (``max_inflated_bytes``), and
+            that native pixel data too short for its header is checked against
+            (``over-limit`` rather than ``corrupt``); default `ResourceLimits()`.
 
     Returns:
         The `ScanResult`, records sorted by path; identical for any `workers`.
@@ -160,12 +161,12 @@ def scan_export(
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1 or chunk_size < 1:
         raise ValueError(f"workers and chunk_size must be >= 1, got {workers} and {chunk_size}.")
-    inflate_cap = (limits or ResourceLimits()).max_inflated_bytes
+    limits = limits or ResourceLimits()
     walk = _walk_export(root)
     chunks = -(-len(walk.files) // chunk_size)
     workers = min(workers, chunks, len(walk.files) // max(min_files_per_worker, 1))
     if workers <= 1:
-        read = [read_instance(path, inflate_cap) for path in walk.files]
+        read = [read_instance(path, limits) for path in walk.files]
     else:
         from concurrent.futures import ProcessPoolExecutor  # not needed inline
 
@@ -176,7 +177,7 @@ def scan_export(
         # From a forkserver: a reader forked from the caller would hold a copy-on-write
         # view of everything the caller holds (a loaded network, in `triage run`).
         with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
-            reader = functools.partial(_read_chunk, max_inflated_bytes=inflate_cap)
+            reader = functools.partial(_read_chunk, limits=limits)
             read = [r for result in pool.map(reader, chunks) for r in result]
     records, ignored, dicomdirs = list(walk.problems), list(walk.ignored), list(walk.dicomdirs)
     for path, record in zip(walk.files, read, strict=True):

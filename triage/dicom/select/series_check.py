@@ -18,6 +18,9 @@ from triage.dicom.geometry import median_of
 from triage.dicom.scan.index import InstanceRecord
 from triage.dicom.select.selection_rules import SECONDARY_CAPTURE_CLASSES, Rejection, SelectionRules
 
+MAX_DETAIL = 240
+"""Most characters of a file's error that a rejection message quotes."""
+
 
 @dataclass(frozen=True)
 class SeriesRef:
@@ -92,6 +95,22 @@ def error_counts(records: list[InstanceRecord] | tuple[InstanceRecord, ...]) -> 
     return ", ".join(f"{code}: {n}" for code, n in sorted(counts.items()))
 
 
+def first_error(records: list[InstanceRecord] | tuple[InstanceRecord, ...],
+                limit: int = MAX_DETAIL) -> str:
+    """The first unreadable record (by path) and its error, on one line, e.g.
+    ``"/export/SE1/IM0001.dcm: truncated: pixel data needs 2048 bytes but only 1548 remain"``.
+
+    The error is cut to `limit` characters, and its ``;`` become ``,``: a reason joins its
+    parts with ``"; "``. Reports make the path relative to the export
+    (`triage.ingest.report.inside_export`).
+    """
+    record = min(records, key=lambda r: str(r.path))
+    detail = " ".join(str(record.error or record.error_code).split()).replace(";", ",")
+    if len(detail) > limit:
+        detail = detail[:limit - 1].rstrip() + "…"
+    return f"{record.path}: {detail}"
+
+
 def _most_common(values: list[str | None]) -> str | None:
     return Counter(values).most_common(1)[0][0] if values else None
 
@@ -104,7 +123,8 @@ def evaluate_series(study_uid: str, series_uid: str, records: tuple[InstanceReco
     first = readable[0] if readable else records[0]
     if not readable:
         return rejection(first, Rejection.UNREADABLE,
-                          f"all {len(failed)} file(s) unreadable ({error_counts(failed)})")
+                          f"all {len(failed)} file(s) unreadable ({error_counts(failed)}), "
+                          f"first {first_error(failed)}")
     modality = _most_common([r.modality for r in readable])
     if not rules.allows(modality):
         return rejection(first, Rejection.MODALITY, f"modality {modality or '(missing)'} not "

@@ -88,6 +88,9 @@ def assemble_volume(
     reference = ordered[0]
     row, col, _ = geometry.unit_axes(reference.orientation)
     positions = np.stack([f.position for f in ordered])
+    info = sources[reference.file_index].info
+    _check_plausible(reference.pixel_spacing, analysis.median_step,
+                     (len(ordered), info.rows or 0, info.columns or 0), options, label)
     stack = _stack_pixels(sources, ordered, label)
     if position_tilt:
         shifts = geometry.in_plane_shifts(positions, row, col, reference.pixel_spacing)
@@ -199,6 +202,33 @@ def _untrustworthy(
     return GeometryError(message, label, verdict=verdict)
 
 
+def _check_plausible(pixel_spacing: tuple[float, float], step: float,
+                     shape: tuple[int, ...], options: LoadOptions, label: Path) -> None:
+    """Refuse a spacing or a scanned extent no clinical scan has.
+
+    Such headers are consistent, so no other check stops them, but they would make
+    preprocessing resample a field kilometres long (gigabytes) or a fraction of a
+    millimetre wide (a network input of one voxel and padding).
+    """
+    rows, columns = pixel_spacing
+    low, high = options.spacing_range_mm
+    for name, value in (("PixelSpacing (rows)", rows), ("PixelSpacing (columns)", columns),
+                        ("the slice step", step)):
+        if not low <= value <= high:
+            raise GeometryError(
+                f"{name} is {value:.6g} mm, outside [{low:g}, {high:g}] mm "
+                "(LoadOptions.spacing_range_mm): the header is corrupt or the image is "
+                "not a clinical scan.", label, verdict=GeometryVerdict.MALFORMED)
+    n_slices, n_rows, n_columns = shape
+    extent = max(n_rows * rows, n_columns * columns, n_slices * step)
+    if extent > options.max_extent_mm:
+        raise GeometryError(
+            f"The scanned field is {extent:.6g} mm long ({n_columns} x {n_rows} x "
+            f"{n_slices} voxels of {columns:.4g} x {rows:.4g} x {step:.4g} mm), more than "
+            f"LoadOptions.max_extent_mm={options.max_extent_mm:g}: the header is corrupt.",
+            label, verdict=GeometryVerdict.MALFORMED)
+
+
 def _stack_pixels(sources: list[SourceFile], ordered: list[FrameHeader], label: Path) -> np.ndarray:
     """Sorted frames rescaled into one preallocated float32 ``[slice, row, column]``.
 
@@ -208,17 +238,37 @@ def _stack_pixels(sources: list[SourceFile], ordered: list[FrameHeader], label: 
     """
     info = sources[ordered[0].file_index].info
     stack = np.empty((len(ordered), info.rows, info.columns), dtype=np.float32)
-    floating = False
+    floating = overflow = False
     for k, frame in enumerate(ordered):
         source = sources[frame.file_index]
         stored = source.stored()[frame.frame_index]
         floating = floating or stored.dtype.kind == "f"
-        rescale_into(stack[k], stored, frame.slope, frame.intercept)
+        if stored.dtype.kind in "iu" and not overflow:
+            overflow = _may_overflow(stored.dtype, frame)
+        with np.errstate(over="ignore", invalid="ignore"):  # refused below, not warned
+            rescale_into(stack[k], stored, frame.slope, frame.intercept)
         if source.info.n_frames == 1:
             source.release()  # file bytes go as the volume fills: peak ~ max, not sum
     if floating and not np.isfinite(stack).all():
         raise DicomError("The float pixel data holds NaN or infinite values.", label)
+    if overflow and not np.isfinite(stack).all():
+        slopes = sorted({f.slope for f in ordered}, key=abs)
+        raise DicomError(
+            f"RescaleSlope {slopes[-1]:g} takes stored values beyond the float32 range "
+            "(infinite or NaN intensities); the header is corrupt. Re-export the series.",
+            label)
     return stack
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _may_overflow(dtype: np.dtype, frame: FrameHeader) -> bool:
+    """Whether ``stored * slope + intercept`` can leave float32's range for some stored
+    value of integer `dtype` (only then is the stack checked for non-finite values)."""
+    limits = np.iinfo(dtype)
+    largest = max(abs(int(limits.min)), int(limits.max))
+    return abs(frame.slope) * largest + abs(frame.intercept) >= _FLOAT32_MAX
 
 
 def _provenance(

@@ -60,6 +60,11 @@ class LoadOptions:
             contradict the orientation: `GeometryError` (``inconsistent-slices``).
         max_localizer_images: at most this many images of another orientation (or with
             ImageType LOCALIZER) are set aside as a stray localizer.
+        spacing_range_mm: the smallest and largest pixel spacing and slice step a
+            series may have; outside it the header is corrupt or the image is not a
+            clinical scan: `GeometryError` (``malformed-values``).
+        max_extent_mm: the largest extent of the scanned field along any axis (a whole
+            body is about 2 m); beyond it, likewise.
         deduplicate_identical: drop byte-identical copies of one SOP instance with a
             warning instead of failing with ``duplicates``.
         fast_reader: read single-frame little-endian files (native or compressed)
@@ -79,6 +84,8 @@ class LoadOptions:
     correct_tilt: bool = True
     max_tilt_deg: float = 35.0
     max_localizer_images: int = 3
+    spacing_range_mm: tuple[float, float] = (0.05, 30.0)
+    max_extent_mm: float = 3000.0
     deduplicate_identical: bool = True
     fast_reader: bool = True
     limits: ResourceLimits = field(default_factory=ResourceLimits)
@@ -94,6 +101,13 @@ class LoadOptions:
         if self.max_localizer_images < 0:
             raise ValueError("LoadOptions.max_localizer_images must be >= 0, "
                              f"got {self.max_localizer_images}.")
+        low, high = self.spacing_range_mm
+        if not 0 < low < high:
+            raise ValueError("LoadOptions.spacing_range_mm must be [smallest, largest] with "
+                             f"0 < smallest < largest, got {list(self.spacing_range_mm)}.")
+        if self.max_extent_mm <= high:
+            raise ValueError("LoadOptions.max_extent_mm must exceed the largest spacing, "
+                             f"got {self.max_extent_mm}.")
 
 
 def load_series(paths: Iterable[Path | str], *, options: LoadOptions = LoadOptions(),
