@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from triage.errors import ConfigError
+
 
 @contextlib.contextmanager
 def atomic_open(path: Path | str, mode: str = "w", *, durable: bool = True,
@@ -57,3 +59,42 @@ def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8", *,
     """Write `text` to `path` atomically (`atomic_open`)."""
     with atomic_open(path, "w", durable=durable, encoding=encoding, newline="") as fh:
         fh.write(text)
+
+
+def prepare_out_dir(out_dir: Path | str, option: str = "--out") -> Path:
+    """Create the output folder `out_dir` if needed and check that files can be written in it.
+
+    Raises:
+        ConfigError: it is a file, lies under a file, or cannot be created or written
+            (read-only file system, permissions).
+    """
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as err:
+        why = os.strerror(err.errno) if err.errno else type(err).__name__
+        if isinstance(err, FileExistsError) or out_dir.is_file():
+            why = "it is a file, not a folder"
+        raise ConfigError(f"Output folder {out_dir} cannot be used: {why}. Give {option} a "
+                          f"folder that can be created and written.") from err
+    return out_dir
+
+
+def check_out_file(path: Path | str, option: str) -> Path:
+    """Check that the file `path` (given as `option`) can be written, before any work.
+
+    Raises:
+        ConfigError: it is a folder, or a folder on its way is a file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file path.")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{option} {path} cannot be written: {parent} is a file, "
+                                  f"not a folder.")
+            break
+    return path

@@ -11,12 +11,13 @@ manifest``) prints the help and exits 2, as click (>= 8.2) does for a missing co
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 
 import typer
 
-from triage.errors import EnvironmentalError, TriageError
+from triage.errors import EnvironmentalError, TriageError, is_environmental
 
 app = typer.Typer(
     name="triage",
@@ -108,7 +109,11 @@ def _show_usage_error(err: Exception) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; usage and `TriageError` errors become one clear line (exit
-    2; 3 for an `EnvironmentalError`: the machine failed, rerun once it is fixed)."""
+    2; 3 for an `EnvironmentalError`: the machine failed, rerun once it is fixed).
+
+    An `OSError` or an MLflow error that no command turned into a `TriageError` is one line
+    too (exit 2 for a path the user gave or a request MLflow refused, 3 for the machine's
+    failure); any other exception is a bug and keeps its traceback."""
     try:
         # Without standalone mode, click returns a command's `typer.Exit` code as the value.
         result = app(args=argv, prog_name="triage", standalone_mode=False)
@@ -123,7 +128,29 @@ def main(argv: list[str] | None = None) -> int:
     except _click_errors() as err:
         _show_usage_error(err)
         return getattr(err, "exit_code", 2)
+    except OSError as err:  # a path no check foresaw; the machine's errors exit 3
+        typer.secho(f"error: {_os_error(err)}", fg=typer.colors.RED, err=True)
+        return 2 if err.errno in _PATH_ERRNOS or not is_environmental(err) else 3
+    except Exception as err:
+        if not type(err).__module__.startswith("mlflow"):
+            raise  # a bug: its traceback is what a report needs
+        text = (getattr(err, "message", None) or str(err)).strip().splitlines()
+        typer.secho(f"error: MLflow refused the request: {text[0] if text else type(err)}",
+                    fg=typer.colors.RED, err=True)
+        return 3 if is_environmental(err) else 2
     return result if isinstance(result, int) else 0
+
+
+#: Errors of a path the user gave (missing, a file for a folder, no permission): exit 2.
+_PATH_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+                          errno.EACCES, errno.EPERM, errno.ENAMETOOLONG, errno.ELOOP})
+
+
+def _os_error(err: OSError) -> str:
+    """``Not a directory: afile/x`` (the OS message and the path or paths it names)."""
+    what = err.strerror or type(err).__name__
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    return f"{what}: {' -> '.join(paths)}." if paths else f"{what}."
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,7 +31,9 @@ def import_cmd(
     (listed; the stored labels are kept); 2 bad file (one line naming file, row, column).
     """
     from triage.feedback.importer import import_reviews
+    from triage.io import check_out_file
 
+    check_out_file(store, "--store")
     result = import_reviews(reviewed, run, store)
     if json_out:
         typer.echo(json.dumps(result.to_dict(), indent=1))

@@ -33,10 +33,12 @@ def ingest(
     from triage.engines.runner import ingest_export
     from triage.errors import ConfigError
     from triage.ingest.config import IngestConfig
+    from triage.io import prepare_out_dir
 
     if not export_dir.is_dir():
         raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
     cfg = IngestConfig.from_yaml(config)
+    prepare_out_dir(out)
     runner = create_engine(engine, workers=workers or None, ray_address=ray_address)
     console = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),

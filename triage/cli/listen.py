@@ -44,11 +44,11 @@ def listen(
 
     from triage.cli.run import _ruleset
     from triage.errors import ConfigError
+    from triage.io import prepare_out_dir
     from triage.model.device import select_device
     from triage.pacs.listen import ListenConfig, Listener
     from triage.route import Router
     from triage.run.model import load_model
-    from triage.run.pipeline import prepare_out_dir
 
     allowed = tuple(a.strip() for a in allow_ae.split(",") if a.strip())
     for aet in (ae_title, *allowed):

@@ -81,7 +81,10 @@ def build(
     from triage.data.labels import LabelSpec
     from triage.data.manifest_build import build_manifest
     from triage.data.splitting import DEFAULT_SPLITS
+    from triage.io import check_out_file
 
+    check_out_file(out, "--out")
+    check_out_file(secret_file, "--secret-file")
     selection = None
     if config is not None:
         from triage.ingest.config import IngestConfig

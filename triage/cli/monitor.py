@@ -97,7 +97,7 @@ def _clear(extra: list[str], alarms: Path | None, device_group: str | None,
 def _check(runs, experiment, since, labels, label_store, alarms, report, recent_runs, log,
            json_out) -> None:
     from triage.errors import ConfigError
-    from triage.io import atomic_write_text
+    from triage.io import atomic_write_text, check_out_file
     from triage.monitor.alarms import AlarmState
     from triage.monitor.monitor_report import render_monitor_report
     from triage.monitor.sources import (
@@ -110,6 +110,7 @@ def _check(runs, experiment, since, labels, label_store, alarms, report, recent_
     from triage.monitor.window import analyze, outcomes_from_labels
 
     since_at = parse_since(since, "--since")
+    check_out_file(report, "--report")
     if label_store is not None:
         from triage.feedback.store import LabelStore
 

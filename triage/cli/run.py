@@ -158,12 +158,17 @@ def run(
     if remote and engine != "local":
         raise ConfigError(f"--engine {engine} runs folder exports; a DICOMweb source is "
                           f"pulled and triaged on this machine (--engine local).")
+    if remote:
+        from triage.pacs.dicomweb import DicomwebSource
+
+        dicomweb = DicomwebSource(source, filters)  # a malformed URL: before any work
     runner = create_engine(engine, workers=workers or None, ray_address=ray_address)
     runner.start()  # Ray's start-up overlaps the imports below and loading the model
+    from triage.io import prepare_out_dir
     from triage.route import Router
     from triage.route.audit import check_fraction, with_audit
     from triage.run.model import load_model
-    from triage.run.pipeline import prepare_out_dir, run_export
+    from triage.run.pipeline import run_export
 
     check_fraction(audit_fraction)
     # Before the model download and any ingest. Where the engine's workers run the model
@@ -199,10 +204,9 @@ def run(
             bar.update(task, description="triaging", completed=done, total=total)
 
         if remote:
-            from triage.pacs.dicomweb import DicomwebSource
             from triage.pacs.pull import run_source
 
-            result = run_source(DicomwebSource(source, filters), out,
+            result = run_source(dicomweb, out,
                                 bundle=loaded.bundle, router=router,
                                 workers=workers or None, batch_size=batch_size,
                                 progress=on_study, model_name=loaded.name,

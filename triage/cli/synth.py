@@ -65,6 +65,7 @@ def synth(
     from triage.data.synth.config import SynthConfig, parse_splits
     from triage.data.synth.devices import device_names
     from triage.data.synth.export import generate_export
+    from triage.io import check_out_file, prepare_out_dir
 
     # The JPEG 2000 encoder logs one INFO line per slice; keep the console readable.
     logging.getLogger("openjpeg").setLevel(logging.WARNING)
@@ -76,6 +77,9 @@ def synth(
         thick_fraction=thick_fraction, extras=extras, dicomdir=dicomdir,
         splits=parse_splits(splits),
     )
+    if manifest is not None:
+        check_out_file(manifest, "--manifest")  # before the export, not after it
+    prepare_out_dir(out_dir, option="OUT_DIR")
     summary = generate_export(out_dir, config, manifest_path=manifest, overwrite=overwrite,
                               workers=workers)
     if json_summary:

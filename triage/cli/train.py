@@ -64,10 +64,12 @@ def train(
     """
     import json
 
+    from triage.io import prepare_out_dir
     from triage.registry.evaluate import TABLE_METRICS, markdown_table
     from triage.train.run import train_model
 
     cfg = _config(config, seed, epochs, device, init)
+    prepare_out_dir(out)
     if teacher:
         cfg = cfg.replace(distill={"teacher": teacher}, source=f"--teacher {teacher}")
     outcome = train_model(manifest_path=manifest, ingest_dir=ingest, config=cfg, out_dir=out,
@@ -119,8 +121,10 @@ def evaluate(
         raise ConfigError("--device-group chooses the held-out devices of --lodo; --model "
                           "is scored on every device group of its --split.")
     check_splits(split)
+    from triage.io import prepare_out_dir
+
     cfg = _config(config, seed, epochs, device)  # validates --device before any work
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out)
     if lodo:
         from triage.train.lodo import LODO_METRICS, leave_one_device_out
 

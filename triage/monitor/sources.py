@@ -115,17 +115,27 @@ def read_labels_csv(path: Path | str) -> dict[str, int]:
     Raises:
         ConfigError: missing columns or a label that is not 0 or 1.
     """
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"study_uid", "label"} <= set(reader.fieldnames):
-            raise ConfigError(f"Labels file {path} needs columns study_uid and label; it has "
-                              f"{', '.join(reader.fieldnames or [])}.")
-        out = {}
-        for n, row in enumerate(reader, start=2):
-            if row["label"].strip() not in ("0", "1"):
-                raise ConfigError(f"Labels file {path} line {n}: label must be 0 or 1, got "
-                                  f"{row['label']!r}.")
-            out[row["study_uid"].strip()] = int(row["label"])
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return _labels(csv.DictReader(fh), path)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"Labels file {path} is not UTF-8 text (byte {err.start}); save it "
+                          f"as UTF-8 CSV.") from err
+    except OSError as err:
+        raise ConfigError(f"Labels file {path} cannot be read: "
+                          f"{err.strerror or type(err).__name__}.") from err
+
+
+def _labels(reader: csv.DictReader, path: Path | str) -> dict[str, int]:
+    if not reader.fieldnames or not {"study_uid", "label"} <= set(reader.fieldnames):
+        raise ConfigError(f"Labels file {path} needs columns study_uid and label; it has "
+                          f"{', '.join(reader.fieldnames or [])}.")
+    out = {}
+    for n, row in enumerate(reader, start=2):
+        if row["label"].strip() not in ("0", "1"):
+            raise ConfigError(f"Labels file {path} line {n}: label must be 0 or 1, got "
+                              f"{row['label']!r}.")
+        out[row["study_uid"].strip()] = int(row["label"])
     return out
 
 

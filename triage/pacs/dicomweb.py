@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from triage.errors import ConfigError, EnvironmentalError
 from triage.pacs.retry import Backoff, http_status, is_transient
@@ -101,7 +102,21 @@ class DicomwebSource:
         self.url = url.rstrip("/")
         self.filters = filters or StudyFilter()
         self.backoff = backoff or Backoff()
-        self.client = DICOMwebClient(self.url)
+        try:
+            parsed = urlparse(self.url)
+            if parsed.port == 0:  # `port` raises ValueError for any other bad port
+                raise ValueError("Port 0")
+            if not parsed.hostname:
+                raise ValueError("it names no host")
+            self.client = DICOMwebClient(self.url)
+        except ValueError as err:
+            # Not the URL itself in the message: it may carry a password.
+            why = "its port is not a number from 1 to 65535" if "port" in str(err).lower() \
+                else "it names no host" if str(err) == "it names no host" \
+                else "it does not parse"
+            raise ConfigError(f"The DICOMweb URL is malformed ({why}); give "
+                              f"http(s)://host[:port]/path, e.g. "
+                              f"http://pacs:8042/dicom-web.") from err
         self.client.set_http_retry_params(retry=False)  # ours: `backoff`
         self.timeout = timeout
         self._local = threading.local()

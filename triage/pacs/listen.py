@@ -33,12 +33,13 @@ from typing import TYPE_CHECKING, Any
 from triage.dicom.scan.grouping import group_studies
 from triage.dicom.scan.scan import scan_export
 from triage.engines.stopwatch import Stopwatch
-from triage.errors import EnvironmentalError
+from triage.errors import ConfigError, EnvironmentalError
 from triage.ingest.config import IngestConfig
 from triage.ingest.study import ingest_study
+from triage.io import prepare_out_dir
 from triage.pacs.headers import HeaderStore
 from triage.preprocess.cache import VolumeCache
-from triage.run.pipeline import CACHE_DIR, _provenance, _Triage, open_journal, prepare_out_dir
+from triage.run.pipeline import CACHE_DIR, _provenance, _Triage, open_journal
 from triage.run.worklist import WorklistRow, study_identifiers, write_worklists
 
 if TYPE_CHECKING:
@@ -217,9 +218,15 @@ class Listener:
             ae.require_calling_aet = list(self.config.allow_ae)
         self.spool.opened = time.time()  # quiet time counts from here at the earliest
         tls = self.config.tls.server_context() if self.config.tls else None
-        self.server = ae.start_server((self.config.host, self.config.port), block=False,
-                                      evt_handlers=[(evt.EVT_C_STORE, self._on_store)],
-                                      ssl_context=tls)
+        try:
+            self.server = ae.start_server((self.config.host, self.config.port), block=False,
+                                          evt_handlers=[(evt.EVT_C_STORE, self._on_store)],
+                                          ssl_context=tls)
+        except OSError as err:  # the port is taken, the host is not this machine's, ...
+            raise ConfigError(
+                f"Cannot listen on {self.config.host}:{self.config.port} "
+                f"({err.strerror or err}); give --host an address of this machine and "
+                f"--port a free port.") from err
         LOGGER.info("Listening as %s on %s:%d%s (studies complete after %.0f s quiet).",
                     self.config.ae_title, self.config.host, self.config.port,
                     " over TLS" if tls else "", self.config.stable_seconds)

@@ -35,7 +35,7 @@ from triage.engines.stopwatch import Stopwatch
 from triage.errors import ConfigError
 from triage.ingest.config import IngestConfig
 from triage.ingest.stream import failed_outcome, stream_ingest
-from triage.io import atomic_write_text
+from triage.io import atomic_write_text, prepare_out_dir
 from triage.pacs.headers import HeaderStore
 from triage.pacs.source import RetrievalError, Source, StudyRef
 from triage.preprocess.cache import VolumeCache
@@ -48,7 +48,6 @@ from triage.run.pipeline import (
     _summary,
     _Triage,
     open_journal,
-    prepare_out_dir,
     progress_counter,
     stop_on_environmental,
 )

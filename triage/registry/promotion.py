@@ -85,8 +85,12 @@ def register_version(run_id: str, name: str, *, tracking_uri: str | None = None)
     calibration metrics and the rules version (when the bundle carries rules).
 
     Raises:
-        RegistryError: the run does not exist or logged no model.
+        RegistryError: `name` is no MLflow model name, or the run does not exist or
+            logged no model.
     """
+    if not name.strip() or "/" in name or ":" in name:  # MLflow checks after the download
+        raise RegistryError(f"--name {name!r} is not a model name MLflow accepts: give a "
+                            f"non-empty name without '/' or ':', such as 'triage'.")
     import mlflow
     from mlflow.exceptions import MlflowException
 

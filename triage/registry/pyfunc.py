@@ -21,6 +21,7 @@ refuses a model whose files no longer match it, or that has none (`BundleDigestE
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import tempfile
@@ -220,8 +221,13 @@ def _bundle_format(directory: Path) -> int:
     return int(json.loads((directory / BUNDLE_JSON).read_text(encoding="utf-8"))["format"])
 
 
-def _find_bundle(model_dir: Path) -> Path:
-    """The bundle directory inside a downloaded pyfunc model (or the directory itself)."""
+def _find_bundle(model_dir: Path, *, search: bool = True) -> Path:
+    """The bundle directory inside a downloaded pyfunc model (or the directory itself).
+
+    `search` looks for a ``bundle.json`` anywhere below `model_dir` (the layout of
+    downloaded artifacts varies); a folder the user named is not searched, or
+    ``--model .`` would load whichever bundle lies somewhere below the current folder.
+    """
     import yaml
 
     if (model_dir / BUNDLE_JSON).is_file():
@@ -233,6 +239,14 @@ def _find_bundle(model_dir: Path) -> Path:
         entry = artifacts.get(BUNDLE_ARTIFACT)
         if entry and (model_dir / entry["path"] / BUNDLE_JSON).is_file():
             return model_dir / entry["path"]
+    if not search:
+        below = sorted(str(p.parent) for p in itertools.islice(
+            itertools.chain(model_dir.glob(f"*/{BUNDLE_JSON}"),
+                            model_dir.glob(f"*/*/{BUNDLE_JSON}")), 3))
+        hint = f"; did you mean {' or '.join(below)}?" if below else "."
+        raise BundleError(model_dir, f"is not a model bundle folder (no {BUNDLE_JSON} in "
+                                     f"it); give --model the bundle folder itself or a "
+                                     f"model URI (models:/NAME@alias){hint}")
     found = sorted(model_dir.rglob(BUNDLE_JSON))
     if not found:
         raise BundleError(model_dir, f"holds no {BUNDLE_JSON}; the URI does not point to a "
@@ -302,10 +316,19 @@ def load_bundle_from_uri(uri: str, *, tracking_uri: str | None = None,
         TrackingError: the URI cannot be resolved or downloaded (the MLflow error is
             chained).
     """
+    if not uri.strip():
+        raise BundleError(None, "the model URI is empty; give --model a model URI "
+                                "(models:/NAME@alias, runs:/<run id>/model) or a bundle "
+                                "folder.")
     local = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
-    if "://" not in uri and ":/" not in uri and local.is_dir():
+    if "://" not in uri and ":/" not in uri:  # a path on this machine
+        if not local.is_dir():
+            what = "is a file, not a folder" if local.exists() else "does not exist"
+            raise BundleError(local, f"{what}; give --model a bundle folder or a model URI "
+                                     f"(models:/NAME@alias).")
         config = _mlmodel(local).get("model_config") or {}
-        return load_bundle(_find_bundle(local), expected_digest=config.get(DIGEST_KEY),
+        return load_bundle(_find_bundle(local, search=False),
+                           expected_digest=config.get(DIGEST_KEY),
                            decode_weights=decode_weights)
     import mlflow
     from mlflow.exceptions import MlflowException

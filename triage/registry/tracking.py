@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from triage.errors import EnvironmentalError, TriageError, describe_environmental
+from triage.errors import ConfigError, EnvironmentalError, TriageError, describe_environmental
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,11 +147,57 @@ def default_artifact_location(uri: str, experiment: str) -> str | None:
     return (db.parent / ARTIFACTS_DIR / slug).as_uri()
 
 
+#: URI schemes MLflow keeps runs and models in (a database URI may name its driver,
+#: ``postgresql+psycopg2``); a URI without a scheme is a local folder.
+STORE_SCHEMES = frozenset({"", "file", "sqlite", "http", "https", "postgresql", "mysql",
+                           "mssql", "databricks", "databricks-uc", "uc"})
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Refuse a tracking URI MLflow cannot use, before it fails deep inside MLflow.
+
+    The message names the scheme or the file, never the whole URI (it may hold a
+    password).
+
+    Raises:
+        ConfigError: an unknown scheme, or a SQLite database whose folder is a file.
+
+    Example:
+        >>> check_tracking_uri("bogus://x")
+        Traceback (most recent call last):
+        ...
+        triage.errors.ConfigError: The MLflow tracking URI has the scheme 'bogus', which ...
+    """
+    scheme = urlparse(uri).scheme.split("+")[0].lower()
+    if len(scheme) == 1:  # a Windows drive letter: a local folder
+        scheme = ""
+    if scheme not in STORE_SCHEMES:
+        raise ConfigError(
+            f"The MLflow tracking URI has the scheme '{scheme}', which MLflow keeps no runs "
+            f"in; set MLFLOW_TRACKING_URI to sqlite:///path/mlflow.db, http(s)://host:port "
+            f"or a database URI (see docs/mlflow.md).")
+    db = sqlite_path(uri)
+    if db is not None and db.parent.exists() and not db.parent.is_dir():
+        raise ConfigError(f"The MLflow tracking database {db} cannot be created: "
+                          f"{db.parent} is a file, not a folder.")
+
+
 def client_for(uri: str | None = None) -> MlflowClient:
-    """An `MlflowClient` bound to the resolved tracking URI (registry on the same URI)."""
+    """An `MlflowClient` bound to the resolved tracking URI (registry on the same URI).
+
+    The URI is checked first (`check_tracking_uri`), and a tracking server must accept
+    connections (`ensure_reachable`): every command that records or reads runs or models
+    fails in seconds, with one line, rather than after minutes of MLflow's retries.
+
+    Raises:
+        ConfigError: the URI is not one MLflow can use.
+        EnvironmentalError: the tracking server cannot be reached.
+    """
     from mlflow import MlflowClient
 
     resolved = resolve_tracking_uri(uri)
+    check_tracking_uri(resolved)
+    ensure_reachable(resolved)
     return MlflowClient(tracking_uri=resolved, registry_uri=resolved)
 
 

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -51,7 +49,7 @@ from triage.ingest.report import IngestStatus, StudyReport, inside_export
 from triage.ingest.schedule import studies_largest_first
 from triage.ingest.study import StudyOutcome
 from triage.ingest.volume_qc import VolumeQC
-from triage.io import atomic_write_text
+from triage.io import atomic_write_text, prepare_out_dir
 from triage.preprocess.cache import VolumeCache
 from triage.run.distance import input_distance
 from triage.run.journal import JOURNAL_NAME, Journal
@@ -278,27 +276,6 @@ def _certification(router: Router, bundle: ModelBundle) -> dict[str, Any]:
 def _torch_threads() -> int | None:
     torch = sys.modules.get("torch")  # loaded with the model; not imported just to ask
     return torch.get_num_threads() if torch is not None else None
-
-
-def prepare_out_dir(out_dir: Path | str) -> Path:
-    """Create the output folder `out_dir` if needed and check that files can be written in it.
-
-    Raises:
-        ConfigError: it is a file, lies under a file, or cannot be created or written
-            (read-only file system, permissions).
-    """
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
-    except OSError as err:
-        why = os.strerror(err.errno) if err.errno else type(err).__name__
-        if isinstance(err, FileExistsError) or out_dir.is_file():
-            why = "it is a file, not a folder"
-        raise ConfigError(f"Output folder {out_dir} cannot be used: {why}. Give --out a "
-                          f"folder that can be created and written.") from err
-    return out_dir
 
 
 def _stopped(err: BaseException, journal_path: Path) -> EnvironmentalError:
