@@ -38,8 +38,8 @@ def ingest(
     if not export_dir.is_dir():
         raise ConfigError(f"Export folder {export_dir} does not exist or is not a folder.")
     cfg = IngestConfig.from_yaml(config)
-    prepare_out_dir(out)
     runner = create_engine(engine, workers=workers or None, ray_address=ray_address)
+    prepare_out_dir(out)  # after every check of the options: nothing is created before
     console = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True,
