@@ -96,6 +96,9 @@ _DEVICE_MESSAGES = ("cuda out of memory", "out of memory", "cuda error", "cudnn_
                     "cublas_status", "no cuda gpus", "not compiled with cuda",
                     "device-side assert", "mps backend", "hip error")
 _DEVICE_ERRORS = ("OutOfMemoryError", "AcceleratorError")  # torch's own classes
+# SQLite's own words for a full or failing disk (sqlite3.OperationalError, also as wrapped
+# by SQLAlchemy and MLflow): the label store's or the tracking database's disk, not a bug.
+_STORE_MESSAGES = ("database or disk is full", "disk i/o error")
 _OS_MESSAGES = tuple(os.strerror(code).lower() for code in sorted(ENVIRONMENTAL_ERRNOS))
 
 
@@ -117,6 +120,8 @@ def _one(err: BaseException) -> bool:
                                                                          "urllib3"))
     if type(err).__name__ in _DEVICE_ERRORS and type(err).__module__.startswith("torch"):
         return True
+    if any(m in str(err).lower() for m in _STORE_MESSAGES):
+        return True
     return isinstance(err, RuntimeError | AssertionError) and _device_message(str(err))
 
 
@@ -126,8 +131,9 @@ def is_environmental(exc: BaseException) -> bool:
     Environmental: `EnvironmentalError`; an `OSError` with an errno of
     `ENVIRONMENTAL_ERRNOS` (full, read-only or failing disk, permissions, file limits,
     network); connection errors and timeouts (the tracking server); accelerator failures
-    (out of memory, no CUDA device, a build without CUDA). Anything else a study raises
-    is that study's own outcome.
+    (out of memory, no CUDA device, a build without CUDA); SQLite's full or failing disk
+    (the label store, a SQLite tracking store). Anything else a study raises is that
+    study's own outcome.
 
     Example:
         >>> is_environmental(OSError(errno.ENOSPC, "No space left on device"))
@@ -147,7 +153,8 @@ def environmental_reason(reason: str) -> bool:
     """Whether a journaled failure reason names an environmental error: such rows, written
     before a failure of the machine stopped the run, are redone rather than kept."""
     text = reason.lower()
-    return _device_message(text) or any(m in text for m in _OS_MESSAGES)
+    return (_device_message(text) or any(m in text for m in _OS_MESSAGES)
+            or any(m in text for m in _STORE_MESSAGES))
 
 
 def describe_environmental(exc: BaseException) -> str:

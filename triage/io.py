@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -98,3 +100,66 @@ def check_out_file(path: Path | str, option: str) -> Path:
                                   f"not a folder.")
             break
     return path
+
+
+LOCK_NAME = ".triage.lock"
+#: `atomic_open`'s temporary files: ``.<name>.<8 random characters of mkstemp>.tmp``.
+_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+#: Folders this process holds the lock of: resolved path -> [file descriptor, holders].
+_HELD: dict[str, list[int]] = {}
+
+
+def lock_out_dir(out_dir: Path | str) -> Callable[[], None]:
+    """Take the exclusive lock of the output folder `out_dir`; return its release.
+
+    Two processes writing one run's journal would each redo every study and could both
+    write its header. The lock is an advisory ``flock`` on ``OUT/.triage.lock``: the OS
+    drops it when its process dies, so a killed run never leaves the folder locked. Within
+    one process the lock is shared (taken again, it counts holders). Where the filesystem
+    has no locks (some NFS mounts) a warning says so and the run goes on unlocked.
+
+    Raises:
+        ConfigError: another process holds the lock.
+    """
+    import fcntl
+
+    out_dir = Path(out_dir)
+    key = str(out_dir.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return lambda: _release(key)
+    fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"Output folder {out_dir} is in use by another triage process; "
+                          f"wait for it to finish, or give another --out.") from None
+    except OSError as err:  # ENOLCK, EOPNOTSUPP: a filesystem without locks
+        logging.getLogger(__name__).warning(
+            "Output folder %s cannot be locked (%s); do not start a second run on it.",
+            out_dir, err.strerror)
+    _HELD[key] = [fd, 1]
+    return lambda: _release(key)
+
+
+def _release(key: str) -> None:
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] <= 0:
+        del _HELD[key]
+        os.close(held[0])  # drops the flock
+
+
+def remove_stale_temp(folder: Path | str) -> int:
+    """Remove the temporary files `atomic_open` left in `folder` (and below) when its
+    process was killed mid-write; return how many. Call it only while holding the
+    folder's lock (`lock_out_dir`): another process's temporary files are live."""
+    removed = 0
+    for path in Path(folder).rglob(".*.tmp"):
+        if _TEMP.fullmatch(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

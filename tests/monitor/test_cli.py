@@ -76,6 +76,27 @@ def test_monitor_reads_an_mlflow_experiment_and_logs_its_alarms(tmp_path, monkey
     assert run.data.metrics["alarms_raised"] >= 1
 
 
+def test_runs_killed_while_recorded_are_left_out_not_fatal(tmp_path, monkeypatch, capsys):
+    """A `triage run` killed while logging leaves a RUNNING run without its record: every
+    later `triage monitor` of the experiment failed on it."""
+    from triage.monitor.runlog import RUN_KIND_TAG, log_run
+    from triage.registry.tracking import client_for
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    records, _ = stream(Scenario(runs=3, seed=4))
+    for record in records:
+        log_run(record, "<html></html>", experiment="runs-k")
+    client = client_for()
+    experiment = client.get_experiment_by_name("runs-k").experiment_id
+    tags = {RUN_KIND_TAG: "run", "triage.finished_utc": records[-1].finished_utc}
+    client.log_metric(client.create_run(experiment, tags=tags).info.run_id, "studies", 40)
+    finished = client.create_run(experiment, tags=tags).info.run_id  # no record either
+    client.set_terminated(finished)
+    assert main(["monitor", "--experiment", "runs-k", "--report", str(tmp_path / "w.html"),
+                 "--no-log", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["runs"]) == 3
+
+
 def test_since_is_compared_as_a_time_not_as_text(tmp_path, capsys):
     # run i finished at 2025-01-01T<i>:00:00 (UTC): 06:00+01:00 is 05:00 UTC, so runs 5-19
     folders = _folders(tmp_path, Scenario(seed=4))

@@ -15,6 +15,7 @@ import pytest
 
 import triage.io
 from triage.dicom.verdict import GeometryVerdict
+from triage.io import remove_stale_temp
 from triage.preprocess.cache import CacheError, VolumeCache, cache_key
 from triage.preprocess.config import PreprocessConfig
 from triage.preprocess.pipeline import PREPROCESS_VERSION, PreparedVolume
@@ -156,7 +157,8 @@ def test_killed_writer_leaves_only_invisible_temp_files(tmp_path):
     assert any(name.endswith(".tmp") for name in leftovers)
     assert not cache.contains(key) and cache.get(key) is None
     assert list(cache.entries()) == []
-    assert cache.purge_temp(older_than_s=0) == 1
+    assert remove_stale_temp(tmp_path) == 1
+    assert not any(p.name.endswith(".tmp") for p in (tmp_path / key[:2]).iterdir())
     cache.put(make_prepared(), source_fingerprint=SOURCE, config=CONFIG)  # rerun heals
     assert [e.key for e in cache.entries()] == [key]
 

@@ -126,6 +126,47 @@ def test_a_full_disk_stops_the_run_and_the_rerun_redoes_the_studies(run_case, ti
     assert sum(row.route == "failed" for row in rows) == 2  # the corrupt and the short one
 
 
+FULL_STORES = r"""
+set -u
+mount -t tmpfs -o size=8k tmpfs "$OUT" || exit 77
+MLFLOW_TRACKING_URI="sqlite:///$OUT/mlflow.db" "$PYTHON" -m triage rollback --name m \
+    2> "$RESULTS/mlflow.err"; echo $? > "$RESULTS/mlflow.code"
+rm -f "$OUT"/*
+"$PYTHON" -c 'import sys
+from triage.feedback.store import LabelStore
+from triage.errors import EnvironmentalError
+try:
+    LabelStore(sys.argv[1])
+except EnvironmentalError as err:
+    print(err)' "$OUT/labels.db" > "$RESULTS/store.out" 2>&1
+"""
+
+
+def test_sqlite_stores_on_a_full_disk_are_the_machines_failure(tmp_path):
+    """SQLite says "database or disk is full" as an OperationalError: the tracking store
+    gave a 90-line traceback (exit 2), the label store a traceback or 'pass another label
+    store path'."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) to mount a small tmpfs")
+    out, results = tmp_path / "out", tmp_path / "results"
+    out.mkdir()
+    results.mkdir()
+    env = os.environ | {"PYTHONPATH": str(ROOT), "PYTHON": sys.executable, "OUT": str(out),
+                        "RESULTS": str(results)}
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                           FULL_STORES], env=env, cwd=tmp_path, capture_output=True,
+                          timeout=300)
+    if done.returncode == 77:
+        pytest.skip("cannot mount a tmpfs here")
+    err = (results / "mlflow.err").read_text(encoding="utf-8")
+    assert (results / "mlflow.code").read_text().strip() == "3", err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "database or disk is full" in errors[0], err
+    assert "cannot be written (database or disk is full); free the disk" in \
+        (results / "store.out").read_text(encoding="utf-8")
+
+
 class _OutOfMemory:
     """The real bundle whose device runs out of memory after `good` forward passes."""
 

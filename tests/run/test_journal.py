@@ -92,3 +92,64 @@ def test_rows_failed_by_the_machine_in_an_older_version_are_redone(tmp_path):
     journal = Journal(path, IDENTITY)
     assert list(journal.rows) == ["gap", "ok"]
     assert "full" not in journal and "gpu" not in journal
+
+
+@pytest.mark.parametrize("line", [b"{}", b"[1, 2]", b'{"study_uid": "x", "priority": "high"}'])
+def test_json_that_is_no_row_is_a_torn_last_line_or_one_error_before_it(tmp_path, line):
+    """Valid JSON that is no row crashed every later run with a TypeError traceback."""
+    path = tmp_path / "journal.jsonl"
+    Journal(path, IDENTITY).append(_rows("a", "b"))
+    good = path.read_bytes()
+    path.write_bytes(good + line + b"\n")
+    journal = Journal(path, IDENTITY)
+    assert journal.torn and list(journal.rows) == ["a", "b"] and path.read_bytes() == good
+    journal.close()
+    lines = good.split(b"\n")
+    path.write_bytes(b"\n".join([lines[0], line, *lines[1:]]))
+    with pytest.raises(JournalError, match="line 2 is not a worklist row"):
+        Journal(path, IDENTITY)
+
+
+LOCKER = """
+import sys, time
+from triage.run.journal import Journal
+journal = Journal(sys.argv[1], {"model_created_utc": "2026-01-01T00:00:00+00:00",
+                               "rules_version": "1"})
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path):
+    """Two runs on one --out each redid every study, and could both write the header."""
+    import subprocess
+    import sys
+
+    from triage.errors import ConfigError
+
+    path = tmp_path / "journal.jsonl"
+    other = subprocess.Popen([sys.executable, "-c", LOCKER, str(path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match=r"is in use by another triage process"):
+            Journal(path, IDENTITY)
+    finally:
+        other.kill()
+        other.wait()
+    journal = Journal(path, IDENTITY)  # the dead process's lock went with it
+    Journal(path, IDENTITY).close()  # within one process the lock is shared
+    journal.append(_rows("a"))
+    assert list(Journal(path, IDENTITY).rows) == ["a"]
+
+
+def test_temporary_files_of_a_killed_run_are_removed_when_it_resumes(tmp_path):
+    (tmp_path / "cache" / "volume_qc").mkdir(parents=True)
+    stale = [tmp_path / ".worklist.csv.k2j4_x9a.tmp",
+             tmp_path / "cache" / "volume_qc" / ".abc.json.zz8y7x6w.tmp"]
+    for path in stale:
+        path.write_text("half")
+    kept = tmp_path / "notes.tmp"  # not one of atomic_open's names
+    kept.write_text("mine")
+    Journal(tmp_path / "journal.jsonl", IDENTITY)
+    assert not any(p.exists() for p in stale) and kept.exists()

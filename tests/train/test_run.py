@@ -113,6 +113,26 @@ def test_mlflow_records_config_metrics_dataset_figures_and_model(trained):
     assert reloaded.temperature == pytest.approx(outcome.temperature)
 
 
+def test_a_resumed_training_logs_the_epochs_of_the_run_it_resumes(trained, tiny_training_set,
+                                                                  tmp_path, tracking):
+    """A training killed after its last checkpoint and run again logged no curve at all
+    (and one killed mid-epoch lost the epochs of the killed process's run)."""
+    import shutil
+
+    from triage.train.run import train_model
+
+    outcome, _, _ = trained
+    shutil.copytree(outcome.out_dir, tmp_path / "out")
+    again = train_model(manifest_path=tiny_training_set.manifest_path,
+                        ingest_dir=tiny_training_set.ingest_dir,
+                        config=TrainConfig.from_dict(TINY), out_dir=tmp_path / "out",
+                        holdout_device="cygnus", progress=False)
+    client = mlflow.MlflowClient(f"sqlite:///{tracking / 'mlflow.db'}")
+    history = client.get_metric_history(again.run_id, "train.loss")
+    assert [m.step for m in history] == [1, 2]
+    assert client.get_run(again.run_id).data.tags["triage.resumed_from_epoch"] == "2"
+
+
 def test_lodo_table_has_one_row_per_held_out_device(tiny_training_set, tmp_path, tracking):
     from triage.train.lodo import leave_one_device_out
 

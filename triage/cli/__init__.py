@@ -17,7 +17,12 @@ import sys
 
 import typer
 
-from triage.errors import EnvironmentalError, TriageError, is_environmental
+from triage.errors import (
+    EnvironmentalError,
+    TriageError,
+    describe_environmental,
+    is_environmental,
+)
 
 app = typer.Typer(
     name="triage",
@@ -132,12 +137,16 @@ def main(argv: list[str] | None = None) -> int:
         typer.secho(f"error: {_os_error(err)}", fg=typer.colors.RED, err=True)
         return 2 if err.errno in _PATH_ERRNOS or not is_environmental(err) else 3
     except Exception as err:
+        if is_environmental(err):  # e.g. SQLite's full disk under a label store
+            typer.secho(f"error: {describe_environmental(err)}; rerun once it is fixed.",
+                        fg=typer.colors.RED, err=True)
+            return 3
         if not type(err).__module__.startswith("mlflow"):
             raise  # a bug: its traceback is what a report needs
         text = (getattr(err, "message", None) or str(err)).strip().splitlines()
         typer.secho(f"error: MLflow refused the request: {text[0] if text else type(err)}",
                     fg=typer.colors.RED, err=True)
-        return 3 if is_environmental(err) else 2
+        return 2
     return result if isinstance(result, int) else 0
 
 

@@ -24,7 +24,7 @@ from triage.ingest.config import IngestConfig
 from triage.ingest.report import StudyReport, inside_export, summarize, write_report
 from triage.ingest.schedule import studies_largest_first
 from triage.ingest.stream import _init_worker  # noqa: F401 - tests
-from triage.io import atomic_write_text
+from triage.io import atomic_write_text, lock_out_dir, remove_stale_temp
 from triage.preprocess.stats import DeviceStatsAccumulator
 
 LOGGER = logging.getLogger(__name__)
@@ -78,7 +78,19 @@ def ingest_export(export_dir: Path | str, out_dir: Path | str, config: IngestCon
     start = time.perf_counter()
     config = config or IngestConfig.from_yaml()
     export_dir, out_dir = Path(export_dir), Path(out_dir)
-    engine = engine or LocalEngine(max(1, workers or os.cpu_count() or 1))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    release = lock_out_dir(out_dir)  # one ingest per folder; then its killed writes go
+    try:
+        remove_stale_temp(out_dir)
+        return _ingest(export_dir, out_dir, config, engine or LocalEngine(
+            max(1, workers or os.cpu_count() or 1)), progress, start)
+    finally:
+        release()
+
+
+def _ingest(export_dir: Path, out_dir: Path, config: IngestConfig, engine: Engine,
+            progress: Callable[[int, int, StudyReport], None] | None,
+            start: float) -> IngestResult:
     cache_root = out_dir / CACHE_DIR
     scan = scan_export(export_dir, workers=engine.scan_workers, limits=config.limits)
     scan_seconds = time.perf_counter() - start

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
+from triage.errors import EnvironmentalError, is_environmental
 from triage.feedback.errors import LabelStoreError
 
 STORE_FORMAT = "1"
@@ -190,6 +191,9 @@ class LabelStore:
                                 (STORE_FORMAT,))
             fmt = self.db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0]
         except sqlite3.DatabaseError as err:
+            if is_environmental(err):  # a full or failing disk: not the store's fault
+                raise EnvironmentalError(f"Label store {self.path} cannot be written "
+                                         f"({err}); free the disk and rerun.") from err
             raise LabelStoreError(f"Label store {self.path} cannot be opened as a SQLite "
                                   f"database ({err}); pass another label store path.") from err
         if fmt != STORE_FORMAT:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from triage.monitor.record import RunRecord, read_record
 from triage.monitor.runlog import RECORD_ARTIFACT, RUN_KIND_TAG
 from triage.monitor.window import Outcome
 
+LOGGER = logging.getLogger(__name__)
 SINCE_FORMATS = ("YYYY-MM-DD (midnight UTC) or YYYY-MM-DDTHH:MM[:SS] with an optional "
                  "offset (Z, +01:00; UTC without one)")
 
@@ -87,6 +89,8 @@ def records_from_mlflow(experiment: str, since: datetime | None = None,
     Raises:
         ConfigError: no such experiment.
     """
+    from mlflow.exceptions import MlflowException
+
     from triage.registry.tracking import client_for, ensure_reachable, resolve_tracking_uri
 
     resolved = resolve_tracking_uri(uri)
@@ -96,7 +100,9 @@ def records_from_mlflow(experiment: str, since: datetime | None = None,
     if found is None:
         raise ConfigError(f"MLflow experiment '{experiment}' does not exist at {resolved}; "
                           f"give the --experiment `triage run` recorded into.")
-    query = f"tags.`{RUN_KIND_TAG}` = 'run'"  # MLflow compares tags by equality only
+    # Only finished runs: one killed while it was being recorded stays RUNNING without
+    # its record (the rerun of the same command records the run again).
+    query = (f"tags.`{RUN_KIND_TAG}` = 'run' and attributes.status = 'FINISHED'")
     runs = client.search_runs([found.experiment_id], filter_string=query,
                               max_results=50000)
     records = []
@@ -104,7 +110,12 @@ def records_from_mlflow(experiment: str, since: datetime | None = None,
         for run in runs:
             if not _finished_since(run.data.tags.get("triage.finished_utc", ""), since):
                 continue
-            local = client.download_artifacts(run.info.run_id, RECORD_ARTIFACT, tmp)
+            try:
+                local = client.download_artifacts(run.info.run_id, RECORD_ARTIFACT, tmp)
+            except MlflowException as err:
+                LOGGER.warning("MLflow run %s has no readable %s (%s); left out of the "
+                               "window.", run.info.run_id, RECORD_ARTIFACT, err.error_code)
+                continue
             records.append(RunRecord.from_dict(json.loads(Path(local).read_text("utf-8"))))
     return sorted(records, key=lambda r: r.finished_utc)
 

@@ -8,7 +8,8 @@ sizes and mtimes: whatever changes when the series does), the config fingerprint
 Writes are atomic and ordered: the NIfTI file first, then the sidecar, each through a
 temporary file and `os.replace`. The sidecar is the commit marker, so a run killed at any
 point leaves either a complete entry or none (at worst an orphan NIfTI or a ``.tmp`` file,
-both invisible to readers and removed by `purge_temp`). Readers need no lock; the sidecar
+both invisible to readers; the next run on the folder removes the latter,
+`triage.io.remove_stale_temp`). Readers need no lock; the sidecar
 holds the array's SHA-256 and a mismatch reads as a miss.
 
 Sidecars hold UIDs, device group, geometry, verdict, warnings, the config and versions:
@@ -22,9 +23,7 @@ import gzip
 import hashlib
 import json
 import logging
-import os
 import re
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -298,14 +297,3 @@ class VolumeCache:
                 verdict=meta["verdict"], shape=tuple(meta["shape"]),
                 config_fingerprint=meta["config_fingerprint"],
                 created_utc=meta["created_utc"], nifti=sidecar.with_name(meta["nifti"]))
-
-    def purge_temp(self, older_than_s: float = 3600.0) -> int:
-        """Remove temporary files of killed writes older than `older_than_s`; return count."""
-        removed = 0
-        cutoff = time.time() - older_than_s
-        for tmp in self.root.glob("??/.*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                if tmp.stat().st_mtime < cutoff:
-                    os.unlink(tmp)
-                    removed += 1
-        return removed

@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from triage.errors import TriageError, environmental_reason
+from triage.io import lock_out_dir, remove_stale_temp
 from triage.run.worklist import WorklistRow
 
 LOGGER = logging.getLogger(__name__)
@@ -58,11 +60,22 @@ class Journal:
         self.identity = json.loads(json.dumps({"journal": JOURNAL_FORMAT, **identity}))
         self.rows: dict[str, WorklistRow] = {}
         self.torn = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One process per run folder: a second would redo every study, and two could both
+        # write the header. Held until `close` (or this object goes, or the process dies).
+        self._finalizer = weakref.finalize(self, lock_out_dir(self.path.parent))
+        removed = remove_stale_temp(self.path.parent)
+        if removed:
+            LOGGER.info("Removed %d temporary files a killed run left in %s.", removed,
+                        self.path.parent)
         if self.path.is_file() and self.path.stat().st_size:
             self._load()
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._append_lines([json.dumps(self.identity, sort_keys=True)])
+
+    def close(self) -> None:
+        """Release the run folder's lock (`triage.io.lock_out_dir`)."""
+        self._finalizer()
 
     def _load(self) -> None:
         data = self.path.read_bytes()
@@ -83,7 +96,14 @@ class Journal:
             if number == 1:
                 self._check_identity(record)
             else:
-                row = WorklistRow.from_dict(record)
+                row = _row(record)
+                if row is None and number == len(lines):  # a cut write, as above
+                    self.torn = True
+                    break
+                if row is None:
+                    raise JournalError(self.path, f"line {number} is not a worklist row; the "
+                                                  f"file is damaged. Delete it to start the "
+                                                  f"run afresh.")
                 self.rows.pop(row.study_uid, None)
                 self.rows[row.study_uid] = row
             good_end += len(line) + 1
@@ -180,9 +200,24 @@ def read_journal(path: Path | str) -> tuple[dict[str, Any], dict[str, WorklistRo
                                          "`triage run`.")
             header = record
             continue
-        row = WorklistRow.from_dict(record)
+        row = _row(record)
+        if row is None:
+            if number >= len(lines) - 1:  # the torn last line
+                break
+            raise JournalError(path, f"line {number} is not a worklist row; the file is "
+                                     f"damaged.")
         rows.pop(row.study_uid, None)
         rows[row.study_uid] = row
     if header is None:
         raise JournalError(path, "is empty; the run journaled no study.")
     return header, rows
+
+
+def _row(record: Any) -> WorklistRow | None:
+    """`record` as a worklist row; None when it is valid JSON but not a row (``{}``)."""
+    if not isinstance(record, dict):
+        return None
+    try:
+        return WorklistRow.from_dict(record)
+    except (TypeError, ValueError, KeyError):
+        return None

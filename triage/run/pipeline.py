@@ -401,6 +401,20 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
          config: IngestConfig, provenance: dict[str, str], start: float, clock: Stopwatch,
          runtime: str) -> RunResult:
     journal = open_journal(out_dir, bundle, provenance, config)
+    try:
+        return _run_journaled(export_dir, out_dir, journal, bundle=bundle, router=router,
+                              engine=engine, batch_size=batch_size, progress=progress,
+                              device=device, config=config, provenance=provenance,
+                              start=start, clock=clock, runtime=runtime)
+    finally:
+        journal.close()  # the folder's lock: another run may start now
+
+
+def _run_journaled(export_dir: Path, out_dir: Path, journal: Journal, *, bundle: ModelBundle,
+                   router: Router, engine: Engine, batch_size: int,
+                   progress: Progress | None, device: str, config: IngestConfig,
+                   provenance: dict[str, str], start: float, clock: Stopwatch,
+                   runtime: str) -> RunResult:
     resumed_before = len(journal)
     job = TriageJob(config=config, cache_root=out_dir / CACHE_DIR, bundle=bundle,
                     device=device, batch_size=batch_size, clock=clock, runtime=runtime)
@@ -435,7 +449,9 @@ def _run(export_dir: Path, out_dir: Path, *, bundle: ModelBundle, router: Router
         LOGGER.info("%d journaled studies are no longer in the export and are left out.",
                     stale)
     with clock("worklists"):
-        write_worklists(rows, out_dir, processed=journal.order())
+        # Ties of the review worklist in the export's order, not in the order the studies
+        # finished: with workers that varies, and a resumed run must equal an unbroken one.
+        write_worklists(rows, out_dir)
     seconds = time.perf_counter() - start
     rows.sort(key=lambda r: r.study_uid)
     summary = _summary(rows, resumed=resumed, processed=len(todo), files=n_files,

@@ -150,8 +150,9 @@ def write_worklists(rows: Iterable[WorklistRow], out_dir: Path | str,
     Args:
         rows: one row per study.
         out_dir: the run's output folder.
-        processed: study UID -> processing order, the tie-break of the review worklist
-            after priority (default: the order of `rows`).
+        processed: study UID -> position, the tie-break of the review worklist after
+            priority and probability (default: the order of `rows`, e.g. the export's);
+            pass the order of arrival where it is reproducible (a listener).
 
     Returns:
         The paths of the worklist and the review worklist.

@@ -297,6 +297,13 @@ def train_model(*, manifest_path: Path | str, ingest_dir: Path | str, config: Tr
         result = fit(model, train_ds, val_ds, config, out_dir / "train",
                      class_counts=class_counts, on_epoch=on_epoch, progress=progress,
                      teacher=teacher)
+        if result.resumed_from:
+            # The epochs a killed run trained come from the checkpoint: log them here too,
+            # so that this run's curves are whole (the killed run's MLflow run may have
+            # stopped before logging its last epoch).
+            for entry in result.history[:result.resumed_from]:
+                on_epoch(entry)
+            run.set_tags({"triage.resumed_from_epoch": result.resumed_from})
 
         bundle = ModelBundle(
             model_config={"name": config.model.name, "options": dict(config.model.options)},
