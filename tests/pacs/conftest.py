@@ -33,8 +33,9 @@ def require_tool(what: str, found: bool) -> None:
 
 @pytest.fixture
 def make_orthanc(tmp_path: Path) -> Iterator[Callable[..., OrthancServer]]:
-    """Factory: ``make_orthanc(dicom=False, modalities=None)`` starts a fresh Orthanc on free
-    loopback ports; every server started is killed at teardown."""
+    """Factory: ``make_orthanc(dicom=False, modalities=None, config=None)`` starts a fresh
+    Orthanc on free loopback ports (`config`: more Orthanc settings); every server started
+    is killed at teardown."""
     binary, plugin = find_orthanc()
     require_tool("Orthanc (Debian package 'orthanc')", binary is not None)
     require_tool("the Orthanc DICOMweb plugin (Debian package 'orthanc-dicomweb')",

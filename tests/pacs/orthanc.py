@@ -47,16 +47,20 @@ class OrthancServer:
         http_port, dicom_port: its REST/DICOMweb and DICOM ports on 127.0.0.1.
         aet: its AE title.
         modalities: AE title -> (host, port) of the peers it may C-STORE to.
+        config: more Orthanc settings, over the defaults (e.g. ``{"LimitFindResults": 10}``,
+            a server that caps every search answer).
     """
 
     def __init__(self, root: Path, binary: str, plugin: str, *, aet: str = "ORTHANC",
                  modalities: dict[str, tuple[str, int]] | None = None,
-                 dicom: bool = False, refuse_studies: tuple[str, ...] = ()) -> None:
+                 dicom: bool = False, refuse_studies: tuple[str, ...] = (),
+                 config: dict | None = None) -> None:
         self.root, self.binary, self.plugin, self.aet = Path(root), binary, plugin, aet
         self.http_port, self.dicom_port = free_port(), free_port()
         self.modalities = dict(modalities or {})
         self.dicom = dicom  # the DICOM port listens on every interface: only when needed
         self.refuse_studies = tuple(refuse_studies)  # WADO-RS of these answers HTTP 403
+        self.config = dict(config or {})
         self.process: subprocess.Popen | None = None
 
     @property
@@ -83,7 +87,7 @@ class OrthancServer:
                          "StudiesMetadata": "Full", "SeriesMetadata": "Full"},
             "StorageCompression": False, "SaveJobs": False, "MaximumStorageCacheSize": 0,
             "LuaScripts": [str(self._lua())],
-        }
+        } | self.config
         path = self.root / "orthanc.json"
         path.write_text(json.dumps(config, indent=1), encoding="utf-8")
         return path

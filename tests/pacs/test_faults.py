@@ -1,6 +1,7 @@
 """Faults around the PACS paths, against a real Orthanc: a listener killed mid-study, an
 association aborted mid-study, a corrupt instance pulled by DICOMweb, the PACS going down
-while SRs are sent (by `triage run` and by the listener)."""
+while SRs are sent (by `triage run` and by the listener), retrievals cut off mid-body or
+answered a gateway's 503 (by a small proxy in front of Orthanc)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom import config
 
 from tests.pacs.conftest import study_uids
 from tests.pacs.orthanc import free_port
+from tests.pacs.proxy import BreakingProxy
 from tests.pacs.scu import InProcessListener as _InProcess
 from tests.pacs.scu import echo, send, wait, worklist
 from triage.cli import main
@@ -123,7 +126,7 @@ def test_association_aborted_mid_study(studies, tiny_model, pacs_router, tmp_pat
 
 
 def test_pacs_down_while_the_listener_reports(make_orthanc, studies, tiny_model, pacs_router,
-                                              tmp_path):
+                                              tmp_path, caplog):
     """The PACS is down when an SR is due: the listener keeps serving, the study stays
     unreported, and the SR is stored once the PACS is back."""
     from triage.pacs.report import create_sink
@@ -142,6 +145,55 @@ def test_pacs_down_while_the_listener_reports(make_orthanc, studies, tiny_model,
         wait(lambda: len(orthanc.instances_of_modality("SR")) == 1, 60, "the SR, late")
         wait(lambda: (out / "spool" / uid / ".reported").exists(), 10, "the reported mark")
     assert not peer.errors
+    # the listener sends again by itself: nothing for the user to rerun
+    assert "sends it again in" in caplog.text and "rerun" not in caplog.text.lower()
+
+
+def test_the_listener_serves_on_when_an_sr_cannot_be_built(orthanc, studies, tiny_model,
+                                                           pacs_router, tmp_path, caplog,
+                                                           monkeypatch):
+    """A study with PatientSex U and a birth date 1901-02-03 (highdicom refuses both) gets
+    its SR without them; a study whose SR highdicom refuses outright (injected: a
+    ValueError from `build_sr`) is logged once, marked reported and never retried; the
+    listener serves on and the next study's SR goes out."""
+    import copy
+
+    from triage.pacs import report
+    from triage.pacs.report import create_sink
+
+    (odd, odd_study), (bad, bad_study), (good, good_study) = list(studies.items())[:3]
+    odd_study = [copy.deepcopy(ds) for ds in odd_study]
+    for ds in odd_study:
+        ds.PatientSex = "U"
+        with config.disable_value_validation():  # not a DA: the point here
+            ds.PatientBirthDate = "1901-02-03"
+    real_build, built = report.build_sr, []
+
+    def refuse_one(row, *args, **kwargs):
+        built.append(row.study_uid)
+        if row.study_uid == bad:
+            raise ValueError("highdicom refused it")
+        return real_build(row, *args, **kwargs)
+
+    monkeypatch.setattr(report, "build_sr", refuse_one)
+    out = tmp_path / "out"
+    with _InProcess(out, tiny_model, pacs_router, sink=create_sink(orthanc.dicomweb)) as peer:
+        for study in (odd_study, bad_study):
+            assert send(peer.port, study) == [0] * len(study)
+        wait(lambda: all((out / "spool" / u / ".reported").exists() for u in (odd, bad)),
+             90, "both studies reported")
+        assert send(peer.port, good_study) == [0] * len(good_study)
+        wait(lambda: (out / "spool" / good / ".reported").exists(), 60, "the next SR")
+        time.sleep(1.5)  # room for a retry of the SR that cannot be built
+        assert peer.thread.is_alive() and echo(peer.port)
+    assert not peer.errors
+    assert built.count(bad) == 1
+    srs = {ds.StudyInstanceUID: ds for ds in (pydicom.dcmread(io.BytesIO(b)) for b in
+                                              orthanc.instances_of_modality("SR"))}
+    assert sorted(srs) == sorted([odd, good])
+    assert srs[odd].PatientSex == "" and srs[odd].PatientBirthDate == ""
+    assert f"No SR for study {bad}: it could not be built (ValueError)." in caplog.text
+    assert "1901-02-03" not in caplog.text
 
 
 def _run(source: str, out: Path, tiny_model, rules: Path, *extra: str) -> int:
@@ -227,3 +279,80 @@ def test_pacs_down_while_srs_are_sent(orthanc, pacs_export, tiny_model, rules_pa
     assert summary["reports"]["sent"] == len(uids)
     srs = _sr_uids(orthanc)
     assert len(srs) == len(set(srs)) == len(uids)
+
+
+def _journaled(out: Path) -> dict:
+    from triage.run.journal import read_journal
+
+    return read_journal(out / "journal.jsonl")[1]
+
+
+def test_a_download_cut_off_is_retried_and_then_stops_the_run(orthanc, pacs_export,
+                                                              tiny_model, rules_path,
+                                                              tmp_path, capsys, monkeypatch):
+    """WADO-RS answers cut off mid-body (requests' ChunkedEncodingError) are retried with
+    the backoff; cut every time, the run stops with exit 3 and journals nothing for the
+    study; cut once, the retry fetches it and the rerun finishes with no failed row."""
+    from triage.pacs import dicomweb
+    from triage.pacs.retry import Backoff
+
+    orthanc.upload_export(pacs_export)
+    uids = study_uids(pacs_export)
+    monkeypatch.setattr(dicomweb, "Backoff", lambda: Backoff(attempts=2, first_wait=0.1))
+    out = tmp_path / "out"
+    with BreakingProxy(orthanc.url) as proxy:
+        proxy.cut = -1
+        assert _run(proxy.dicomweb, out, tiny_model, rules_path) == 3
+        err = capsys.readouterr().err
+        assert "ChunkedEncodingError" in err and "rerun" in err, err
+        assert proxy.seen[:2] == [uids[0]] * 2  # retried
+        assert _journaled(out) == {}
+        proxy.cut, proxy.seen = 1, []
+        assert _run(proxy.dicomweb, out, tiny_model, rules_path) == 0
+        assert proxy.seen.count(uids[0]) == 2
+    rows = _journaled(out)
+    assert sorted(rows) == uids
+    assert all(r.route != "failed" for r in rows.values()), rows
+
+
+def test_a_gateway_503_stops_the_run_and_a_404_fails_the_study(orthanc, pacs_export,
+                                                               tiny_model, rules_path,
+                                                               tmp_path, capsys,
+                                                               monkeypatch):
+    """A gateway answering HTTP 503 to the WADO-RS of a study after the retries stops the
+    run (exit 3, nothing journaled for that study), as QIDO-RS does for the same status;
+    once the server answers 404 (the study is gone), the study gets its failed row."""
+    from triage.pacs import dicomweb
+    from triage.pacs.retry import Backoff
+
+    orthanc.upload_export(pacs_export)
+    uids = study_uids(pacs_export)
+    victim = uids[1]
+    monkeypatch.setattr(dicomweb, "Backoff", lambda: Backoff(attempts=2, first_wait=0.1))
+    out = tmp_path / "out"
+    with BreakingProxy(orthanc.url) as proxy:
+        proxy.status, proxy.only = 503, frozenset({victim})
+        assert _run(proxy.dicomweb, out, tiny_model, rules_path) == 3
+        err = capsys.readouterr().err
+        assert "HTTP 503" in err and "rerun" in err, err
+        assert proxy.seen.count(victim) == 2
+        journaled = _journaled(out)
+        assert victim not in journaled
+        assert all(r.route != "failed" for r in journaled.values()), journaled
+        proxy.status = 404
+        assert _run(proxy.dicomweb, out, tiny_model, rules_path) == 0
+        rows = _journaled(out)
+        assert sorted(rows) == uids
+        assert rows[victim].route == "failed"
+        assert "answered HTTP 404" in rows[victim].reasons, rows[victim].reasons
+        assert all(rows[u].route != "failed" for u in uids if u != victim)
+        # what an older version journaled for a 503: the study is fetched again
+        old = rows[uids[2]].to_dict() | {
+            "route": "failed",
+            "reasons": "retrieval failed: the DICOMweb server answered HTTP 503 after 5 tries"}
+        with open(out / "journal.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(old) + "\n")
+        proxy.status, proxy.seen = 0, []
+        assert _run(proxy.dicomweb, out, tiny_model, rules_path) == 0
+    assert proxy.seen == [uids[2]]
+    assert _journaled(out)[uids[2]].route != "failed"

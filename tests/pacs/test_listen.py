@@ -15,6 +15,7 @@ from tests.pacs.scu import echo as _echo
 from tests.pacs.scu import send as _send
 from tests.pacs.scu import wait as _wait
 from tests.pacs.scu import worklist as _worklist
+from triage.pacs.sr import read_sr
 
 
 def test_listen_receives_triages_updates_and_reports(orthanc, pacs_export, tiny_model,
@@ -47,10 +48,15 @@ def test_listen_receives_triages_updates_and_reports(orthanc, pacs_export, tiny_
         _wait(lambda: uid in _worklist(out), what="the first triage")
         first = _worklist(out)[uid]
         _wait(lambda: len(orthanc.instances_of_modality("SR")) == 1, what="the first SR")
+        (first_sr,) = [read_sr(b) for b in orthanc.instances_of_modality("SR")]
+        assert first_sr["predecessors"] == []
         assert _send(port, study[5:]) == [0] * (len(study) - 5)  # the rest arrives late
         _wait(lambda: _worklist(out)[uid]["processed_at"] != first["processed_at"]
               or len(orthanc.instances_of_modality("SR")) == 2, what="the second triage")
         _wait(lambda: len(orthanc.instances_of_modality("SR")) == 2, what="the second SR")
+        (second_sr,) = [sr for sr in map(read_sr, orthanc.instances_of_modality("SR"))
+                        if sr["sop_uid"] != first_sr["sop_uid"]]
+        assert second_sr["predecessors"] == [first_sr["sop_uid"]]  # it supersedes the first
         assert len(_worklist(out)) == 1
         assert len(list((out / "spool" / uid).glob("*.dcm"))) == len(study)
         proc.send_signal(signal.SIGTERM)

@@ -80,7 +80,8 @@ def test_filters_and_a_study_the_pacs_refuses(make_orthanc, pacs_export, tiny_mo
     shutil.rmtree(out)
     assert _run(orthanc.dicomweb, out, str(tiny_model.bundle_dir), rules_path,
                 "--study-date", "19000101-19000102") == 1  # nothing in that range
-    capsys.readouterr()
+    assert ("The DICOMweb query (StudyDate=19000101-19000102) found no study."
+            in capsys.readouterr().err)
 
 
 def test_filters_of_a_folder_are_usage_errors(pacs_export, tiny_model, rules_path,

@@ -107,11 +107,13 @@ def run(
                                      "active drift alarm go to review (docs/monitoring.md)."),
     study_date: str = typer.Option("", "--study-date",
                                    help="DICOMweb source: studies of this date range, "
-                                        "YYYYMMDD-YYYYMMDD."),
+                                        "YYYYMMDD-YYYYMMDD (an end may be left open), or "
+                                        "of one day, YYYYMMDD."),
     modality: str = typer.Option("", "--modality",
                                  help="DICOMweb source: studies containing this modality."),
     study_uid: list[str] = typer.Option(None, "--study-uid",
-                                        help="DICOMweb source: only this study (repeatable)."),
+                                        help="DICOMweb source: only this study, by Study "
+                                             "Instance UID (repeatable)."),
     limit: int = typer.Option(None, "--limit", help="DICOMweb source: at most N studies."),
     report_to: str = typer.Option("", "--report-to",
                                   help="Send one DICOM SR per study to this PACS: "
@@ -253,8 +255,10 @@ def run(
             typer.secho(f"drift alarms active: {', '.join(sorted(active))} sent to review "
                         f"(clear with `triage monitor clear`)", fg=typer.colors.YELLOW, err=True)
     if result.all_failed:
-        typer.secho("No study could be triaged." if result.rows else
-                    "No DICOM study found in the export.", fg=typer.colors.RED, err=True)
+        none_found = (f"The DICOMweb query ({filters.describe()}) found no study." if remote
+                      else "No DICOM study found in the export.")
+        typer.secho("No study could be triaged." if result.rows else none_found,
+                    fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
 
 

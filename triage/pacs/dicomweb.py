@@ -2,9 +2,14 @@
 
 Filters map to QIDO-RS query keys (``StudyDate`` ranges, ``ModalitiesInStudy``,
 ``StudyInstanceUID``). Each call is retried with backoff on connection errors and
-transient statuses (`triage.pacs.retry`); a server that stays unreachable stops the run
-(`EnvironmentalError`, exit 3, resumable), while a study the server refuses after retries
-becomes a `RetrievalError`, that study's ``failed`` row, naming the HTTP status.
+transient statuses (`triage.pacs.retry`); a server that stays unreachable, keeps
+answering a transient status (a gateway's 502/503/504, throttling) or keeps cutting its
+answers off stops the run (`EnvironmentalError`, exit 3, resumable), while a study the
+server refuses for itself (HTTP 404, 403, 400) becomes a `RetrievalError`, that study's
+``failed`` row, naming the HTTP status.
+
+QIDO-RS searches are paged until a page comes back empty, and checked against a server
+that caps its answers (`triage.pacs.qido`).
 """
 
 from __future__ import annotations
@@ -20,15 +25,16 @@ from typing import Any
 from urllib.parse import urlparse
 
 from triage.errors import ConfigError, EnvironmentalError
+from triage.pacs.qido import Found, attribute, find_studies
 from triage.pacs.retry import Backoff, http_status, is_transient
 from triage.pacs.source import RetrievalError, StudyRef
 
 LOGGER = logging.getLogger(__name__)
-PAGE = 100
 STUDY_FIELDS = ("PatientID", "AccessionNumber", "StudyDate", "StudyTime", "PatientName",
                 "PatientBirthDate", "PatientSex", "StudyID", "ReferringPhysicianName",
                 "ModalitiesInStudy", "SpecificCharacterSet")
 _DATE_RANGE = re.compile(r"^(\d{8})?-(\d{8})?$|^\d{8}$")
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 def is_dicomweb_url(text: str) -> bool:
@@ -54,9 +60,13 @@ class StudyFilter:
     limit: int | None = None
 
     def __post_init__(self) -> None:
-        if self.study_date and not _DATE_RANGE.match(self.study_date):
-            raise ConfigError(f"--study-date must be YYYYMMDD-YYYYMMDD (an end may be left "
-                              f"open) or YYYYMMDD, got {self.study_date!r}.")
+        if self.study_date:
+            _check_dates(self.study_date)
+        for uid in self.study_uids:
+            if len(uid) > 64 or not _UID.match(uid):
+                raise ConfigError(f"--study-uid must be a DICOM UID (digits and dots, at "
+                                  f"most 64 characters, no empty component, e.g. "
+                                  f"1.2.840.10008.1.2), got {uid!r}.")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}.")
         if self.modality and not re.fullmatch(r"[A-Z0-9]{1,16}", self.modality):
@@ -71,16 +81,41 @@ class StudyFilter:
             keys["ModalitiesInStudy"] = self.modality
         return keys
 
+    def describe(self) -> str:
+        """The query in words, for messages.
 
-def _value(attrs: dict, keyword: str) -> str:
-    from pydicom.datadict import tag_for_keyword
+        Example:
+            >>> StudyFilter("20240101-20240131", "CT").describe()
+            'StudyDate=20240101-20240131, ModalitiesInStudy=CT'
+            >>> StudyFilter().describe()
+            'every study'
+        """
+        keys = [f"{k}={v}" for k, v in self.query().items()]
+        if self.study_uids:
+            keys.append(f"StudyInstanceUID={','.join(self.study_uids)}")
+        if self.limit is not None:
+            keys.append(f"limit {self.limit}")
+        return ", ".join(keys) or "every study"
 
-    element = attrs.get(f"{tag_for_keyword(keyword):08X}", {})
-    values = element.get("Value") or [""]
-    value = values[0]
-    if isinstance(value, dict):  # a person name
-        return str(value.get("Alphabetic", ""))
-    return str(value)
+
+def _check_dates(text: str) -> None:
+    """Raise `ConfigError` unless `text` is a DICOM date or date range of real dates, in
+    order, not both ends open."""
+    from datetime import datetime
+
+    usage = ("--study-date must be YYYYMMDD-YYYYMMDD (an end may be left open) or "
+             "YYYYMMDD")
+    if not _DATE_RANGE.match(text) or text == "-":
+        raise ConfigError(f"{usage}, got {text!r}.")
+    ends = [end for end in text.split("-") if end]
+    for end in ends:
+        try:
+            datetime.strptime(end, "%Y%m%d")
+        except ValueError as err:
+            raise ConfigError(f"{usage}; {end!r} is not a calendar date.") from err
+    if len(ends) == 2 and ends[0] > ends[1]:
+        raise ConfigError(f"{usage}, the earlier date first; got {text!r} (give "
+                          f"{ends[1]}-{ends[0]}).")
 
 
 class DicomwebSource:
@@ -128,42 +163,61 @@ class DicomwebSource:
         return EnvironmentalError(f"The DICOMweb server {self.url} failed {what} ({why}) "
                                   f"after {self.backoff.attempts} tries")
 
-    def _search(self, **kwargs: Any) -> list[dict]:
-        return self.backoff.call(lambda: self.client.search_for_studies(
-            fields=list(STUDY_FIELDS), **kwargs), "QIDO-RS study search")
+    def _search(self, filters: dict[str, str], limit: int | None = None,
+                offset: int | None = None) -> list[dict]:
+        """One QIDO-RS study search (one page), retried.
 
-    def find(self) -> Sequence[StudyRef]:
-        """The studies matching the filters, by Study Instance UID (at most ``limit``)."""
-        query, limit = self.filters.query(), self.filters.limit
-        found: dict[str, dict] = {}
+        Raises:
+            EnvironmentalError: the server stayed unreachable.
+            ConfigError: the server refused the search.
+        """
         try:
-            if self.filters.study_uids:
-                for uid in dict.fromkeys(self.filters.study_uids):
-                    for attrs in self._search(search_filters={**query,
-                                                              "StudyInstanceUID": uid}):
-                        found[_value(attrs, "StudyInstanceUID")] = attrs
-            else:
-                offset = 0
-                while limit is None or len(found) < limit:
-                    page = PAGE if limit is None else min(PAGE, limit - len(found))
-                    batch = self._search(search_filters=query, limit=page, offset=offset)
-                    for attrs in batch:
-                        found[_value(attrs, "StudyInstanceUID")] = attrs
-                    if len(batch) < page:
-                        break
-                    offset += len(batch)
+            return self.backoff.call(lambda: self.client.search_for_studies(
+                fields=list(STUDY_FIELDS), search_filters=filters, limit=limit,
+                offset=offset), "QIDO-RS study search")
         except Exception as err:
             if is_transient(err) or http_status(err) is None:
                 raise self._unreachable(err, "the study search") from err
             raise ConfigError(f"The DICOMweb server {self.url} refused the study search "
                               f"(HTTP {http_status(err)}); check the URL and "
                               f"filters.") from err
+
+    def find(self) -> Sequence[StudyRef]:
+        """The studies matching the filters, by Study Instance UID (at most ``limit``)."""
+        limit = self.filters.limit
+        found: dict[str, dict] = {}
+        if self.filters.study_uids:
+            for uid in dict.fromkeys(self.filters.study_uids):
+                for attrs in self._search({**self.filters.query(), "StudyInstanceUID": uid}):
+                    found[attribute(attrs, "StudyInstanceUID")] = attrs
+        else:
+            query = {k: v for k, v in self.filters.query().items() if k != "StudyDate"}
+            result = find_studies(self._search, query, study_date=self.filters.study_date,
+                                  limit=limit)
+            found = result.studies
+            self._warn_caps(result)
         uids = sorted(uid for uid in found if uid)
         if limit is not None:
             uids = uids[:limit]
-        return [StudyRef(uid, _value(found[uid], "PatientID"),
-                         _value(found[uid], "AccessionNumber"),
-                         _value(found[uid], "StudyDate"), found[uid]) for uid in uids]
+        return [StudyRef(uid, attribute(found[uid], "PatientID"),
+                         attribute(found[uid], "AccessionNumber"),
+                         attribute(found[uid], "StudyDate"), found[uid]) for uid in uids]
+
+    def _warn_caps(self, result: Found) -> None:
+        if result.paged:
+            LOGGER.warning("The DICOMweb server %s answered fewer studies per page than "
+                           "asked (a cap on its pages); paged on until a page came back "
+                           "empty.", self.url)
+        if result.cap is not None:
+            LOGGER.warning("The DICOMweb server %s caps its search answers at about %d "
+                           "studies (e.g. Orthanc's LimitFindResults): the search was split "
+                           "by StudyDate to find them all (%d studies).", self.url,
+                           result.cap, len(result.studies))
+        if result.crowded:
+            LOGGER.warning("The DICOMweb server %s still held back studies of StudyDate %s "
+                           "(more than its cap on one day): some may be missing; raise the "
+                           "server's cap (Orthanc: LimitFindResults) or search by "
+                           "--study-uid.", self.url, ", ".join(result.crowded))
 
     def stage(self, study: StudyRef, folder: Path) -> Path:
         """Fetch the study's instances (WADO-RS) into `folder`, one file each, atomically.
@@ -183,15 +237,14 @@ class DicomwebSource:
             count = self.backoff.call(fetch, f"WADO-RS retrieval of study {study.study_uid}")
         except Exception as err:
             status = http_status(err)
-            if status is None and is_transient(err):
+            if is_transient(err):  # the network or a gateway, not the study
                 raise self._unreachable(err, f"retrieving study {study.study_uid}") from err
             if status is None:
                 raise RetrievalError(study.study_uid, f"retrieval failed: the server's "
                                      f"answer could not be read ({type(err).__name__})"
                                      ) from err
             raise RetrievalError(study.study_uid, f"retrieval failed: the DICOMweb server "
-                                 f"answered HTTP {status} after "
-                                 f"{self.backoff.attempts} tries", status) from err
+                                 f"answered HTTP {status}", status) from err
         if count == 0:
             raise RetrievalError(study.study_uid, "retrieval failed: the DICOMweb server "
                                                   "returned no instance for the study")

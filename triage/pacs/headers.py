@@ -3,6 +3,8 @@ the instances of each series (to reference the evidence).
 
 Kept per study in ``OUT/headers/<study UID>.json`` when the study is staged. These files
 carry patient identifiers, like the worklist and the journal: keep them beside those.
+``OUT/headers/<study UID>.sr.json`` lists the SRs stored for the study (series and SOP
+Instance UIDs, oldest first), so that a new one can name the one it replaces.
 """
 
 from __future__ import annotations
@@ -57,6 +59,22 @@ class HeaderStore:
                                  specific_tags=list(STUDY_KEYWORDS))
             attrs = ds.to_json_dict()
         self.save(study.study_uid, attrs, {k: v for k, v in series.items() if v})
+
+    def save_sent(self, study_uid: str, series_uid: str, sop_uid: str) -> None:
+        """Record that the SR `sop_uid` (of series `series_uid`) of the study is stored."""
+        sent = [pair for pair in self.sent(study_uid) if pair[1] != sop_uid]
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path(study_uid).with_suffix(".sr.json"),
+                          json.dumps({"sent": [*sent, [series_uid, sop_uid]]}))
+
+    def sent(self, study_uid: str) -> list[list[str]]:
+        """The SRs stored for the study, ``[series UID, SOP Instance UID]``, oldest first."""
+        try:
+            record = json.loads(self.path(study_uid).with_suffix(".sr.json")
+                                .read_text(encoding="utf-8"))
+            return [[str(a), str(b)] for a, b in record["sent"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
 
     def load(self, study_uid: str) -> dict | None:
         """The record of `study_uid`, or None."""

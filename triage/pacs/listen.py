@@ -5,7 +5,8 @@ temporary file renamed into place) before the store is acknowledged. A study is 
 when no instance has arrived for `stable_seconds`; it is then scanned from the spool,
 ingested, scored, routed and journaled as in `triage run`, the worklists are rewritten and,
 with a sink, its SR is sent. Instances arriving for a study already triaged make it due
-again: it is triaged anew, its row replaced and a new SR (new UID) supersedes the old one.
+again: it is triaged anew, its row replaced and a new SR (new UID) supersedes the old one
+(and names it: PredecessorDocumentsSequence).
 
 The spool and the journal are the whole state: a listener stopped (SIGTERM: it finishes
 the study in hand and exits) or killed, then restarted, triages whatever changed since.
@@ -15,7 +16,9 @@ cut off by the kill has `stable_seconds` to resume before its study counts as co
 
 An SR is sent after the triage; a study is marked reported (``.reported``) only once it is
 stored. A PACS that is down does not stop the listener: the SRs wait, and are sent again
-every `ListenConfig.retry_seconds` (and after a restart) until the PACS takes them.
+every `ListenConfig.retry_seconds` (and after a restart) until the PACS takes them. An SR
+that cannot be built or that the PACS refuses is logged and counted, never retried in a
+loop, and holds up no other study's SR.
 Associations from AE titles outside the allow list are rejected. Logs name studies by UID.
 """
 
@@ -33,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from triage.dicom.scan.grouping import group_studies
 from triage.dicom.scan.scan import scan_export
 from triage.engines.stopwatch import Stopwatch
-from triage.errors import ConfigError, EnvironmentalError
+from triage.errors import ConfigError, is_environmental
 from triage.ingest.config import IngestConfig
 from triage.ingest.study import ingest_study
 from triage.io import prepare_out_dir
@@ -156,6 +159,10 @@ class Spool:
 
         atomic_write_text(self.root / study_uid / TRIAGED_MARK, self._fingerprint(files))
 
+    def triaged_mark(self, study_uid: str) -> str:
+        """The files of the study as last triaged ("" if never)."""
+        return self._mark(self.root / study_uid)
+
     def mark_reported(self, study_uid: str) -> None:
         """The SR of the study as last triaged is stored."""
         from triage.io import atomic_write_text
@@ -190,6 +197,7 @@ class Listener:
         self.rows: list[WorklistRow] = []
         self.report_backoff: Backoff | None = None  # None: `send_reports`'s default
         self._retry_at = 0.0
+        self._given_up: dict[str, str] = {}  # study -> its triaged mark when its SR failed
 
     # the SCP ---------------------------------------------------------------------------
 
@@ -265,21 +273,34 @@ class Listener:
 
     def report(self, study_uid: str) -> bool:
         """Send the SR(s) of a triaged study; False when the PACS could not be reached
-        (the study stays unreported and is tried again after `retry_seconds`)."""
+        (the study stays unreported and is tried again after `retry_seconds`).
+
+        An SR that cannot be built, or that the PACS refuses, is counted by `send_reports`
+        and the study marked reported: the same SR would fail the same way. Any other
+        failure is logged, and the study is left alone until it changes or the listener
+        restarts.
+        """
         if self.sink is None:
             return True
-        from triage.pacs.report import send_reports
+        from triage.pacs.report import SendError, send_reports
 
         rows = [row for uid, row in self.journal.rows.items()
                 if uid == study_uid or uid.startswith(study_uid + "#")]
         try:
             counts = send_reports(rows, self.out_dir, self.sink,
                                   backoff=self.report_backoff)
-        except EnvironmentalError as err:
-            self._retry_at = time.monotonic() + self.config.retry_seconds
-            LOGGER.warning("Study %s: SR not sent (%s); trying again in %.0f s.", study_uid,
-                           err, self.config.retry_seconds)
-            return False
+        except Exception as err:  # noqa: BLE001 - the listener serves on, whatever failed
+            if isinstance(err, SendError) or is_environmental(err):
+                self._retry_at = time.monotonic() + self.config.retry_seconds
+                why = (f"{err.destination} unreachable ({err.why})"
+                       if isinstance(err, SendError) else type(err).__name__)
+                LOGGER.warning("Study %s: SR not sent, %s; the listener sends it again in "
+                               "%.0f s.", study_uid, why, self.config.retry_seconds)
+                return False
+            self._given_up[study_uid] = self.spool.triaged_mark(study_uid)
+            LOGGER.error("Study %s: SR not sent (%s); it is tried again once the study "
+                         "changes or the listener restarts.", study_uid, type(err).__name__)
+            return True
         self.spool.mark_reported(study_uid)
         LOGGER.info("Study %s: SR %s.", study_uid, json.dumps(counts))
         return True
@@ -288,6 +309,8 @@ class Listener:
         if self.sink is None or time.monotonic() < self._retry_at:
             return
         for study_uid in self.spool.unreported():
+            if self._given_up.get(study_uid) == self.spool.triaged_mark(study_uid):
+                continue
             if self.stopping.is_set() or not self.report(study_uid):
                 return
 

@@ -9,9 +9,10 @@ holds a few studies per worker, whatever the archive size.
 The model scores in batches, the rules route, the journal records each row, so a killed
 run resumes: studies already journaled are not fetched again.
 
-Every study found gets a row: one whose retrieval fails after retries gets a ``failed``
-row naming the HTTP status. A server that stays unreachable stops the run (exit 3); the
-rerun resumes.
+Every study found gets a row: one the server refuses for itself (HTTP 404, 403) gets a
+``failed`` row naming the HTTP status. A server that stays unreachable, keeps answering a
+transient status or keeps cutting its answers off stops the run (exit 3); the rerun
+resumes. Rows an older version journaled for such a failure are redone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import shutil
 import threading
 import time
@@ -60,6 +62,12 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger(__name__)
 STAGING_DIR = "staging"
 FETCHERS = 4  # studies fetched at once (at most `prefetch`)
+#: What older versions journaled as a study's outcome for a gateway's transient status or
+#: an answer cut off: the network's failure, not the study's.
+_TRANSIENT_REASON = re.compile(
+    r"^retrieval failed: (the DICOMweb server answered HTTP (408|425|429|500|502|503|504) "
+    r"after \d+ tries|the server's answer could not be read \((ChunkedEncodingError|"
+    r"ProtocolError|IncompleteRead)\))")
 
 
 @dataclass
@@ -171,6 +179,13 @@ def _run(source: Source, out_dir: Path, *, bundle: ModelBundle, router: Router,
     headers = HeaderStore(out_dir)
     with clock("find"):
         refs = list(source.find())
+    redo = [uid for uid, row in journal.rows.items()
+            if row.route == "failed" and _TRANSIENT_REASON.match(row.reasons)]
+    for uid in redo:
+        del journal.rows[uid]
+    if redo:
+        LOGGER.info("Run journal: %d studies failed for the network's or a gateway's "
+                    "failure, not their own; fetching them again.", len(redo))
     todo = [r for r in refs if not any(_belongs(uid, r) for uid in journal.rows)]
     resumed = len(refs) - len(todo)
     LOGGER.info("%s: found %d studies; %d already done in the journal, %d to run.",
@@ -236,7 +251,7 @@ def _run(source: Source, out_dir: Path, *, bundle: ModelBundle, router: Router,
 
     rows = [row for ref in refs for uid, row in journal.rows.items() if _belongs(uid, ref)]
     with clock("worklists"):
-        write_worklists(rows, out_dir, processed=journal.order())
+        write_worklists(rows, out_dir)  # review ties in the query's order, as `run_export`
     seconds = time.perf_counter() - start
     rows.sort(key=lambda r: r.study_uid)
     summary = _summary(rows, source=source.description, resumed=resumed,

@@ -5,9 +5,11 @@ dicomweb-client) or ``dicom://AET@HOST:PORT`` (C-STORE, with pynetdicom; our cal
 title is ``TRIAGE`` unless ``dicom://AET@HOST:PORT?calling=OURS``; DICOM TLS with
 ``?tls=1`` (system CA store) or ``?tls-ca=PEM``, and ``tls-cert=``/``tls-key=`` for a
 client certificate: `triage.pacs.tls`). Each store is retried
-with backoff; a destination that stays unreachable stops (`EnvironmentalError`, exit 3)
-and a rerun sends again: SR UIDs are deterministic (`triage.pacs.sr`), so the PACS gets
-no duplicate. Logs name studies by UID only.
+with backoff; a destination that stays unreachable stops (`SendError`, exit 3) and a
+rerun sends again: SR UIDs are deterministic (`triage.pacs.sr`), so the PACS gets no
+duplicate. An SR that cannot be built, or that the destination refuses, is that study's
+alone: logged, counted as ``rejected``, and the other studies' SRs still go out. Logs name
+studies by UID only.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from triage.errors import ConfigError, EnvironmentalError
+from triage.errors import ConfigError, EnvironmentalError, is_environmental
 from triage.pacs.headers import HeaderStore
 from triage.pacs.retry import Backoff, http_status, is_transient
 from triage.pacs.sr import ReportError, build_sr
@@ -37,6 +39,22 @@ _TLS_KEYS = ("tls-ca", "tls-cert", "tls-key")
 
 class RejectedError(Exception):
     """The destination refused this one SR (not worth retrying)."""
+
+
+class SendError(EnvironmentalError):
+    """The destination stayed unreachable; the SRs not sent are sent by a rerun.
+
+    Attributes:
+        destination: the sink's description.
+        why: the last error's type (or HTTP status).
+        sent: SRs sent before it failed.
+    """
+
+    def __init__(self, destination: str, why: str, attempts: int, sent: int) -> None:
+        self.destination, self.why, self.sent = destination, why, sent
+        super().__init__(f"Sending SRs to {destination} failed ({why}) after {attempts} "
+                         f"tries; {sent} were sent. Rerun the same command to send them "
+                         f"(the PACS gets no duplicate)")
 
 
 class Sink(Protocol):
@@ -151,7 +169,8 @@ def _headers_from_export(export_dir: Path, store: HeaderStore,
 def send_reports(rows: Iterable[WorklistRow], out_dir: Path | str, sink: Sink, *,
                  export_dir: Path | str | None = None,
                  backoff: Backoff | None = None) -> dict[str, int]:
-    """Send one SR per row to `sink`; returns counts ``sent``, ``rejected``, ``skipped``.
+    """Send one SR per row to `sink`; returns counts ``sent``, ``rejected`` (refused by the
+    destination, or not buildable), ``skipped`` (no study or instance to report on).
 
     Args:
         rows: worklist rows (failed ones too: their SR carries the reason).
@@ -162,7 +181,7 @@ def send_reports(rows: Iterable[WorklistRow], out_dir: Path | str, sink: Sink, *
         backoff: retry policy per SR.
 
     Raises:
-        EnvironmentalError: the destination stayed unreachable; rerun to send again.
+        SendError: the destination stayed unreachable; rerun to send again.
     """
     rows = list(rows)
     store, backoff = HeaderStore(out_dir), backoff or Backoff()
@@ -174,24 +193,36 @@ def send_reports(rows: Iterable[WorklistRow], out_dir: Path | str, sink: Sink, *
     for row in rows:
         try:
             sr = build_sr(row, store.load(row.study_uid),
-                          guarantee=str(getattr(row, "guarantee", "") or ""))
+                          guarantee=str(getattr(row, "guarantee", "") or ""),
+                          sent=store.sent(row.study_uid))
         except ReportError as err:
             LOGGER.warning("No SR for study %s: %s.", row.study_uid, err)
             counts["skipped"] += 1
             continue
+        except Exception as err:  # noqa: BLE001 - this study's SR only; the rest go out
+            # The type only: highdicom's and pydicom's messages quote header values.
+            LOGGER.error("No SR for study %s: it could not be built (%s).", row.study_uid,
+                         type(err).__name__)
+            counts["rejected"] += 1
+            continue
         try:
             backoff.call(functools.partial(sink.send, sr),
                          f"{sink.description} of the SR of study {row.study_uid}")
-            counts["sent"] += 1
         except RejectedError as err:
             LOGGER.error("%s refused the SR of study %s (%s).", sink.description,
                          row.study_uid, err)
             counts["rejected"] += 1
+            continue
         except Exception as err:
-            if is_transient(err) or isinstance(err, OSError):
-                raise EnvironmentalError(
-                    f"Sending SRs to {sink.description} failed ({type(err).__name__}) "
-                    f"after {backoff.attempts} tries; {counts['sent']} were sent. Rerun "
-                    f"the same command to send them (the PACS gets no duplicate)") from err
-            raise
+            if is_transient(err) or isinstance(err, OSError) or is_environmental(err):
+                status = http_status(err)
+                raise SendError(sink.description, f"HTTP {status}" if status is not None
+                                else type(err).__name__, backoff.attempts,
+                                counts["sent"]) from err
+            LOGGER.error("%s could not take the SR of study %s (%s).", sink.description,
+                         row.study_uid, type(err).__name__)
+            counts["rejected"] += 1
+            continue
+        counts["sent"] += 1
+        store.save_sent(row.study_uid, str(sr.SeriesInstanceUID), str(sr.SOPInstanceUID))
     return {k: counts[k] for k in ("sent", "rejected", "skipped")}

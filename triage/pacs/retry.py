@@ -21,14 +21,31 @@ def http_status(err: BaseException) -> int | None:
 
 
 def is_transient(err: BaseException) -> bool:
-    """A connection failure, a timeout or a transient HTTP status: try again."""
+    """A connection failure, a timeout, an answer cut off mid-body or a transient HTTP
+    status: try again.
+
+    A body cut off by the network shows as requests' ``ChunkedEncodingError`` (urllib3's
+    ``ProtocolError`` or ``IncompleteRead`` inside), or as those raised as they are.
+
+    Example:
+        >>> import http.client
+        >>> is_transient(http.client.IncompleteRead(b"half"))
+        True
+        >>> is_transient(ValueError("not a multipart answer"))
+        False
+    """
     status = http_status(err)
     if status is not None:
         return status in TRANSIENT_STATUS
-    import requests
+    import http.client
 
-    return isinstance(err, requests.ConnectionError | requests.Timeout | ConnectionError
-                      | TimeoutError)
+    import requests
+    import urllib3
+
+    return isinstance(err, requests.ConnectionError | requests.Timeout
+                      | requests.exceptions.ChunkedEncodingError
+                      | urllib3.exceptions.ProtocolError | urllib3.exceptions.TimeoutError
+                      | http.client.IncompleteRead | ConnectionError | TimeoutError)
 
 
 @dataclass(frozen=True)

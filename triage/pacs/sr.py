@@ -14,7 +14,11 @@ series of the study it reports on:
 
 The series and SOP Instance UIDs derive from the study, the model version, the rules
 version and the instances triaged: a rerun makes the same SR (no duplicate in the PACS),
-while a study that grew since (the listener got more instances) gets a new one.
+while a study that grew since (the listener got more instances) gets a new one, which names
+the SR it replaces (PredecessorDocumentsSequence) when that one is known.
+
+Patient and study attributes are copied from the study without the values DICOM refuses
+(`triage.pacs.sr_header`); no value of them reaches a log.
 
 Local concepts use the private coding scheme ``99TRIAGE`` (see docs/pacs.md). The SR
 flags; it never removes a study from a reading worklist (CADt).
@@ -23,11 +27,17 @@ flags; it never removes a study from a reading worklist (CADt).
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Sequence
 from typing import Any
 
+from triage.pacs.sr_header import quiet, study_header
 from triage.run.worklist import WorklistRow
 
+LOGGER = logging.getLogger(__name__)
+
 SCHEME = "99TRIAGE"
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 SR_SERIES_NUMBER = 9901
 SR_SERIES_DESCRIPTION = "triage result (CADt, not for diagnosis)"
 MANUFACTURER = "triage"
@@ -75,12 +85,10 @@ def _evidence(record: dict) -> list:
     and SOP UIDs): what highdicom copies and references."""
     from pydicom import Dataset
 
-    study = Dataset.from_json(record.get("study") or {})
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
-                    "AccessionNumber", "StudyID", "StudyDate", "StudyTime",
-                    "ReferringPhysicianName"):
-        if keyword not in study:
-            setattr(study, keyword, "")
+    study, left_out = study_header(record.get("study") or {})
+    if left_out:
+        LOGGER.warning("Study %s: %s left out of its SR (a value DICOM does not allow).",
+                       record["study_uid"], ", ".join(left_out))
     study.StudyInstanceUID = record["study_uid"].split("#")[0]
     out = []
     for series_uid, instances in sorted(record.get("series", {}).items()):
@@ -97,7 +105,8 @@ class ReportError(ValueError):
     """No SR can be made for this row (a pseudo-study, nothing known of its instances)."""
 
 
-def build_sr(row: WorklistRow, record: dict | None, *, guarantee: str = ""):
+def build_sr(row: WorklistRow, record: dict | None, *, guarantee: str = "",
+             sent: Sequence[Sequence[str]] = ()):
     """The SR of one worklist row.
 
     Args:
@@ -105,10 +114,37 @@ def build_sr(row: WorklistRow, record: dict | None, *, guarantee: str = ""):
         record: the study's header record (`triage.pacs.headers.HeaderStore.load`).
         guarantee: what covers the route (the ``guarantee`` column, when the worklist has
             one).
+        sent: SRs of the study already stored, ``(series UID, SOP Instance UID)``, oldest
+            first (`triage.pacs.headers.HeaderStore.sent`): a new SR names the last one
+            as the document it replaces.
 
     Raises:
         ReportError: the row has no real study, or no instance of it is known.
+        ValueError: highdicom refused the content (a bug, or a header it cannot take).
     """
+    with quiet() as notes:
+        sr = _build(row, record, guarantee, sent)
+    if notes:
+        LOGGER.debug("Study %s: building its SR: %s", row.study_uid, "; ".join(notes))
+    return sr
+
+
+def _predecessor(study_uid: str, sent: Sequence[Sequence[str]], sop_uid: str) -> list:
+    """The last SR stored that is not `sop_uid`, as highdicom's ``previous_versions``."""
+    from pydicom import Dataset
+
+    earlier = [pair for pair in sent if pair[1] != sop_uid]
+    if not earlier:
+        return []
+    previous = Dataset()
+    previous.StudyInstanceUID = study_uid
+    previous.SeriesInstanceUID, previous.SOPInstanceUID = earlier[-1]
+    previous.SOPClassUID = COMPREHENSIVE_3D_SR
+    return [previous]
+
+
+def _build(row: WorklistRow, record: dict | None, guarantee: str,
+           sent: Sequence[Sequence[str]]):
     from highdicom.sr import (
         AlgorithmIdentification,
         Comprehensive3DSR,
@@ -168,12 +204,13 @@ def build_sr(row: WorklistRow, record: dict | None, *, guarantee: str = ""):
     report = MeasurementReport(
         observation_context=ObservationContext(observer_device_context=observer),
         procedure_reported=c["procedure"], imaging_measurements=[group])
+    sop_uid = derived_uid("sr", *key, fingerprint)
     return Comprehensive3DSR(
         evidence=evidence, content=report, series_instance_uid=derived_uid("series", *key),
-        series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=derived_uid("sr", *key, fingerprint), instance_number=1,
+        series_number=SR_SERIES_NUMBER, sop_instance_uid=sop_uid, instance_number=1,
         manufacturer=MANUFACTURER, is_complete=True,
-        series_description=SR_SERIES_DESCRIPTION)
+        series_description=SR_SERIES_DESCRIPTION,
+        previous_versions=_predecessor(study_uid, sent, sop_uid) or None)
 
 
 def read_sr(data) -> dict[str, Any]:
@@ -200,6 +237,10 @@ def read_sr(data) -> dict[str, Any]:
         elif item.ValueType == "TEXT":
             result[name] = str(item.TextValue)
     result["groups"] = len(groups)
+    result["predecessors"] = [ref.ReferencedSOPInstanceUID
+                              for study in ds.get("PredecessorDocumentsSequence", [])
+                              for series in study.ReferencedSeriesSequence
+                              for ref in series.ReferencedSOPSequence]
     return result
 
 
