@@ -152,3 +152,12 @@ def test_an_mlflow_refusal_no_command_foresaw_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr("triage.registry.promotion.rollback", refuse)
     _one_line(capsys, main(["rollback", "--name", "x"]), 2,
               "error: MLflow refused the request: Invalid model name: 'x'.")
+
+
+def test_listen_takes_the_drift_alarms_and_checks_their_file_first(tmp_path, capsys):
+    """The listener had no --alarms: a device under a drift alarm was still cleared."""
+    bad = tmp_path / "alarms.json"
+    bad.write_text("{bad", encoding="utf-8")
+    code = main(["listen", "--model", str(tmp_path / "no-model"), "--out",
+                 str(tmp_path / "out"), "--alarms", str(bad)])
+    _one_line(capsys, code, 2, f"Alarm file {bad} cannot be read")

@@ -198,3 +198,43 @@ def test_a_threshold_is_carried_for_lack_of_data_never_against_evidence():
     # enough positives of its own and still no threshold: evidence, not carried
     enough = FittedThresholds(cfg, {"own": GroupThresholds("own", 150, 900)})
     assert carry_over(enough, parent, parent="1", scale=1.0).groups["own"].t_low is None
+
+
+def test_a_carried_threshold_the_fresh_labels_refute_is_dropped():
+    """The parent certified acme's routine threshold at p < 0.05; of the week's 50 audited
+    positives, 10 score 0.01: a miss rate whose 95 % lower bound is 0.11, against
+    alpha = 0.01. It was carried all the same (too few positives to certify anew)."""
+    cfg = ThresholdConfig()
+    parent = FittedThresholds(cfg, {"acme": GroupThresholds(
+        "acme", 400, 3000, t_low=0.05, low_guarantee="pac/device a=0.01 d=0.05")}).to_dict()
+    week = FittedThresholds(cfg, {"acme": GroupThresholds("acme", 50, 200)})
+    y = np.array([1] * 50 + [0] * 200)
+    missed = np.array([0.01] * 10 + [0.7] * 40 + [0.2] * 200)
+    assert carry_over(week, parent, parent="1", scale=1.0,
+                      fresh={"acme": (missed, y)}).groups["acme"].t_low is None
+    caught = np.array([0.7] * 50 + [0.2] * 200)  # no fresh positive under it: carried
+    kept = carry_over(week, parent, parent="1", scale=1.0, fresh={"acme": (caught, y)})
+    assert kept.groups["acme"].t_low == pytest.approx(0.05)
+
+
+def test_a_run_with_a_conflicting_sampled_study_waits_as_an_unlabelled_one(make_run,
+                                                                           tmp_path, ruleset):
+    """Dropping only the study readers disagree on (often a hard, low-score positive)
+    would take misses out of the calibration sample."""
+    from triage.feedback.sample import select_sample
+
+    run = make_run(n=400, fraction=0.2, seed=1)
+    sampled = [r.study_uid for r in _frame(run.rows) if in_sample(r.study_uid, 0.2, 1)]
+    store = tmp_path / "labels.sqlite"
+    import_reviews(write_reviewed(tmp_path / "r.csv", run.out / "review_worklist.csv",
+                                  run.truth), run.out, store)
+    with LabelStore(store) as opened:
+        labels, studies = opened.labels(), opened.sample()
+    stages = {r.id: r.stage for r in ruleset.rules}
+    key = (sampled[0], MODEL, labels[0].model_version)
+    sample = select_sample(labels, studies, model_name=MODEL,
+                           versions={labels[0].model_version},
+                           rules_version=ruleset.full_version, stages=stages,
+                           conflicts={key})
+    assert (len(sample.labels), sample.incomplete_runs) == (0, 1)
+    assert sample.skipped["incomplete run"] == len(sampled)

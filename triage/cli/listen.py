@@ -28,6 +28,10 @@ def listen(
                                   help="Send each study's SR: http(s)://HOST:PORT/dicom-web "
                                        "or dicom://AET@HOST:PORT."),
     rules: Path = typer.Option(None, "--rules", "-r", help="Rules YAML (as for triage run)."),
+    alarms: Path = typer.Option(None, "--alarms", envvar="TRIAGE_ALARMS", dir_okay=False,
+                                help="Alarm file of `triage monitor` (as for triage run): "
+                                     "a device group with an active drift alarm goes to "
+                                     "review; re-read whenever it changes."),
     tls_cert: Path = typer.Option(None, "--tls-cert",
                                   help="DICOM TLS: our certificate (PEM); with --tls-key."),
     tls_key: Path = typer.Option(None, "--tls-key", help="The certificate's key (PEM)."),
@@ -42,7 +46,7 @@ def listen(
     """
     import signal
 
-    from triage.cli.run import _ruleset
+    from triage.cli.run import _active_alarms, _ruleset
     from triage.errors import ConfigError
     from triage.io import prepare_out_dir
     from triage.model.device import select_device
@@ -71,11 +75,25 @@ def listen(
 
         sink = create_sink(report_to)
     device = str(select_device(device, option="--device"))
+    _active_alarms(alarms)  # a bad alarm file: before the model loads (warns if missing)
     prepare_out_dir(out)
     loaded = load_model(model)
     ruleset, _ = _ruleset(rules, loaded.bundle, out)
     router = Router(ruleset, getattr(loaded.bundle, "routing", None) or {},
                     loaded.bundle.train_devices)
+    if alarms is not None:
+        from triage.monitor.alarms import AlarmState
+        from triage.route.router import AlarmWatchingRouter
+
+        def stamp() -> object:
+            try:
+                status = alarms.stat()
+            except FileNotFoundError:
+                return None
+            return status.st_mtime_ns, status.st_size
+
+        router = AlarmWatchingRouter(router, lambda: AlarmState.load(alarms).active_by_group(),
+                                     stamp)
     listener = Listener(out, ListenConfig(ae_title, port, host, stable_seconds, allowed,
                                           tls=tls),
                         bundle=loaded.bundle, router=router, sink=sink,

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from triage.feedback.sample import CalibrationSample, select_sample
 from triage.feedback.store import Label, LabelStore
 from triage.route.fit import HIGH_FIELDS, LOW_FIELDS, refused_by_shift
 from triage.route.guarantee import SOURCE_POOLED, Guarantee, label_parts
-from triage.route.thresholds import FittedThresholds, GroupThresholds
+from triage.route.thresholds import FittedThresholds, GroupThresholds, cp_lower, cp_upper
 
 LOGGER = logging.getLogger(__name__)
 EXPERIMENT = "triage-recalibration"
@@ -115,6 +116,18 @@ def refit(labels: list[Label], thresholds_config: Any) -> tuple[float, Any]:
     p = probabilities(logits, temperature)
     fitted = fit_thresholds(p, y, [lb.device_group for lb in labels], thresholds_config)
     return temperature, fitted
+
+
+def fresh_evidence(labels: list[Label], temperature: float
+                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Device group -> calibrated probabilities (at `temperature`) and findings of
+    `labels`: what `carry_over` checks a carried threshold against."""
+    from triage.calibrate import probabilities
+
+    p = probabilities(logits_from_labels(labels), temperature)
+    y = np.array([lb.finding for lb in labels], np.int64)
+    groups = np.array([lb.device_group for lb in labels])
+    return {str(g): (p[groups == g], y[groups == g]) for g in np.unique(groups)}
 
 
 def _window(values: list[str]) -> tuple[str, str]:
@@ -202,7 +215,8 @@ def recalibrate(model_uri: str, store_path: Path | str, *,
         temperature, fitted = refit(sample.labels, ruleset.thresholds)
         spent = spent_labels(sample.labels, fitted)
         fitted = carry_over(fitted, bundle.routing, parent=parent,
-                            scale=bundle.temperature / temperature)
+                            scale=bundle.temperature / temperature,
+                            fresh=fresh_evidence(sample.labels, temperature))
         now = datetime.now(UTC).isoformat(timespec="seconds")
         new = dataclasses.replace(bundle, temperature=temperature, routing=fitted.to_dict(),
                                   created_utc=now, code_version=code_version())
@@ -213,7 +227,8 @@ def recalibrate(model_uri: str, store_path: Path | str, *,
     return result
 
 
-def carry_over(fitted: Any, parent_routing: Any, *, parent: str, scale: float) -> Any:
+def carry_over(fitted: Any, parent_routing: Any, *, parent: str, scale: float,
+               fresh: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Any:
     """`fitted` with the parent's certified thresholds where the new labels were too few to
     certify them again.
 
@@ -228,8 +243,13 @@ def carry_over(fitted: Any, parent_routing: Any, *, parent: str, scale: float) -
 
     A side is carried only for lack of data, never against evidence: the device has fewer
     positives (routine) or negatives (urgent; under ``pac`` also positives) than its own
-    certificate needs, and, where the parent's threshold was the pooled one, the new shift
-    check did not refuse the pooled threshold for it (`refused_by_shift`). A threshold
+    certificate needs, where the parent's threshold was the pooled one the new shift
+    check did not refuse the pooled threshold for it (`refused_by_shift`), and the fresh
+    labels (`fresh`: device group -> calibrated probabilities and findings under the new
+    temperature) do not refute it: the carried routine threshold is dropped when the
+    one-sided Clopper-Pearson lower bound (level ``delta``) of its miss rate on the fresh
+    positives exceeds ``alpha``, the urgent one when the upper bound of its PPV on the
+    fresh studies above it falls below ``ppv_target``. A threshold
     certified on the new labels always wins; a carried one names the version whose
     certificate it keeps (``low_carried_from``, ``high_carried_from``).
 
@@ -258,6 +278,20 @@ def carry_over(fitted: Any, parent_routing: Any, *, parent: str, scale: float) -
     def pooled(label: str) -> bool:
         return label_parts(label)[1] == SOURCE_POOLED
 
+    def refuted(name: str, side: str, t: float) -> bool:
+        p, y = (fresh or {}).get(name, (np.empty(0), np.empty(0, np.int64)))
+        if side == "low":  # misses: positives the carried threshold would clear
+            k, n = int(np.sum((y == 1) & (p < t))), int(np.sum(y == 1))
+            wrong = n > 0 and float(cp_lower(k, n, cfg.delta)) > cfg.alpha
+        else:  # precision of the urgent route on the fresh studies above it
+            k, n = int(np.sum((y == 1) & (p >= t))), int(np.sum(p >= t))
+            wrong = n > 0 and float(cp_upper(k, n, cfg.delta)) < cfg.ppv_target
+        if wrong:
+            LOGGER.warning("Device group %s: the fresh labels refute version %s's %s "
+                           "threshold (%d of %d); it is not carried over.", name, parent,
+                           "routine" if side == "low" else "urgent", k, n)
+        return wrong
+
     groups = dict(fitted.groups)
     for name, old in previous.groups.items():
         new = groups.get(name) or GroupThresholds(name, 0, 0)
@@ -265,12 +299,14 @@ def carry_over(fitted: Any, parent_routing: Any, *, parent: str, scale: float) -
         few_neg = new.n_neg < cfg.required_negatives or (pac and few_pos)
         changes: dict[str, Any] = {}
         if (new.t_low is None and old.t_low is not None and few_pos
-                and not (pooled(old.low_guarantee) and refused_by_shift(new.low_check))):
+                and not (pooled(old.low_guarantee) and refused_by_shift(new.low_check))
+                and not refuted(name, "low", moved(old.t_low))):
             changes.update({f: getattr(old, f) for f in LOW_FIELDS}, t_low=moved(old.t_low),
                            low_check=old.low_check,
                            low_carried_from=old.low_carried_from or parent)
         if (new.t_high is None and old.t_high is not None and few_neg
-                and not (pooled(old.high_guarantee) and refused_by_shift(new.high_check))):
+                and not (pooled(old.high_guarantee) and refused_by_shift(new.high_check))
+                and not refuted(name, "high", moved(old.t_high))):
             changes.update({f: getattr(old, f) for f in HIGH_FIELDS}, t_high=moved(old.t_high),
                            high_check=old.high_check,
                            high_carried_from=old.high_carried_from or parent)

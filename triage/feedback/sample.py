@@ -10,9 +10,10 @@ image, the score or the finding, so the sample is a uniform Bernoulli(F) sample 
 studies that reached the score rules: exchangeable with them, as `fit_temperature` and
 `fit_thresholds` assume, and used without weights.
 
-A run whose calibration sample has an unlabelled study is left out entirely (its labels
-wait until the readers' decisions for the rest are imported): dropping single studies
-would let whatever made a reader skip them bias the sample.
+A run whose calibration sample has an unlabelled study, or one whose readers' decisions
+conflict, is left out entirely (its labels wait until the decisions for the rest are
+imported, or the conflict is resolved): dropping single studies would let whatever made
+a reader skip them, or readers disagree on them, bias the sample.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class CalibrationSample:
     Attributes:
         labels: one label per study.
         skipped: reason (`SKIP_REASONS`) -> number of labels.
-        incomplete_runs: runs left out because sampled studies lack a label.
+        incomplete_runs: runs left out because sampled studies lack a label or have
+            conflicting ones.
         missing: those unlabelled sampled studies.
     """
 
@@ -81,12 +83,16 @@ def select_sample(labels: Iterable[Label], sampled: Iterable[SampledStudy], *,
             and passed_qc(s.rule_ids, stages)]
     labelled = {lb.key for lb in labels}
     missing = [s for s in ours if (s.study_uid, s.model_name, s.model_version) not in labelled]
-    incomplete = {s.run_key for s in missing}
     findings: dict[str, set[int]] = {}
     for lb in labels:
         if lb.model_name == model_name and lb.model_version in versions:
             findings.setdefault(lb.study_uid, set()).add(lb.finding)
     conflicted = {k[0] for k in conflicts} | {u for u, f in findings.items() if len(f) > 1}
+    # A sampled study whose readers disagree holds its run back as an unlabelled one does:
+    # disagreement gathers on hard, often positive, low-score studies, and dropping just
+    # those would take misses out of the sample.
+    incomplete = {s.run_key for s in missing} | {s.run_key for s in ours
+                                                  if s.study_uid in conflicted}
 
     skipped: Counter[str] = Counter()
     chosen: dict[str, Label] = {}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from triage.errors import ConfigError
@@ -126,6 +127,11 @@ class AuditedRouter(Router):
     def version(self) -> str:
         """The rules version plus ``+audit=F:seed=S`` when F > 0."""
         return self.design.version
+
+    def with_alarms(self, alarms: Mapping[str, Iterable[str]]) -> AuditedRouter:
+        """The same audit around the rules router with `alarms` (`Router.with_alarms`)."""
+        return AuditedRouter(self.rules_router.with_alarms(alarms), self.design.fraction,
+                             self.design.seed)
 
     def route(self, evidence: StudyEvidence) -> RouteDecision:
         """The rules' decision, or review with reason "random audit" for a sampled

@@ -202,26 +202,35 @@ class DegenerateVolume(Rule):
     def check(self, evidence: StudyEvidence, context: RuleContext) -> str | None:
         if not evidence.ingest_ok:
             return None
-        if evidence.matrix is None and evidence.intensity_std is None:
+        matrix, std, body = evidence.matrix, evidence.intensity_std, evidence.body_fraction
+        # A measurement that is missing, or that no volume can have, is no evidence that
+        # the volume is usable (the body fraction is None for modalities without HU).
+        unknown = [name for name, bad in (
+            ("matrix", matrix is None or len(matrix) < 2),
+            ("intensity spread", std is None or math.isinf(std)),
+            ("body fraction", body is not None and not 0.0 <= body <= 1.0))  # NaN too
+            if bad]
+        if unknown and (matrix is None or len(matrix) < 2) and std is None:
             return ("degenerate-volume measurements are missing (volume not checked)"
                     if self.review_unknown else None)
         found = []
-        if evidence.matrix is not None and min(evidence.matrix[:2]) < self.min_matrix:
-            cols, rows = evidence.matrix[:2]
+        if matrix is not None and len(matrix) >= 2 and min(matrix[:2]) < self.min_matrix:
+            cols, rows = matrix[:2]
             found.append(f"a {cols} x {rows} matrix (fewer than {self.min_matrix} columns or "
                          f"rows)")
-        std = evidence.intensity_std
         if std is not None and not (std >= self.min_intensity_std):  # NaN included
             shown = f"{std:.3g} HU" if math.isfinite(std) else "not measurable"
             found.append(f"a blank or near-constant image (intensity spread {shown}, below "
                          f"{self.min_intensity_std:g})")
-        body = evidence.body_fraction
         if body is not None and body < self.min_body_fraction:
             found.append(f"mostly outside the body ({body:.1%} of voxels above -500 HU, below "
                          f"{self.min_body_fraction:.0%})")
-        if not found:
-            return None
-        return "degenerate volume: " + ", and ".join(found)
+        if found:
+            return "degenerate volume: " + ", and ".join(found)
+        if unknown and self.review_unknown:
+            return (f"degenerate-volume measurements missing or impossible "
+                    f"({', '.join(unknown)}): the volume is not known to be usable")
+        return None
 
 
 def _group(evidence: StudyEvidence, context: RuleContext) -> GroupThresholds | None:

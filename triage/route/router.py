@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,47 @@ from triage.route.rules import RuleContext, RuleSet, Stage, load_rules
 from triage.route.thresholds import FittedThresholds
 from triage.route.types import Route, RouteDecision, StudyEvidence
 
+LOGGER = logging.getLogger(__name__)
 #: Rule id recorded when no rule fired (a rules file without a catch-all score rule).
 NO_RULE_ID = "no-rule-fired"
+
+
+#: Rule kinds no rules file may leave out (a failed or degenerate study, an unseen device,
+#: an unknown input shift must never be cleared): a file without one gets it, with these
+#: options, as `with_safety_rules` says.
+SAFETY_RULES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("ingest-failure", {}), ("inference-error", {}),
+    ("degenerate-volume", {"review_unknown": True}), ("unseen-device", {}),
+    ("input-distance", {"review_unknown": True}))
+
+
+def with_safety_rules(ruleset: RuleSet) -> RuleSet:
+    """`ruleset` with every kind of `SAFETY_RULES` it lacks added (id ``safety-<kind>``,
+    failure rules first, QC rules before the first score rule) and ``+safety`` appended to
+    its version, so that the rows it routes say so; `ruleset` itself when it lacks none.
+
+    Rules recorded with an older model, or a custom ``--rules`` file, may predate a check
+    (``degenerate-volume`` came later): without this, such a file would clear a blank
+    export.
+    """
+    import dataclasses
+
+    from triage.route.rules import create_rule
+
+    kinds = {r.kind for r in ruleset.rules}
+    missing = [(kind, options) for kind, options in SAFETY_RULES if kind not in kinds]
+    if not missing:
+        return ruleset
+    rules = list(ruleset.rules)
+    for kind, options in missing:
+        rule = create_rule(kind, id=f"safety-{kind}", **options)
+        at = next((i for i, r in enumerate(rules) if r.stage > rule.stage), len(rules))
+        rules.insert(at, rule)
+    LOGGER.warning("Rules %s lack %s; added with their default options (never cleared "
+                   "without them).", ruleset.full_version,
+                   ", ".join(kind for kind, _ in missing))
+    return dataclasses.replace(ruleset, rules=tuple(rules),
+                               version=f"{ruleset.version}+safety")
 
 
 class Router:
@@ -57,7 +97,7 @@ class Router:
                 f"{ruleset.full_version} states {ruleset.thresholds}; refit the thresholds "
                 f"with these settings (triage.route.fit_thresholds) or use the matching "
                 f"rules file.")
-        self.ruleset = ruleset
+        self.ruleset = with_safety_rules(ruleset)
         self.context = RuleContext(thresholds, frozenset(str(d) for d in train_devices))
 
     @classmethod
@@ -134,3 +174,42 @@ class Router:
         if group is None or route not in (Route.URGENT, Route.ROUTINE):
             return ""
         return group.high_guarantee if route is Route.URGENT else group.low_guarantee
+
+
+class AlarmWatchingRouter(Router):
+    """A `Router` whose drift alarms follow a file that changes while it routes (a
+    listener runs for days; `triage monitor` raises and clears alarms meanwhile).
+
+    Before each study it compares `stamp()` (e.g. the alarm file's mtime and size) with
+    the last one and, when it changed, reloads the alarms with `load()`
+    (`Router.with_alarms`).
+
+    Args:
+        router: the rules router.
+        load: device group -> active alarm descriptions, read now.
+        stamp: a value that changes whenever `load` would return something else.
+    """
+
+    def __init__(self, router: Router, load: Callable[[], Mapping[str, Iterable[str]]],
+                 stamp: Callable[[], object]) -> None:  # noqa: D107
+        self.base, self._load, self._stamp = router, load, stamp
+        self._seen: object = object()
+        self.ruleset, self.context = router.ruleset, router.context
+        self._current: Router = router
+        self._refresh()
+
+    @property
+    def version(self) -> str:
+        return self.base.version
+
+    def _refresh(self) -> None:
+        stamp = self._stamp()
+        if stamp != self._seen:
+            self._seen = stamp
+            self._current = self.base.with_alarms(self._load())
+            self.ruleset, self.context = self._current.ruleset, self._current.context
+
+    def route(self, evidence: StudyEvidence) -> RouteDecision:
+        """Route as the rules router with the alarms active now."""
+        self._refresh()
+        return self._current.route(evidence)
