@@ -161,3 +161,14 @@ def test_listen_takes_the_drift_alarms_and_checks_their_file_first(tmp_path, cap
     code = main(["listen", "--model", str(tmp_path / "no-model"), "--out",
                  str(tmp_path / "out"), "--alarms", str(bad)])
     _one_line(capsys, code, 2, f"Alarm file {bad} cannot be read")
+
+
+@pytest.mark.parametrize("command", ["run", "listen"])
+def test_a_bad_rules_file_is_named_before_the_model_is_loaded(tmp_path, export, capsys,
+                                                              command):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: [\n", encoding="utf-8")
+    source = [str(export)] if command == "run" else []
+    code = main([command, *source, "--model", str(tmp_path / "no-model"), "--out",
+                 str(tmp_path / "out"), "--rules", str(rules)])
+    _one_line(capsys, code, 2, f"Rules file {rules} is not valid YAML")

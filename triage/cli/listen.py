@@ -76,6 +76,10 @@ def listen(
         sink = create_sink(report_to)
     device = str(select_device(device, option="--device"))
     _active_alarms(alarms)  # a bad alarm file: before the model loads (warns if missing)
+    if rules is not None:
+        from triage.route.rules import load_rules
+
+        load_rules(rules)  # a bad --rules file too
     prepare_out_dir(out)
     loaded = load_model(model)
     ruleset, _ = _ruleset(rules, loaded.bundle, out)

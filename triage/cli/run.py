@@ -185,6 +185,10 @@ def run(
 
         check_device_name(device, option="--device")
     active = _active_alarms(alarms)  # a bad alarm file: before the model download
+    if rules is not None:
+        from triage.route.rules import load_rules
+
+        load_rules(rules)  # a bad --rules file too (read again once the model is known)
     prepare_out_dir(out)
     loaded = load_model(model, decode_weights=in_driver)
     loaded.bundle.check_runtime(runtime)  # before any ingest
