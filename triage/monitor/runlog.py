@@ -70,10 +70,9 @@ def log_run(record: RunRecord, summary_html: str, *, experiment: str = DEFAULT_E
     ``models:/<name>/<version>`` when the model came from the registry) and name the rules
     version and the active alarms.
     """
-    from triage.registry.tracking import ensure_reachable, resolve_tracking_uri, start_run
+    from triage.registry.tracking import resolve_tracking_uri, start_run
 
-    resolved = resolve_tracking_uri(uri)
-    ensure_reachable(resolved)
+    resolved = resolve_tracking_uri(uri)  # `start_run` checks it
     tags: dict[str, Any] = {RUN_KIND_TAG: "run", "triage.model_name": record.model_name,
                             "triage.model_version": record.model_version,
                             "triage.rules_version": record.rules_version,

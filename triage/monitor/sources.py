@@ -91,10 +91,9 @@ def records_from_mlflow(experiment: str, since: datetime | None = None,
     """
     from mlflow.exceptions import MlflowException
 
-    from triage.registry.tracking import client_for, ensure_reachable, resolve_tracking_uri
+    from triage.registry.tracking import client_for, resolve_tracking_uri
 
     resolved = resolve_tracking_uri(uri)
-    ensure_reachable(resolved)
     client = client_for(resolved)
     found = client.get_experiment_by_name(experiment)
     if found is None:

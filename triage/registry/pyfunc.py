@@ -45,8 +45,7 @@ from triage.registry.bundle import (
 from triage.registry.tracking import (
     TrackingError,
     _scoped_uri,
-    ensure_reachable,
-    resolve_tracking_uri,
+    usable_tracking_uri,
 )
 
 try:  # the base class when MLflow is installed (it is a dependency; keep imports light)
@@ -333,8 +332,7 @@ def load_bundle_from_uri(uri: str, *, tracking_uri: str | None = None,
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    resolved = resolve_tracking_uri(tracking_uri)
-    ensure_reachable(resolved)
+    resolved = usable_tracking_uri(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="triage-model-") as tmp:
         try:
             with _scoped_uri(resolved):

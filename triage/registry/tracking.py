@@ -182,8 +182,8 @@ def check_tracking_uri(uri: str) -> None:
                           f"{db.parent} is a file, not a folder.")
 
 
-def client_for(uri: str | None = None) -> MlflowClient:
-    """An `MlflowClient` bound to the resolved tracking URI (registry on the same URI).
+def usable_tracking_uri(uri: str | None = None) -> str:
+    """The resolved tracking URI (`resolve_tracking_uri`), once it is known to work.
 
     The URI is checked first (`check_tracking_uri`), and a tracking server must accept
     connections (`ensure_reachable`): every command that records or reads runs or models
@@ -193,11 +193,23 @@ def client_for(uri: str | None = None) -> MlflowClient:
         ConfigError: the URI is not one MLflow can use.
         EnvironmentalError: the tracking server cannot be reached.
     """
-    from mlflow import MlflowClient
-
     resolved = resolve_tracking_uri(uri)
     check_tracking_uri(resolved)
     ensure_reachable(resolved)
+    return resolved
+
+
+def client_for(uri: str | None = None) -> MlflowClient:
+    """An `MlflowClient` bound to the tracking URI (registry on the same URI), checked as
+    `usable_tracking_uri` says.
+
+    Raises:
+        ConfigError: the URI is not one MLflow can use.
+        EnvironmentalError: the tracking server cannot be reached.
+    """
+    from mlflow import MlflowClient
+
+    resolved = usable_tracking_uri(uri)
     return MlflowClient(tracking_uri=resolved, registry_uri=resolved)
 
 

@@ -42,15 +42,12 @@ class LoadedModel:
 
 def _alias_version(name: str, alias: str, tracking_uri: str | None) -> str | None:
     """The version number `alias` points to, or None when the registry cannot say."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    from triage.registry.tracking import ensure_reachable, resolve_tracking_uri
+    from triage.registry.tracking import client_for
 
-    uri = resolve_tracking_uri(tracking_uri)
-    ensure_reachable(uri)
+    client = client_for(tracking_uri)  # the URI checked, the server probed
     try:
-        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException as err:
         LOGGER.warning("Cannot resolve alias @%s of model %s (%s); loading it as given.",
